@@ -1,0 +1,234 @@
+/*
+ * pgfeed.h -- the public API of libpgfeed, the only header an embedder includes.
+ *
+ * pgfeed streams a (usually gzipped) TSV or text file from a local path, stdin
+ * or, later, HTTP(S) into a PostgreSQL table with COPY, on the caller's libuv
+ * loop. Nothing in the library blocks the loop, installs signal handlers,
+ * prints, exits, or keeps global state (libcurl's global init aside, which is
+ * pgfeed_library_init()'s job and the caller's to call once from main).
+ *
+ * Lifecycle:
+ *
+ *     struct pgfeed_options opt;
+ *     pgfeed_options_init(&opt);
+ *     opt.source = "name.basics.tsv.gz";
+ *     opt.table = "names";
+ *     pgfeed_job_t *job;
+ *     if (pgfeed_job_new(loop, &opt, &job) == 0 && pgfeed_job_start(job, done_cb) == 0)
+ *         uv_run(loop, UV_RUN_DEFAULT);  // done_cb runs exactly once
+ *     pgfeed_job_close(job, close_cb);    // frees the job in close_cb
+ *
+ * Every function returns 0 or a negative error code: pgfeed's own codes below,
+ * or a libuv code (UV_ENOMEM, UV_EINVAL, ...) passed through. A function that
+ * takes a callback and returns an error never calls that callback; otherwise
+ * the callback runs exactly once, never from inside the call that registered it.
+ */
+#ifndef PGFEED_H
+#define PGFEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PGFEED_BUILDING) && defined(__GNUC__)
+#define PGFEED_API __attribute__((visibility("default")))
+#else
+#define PGFEED_API
+#endif
+
+#define PGFEED_VERSION_STRING "0.1.0"
+
+/*
+ * pgfeed's error codes: X(name, value, description). Values are negative and
+ * far from libuv's (which are negated errnos, all above -4096).
+ */
+#define PGFEED_ERRNO_MAP(X)                                                                       \
+    X(EAGAIN, -30001, "resource temporarily unavailable (flow control)")                           \
+    X(ECANCELED, -30002, "import canceled")                                                        \
+    X(EUSAGE, -30003, "invalid option")                                                            \
+    X(ESOURCE, -30004, "could not read the source")                                                \
+    X(EDECODE, -30005, "corrupt or truncated compressed input")                                    \
+    X(EPARSE, -30006, "malformed input")                                                           \
+    X(ECONNECT, -30007, "could not connect to the database")                                       \
+    X(ESERVER, -30008, "the database server reported an error")                                    \
+    X(ETABLE, -30009, "target table not usable")                                                   \
+    X(EHEADER, -30010, "header does not match the table")                                          \
+    X(ETIMEDOUT, -30011, "time limit reached")                                                     \
+    X(EINTERNAL, -30012, "internal error")                                                         \
+    X(EHTTP, -30013, "HTTP transfer failed")
+
+typedef enum {
+#define PGFEED_ERR_ENUM(name, val, desc) PGFEED_##name = (val),
+    PGFEED_ERRNO_MAP(PGFEED_ERR_ENUM)
+#undef PGFEED_ERR_ENUM
+} pgfeed_errno_t;
+
+/* The description of a pgfeed or libuv error code; never NULL, static storage. */
+PGFEED_API const char *pgfeed_strerror(int err);
+/* The symbolic name ("PGFEED_EPARSE", "ENOMEM"); never NULL, static storage. */
+PGFEED_API const char *pgfeed_err_name(int err);
+/* "0.1.0"; static storage. */
+PGFEED_API const char *pgfeed_version(void);
+
+/*
+ * libcurl's global initialisation (curl_global_init). Call once from main,
+ * before any thread starts and before the first job; pgfeed_library_cleanup()
+ * once at the end. Returns 0 or PGFEED_EINTERNAL.
+ */
+PGFEED_API int pgfeed_library_init(void);
+PGFEED_API void pgfeed_library_cleanup(void);
+
+typedef enum {
+    PGFEED_FORMAT_AUTO = 0, /* csv if the source's path ends in .csv or .csv.gz, else tsv */
+    PGFEED_FORMAT_TSV,      /* tab-separated, no quoting, backslashes literal, \N is NULL */
+    PGFEED_FORMAT_TEXT,     /* PostgreSQL COPY text format, passed through */
+    PGFEED_FORMAT_CSV       /* RFC 4180 (not yet implemented: PGFEED_EUSAGE) */
+} pgfeed_format_t;
+
+typedef enum {
+    PGFEED_HEADER_AUTO = 0, /* first line is a header: by name, else by position if counts agree */
+    PGFEED_HEADER_MATCH,    /* first line is a header whose names must all match */
+    PGFEED_HEADER_SKIP,     /* drop the first line, map by position */
+    PGFEED_HEADER_NONE      /* no header */
+} pgfeed_header_t;
+
+typedef enum {
+    PGFEED_LOG_ERROR = 0,
+    PGFEED_LOG_WARNING,
+    PGFEED_LOG_NOTICE, /* also: NOTICEs from the server */
+    PGFEED_LOG_INFO,
+    PGFEED_LOG_DEBUG
+} pgfeed_log_level_t;
+
+typedef void (*pgfeed_log_cb)(void *arg, int level, const char *msg);
+
+/* Counters; all monotonic during a run. */
+struct pgfeed_stats {
+    uint64_t bytes_read;     /* source bytes (compressed) */
+    int64_t bytes_total;     /* source size when known, else -1 */
+    uint64_t bytes_inflated; /* bytes after decompression */
+    uint64_t rows_read;      /* data rows parsed (header excluded) */
+    uint64_t rows_sent;      /* rows handed to the server */
+    uint64_t rows_committed; /* rows in committed batches */
+    uint64_t rows_rejected;  /* always 0 until rejection is implemented */
+    uint64_t batches_committed;
+    uint64_t lines_read;     /* input lines, header included */
+    double elapsed_s;        /* since pgfeed_job_start() */
+    int done;                /* 1 once the job has finished */
+};
+
+struct pgfeed_job;
+typedef struct pgfeed_job pgfeed_job_t;
+
+typedef void (*pgfeed_progress_cb)(void *arg, const struct pgfeed_stats *stats);
+/* status: 0 imported, or the negative code of the failure (PGFEED_ECANCELED if canceled). */
+typedef void (*pgfeed_done_cb)(pgfeed_job_t *job, int status);
+typedef void (*pgfeed_close_cb)(pgfeed_job_t *job);
+
+/*
+ * Options. Fill with pgfeed_options_init(), then set what you need. Strings are
+ * borrowed only during pgfeed_job_new(), which copies them.
+ */
+struct pgfeed_options {
+    const char *source;   /* path, file:// URL, or "-" for source_fd (required) */
+    int source_fd;        /* the descriptor "-" reads (default 0); never closed by pgfeed */
+    const char *conninfo; /* libpq conninfo or URI; NULL: libpq's PG* environment */
+    const char *table;    /* target table, optionally schema-qualified (required) */
+    const char *columns;  /* "a,b,c": target columns in input order; NULL: from header/table */
+    pgfeed_format_t format;
+    pgfeed_header_t header;
+    const char *null_marker; /* NULL: "\N" */
+    char delimiter;          /* 0: tab */
+    uint64_t batch_rows;     /* rows per transaction; 0 = one transaction (default 100000) */
+    int truncate;            /* TRUNCATE the table in the first batch's transaction */
+    size_t max_line;         /* longest accepted input line in bytes (default 64 MiB) */
+    size_t chunk_size;       /* read and inflate chunk (default 128 KiB) */
+    pgfeed_log_cb log_cb;    /* NULL: silent */
+    void *log_arg;
+    int log_level;                  /* highest level delivered (default PGFEED_LOG_INFO) */
+    pgfeed_progress_cb progress_cb; /* NULL: none */
+    void *progress_arg;
+    uint64_t progress_interval_ms; /* default 1000 */
+
+    /* Time and retries. */
+    double timeout_s; /* give up after this long (PGFEED_ETIMEDOUT); 0: no limit */
+    int retries;      /* retries of transient network/connection failures (default 5) */
+
+    /* HTTP(S) sources. */
+    struct pgfeed_http *http;     /* shared transfer context (pgfeed_http_new) or NULL: own */
+    const char *ca_file;          /* CA bundle (CURLOPT_CAINFO); NULL: libcurl's default */
+    const char *ca_path;          /* CA directory (CURLOPT_CAPATH); NULL: default */
+    int insecure;                 /* 1: skip TLS verification (like curl -k); default 0 */
+    double connect_timeout_s;     /* default 30 */
+    double low_speed_time_s;      /* abort (and retry) if under 1 byte/s this long; default 60 */
+};
+
+/* Fills *opt with the defaults named above. */
+PGFEED_API void pgfeed_options_init(struct pgfeed_options *opt);
+
+/*
+ * Creates a job on loop. On success returns 0 and *out owns a job that must be
+ * released with pgfeed_job_close(). On failure returns PGFEED_EUSAGE (with
+ * *out still set, so pgfeed_job_error() can say what was wrong; close it) or
+ * UV_ENOMEM (*out = NULL). opt and its strings may be freed after the call.
+ */
+PGFEED_API int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt,
+                              pgfeed_job_t **out);
+
+/*
+ * Starts the import. Returns 0, after which done_cb runs exactly once, from a
+ * loop callback; UV_EINVAL if already started; PGFEED_ECANCELED if the job was
+ * canceled before it started. When done_cb runs, the job has no active handle
+ * left on the loop (uv_run can return) and its stats and error stay readable
+ * until pgfeed_job_close().
+ */
+PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
+
+/*
+ * Asks the job to stop: the batch in flight is rolled back (COPY ended with an
+ * error, so the server keeps none of it), committed batches stay. done_cb then
+ * runs with PGFEED_ECANCELED. Safe from any loop callback, any number of times.
+ */
+PGFEED_API void pgfeed_job_cancel(pgfeed_job_t *job);
+
+/*
+ * Releases the job. If it is still running it is canceled first. close_cb (may
+ * be NULL) runs once the job's memory is freed, from a loop callback; done_cb
+ * is not called for a job closed before it finished. job is invalid afterwards.
+ */
+PGFEED_API void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb);
+
+/* Copies the current counters into *out. */
+PGFEED_API void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out);
+
+/* A failure, in PostgreSQL's style: message, detail, hint. Strings are NULL when absent. */
+struct pgfeed_error {
+    int code;              /* 0 when there is no error */
+    const char *stage;     /* "source", "decoder", "parser", "sink", "job" */
+    const char *message;   /* one line, lower case, no final period */
+    const char *detail;    /* sentences */
+    const char *hint;      /* sentences */
+    const char *sqlstate;  /* server errors only */
+    const char *url;       /* the source, without credentials */
+    uint64_t line;         /* input line (1-based), 0 when not tied to a line */
+    int column;            /* 1-based field number, 0 when unknown */
+    const char *column_name;
+    uint64_t decoded_offset; /* uncompressed byte offset of the failing record, or of the failure */
+    uint64_t raw_offset;     /* compressed byte offset */
+};
+
+/* The job's error (code 0 if none). Valid until pgfeed_job_close(). */
+PGFEED_API const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job);
+
+/* A pointer for the embedder. */
+PGFEED_API void pgfeed_job_set_data(pgfeed_job_t *job, void *data);
+PGFEED_API void *pgfeed_job_get_data(const pgfeed_job_t *job);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PGFEED_H */

@@ -1,0 +1,355 @@
+/*
+ * main.c -- the pgfeed command: options, signals, exit status.
+ *
+ * Turns the command line into struct pgfeed_options, runs one job on the
+ * default loop, and maps its outcome to the contract's exit statuses
+ * (0 imported, 1 failed, 2 usage, 130 SIGINT, 143 SIGTERM). SIGINT and
+ * SIGTERM cancel the job through uv_signal; a second SIGINT exits at once.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define EXIT_IMPORT_FAILED 1
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "pgfeed streams a (gzipped) TSV or text file into a PostgreSQL table with COPY.\n"
+    "\n"
+    "Usage:\n"
+    "  pgfeed [OPTIONS] SOURCE\n"
+    "\n"
+    "SOURCE is a path, a file://, http:// or https:// URL, or - for standard input.\n"
+    "Compression (gzip, zlib or none) is detected from the first bytes.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --db CONNINFO       libpq conninfo string or postgres:// URI\n"
+    "                          (default: $DATABASE_URL, else libpq's PG* environment)\n"
+    "  -t, --table NAME        target table, optionally schema-qualified (required)\n"
+    "  -c, --columns A,B,...   target columns, in the order of the input fields\n"
+    "  -f, --format FMT        tsv | text (default: tsv; csv is planned)\n"
+    "      --header MODE       auto | match | skip | none (default auto)\n"
+    "      --null STR          null marker (default \\N)\n"
+    "      --delimiter C       field delimiter (default tab)\n"
+    "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
+    "      --truncate          empty the table in the first batch's transaction\n"
+    "      --timeout SECONDS   give up after this long (default: no limit)\n"
+    "      --retries N         retries for transient network failures (default 5)\n"
+    "      --cacert FILE       CA bundle for https (default: the system's)\n"
+    "      --capath DIR        CA directory for https\n"
+    "  -k, --insecure          do not verify the server's TLS certificate\n"
+    "      --progress MODE     auto | none (bar and json are planned)\n"
+    "  -q, --quiet             print errors only\n"
+    "  -v, --verbose           print progress details\n"
+    "      --version           print the version and exit\n"
+    "  -h, --help              print this help and exit\n"
+    "\n"
+    "Exit status: 0 imported, 1 import failed, 2 usage error, 130 SIGINT, 143 SIGTERM.\n";
+
+enum {
+    OPT_HEADER = 256,
+    OPT_NULL,
+    OPT_DELIMITER,
+    OPT_TRUNCATE,
+    OPT_TIMEOUT,
+    OPT_RETRIES,
+    OPT_CACERT,
+    OPT_CAPATH,
+    OPT_PROGRESS,
+    OPT_VERSION
+};
+
+static const struct option long_options[] = {
+    {"db", required_argument, NULL, 'd'},
+    {"table", required_argument, NULL, 't'},
+    {"columns", required_argument, NULL, 'c'},
+    {"format", required_argument, NULL, 'f'},
+    {"header", required_argument, NULL, OPT_HEADER},
+    {"null", required_argument, NULL, OPT_NULL},
+    {"delimiter", required_argument, NULL, OPT_DELIMITER},
+    {"batch-rows", required_argument, NULL, 'b'},
+    {"truncate", no_argument, NULL, OPT_TRUNCATE},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"capath", required_argument, NULL, OPT_CAPATH},
+    {"insecure", no_argument, NULL, 'k'},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+struct run {
+    struct cli cli;
+    pgfeed_job_t *job;
+    uv_signal_t sigint, sigterm;
+    int status;
+    int finished;
+};
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (s[0] == '-' || s[0] == '\0')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v > 0) || v > 1e9)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "\t", "tab", "\\t" or one character. */
+static int parse_delimiter(const char *s, char *out)
+{
+    if (strcmp(s, "\\t") == 0 || strcmp(s, "tab") == 0 || strcmp(s, "\t") == 0) {
+        *out = '\t';
+        return 0;
+    }
+    if (strlen(s) != 1)
+        return -1;
+    *out = s[0];
+    return 0;
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct run *r = h->data;
+    if (r->cli.signal_received) {
+        /* Second signal: the user means it. The server rolls back the open transaction. */
+        if (signum == SIGINT || r->cli.signal_received == SIGINT) {
+            fprintf(stderr, "pgfeed: interrupted again; exiting at once\n");
+            _exit(130);
+        }
+        return;
+    }
+    r->cli.signal_received = signum;
+    if (!r->cli.quiet)
+        fprintf(stderr, "pgfeed: %s received; rolling back the batch in flight\n",
+                signum == SIGINT ? "SIGINT" : "SIGTERM");
+    pgfeed_job_cancel(r->job);
+}
+
+static void done_cb(pgfeed_job_t *job, int status)
+{
+    struct run *r = pgfeed_job_get_data(job);
+    r->status = status;
+    r->finished = 1;
+    uv_signal_stop(&r->sigint);
+    uv_signal_stop(&r->sigterm);
+}
+
+int main(int argc, char **argv)
+{
+    struct pgfeed_options opt;
+    struct run r;
+    memset(&r, 0, sizeof r);
+    pgfeed_options_init(&opt);
+    opt.conninfo = getenv("DATABASE_URL");
+    opt.log_cb = cli_log_cb;
+    opt.log_arg = &r.cli;
+    opt.log_level = PGFEED_LOG_DEBUG;
+
+    int c;
+    while ((c = getopt_long(argc, argv, "d:t:c:f:b:kqvh", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            opt.conninfo = optarg;
+            break;
+        case 't':
+            opt.table = optarg;
+            break;
+        case 'c':
+            opt.columns = optarg;
+            break;
+        case 'f':
+            if (strcmp(optarg, "tsv") == 0)
+                opt.format = PGFEED_FORMAT_TSV;
+            else if (strcmp(optarg, "text") == 0)
+                opt.format = PGFEED_FORMAT_TEXT;
+            else if (strcmp(optarg, "csv") == 0)
+                opt.format = PGFEED_FORMAT_CSV;
+            else {
+                cli_usage_error("invalid value \"%s\" for --format: use tsv or text", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_HEADER:
+            if (strcmp(optarg, "auto") == 0)
+                opt.header = PGFEED_HEADER_AUTO;
+            else if (strcmp(optarg, "match") == 0)
+                opt.header = PGFEED_HEADER_MATCH;
+            else if (strcmp(optarg, "skip") == 0)
+                opt.header = PGFEED_HEADER_SKIP;
+            else if (strcmp(optarg, "none") == 0)
+                opt.header = PGFEED_HEADER_NONE;
+            else {
+                cli_usage_error("invalid value \"%s\" for --header: use auto, match, skip or none",
+                                optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_NULL:
+            opt.null_marker = optarg;
+            break;
+        case OPT_DELIMITER:
+            if (parse_delimiter(optarg, &opt.delimiter) != 0) {
+                cli_usage_error("invalid value \"%s\" for --delimiter: give one character", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'b':
+            if (parse_u64(optarg, &opt.batch_rows) != 0) {
+                cli_usage_error("invalid value \"%s\" for --batch-rows: give a whole number", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_TRUNCATE:
+            opt.truncate = 1;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds(optarg, &opt.timeout_s) != 0) {
+                cli_usage_error("invalid value \"%s\" for --timeout: give a positive number of seconds",
+                                optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_RETRIES: {
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || v > 100) {
+                cli_usage_error("invalid value \"%s\" for --retries: give a number from 0 to 100",
+                                optarg);
+                return EXIT_USAGE;
+            }
+            opt.retries = (int)v;
+            break;
+        }
+        case OPT_CACERT:
+            opt.ca_file = optarg;
+            break;
+        case OPT_CAPATH:
+            opt.ca_path = optarg;
+            break;
+        case 'k':
+            opt.insecure = 1;
+            break;
+        case OPT_PROGRESS:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "none") != 0) {
+                cli_usage_error("--progress %s is not supported yet: use auto or none", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'q':
+            r.cli.quiet = 1;
+            break;
+        case 'v':
+            r.cli.verbose = 1;
+            break;
+        case OPT_VERSION:
+            printf("pgfeed %s\n", pgfeed_version());
+            return 0;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "pgfeed: hint: Try \"pgfeed --help\" for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        cli_usage_error("no source given");
+        return EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        cli_usage_error("too many arguments: \"%s\" after the source", argv[optind + 1]);
+        return EXIT_USAGE;
+    }
+    opt.source = argv[optind];
+    if (opt.table == NULL) {
+        cli_usage_error("no target table given: use --table");
+        return EXIT_USAGE;
+    }
+    r.cli.table = opt.table;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (pgfeed_library_init() != 0) {
+        fprintf(stderr, "pgfeed: error: could not initialise libcurl\n");
+        return EXIT_IMPORT_FAILED;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    int rc = pgfeed_job_new(loop, &opt, &r.job);
+    if (rc != 0) {
+        if (r.job) {
+            cli_print_error(pgfeed_job_error(r.job));
+            pgfeed_job_close(r.job, NULL);
+            uv_run(loop, UV_RUN_DEFAULT);
+        } else {
+            fprintf(stderr, "pgfeed: error: %s\n", pgfeed_strerror(rc));
+        }
+        pgfeed_library_cleanup();
+        return rc == PGFEED_EUSAGE ? EXIT_USAGE : EXIT_IMPORT_FAILED;
+    }
+    pgfeed_job_set_data(r.job, &r);
+    uv_signal_init(loop, &r.sigint);
+    uv_signal_init(loop, &r.sigterm);
+    r.sigint.data = r.sigterm.data = &r;
+    uv_signal_start(&r.sigint, signal_cb, SIGINT);
+    uv_signal_start(&r.sigterm, signal_cb, SIGTERM);
+
+    rc = pgfeed_job_start(r.job, done_cb);
+    if (rc != 0) {
+        fprintf(stderr, "pgfeed: error: could not start: %s\n", pgfeed_strerror(rc));
+        r.status = rc;
+        uv_signal_stop(&r.sigint);
+        uv_signal_stop(&r.sigterm);
+    } else {
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+
+    struct pgfeed_stats st;
+    pgfeed_job_stats(r.job, &st);
+    const struct pgfeed_error *e = pgfeed_job_error(r.job);
+    int exit_code = 0;
+    if (r.cli.signal_received && r.status == PGFEED_ECANCELED) {
+        exit_code = 128 + r.cli.signal_received;
+        if (!r.cli.quiet)
+            fprintf(stderr, "pgfeed: interrupted: %llu rows in %llu batches are committed\n",
+                    (unsigned long long)st.rows_committed,
+                    (unsigned long long)st.batches_committed);
+    } else if (r.status != 0) {
+        cli_print_error(e);
+        exit_code = r.status == PGFEED_EUSAGE ? EXIT_USAGE : EXIT_IMPORT_FAILED;
+    }
+    cli_print_summary(&r.cli, &st, r.status);
+
+    uv_close((uv_handle_t *)&r.sigint, NULL);
+    uv_close((uv_handle_t *)&r.sigterm, NULL);
+    pgfeed_job_close(r.job, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(loop) != 0 && r.cli.verbose)
+        fprintf(stderr, "pgfeed: debug: the loop still had open handles at exit\n");
+    pgfeed_library_cleanup();
+    return exit_code;
+}

@@ -1,0 +1,99 @@
+/*
+ * print.c -- how the pgfeed command talks: errors in PostgreSQL's client
+ * style (pgfeed: error: / detail: / hint:), log lines, and the summary.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "pgfeed: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\npgfeed: hint: Try \"pgfeed --help\" for more information.\n");
+}
+
+void cli_print_error(const struct pgfeed_error *e)
+{
+    fprintf(stderr, "pgfeed: error: %s\n", e->message ? e->message : pgfeed_strerror(e->code));
+    if (e->detail)
+        fprintf(stderr, "pgfeed: detail: %s\n", e->detail);
+    if (e->line > 0 || e->decoded_offset > 0 || e->raw_offset > 0) {
+        fprintf(stderr, "pgfeed: context: ");
+        const char *sep = "";
+        if (e->line > 0) {
+            fprintf(stderr, "input line %llu", (unsigned long long)e->line);
+            sep = ", ";
+        }
+        if (e->column_name)
+            fprintf(stderr, "%scolumn \"%s\"", sep, e->column_name);
+        else if (e->column > 0)
+            fprintf(stderr, "%sfield %d", sep, e->column);
+        if (e->column_name || e->column > 0)
+            sep = ", ";
+        if (e->decoded_offset > 0) {
+            fprintf(stderr, "%sbyte %llu of the decompressed input", sep,
+                    (unsigned long long)e->decoded_offset);
+            sep = ", ";
+        }
+        if (e->raw_offset > 0)
+            fprintf(stderr, "%sbyte %llu of the source", sep, (unsigned long long)e->raw_offset);
+        fprintf(stderr, "\n");
+    }
+    if (e->hint)
+        fprintf(stderr, "pgfeed: hint: %s\n", e->hint);
+    if (e->sqlstate)
+        fprintf(stderr, "pgfeed: sqlstate: %s\n", e->sqlstate);
+}
+
+void cli_log_cb(void *arg, int level, const char *msg)
+{
+    const struct cli *c = arg;
+    static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
+    if (c->quiet && level > PGFEED_LOG_WARNING)
+        return;
+    if (!c->verbose && level > PGFEED_LOG_NOTICE)
+        return;
+    fprintf(stderr, "pgfeed: %s: %s\n", names[level < 0 ? 0 : level > 4 ? 4 : level], msg);
+}
+
+static void human_bytes(char *out, size_t cap, double b)
+{
+    const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+    int u = 0;
+    while (b >= 1000.0 && u < 4) {
+        b /= 1000.0;
+        u++;
+    }
+    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int status)
+{
+    if (c->quiet)
+        return;
+    char rd[32], inf[32];
+    human_bytes(rd, sizeof rd, (double)st->bytes_read);
+    human_bytes(inf, sizeof inf, (double)st->bytes_inflated);
+    double t = st->elapsed_s > 0 ? st->elapsed_s : 1e-9;
+    fprintf(stderr, "pgfeed: rows imported:     %llu into \"%s\"\n",
+            (unsigned long long)st->rows_committed, c->table);
+    fprintf(stderr, "pgfeed: rows rejected:     %llu\n", (unsigned long long)st->rows_rejected);
+    fprintf(stderr, "pgfeed: batches committed: %llu\n",
+            (unsigned long long)st->batches_committed);
+    fprintf(stderr, "pgfeed: bytes read:        %llu (%s)\n", (unsigned long long)st->bytes_read,
+            rd);
+    fprintf(stderr, "pgfeed: bytes inflated:    %llu (%s)\n",
+            (unsigned long long)st->bytes_inflated, inf);
+    fprintf(stderr, "pgfeed: elapsed:           %.2f s\n", st->elapsed_s);
+    fprintf(stderr, "pgfeed: rate:              %.0f rows/s, %.1f MB/s\n",
+            (double)st->rows_committed / t, (double)st->bytes_inflated / t / 1e6);
+    if (status != 0 && st->rows_read > st->rows_committed)
+        fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
+                (unsigned long long)(st->rows_read - st->rows_committed));
+}

@@ -1,0 +1,211 @@
+/*
+ * internal.h -- what the stages of libpgfeed share and nobody else sees.
+ *
+ * The pipeline is a chain of stages: source -> decoder -> parser -> sink.
+ * Each stage's struct starts with `struct pgfeed_stage base` and is reached
+ * from the base with container_of. Bytes flow downstream through ops->write;
+ * room flows upstream through ops->resume.
+ *
+ * The write contract (all or nothing):
+ *   write(s, p, n) returns 0 when it took all n bytes, PGFEED_EAGAIN when it
+ *   took none (the caller offers the same bytes again after its resume op is
+ *   called), or another negative code on failure (the stage has already set
+ *   the job's error with pgfeed__fail). A stage that gets EAGAIN from
+ *   downstream partway through its input keeps the rest in its own buffer,
+ *   whose size is fixed at creation, returns 0, and answers EAGAIN until that
+ *   backlog has drained; then it calls pgfeed__stage_resume_upstream().
+ *   finish(s) means "no more input"; it follows the same 0 / EAGAIN / error
+ *   rule and must be safe to call again after an EAGAIN.
+ *   resume(s) is only ever called by job.c's deferred-resume machinery or by
+ *   the downstream stage's resume, never from inside a write.
+ */
+#ifndef PGFEED_INTERNAL_H
+#define PGFEED_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pgfeed.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+#if defined(__GNUC__)
+#define PGFEED_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PGFEED_PRINTF(f, a)
+#endif
+
+struct pgfeed_job;
+struct pgfeed_stage;
+
+/* ---- per-batch bookkeeping handed from parser to sink ---- */
+struct pgfeed_batch_info {
+    uint64_t rows;           /* data rows in the batch */
+    uint64_t first_line;     /* input line of its first row */
+    uint64_t last_line;      /* input line of its last row */
+    uint64_t end_decoded;    /* uncompressed offset just past its last row */
+    uint64_t end_raw;        /* compressed offset consumed when it ended (approximate) */
+};
+
+
+struct pgfeed_stage_ops {
+    const char *name; /* shown in errors: "source", "decoder", "parser", "sink" */
+    int (*write)(struct pgfeed_stage *s, const char *p, size_t n);
+    int (*finish)(struct pgfeed_stage *s);
+    void (*resume)(struct pgfeed_stage *s);
+    /* Stops all activity and closes the stage's handles; every uv_close goes
+     * through pgfeed__job_handle_closing()/pgfeed__job_close_cb. May be NULL. */
+    void (*stop)(struct pgfeed_stage *s);
+    void (*destroy)(struct pgfeed_stage *s); /* frees memory; handles already closed */
+    /* Sources only: begin producing (called once, after the table is known). */
+    int (*start)(struct pgfeed_stage *s);
+    /* Sinks only: the current batch's last row has been written; 0 or EAGAIN. */
+    int (*end_batch)(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi);
+};
+
+struct pgfeed_stage {
+    const struct pgfeed_stage_ops *ops;
+    struct pgfeed_stage *next; /* downstream */
+    struct pgfeed_stage *prev; /* upstream */
+    struct pgfeed_job *job;
+};
+
+/* Calls prev->ops->resume when there is an upstream stage. */
+void pgfeed__stage_resume_upstream(struct pgfeed_stage *s);
+
+/* ---- growable byte buffer (buf.c) ---- */
+struct pgfeed_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+int pgfeed__buf_reserve(struct pgfeed_buf *b, size_t extra); /* 0 or UV_ENOMEM */
+int pgfeed__buf_append(struct pgfeed_buf *b, const void *p, size_t n);
+void pgfeed__buf_free(struct pgfeed_buf *b);
+
+/* ---- errors and logging (error.c, log.c) ---- */
+
+/* An owned copy of struct pgfeed_error; job.c keeps one per job. */
+struct pgfeed_err_store {
+    struct pgfeed_error pub;
+    char *message, *detail, *hint, *sqlstate, *column_name;
+};
+
+/*
+ * Records the job's first failure (later ones are logged at DEBUG and
+ * dropped) and asks the job to stop. Returns code so a stage can write
+ * `return pgfeed__fail(...)`. fmt is the primary message; detail and hint are
+ * optional (NULL) plain strings.
+ */
+int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char *detail,
+                 const char *hint, const char *fmt, ...) PGFEED_PRINTF(6, 7);
+/* Fills position fields of the job's error (after pgfeed__fail). */
+void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const char *column_name,
+                     uint64_t decoded_offset, uint64_t raw_offset);
+void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate);
+void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...) PGFEED_PRINTF(3, 4);
+
+/* printf into a new malloc'd string, or NULL. */
+char *pgfeed__strdup_printf(const char *fmt, ...) PGFEED_PRINTF(1, 2);
+/* Quotes input for a message: at most 100 bytes then "...", unprintables as \xNN. */
+char *pgfeed__quote_input(const char *p, size_t n);
+
+/* ---- column description, filled by the sink from the catalog ---- */
+struct pgfeed_column {
+    char *name;   /* as in the catalog */
+    int is_array; /* split on commas into an array literal */
+};
+
+/* ---- the job (job.c) ---- */
+struct pgfeed_job;
+
+/*
+ * Handle close bookkeeping. Call pgfeed__job_handle_closing(job) before each
+ * uv_close of a handle a stage owns, then either set h->data = job and pass
+ * pgfeed__job_close_cb to uv_close, or call pgfeed__job_handle_closed(job) at
+ * the end of the stage's own close callback. The job's done_cb runs only
+ * once every such close has finished; stage memory is freed later, in destroy.
+ */
+void pgfeed__job_handle_closing(struct pgfeed_job *job);
+void pgfeed__job_handle_closed(struct pgfeed_job *job);
+void pgfeed__job_close_cb(uv_handle_t *h);
+
+uv_loop_t *pgfeed__job_loop(struct pgfeed_job *job);
+const struct pgfeed_options *pgfeed__job_options(struct pgfeed_job *job);
+struct pgfeed_stats *pgfeed__job_stats(struct pgfeed_job *job);
+/* Runs s->ops->resume(s) soon, from a uv_check/timer, never re-entrantly. */
+void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s);
+/* The sink calls this when the table is known (after the catalog query). */
+int pgfeed__job_table_ready(struct pgfeed_job *job);
+/* The sink calls this when everything is committed (status 0) or it stopped. */
+void pgfeed__job_sink_done(struct pgfeed_job *job, int status);
+int pgfeed__job_canceled(const struct pgfeed_job *job);
+
+/* ---- stage constructors ---- */
+
+/* source_file.c: path or fd (path NULL). Starts reading on start(). */
+int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
+                            struct pgfeed_stage **out);
+/*
+ * source_http.c: http://, https:// and file:// URLs through libcurl's multi
+ * interface on the job's loop. multi is the shared transfer context or NULL
+ * (the source then makes its own). Counts bytes_read and sets bytes_total.
+ */
+struct pgfeed_http;
+int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfeed_http *shared,
+                            struct pgfeed_stage **out);
+
+/* decode_gzip.c: gzip (multi-member), zlib or plain, detected from the first bytes. */
+int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_stage **out);
+
+/* parse_dsv.c: tsv and text formats; writes COPY text rows to the sink. */
+struct pgfeed_parse_config {
+    pgfeed_format_t format; /* PGFEED_FORMAT_TSV or PGFEED_FORMAT_TEXT */
+    char delimiter;
+    const char *null_marker; /* borrowed for the parser's lifetime */
+    size_t max_line;         /* a longer line is an error */
+    uint64_t batch_rows;     /* 0: one batch */
+    /*
+     * has_header: the first line is not data. It is handed, without its line
+     * end (LF or CRLF), to on_header, which maps it and must call
+     * pgfeed__parser_set_fields() before returning 0 (or return a failure
+     * code it set with pgfeed__fail). Without a header, the fields below are
+     * used from the start.
+     */
+    int has_header;
+    int (*on_header)(struct pgfeed_job *job, const char *line, size_t n);
+    size_t nfields;                 /* expected fields per row */
+    const int *is_array;            /* nfields flags, borrowed */
+    const char *const *field_names; /* nfields names for messages, borrowed */
+};
+int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config *cfg,
+                       struct pgfeed_stage **out);
+/* Sets (or replaces) the expected fields; arrays are borrowed for the parser's lifetime. */
+void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
+                               const char *const *field_names);
+
+/* encode_copy.c: COPY text encoding of one field, appended to out. */
+int pgfeed__encode_field(struct pgfeed_buf *out, const char *p, size_t n);
+int pgfeed__encode_array(struct pgfeed_buf *out, const char *p, size_t n);
+/*
+ * The same, written to dst, which has room for the bound below (the parser
+ * reserves once per row); each returns the end of what it wrote.
+ */
+#define PGFEED_ENCODE_FIELD_MAX(n) (2 * (size_t)(n))
+#define PGFEED_ENCODE_ARRAY_MAX(n) (4 * (size_t)(n) + 4)
+char *pgfeed__encode_field_to(char *dst, const char *p, size_t n);
+char *pgfeed__encode_array_to(char *dst, const char *p, size_t n);
+
+/* sink_pg.c */
+int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out);
+int pgfeed__sink_connect(struct pgfeed_stage *s); /* connect + catalog, then job_table_ready */
+/* The sink's columns, valid after pgfeed__job_table_ready was called. */
+const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n);
+/* Sets the column list of the COPY statement (indexes into sink columns). */
+int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n);
+
+#endif /* PGFEED_INTERNAL_H */

@@ -1,0 +1,792 @@
+/*
+ * job.c -- one import: builds source -> decoder -> parser -> sink and owns its lifecycle.
+ *
+ * Owns the options (deep-copied), the stages, the stored error, the counters
+ * and three timers: `defer` (0 ms: deferred resumes and the shutdown step, so
+ * that no stage is resumed or torn down inside its own callback), `progress`
+ * and `timeout`. Stages own their own handles; every handle close in the job
+ * goes through pgfeed__job_handle_closing()/pgfeed__job_close_cb so the job
+ * knows when the last one is gone.
+ *
+ * States: NEW -> RUNNING -> STOPPING (stages stopped, waiting for closes)
+ *   -> DONE (done_cb called; only the three inactive timers remain)
+ *   -> CLOSING (pgfeed_job_close: timers closing) -> freed in the last close cb.
+ * Header mapping lives here too: it needs both the table's columns (sink)
+ * and the first input line (parser).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "internal.h"
+
+enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
+
+#define MAX_DEFERRED 8
+
+struct pgfeed_job {
+    uv_loop_t *loop;
+    struct pgfeed_options opt; /* strings below are owned copies */
+    char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path;
+
+    enum job_state state;
+    int status;
+    int cancel_requested;
+    int close_requested;
+    pgfeed_done_cb done_cb;
+    pgfeed_close_cb close_cb;
+    void *data;
+
+    struct pgfeed_stage *source_stage, *decoder, *parser, *sink;
+
+    uv_timer_t defer, progress, timeout;
+    struct pgfeed_stage *deferred[MAX_DEFERRED];
+    size_t ndeferred;
+    int shutdown_pending;
+    unsigned pending_closes;
+
+    uint64_t start_ns;
+    struct pgfeed_stats stats;
+    struct pgfeed_err_store err;
+
+    /* Target columns, in input field order. */
+    size_t ntargets;
+    size_t *target_idx;
+    int *target_is_array;
+    const char **target_names;
+};
+
+static void job_shutdown(struct pgfeed_job *job);
+static void job_check_closed(struct pgfeed_job *job);
+
+/* ---------------------------------------------------------------- options */
+
+void pgfeed_options_init(struct pgfeed_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->source_fd = 0;
+    opt->format = PGFEED_FORMAT_AUTO;
+    opt->header = PGFEED_HEADER_AUTO;
+    opt->batch_rows = 100000;
+    opt->max_line = 64u << 20;
+    opt->chunk_size = 128u << 10;
+    opt->log_level = PGFEED_LOG_INFO;
+    opt->progress_interval_ms = 1000;
+    opt->retries = 5;
+    opt->connect_timeout_s = 30;
+    opt->low_speed_time_s = 60;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int dup_failed(const char *orig, const char *copy)
+{
+    return orig != NULL && copy == NULL;
+}
+
+/* Path component of a source: no query string, no fragment. */
+static int source_path_ends_with(const char *src, const char *suffix)
+{
+    size_t n = strcspn(src, "?#");
+    if (strncmp(src, "http://", 7) != 0 && strncmp(src, "https://", 8) != 0)
+        n = strlen(src);
+    size_t k = strlen(suffix);
+    if (n < k)
+        return 0;
+    for (size_t i = 0; i < k; i++)
+        if (tolower((unsigned char)src[n - k + i]) != suffix[i])
+            return 0;
+    return 1;
+}
+
+int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job_t **out)
+{
+    *out = NULL;
+    if (loop == NULL || opt == NULL)
+        return UV_EINVAL;
+    struct pgfeed_job *job = calloc(1, sizeof *job);
+    if (job == NULL)
+        return UV_ENOMEM;
+    job->loop = loop;
+    job->opt = *opt;
+    job->source = dup_or_null(opt->source);
+    job->conninfo = dup_or_null(opt->conninfo);
+    job->table = dup_or_null(opt->table);
+    job->columns = dup_or_null(opt->columns);
+    job->null_marker = strdup(opt->null_marker ? opt->null_marker : "\\N");
+    job->ca_file = dup_or_null(opt->ca_file);
+    job->ca_path = dup_or_null(opt->ca_path);
+    if (dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
+        dup_failed(opt->table, job->table) || dup_failed(opt->columns, job->columns) ||
+        job->null_marker == NULL || dup_failed(opt->ca_file, job->ca_file) ||
+        dup_failed(opt->ca_path, job->ca_path)) {
+        free(job->source);
+        free(job->conninfo);
+        free(job->table);
+        free(job->columns);
+        free(job->null_marker);
+        free(job->ca_file);
+        free(job->ca_path);
+        free(job);
+        return UV_ENOMEM;
+    }
+    job->opt.source = job->source;
+    job->opt.conninfo = job->conninfo;
+    job->opt.table = job->table;
+    job->opt.columns = job->columns;
+    job->opt.null_marker = job->null_marker;
+    job->opt.ca_file = job->ca_file;
+    job->opt.ca_path = job->ca_path;
+    if (job->opt.delimiter == 0)
+        job->opt.delimiter = '\t';
+    if (job->opt.chunk_size < 4096)
+        job->opt.chunk_size = 4096;
+    if (job->opt.max_line < 1024)
+        job->opt.max_line = 1024;
+    job->stats.bytes_total = -1;
+
+    uv_timer_init(loop, &job->defer);
+    uv_timer_init(loop, &job->progress);
+    uv_timer_init(loop, &job->timeout);
+    job->defer.data = job->progress.data = job->timeout.data = job;
+    *out = job;
+
+    if (job->source == NULL || job->source[0] == '\0')
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give a path, a URL, or - for standard input.",
+                            "no source given");
+    if (job->table == NULL || job->table[0] == '\0')
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
+                            "no target table given");
+    if (job->opt.format == PGFEED_FORMAT_AUTO)
+        job->opt.format = (source_path_ends_with(job->source, ".csv") ||
+                           source_path_ends_with(job->source, ".csv.gz"))
+                              ? PGFEED_FORMAT_CSV
+                              : PGFEED_FORMAT_TSV;
+    if (job->opt.format == PGFEED_FORMAT_CSV)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE,
+                            "This version of pgfeed reads the tsv and text formats only.",
+                            "Use --format tsv or --format text.", "the csv format is not supported yet");
+    if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
+                            (int)job->opt.format);
+    if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\')
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL,
+                            "the delimiter cannot be a newline, carriage return or backslash");
+    /* The job has not started: the failures above must not leave it "stopping". */
+    return 0;
+}
+
+/* ------------------------------------------------------------- accessors */
+
+uv_loop_t *pgfeed__job_loop(struct pgfeed_job *job)
+{
+    return job->loop;
+}
+
+const struct pgfeed_options *pgfeed__job_options(struct pgfeed_job *job)
+{
+    return &job->opt;
+}
+
+struct pgfeed_stats *pgfeed__job_stats(struct pgfeed_job *job)
+{
+    return &job->stats;
+}
+
+int pgfeed__job_canceled(const struct pgfeed_job *job)
+{
+    return job->cancel_requested;
+}
+
+void pgfeed_job_set_data(pgfeed_job_t *job, void *data)
+{
+    job->data = data;
+}
+
+void *pgfeed_job_get_data(const pgfeed_job_t *job)
+{
+    return job->data;
+}
+
+const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job)
+{
+    return &job->err.pub;
+}
+
+static double elapsed_s(const struct pgfeed_job *job)
+{
+    if (job->start_ns == 0)
+        return 0;
+    return (double)(uv_hrtime() - job->start_ns) / 1e9;
+}
+
+void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out)
+{
+    *out = job->stats;
+    if (job->state == JOB_RUNNING || job->state == JOB_STOPPING)
+        out->elapsed_s = elapsed_s(job);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char *detail,
+                 const char *hint, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (job->err.pub.code != 0) {
+        pgfeed__log(job, PGFEED_LOG_DEBUG, "later error ignored: %s", msg);
+    } else {
+        struct pgfeed_err_store *e = &job->err;
+        e->message = strdup(msg);
+        e->detail = dup_or_null(detail);
+        e->hint = dup_or_null(hint);
+        e->pub.code = code;
+        e->pub.stage = stage;
+        e->pub.message = e->message ? e->message : "out of memory";
+        e->pub.detail = e->detail;
+        e->pub.hint = e->hint;
+        e->pub.url = job->source;
+    }
+    if (job->state == JOB_RUNNING) {
+        job->status = job->status ? job->status : code;
+        job_shutdown(job);
+    }
+    return code;
+}
+
+void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const char *column_name,
+                     uint64_t decoded_offset, uint64_t raw_offset)
+{
+    struct pgfeed_err_store *e = &job->err;
+    e->pub.line = line;
+    e->pub.column = column;
+    free(e->column_name);
+    e->column_name = dup_or_null(column_name);
+    e->pub.column_name = e->column_name;
+    e->pub.decoded_offset = decoded_offset;
+    e->pub.raw_offset = raw_offset;
+}
+
+void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate)
+{
+    free(job->err.sqlstate);
+    job->err.sqlstate = dup_or_null(sqlstate);
+    job->err.pub.sqlstate = job->err.sqlstate;
+}
+
+void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...)
+{
+    if (job->opt.log_cb == NULL || level > job->opt.log_level)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    job->opt.log_cb(job->opt.log_arg, level, msg);
+}
+
+/* ---------------------------------------------------- deferred execution */
+
+void pgfeed__stage_resume_upstream(struct pgfeed_stage *s)
+{
+    if (s->prev && s->prev->ops->resume && s->job->state == JOB_RUNNING)
+        s->prev->ops->resume(s->prev);
+}
+
+static void defer_cb(uv_timer_t *t)
+{
+    struct pgfeed_job *job = t->data;
+    if (job->shutdown_pending) {
+        job->shutdown_pending = 0;
+        job->ndeferred = 0;
+        /* Balances the reference taken in job_shutdown. */
+        job->pending_closes--;
+        job_check_closed(job);
+        return;
+    }
+    /* Resume in the order scheduled; a resume may schedule more (handled next tick). */
+    struct pgfeed_stage *run[MAX_DEFERRED];
+    size_t n = job->ndeferred;
+    memcpy(run, job->deferred, n * sizeof run[0]);
+    job->ndeferred = 0;
+    for (size_t i = 0; i < n && job->state == JOB_RUNNING; i++)
+        if (run[i]->ops->resume)
+            run[i]->ops->resume(run[i]);
+}
+
+void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s)
+{
+    if (job->state != JOB_RUNNING)
+        return;
+    for (size_t i = 0; i < job->ndeferred; i++)
+        if (job->deferred[i] == s)
+            return;
+    if (job->ndeferred < MAX_DEFERRED)
+        job->deferred[job->ndeferred++] = s;
+    if (!uv_is_active((uv_handle_t *)&job->defer))
+        uv_timer_start(&job->defer, defer_cb, 0, 0);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+void pgfeed__job_handle_closing(struct pgfeed_job *job)
+{
+    job->pending_closes++;
+}
+
+static void free_job(struct pgfeed_job *job)
+{
+    struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
+    for (int i = 0; i < 4; i++)
+        if (stages[i] && stages[i]->ops->destroy)
+            stages[i]->ops->destroy(stages[i]);
+    struct pgfeed_err_store *e = &job->err;
+    free(e->message);
+    free(e->detail);
+    free(e->hint);
+    free(e->sqlstate);
+    free(e->column_name);
+    free(job->target_idx);
+    free(job->target_is_array);
+    free(job->target_names);
+    free(job->source);
+    free(job->conninfo);
+    free(job->table);
+    free(job->columns);
+    free(job->null_marker);
+    free(job->ca_file);
+    free(job->ca_path);
+    free(job);
+}
+
+static void job_check_closed(struct pgfeed_job *job)
+{
+    if (job->pending_closes != 0)
+        return;
+    if (job->state == JOB_STOPPING) {
+        job->state = JOB_DONE;
+        job->stats.elapsed_s = elapsed_s(job);
+        job->stats.done = 1;
+        if (job->close_requested) {
+            pgfeed_job_close(job, job->close_cb);
+            return;
+        }
+        if (job->opt.progress_cb)
+            job->opt.progress_cb(job->opt.progress_arg, &job->stats);
+        if (job->done_cb)
+            job->done_cb(job, job->status);
+    }
+}
+
+void pgfeed__job_handle_closed(struct pgfeed_job *job)
+{
+    job->pending_closes--;
+    job_check_closed(job);
+}
+
+void pgfeed__job_close_cb(uv_handle_t *h)
+{
+    pgfeed__job_handle_closed(h->data);
+}
+
+/* The job's own timers, closed only by pgfeed_job_close. */
+static void job_timer_close_cb(uv_handle_t *h)
+{
+    struct pgfeed_job *job = h->data;
+    job->pending_closes--;
+    if (job->pending_closes == 0 && job->state == JOB_CLOSING) {
+        pgfeed_close_cb cb = job->close_cb;
+        free_job(job);
+        if (cb)
+            cb(job); /* the pointer is only an identity now, as in libuv's close callbacks */
+    }
+}
+
+/*
+ * Stops every stage (each closes its handles, counted in pending_closes) and
+ * the job's timers. A reference of our own, dropped from the defer timer,
+ * makes sure done_cb is never called from inside the failing stage's call.
+ */
+static void job_shutdown(struct pgfeed_job *job)
+{
+    if (job->state != JOB_RUNNING)
+        return;
+    job->state = JOB_STOPPING;
+    uv_timer_stop(&job->progress);
+    uv_timer_stop(&job->timeout);
+    job->pending_closes++;
+    job->shutdown_pending = 1;
+    uv_timer_start(&job->defer, defer_cb, 0, 0);
+    struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
+    for (int i = 0; i < 4; i++)
+        if (stages[i] && stages[i]->ops->stop)
+            stages[i]->ops->stop(stages[i]);
+}
+
+void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
+{
+    if (job->state != JOB_RUNNING)
+        return;
+    if (status != 0 && job->status == 0)
+        job->status = status;
+    job_shutdown(job);
+}
+
+static void progress_cb(uv_timer_t *t)
+{
+    struct pgfeed_job *job = t->data;
+    if (job->opt.progress_cb == NULL)
+        return;
+    struct pgfeed_stats st;
+    pgfeed_job_stats(job, &st);
+    job->opt.progress_cb(job->opt.progress_arg, &st);
+}
+
+static void timeout_cb(uv_timer_t *t)
+{
+    struct pgfeed_job *job = t->data;
+    pgfeed__fail(job, "job", PGFEED_ETIMEDOUT,
+                 "The batch in flight was rolled back; committed batches stay.",
+                 "Raise --timeout, or leave it out for no limit.",
+                 "time limit of %g seconds reached", job->opt.timeout_s);
+}
+
+static int is_url(const char *s, const char *scheme)
+{
+    return strncasecmp(s, scheme, strlen(scheme)) == 0;
+}
+
+int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
+{
+    if (job->state != JOB_NEW || job->err.pub.code != 0)
+        return job->cancel_requested ? PGFEED_ECANCELED : UV_EINVAL;
+    int rc;
+    job->done_cb = done_cb;
+    job->state = JOB_RUNNING;
+    job->start_ns = uv_hrtime();
+
+    if (is_url(job->source, "http://") || is_url(job->source, "https://") ||
+        is_url(job->source, "file://"))
+        rc = pgfeed__source_http_new(job, job->source, job->opt.http, &job->source_stage);
+    else if (strcmp(job->source, "-") == 0)
+        rc = pgfeed__source_file_new(job, NULL, job->opt.source_fd, &job->source_stage);
+    else
+        rc = pgfeed__source_file_new(job, job->source, -1, &job->source_stage);
+    if (rc == 0)
+        rc = pgfeed__decoder_new(job, job->opt.chunk_size * 2, &job->decoder);
+    if (rc == 0)
+        rc = pgfeed__sink_new(job, &job->sink);
+    if (rc == 0) {
+        job->source_stage->next = job->decoder;
+        job->decoder->prev = job->source_stage;
+        rc = pgfeed__sink_connect(job->sink);
+    }
+    if (rc != 0) {
+        /* Nothing is running yet; stop what was made and report through done_cb. */
+        if (job->err.pub.code == 0)
+            pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
+                         pgfeed_strerror(rc));
+        job_shutdown(job);
+        return 0;
+    }
+    if (job->opt.progress_cb && job->opt.progress_interval_ms)
+        uv_timer_start(&job->progress, progress_cb, job->opt.progress_interval_ms,
+                       job->opt.progress_interval_ms);
+    if (job->opt.timeout_s > 0)
+        uv_timer_start(&job->timeout, timeout_cb, (uint64_t)(job->opt.timeout_s * 1000.0), 0);
+    return 0;
+}
+
+void pgfeed_job_cancel(pgfeed_job_t *job)
+{
+    if (job->cancel_requested)
+        return;
+    job->cancel_requested = 1;
+    if (job->state == JOB_RUNNING) {
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "The batch in flight was rolled back; %llu rows in %llu batches are committed.",
+                 (unsigned long long)job->stats.rows_committed,
+                 (unsigned long long)job->stats.batches_committed);
+        pgfeed__fail(job, "job", PGFEED_ECANCELED, detail, NULL, "import canceled");
+    } else if (job->state == JOB_NEW && job->err.pub.code == 0) {
+        job->err.pub.code = PGFEED_ECANCELED;
+        job->err.message = strdup("import canceled");
+        job->err.pub.message = job->err.message ? job->err.message : "import canceled";
+    }
+}
+
+void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
+{
+    if (job == NULL)
+        return;
+    job->close_cb = close_cb;
+    if (job->state == JOB_RUNNING || job->state == JOB_STOPPING) {
+        job->close_requested = 1;
+        if (job->state == JOB_RUNNING)
+            pgfeed_job_cancel(job);
+        return;
+    }
+    if (job->state == JOB_CLOSING)
+        return;
+    job->state = JOB_CLOSING;
+    uv_timer_t *timers[3] = {&job->defer, &job->progress, &job->timeout};
+    for (int i = 0; i < 3; i++) {
+        job->pending_closes++;
+        uv_close((uv_handle_t *)timers[i], job_timer_close_cb);
+    }
+}
+
+/* --------------------------------------------------------- library init */
+
+int pgfeed_library_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : PGFEED_EINTERNAL;
+}
+
+void pgfeed_library_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+/* --------------------------------------------------------- header mapping */
+
+/* primaryName -> primary_name; lower-cases everything. */
+static void snake_case(const char *in, size_t n, char *out, size_t outcap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 2 < outcap; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (isupper(c)) {
+            if (i > 0 && o > 0 && out[o - 1] != '_' &&
+                (islower((unsigned char)in[i - 1]) || isdigit((unsigned char)in[i - 1])))
+                out[o++] = '_';
+            out[o++] = (char)tolower(c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
+static long find_column(const struct pgfeed_column *cols, size_t ncols, const char *name, size_t n)
+{
+    for (size_t i = 0; i < ncols; i++)
+        if (strlen(cols[i].name) == n && memcmp(cols[i].name, name, n) == 0)
+            return (long)i;
+    char snake[512];
+    snake_case(name, n, snake, sizeof snake);
+    for (size_t i = 0; i < ncols; i++)
+        if (strcasecmp(cols[i].name, snake) == 0)
+            return (long)i;
+    for (size_t i = 0; i < ncols; i++)
+        if (strlen(cols[i].name) == n && strncasecmp(cols[i].name, name, n) == 0)
+            return (long)i;
+    return -1;
+}
+
+static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
+{
+    size_t ncols;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    free(job->target_idx);
+    free(job->target_is_array);
+    free(job->target_names);
+    job->target_idx = malloc(n * sizeof *job->target_idx);
+    job->target_is_array = malloc(n * sizeof *job->target_is_array);
+    job->target_names = malloc(n * sizeof *job->target_names);
+    if (!job->target_idx || !job->target_is_array || !job->target_names)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    job->ntargets = n;
+    for (size_t i = 0; i < n; i++) {
+        job->target_idx[i] = idx[i];
+        job->target_is_array[i] = cols[idx[i]].is_array;
+        job->target_names[i] = cols[idx[i]].name;
+    }
+    if (job->parser)
+        pgfeed__parser_set_fields(job->parser, n, job->target_is_array, job->target_names);
+    return pgfeed__sink_set_targets(job->sink, job->target_idx, n);
+}
+
+static void append_names(char *out, size_t cap, const struct pgfeed_column *cols, size_t ncols)
+{
+    size_t o = strlen(out);
+    for (size_t i = 0; i < ncols && o + 4 < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : "", cols[i].name);
+}
+
+/* Maps a header line to the table's columns; see the contract's "Header auto". */
+static int on_header(struct pgfeed_job *job, const char *line, size_t n)
+{
+    size_t ncols;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL)
+        return set_targets(job, job->target_idx, job->ntargets); /* already chosen */
+
+    size_t nf = 1;
+    for (size_t i = 0; i < n; i++)
+        nf += line[i] == job->opt.delimiter;
+    size_t *idx = calloc(nf, sizeof *idx);
+    char *unmatched = calloc(1, 2048);
+    if (idx == NULL || unmatched == NULL) {
+        free(idx);
+        free(unmatched);
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    size_t nbad = 0, f = 0, start = 0, ulen = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && line[i] != job->opt.delimiter)
+            continue;
+        long c = find_column(cols, ncols, line + start, i - start);
+        for (size_t k = 0; c >= 0 && k < f; k++)
+            if (idx[k] == (size_t)c)
+                c = -1; /* two fields for one column: not a name match */
+        if (c < 0) {
+            nbad++;
+            if (ulen + 8 < 2048)
+                ulen += (size_t)snprintf(unmatched + ulen, 2048 - ulen, "%s\"%.*s\"",
+                                         nbad > 1 ? ", " : "", (int)(i - start), line + start);
+        } else {
+            idx[f] = (size_t)c;
+        }
+        f++;
+        start = i + 1;
+    }
+    int rc;
+    if (nbad == 0) {
+        pgfeed__log(job, PGFEED_LOG_INFO, "header mapped by name to the columns of \"%s\"",
+                    job->table);
+        rc = set_targets(job, idx, nf);
+    } else if (job->opt.header == PGFEED_HEADER_AUTO && nf == ncols) {
+        for (size_t i = 0; i < ncols; i++)
+            idx[i] = i;
+        pgfeed__log(job, PGFEED_LOG_NOTICE,
+                    "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
+                    unmatched, job->table, nf);
+        rc = set_targets(job, idx, nf);
+    } else {
+        char detail[4096];
+        snprintf(detail, sizeof detail,
+                 "Header fields not found among the columns of \"%s\": %s. The file has %zu fields; the table has %zu columns: ",
+                 job->table, unmatched, nf, ncols);
+        append_names(detail, sizeof detail, cols, ncols);
+        size_t dl = strlen(detail);
+        if (dl + 2 < sizeof detail)
+            memcpy(detail + dl, ".", 2);
+        rc = pgfeed__fail(job, "job", PGFEED_EHEADER, detail,
+                          "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
+                          "header of the input does not match table \"%s\"", job->table);
+        pgfeed__fail_at(job, 1, 0, NULL, 0, 0);
+    }
+    free(idx);
+    free(unmatched);
+    return rc;
+}
+
+/* --columns "a,b,c" -> indexes into the table's columns. */
+static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout)
+{
+    size_t ncols;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    const char *s = job->columns;
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    size_t *idx = calloc(n, sizeof *idx);
+    if (idx == NULL)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    size_t k = 0;
+    while (k < n) {
+        size_t len = strcspn(s, ",");
+        const char *name = s;
+        size_t nl = len;
+        while (nl && isspace((unsigned char)*name)) {
+            name++;
+            nl--;
+        }
+        while (nl && isspace((unsigned char)name[nl - 1]))
+            nl--;
+        long c = -1;
+        for (size_t i = 0; i < ncols; i++)
+            if (strlen(cols[i].name) == nl && memcmp(cols[i].name, name, nl) == 0)
+                c = (long)i;
+        if (c < 0)
+            c = find_column(cols, ncols, name, nl);
+        if (c < 0) {
+            char detail[4096];
+            snprintf(detail, sizeof detail, "The table's columns are: ");
+            append_names(detail, sizeof detail, cols, ncols);
+            size_t dl = strlen(detail);
+            if (dl + 2 < sizeof detail)
+                memcpy(detail + dl, ".", 2);
+            free(idx);
+            return pgfeed__fail(job, "job", PGFEED_EUSAGE, detail, "Check --columns.",
+                                "column \"%.*s\" of --columns does not exist in table \"%s\"",
+                                (int)nl, name, job->table);
+        }
+        idx[k++] = (size_t)c;
+        s += len + (s[len] == ',');
+    }
+    *out = idx;
+    *nout = n;
+    return 0;
+}
+
+int pgfeed__job_table_ready(struct pgfeed_job *job)
+{
+    size_t ncols;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    int rc;
+    size_t *idx = NULL, n = 0;
+    if (job->columns) {
+        rc = map_columns_option(job, &idx, &n);
+        if (rc != 0)
+            return rc;
+    } else {
+        n = ncols;
+        idx = malloc((n ? n : 1) * sizeof *idx);
+        if (idx == NULL)
+            return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            idx[i] = i;
+    }
+    (void)cols;
+    rc = set_targets(job, idx, n);
+    free(idx);
+    if (rc != 0)
+        return rc;
+
+    struct pgfeed_parse_config pc = {
+        .format = job->opt.format,
+        .delimiter = job->opt.delimiter,
+        .null_marker = job->null_marker,
+        .max_line = job->opt.max_line,
+        .batch_rows = job->opt.batch_rows,
+        .has_header = job->opt.header != PGFEED_HEADER_NONE,
+        .on_header = on_header,
+        .nfields = job->ntargets,
+        .is_array = job->target_is_array,
+        .field_names = job->target_names,
+    };
+    rc = pgfeed__parser_new(job, &pc, &job->parser);
+    if (rc != 0)
+        return pgfeed__fail(job, "job", rc, NULL, NULL, "could not create the parser: %s",
+                            pgfeed_strerror(rc));
+    job->decoder->next = job->parser;
+    job->parser->prev = job->decoder;
+    job->parser->next = job->sink;
+    job->sink->prev = job->parser;
+    return job->source_stage->ops->start(job->source_stage);
+}

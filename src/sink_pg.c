@@ -1,0 +1,753 @@
+/*
+ * sink_pg.c -- libpq nonblocking COPY FROM STDIN, one transaction per batch.
+ *
+ * Owns the PGconn, the uv_poll on its socket and a connect timer. Takes
+ * COPY text rows from the parser and leaves parsing, encoding and batch
+ * sizing to it; tells job.c the table's columns (job.c maps the header).
+ *
+ * States: CONNECTING (PQconnectPoll on uv_poll; the socket may change after
+ * every poll call) -> SETUP (session settings) -> CATALOG (column query) ->
+ * READY (no transaction) -> STARTING ("BEGIN; COPY ..." sent) -> COPY_IN ->
+ * ENDING (PQputCopyEnd sent) -> COMMITTING -> READY ... -> FINISHED.
+ *
+ * Backpressure: only the sink decides to stop. After each PQputCopyData it
+ * calls PQflush; when that returns 1 the sink is "blocked": it takes nothing
+ * more (EAGAIN) and waits for the socket to be writable (and readable: the
+ * server may stop reading while it sends us notices), flushing until 0, then
+ * schedules the parser's resume. libpq's own output buffer is unbounded, so
+ * this keeps at most one write (the parser's ~256 KiB) queued in it.
+ *
+ * Errors are invisible during COPY_IN (libpq parses an ErrorResponse only
+ * after PQputCopyEnd), so a failing batch is detected at its end; the server
+ * has dropped its rows by then and the job stops with the server's message.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "internal.h"
+
+enum sink_state {
+    S_NEW,
+    S_CONNECTING,
+    S_SETUP,
+    S_CATALOG,
+    S_READY,
+    S_STARTING,
+    S_COPY_IN,
+    S_ENDING,
+    S_COMMITTING,
+    S_TRUNCATING,
+    S_FINISHED,
+    S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
+    S_CLOSED
+};
+
+struct sink_pg {
+    struct pgfeed_stage base;
+    enum sink_state state;
+    PGconn *conn;
+    int sock;
+    uv_poll_t *poll; /* on the current socket; NULL when none. Allocated per socket,
+                      * since a closing handle for an old socket may still be pending */
+    int poll_events;
+    uv_timer_t connect_timer;
+    int timer_inited;
+    int blocked;     /* PQflush returned 1: waiting for writable */
+    int eof;         /* finish() was called */
+    int stop_requested;
+    int any_batch;   /* a batch transaction has been started */
+    int abort_commit; /* stopped while a COMMIT was in flight */
+    int commit_ok;    /* ... and the COMMIT succeeded */
+
+    char *qualified; /* regclass::text: the table's name as the server quotes it */
+    struct pgfeed_column *cols;
+    size_t ncols;
+    char *copy_sql; /* "COPY t (a, b) FROM STDIN" */
+
+    struct pgfeed_batch_info batch;   /* the batch being ended */
+    uint64_t batch_rows_base;         /* rows_sent when the current batch started */
+    uint64_t next_first_line;         /* first line of the next batch when the parser has no info */
+};
+
+static void sink_poll_cb(uv_poll_t *h, int status, int events);
+static void sink_process(struct sink_pg *k);
+
+static struct sink_pg *sink_of(struct pgfeed_stage *s)
+{
+    return container_of(s, struct sink_pg, base);
+}
+
+static struct pgfeed_job *job_of(struct sink_pg *k)
+{
+    return k->base.job;
+}
+
+/* ------------------------------------------------------------ poll handling */
+
+static void poll_close_cb(uv_handle_t *h)
+{
+    struct pgfeed_job *job = h->data;
+    free(h);
+    pgfeed__job_handle_closed(job);
+}
+
+static void poll_stop_close(struct sink_pg *k)
+{
+    if (k->poll == NULL)
+        return;
+    uv_poll_stop(k->poll);
+    pgfeed__job_handle_closing(job_of(k));
+    k->poll->data = job_of(k);
+    uv_close((uv_handle_t *)k->poll, poll_close_cb);
+    k->poll = NULL;
+}
+
+/* Watches the connection's current socket for events; re-creates the poll if the socket changed. */
+static int sink_watch(struct sink_pg *k, int events)
+{
+    int fd = PQsocket(k->conn);
+    if (fd < 0)
+        return PGFEED_ECONNECT;
+    if (k->poll && fd != k->sock) {
+        /* libpq opened a new socket (another host, SSL/GSS fallback). */
+        poll_stop_close(k);
+    }
+    if (k->poll == NULL) {
+        uv_poll_t *p = malloc(sizeof *p);
+        if (p == NULL)
+            return UV_ENOMEM;
+        int rc = uv_poll_init_socket(pgfeed__job_loop(job_of(k)), p, fd);
+        if (rc != 0) {
+            free(p);
+            return rc;
+        }
+        p->data = k;
+        k->poll = p;
+        k->sock = fd;
+        k->poll_events = 0;
+    }
+    if (events != k->poll_events) {
+        k->poll_events = events;
+        if (events == 0)
+            return uv_poll_stop(k->poll);
+        return uv_poll_start(k->poll, events, sink_poll_cb);
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- errors */
+
+static int fail_conn(struct sink_pg *k, const char *what)
+{
+    const char *m = PQerrorMessage(k->conn);
+    char detail[1024];
+    snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
+    size_t n = strlen(detail);
+    while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
+        detail[--n] = '\0';
+    if (n && detail[n - 1] != '.' && n + 1 < sizeof detail) {
+        detail[n] = '.';
+        detail[n + 1] = '\0';
+    }
+    if (n && islower((unsigned char)detail[0]))
+        detail[0] = (char)toupper((unsigned char)detail[0]);
+    return pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail,
+                        k->state == S_CONNECTING
+                            ? "Check --db (or DATABASE_URL and the PG* variables) and that the server is running."
+                            : NULL,
+                        "%s", what);
+}
+
+/* "COPY names, line 3, column birth_year: ..." -> 3 and "birth_year". */
+static uint64_t copy_context_line(const char *ctx, char *col, size_t colcap)
+{
+    col[0] = '\0';
+    if (ctx == NULL)
+        return 0;
+    const char *p = strstr(ctx, ", line ");
+    if (p == NULL)
+        return 0;
+    uint64_t line = strtoull(p + 7, NULL, 10);
+    const char *c = strstr(p, ", column ");
+    if (c) {
+        c += 9;
+        size_t n = strcspn(c, ":\n");
+        if (n >= colcap)
+            n = colcap - 1;
+        memcpy(col, c, n);
+        col[n] = '\0';
+    }
+    return line;
+}
+
+static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
+{
+    struct pgfeed_job *job = job_of(k);
+    const struct pgfeed_stats *st = pgfeed__job_stats(job);
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *sdetail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    const char *shint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *ctx = PQresultErrorField(r, PG_DIAG_CONTEXT);
+    char col[128];
+    uint64_t cline = copy_context_line(ctx, col, sizeof col);
+    uint64_t line = 0;
+    char detail[2048];
+    size_t dl = 0;
+    detail[0] = '\0';
+    if (sdetail)
+        dl += (size_t)snprintf(detail, sizeof detail, "%s ", sdetail);
+    if (in_batch && cline > 0) {
+        /* One row per input line in tsv/text: row N of the batch is its first line + N - 1. */
+        line = k->batch.first_line + cline - 1;
+        dl += (size_t)snprintf(detail + dl, sizeof detail - dl, "The server refused input line %llu%s%s%s. ",
+                               (unsigned long long)line, col[0] ? " (column \"" : "", col,
+                               col[0] ? "\")" : "");
+    }
+    if (in_batch && dl < sizeof detail)
+        snprintf(detail + dl, sizeof detail - dl,
+                 "The batch of lines %llu to %llu was rolled back; %llu rows in %llu earlier batches are committed.",
+                 (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
+                 (unsigned long long)st->rows_committed,
+                 (unsigned long long)st->batches_committed);
+    int code = PGFEED_ESERVER;
+    const char *hint = shint;
+    if (sqlstate && strcmp(sqlstate, "42P01") == 0) {
+        code = PGFEED_ETABLE;
+        hint = "Create the table first, or check --table and the search_path.";
+    } else if (sqlstate && strncmp(sqlstate, "42", 2) == 0 && k->state == S_CATALOG) {
+        code = PGFEED_ETABLE;
+    }
+    pgfeed__fail(job, "sink", code, detail[0] ? detail : NULL, hint, "%s",
+                 primary ? primary : PQresultErrorMessage(r));
+    pgfeed__fail_sqlstate(job, sqlstate);
+    if (line)
+        pgfeed__fail_at(job, line, 0, col[0] ? col : NULL, 0, 0);
+    return code;
+}
+
+/* ------------------------------------------------------------ the stage */
+
+static int send_query(struct sink_pg *k, const char *sql, enum sink_state next)
+{
+    if (!PQsendQuery(k->conn, sql))
+        return fail_conn(k, "could not send a query to the server");
+    k->state = next;
+    int f = PQflush(k->conn);
+    if (f < 0)
+        return fail_conn(k, "lost the connection to the server");
+    return sink_watch(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
+static int start_batch(struct sink_pg *k)
+{
+    const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
+    char *sql;
+    if (o->truncate && !k->any_batch)
+        sql = pgfeed__strdup_printf("BEGIN; TRUNCATE %s; %s", k->qualified, k->copy_sql);
+    else
+        sql = pgfeed__strdup_printf("BEGIN; %s", k->copy_sql);
+    if (sql == NULL)
+        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    k->any_batch = 1;
+    k->batch_rows_base = pgfeed__job_stats(job_of(k))->rows_sent;
+    int rc = send_query(k, sql, S_STARTING);
+    free(sql);
+    return rc;
+}
+
+static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
+{
+    struct sink_pg *k = sink_of(s);
+    if (k->stop_requested)
+        return PGFEED_ECANCELED;
+    if (k->state == S_READY) {
+        int rc = start_batch(k);
+        return rc != 0 ? rc : PGFEED_EAGAIN;
+    }
+    if (k->state != S_COPY_IN || k->blocked)
+        return PGFEED_EAGAIN;
+    if (n == 0)
+        return 0;
+    int r = PQputCopyData(k->conn, p, (int)n);
+    if (r == 0)
+        return PGFEED_EAGAIN;
+    if (r < 0)
+        return fail_conn(k, "could not send COPY data to the server");
+    int f = PQflush(k->conn);
+    if (f < 0)
+        return fail_conn(k, "could not send COPY data to the server");
+    if (f == 1) {
+        k->blocked = 1;
+        int rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
+        if (rc != 0)
+            return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
+                                uv_strerror(rc));
+    }
+    return 0;
+}
+
+static int end_copy(struct sink_pg *k)
+{
+    int r = PQputCopyEnd(k->conn, NULL);
+    if (r < 0)
+        return fail_conn(k, "could not end COPY");
+    if (r == 0)
+        return PGFEED_EAGAIN;
+    k->state = S_ENDING;
+    int f = PQflush(k->conn);
+    if (f < 0)
+        return fail_conn(k, "could not end COPY");
+    k->blocked = f == 1;
+    return sink_watch(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
+static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi)
+{
+    struct sink_pg *k = sink_of(s);
+    if (k->stop_requested)
+        return PGFEED_ECANCELED;
+    if (k->state != S_COPY_IN || k->blocked)
+        return PGFEED_EAGAIN;
+    k->batch = *bi;
+    k->next_first_line = bi->last_line + 1;
+    return end_copy(k);
+}
+
+static int sink_finish(struct pgfeed_stage *s)
+{
+    struct sink_pg *k = sink_of(s);
+    if (k->stop_requested)
+        return PGFEED_ECANCELED;
+    if (k->state == S_COPY_IN) {
+        if (k->blocked)
+            return PGFEED_EAGAIN;
+        /* The last, partial batch: the parser gives no info for it. */
+        const struct pgfeed_stats *st = pgfeed__job_stats(job_of(k));
+        k->batch.rows = st->rows_sent - k->batch_rows_base;
+        k->batch.last_line = st->lines_read;
+        k->batch.first_line = st->lines_read - k->batch.rows + 1; /* one row per line */
+        k->eof = 1;
+        return end_copy(k);
+    }
+    if (k->state == S_READY) {
+        k->eof = 1;
+        const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
+        if (o->truncate && !k->any_batch) {
+            /* An empty input with --truncate still empties the table. */
+            char *sql = pgfeed__strdup_printf("TRUNCATE %s", k->qualified);
+            if (sql == NULL)
+                return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+            k->any_batch = 1;
+            int rc = send_query(k, sql, S_TRUNCATING);
+            free(sql);
+            return rc;
+        }
+        k->state = S_FINISHED;
+        pgfeed__job_sink_done(job_of(k), 0);
+        return 0;
+    }
+    return PGFEED_EAGAIN; /* starting or committing: called again after resume */
+}
+
+static void sink_resume(struct pgfeed_stage *s)
+{
+    pgfeed__stage_resume_upstream(s);
+}
+
+/* Runs after each state change that frees room for the parser. */
+static void wake_upstream(struct sink_pg *k)
+{
+    if (k->base.prev)
+        pgfeed__job_schedule_resume(job_of(k), k->base.prev);
+}
+
+/* ------------------------------------------------------------ results */
+
+static int handle_result_catalog(struct sink_pg *k, PGresult *r)
+{
+    int nt = PQntuples(r);
+    if (nt == 0) {
+        return pgfeed__fail(job_of(k), "sink", PGFEED_ETABLE, "A table without columns cannot be loaded.",
+                            NULL, "table \"%s\" has no columns", pgfeed__job_options(job_of(k))->table);
+    }
+    k->cols = calloc((size_t)nt, sizeof *k->cols);
+    if (k->cols == NULL)
+        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    k->ncols = (size_t)nt;
+    for (int i = 0; i < nt; i++) {
+        k->cols[i].name = strdup(PQgetvalue(r, i, 1));
+        k->cols[i].is_array = PQgetvalue(r, i, 2)[0] == 't';
+        if (k->cols[i].name == NULL)
+            return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    k->qualified = strdup(PQgetvalue(r, 0, 0));
+    if (k->qualified == NULL)
+        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    return 0;
+}
+
+/* Consumes every available result; advances the state machine. */
+static void sink_process(struct sink_pg *k)
+{
+    struct pgfeed_job *job = job_of(k);
+    for (;;) {
+        if (k->state == S_COPY_IN || k->state == S_CLOSED)
+            return;
+        if (PQisBusy(k->conn))
+            return;
+        PGresult *r = PQgetResult(k->conn);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_EMPTY_QUERY;
+        if (r && st == PGRES_COPY_IN) {
+            PQclear(r);
+            if (k->state == S_ABORTING) {
+                PQputCopyEnd(k->conn, "import canceled by pgfeed");
+                PQflush(k->conn);
+                continue;
+            }
+            k->state = S_COPY_IN;
+            k->blocked = 0;
+            sink_watch(k, UV_READABLE);
+            wake_upstream(k);
+            return;
+        }
+        if (r && (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR)) {
+            if (k->state == S_ABORTING) {
+                PQclear(r);
+                k->commit_ok = 0;
+                continue; /* the CopyFail we sent, or a statement after it */
+            }
+            fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);
+            PQclear(r);
+            return;
+        }
+        if (r) {
+            if (k->state == S_ABORTING && k->abort_commit && st == PGRES_COMMAND_OK)
+                k->commit_ok = 1;
+            if (k->state == S_CATALOG && st == PGRES_TUPLES_OK) {
+                if (handle_result_catalog(k, r) != 0) {
+                    PQclear(r);
+                    return;
+                }
+            }
+            PQclear(r);
+            continue;
+        }
+        /* r == NULL: the current command string is complete. */
+        switch (k->state) {
+        case S_SETUP: {
+            const char *params[1] = {pgfeed__job_options(job)->table};
+            if (!PQsendQueryParams(k->conn,
+                                   "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
+                                   " FROM pg_catalog.pg_attribute a"
+                                   " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+                                   " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
+                                   " AND NOT a.attisdropped AND a.attgenerated = ''"
+                                   " ORDER BY a.attnum",
+                                   1, NULL, params, NULL, NULL, 0)) {
+                fail_conn(k, "could not query the table's columns");
+                return;
+            }
+            k->state = S_CATALOG;
+            break;
+        }
+        case S_CATALOG:
+            k->state = S_READY;
+            if (pgfeed__job_table_ready(job) != 0)
+                return;
+            break;
+        case S_ENDING: {
+            if (!PQsendQuery(k->conn, "COMMIT")) {
+                fail_conn(k, "could not commit");
+                return;
+            }
+            k->state = S_COMMITTING;
+            break;
+        }
+        case S_COMMITTING:
+        case S_TRUNCATING: {
+            struct pgfeed_stats *stats = pgfeed__job_stats(job);
+            if (k->state == S_COMMITTING) {
+                stats->rows_committed += k->batch.rows;
+                stats->batches_committed++;
+                pgfeed__log(job, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
+                            (unsigned long long)k->batch.first_line,
+                            (unsigned long long)k->batch.last_line,
+                            (unsigned long long)k->batch.rows);
+            }
+            k->state = S_READY;
+            if (k->eof) {
+                k->state = S_FINISHED;
+                pgfeed__job_sink_done(job, 0);
+                return;
+            }
+            wake_upstream(k);
+            return;
+        }
+        case S_ABORTING:
+            if (k->abort_commit && k->commit_ok) {
+                struct pgfeed_stats *stats = pgfeed__job_stats(job);
+                stats->rows_committed += k->batch.rows;
+                stats->batches_committed++;
+            }
+            k->state = S_CLOSED;
+            poll_stop_close(k);
+            return;
+        default:
+            return;
+        }
+        int f = PQflush(k->conn);
+        if (f < 0) {
+            fail_conn(k, "lost the connection to the server");
+            return;
+        }
+        sink_watch(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+    }
+}
+
+static void connect_step(struct sink_pg *k);
+
+static void sink_poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct sink_pg *k = h->data;
+    if (k->state == S_CLOSED || h != k->poll)
+        return;
+    if (k->state == S_CONNECTING) {
+        connect_step(k);
+        return;
+    }
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE; /* let libpq find out what is wrong */
+    if (events & UV_WRITABLE) {
+        int f = PQflush(k->conn);
+        if (f < 0) {
+            if (k->state == S_ABORTING) {
+                k->state = S_CLOSED;
+                poll_stop_close(k);
+            } else {
+                fail_conn(k, "lost the connection to the server");
+            }
+            return;
+        }
+        if (f == 0) {
+            sink_watch(k, UV_READABLE);
+            if (k->blocked) {
+                k->blocked = 0;
+                if (k->state == S_COPY_IN || k->state == S_ENDING)
+                    wake_upstream(k);
+            }
+        }
+    }
+    if (events & UV_READABLE) {
+        if (!PQconsumeInput(k->conn)) {
+            if (k->state == S_ABORTING) {
+                k->state = S_CLOSED;
+                poll_stop_close(k);
+            } else {
+                fail_conn(k, "lost the connection to the server");
+            }
+            return;
+        }
+        sink_process(k);
+    }
+}
+
+static void notice_cb(void *arg, const PGresult *r)
+{
+    struct sink_pg *k = arg;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    pgfeed__log(job_of(k), sev && strcmp(sev, "WARNING") == 0 ? PGFEED_LOG_WARNING : PGFEED_LOG_NOTICE,
+                "server: %s", msg ? msg : "");
+}
+
+static void connect_timer_cb(uv_timer_t *t)
+{
+    struct sink_pg *k = t->data;
+    if (k->state != S_CONNECTING)
+        return;
+    char detail[128];
+    snprintf(detail, sizeof detail, "No connection was established within %g seconds.",
+             pgfeed__job_options(job_of(k))->connect_timeout_s);
+    pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail,
+                 "Check --db and that the server is reachable.",
+                 "could not connect to the database server");
+}
+
+static void connect_step(struct sink_pg *k)
+{
+    PostgresPollingStatusType ps = PQconnectPoll(k->conn);
+    int rc = 0;
+    switch (ps) {
+    case PGRES_POLLING_READING:
+        rc = sink_watch(k, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        rc = sink_watch(k, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        uv_timer_stop(&k->connect_timer);
+        if (PQsetnonblocking(k->conn, 1) != 0) {
+            fail_conn(k, "could not set the connection to nonblocking mode");
+            return;
+        }
+        PQsetNoticeReceiver(k->conn, notice_cb, k);
+        /* A bulk load waits on the network by design: no statement or idle timeouts. */
+        k->state = S_CONNECTING; /* for send_query's state argument below */
+        rc = send_query(k,
+                        "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0;"
+                        " SET client_encoding = 'UTF8'",
+                        S_SETUP);
+        break;
+    default:
+        fail_conn(k, "could not connect to the database server");
+        return;
+    }
+    if (rc != 0 && pgfeed_job_error(job_of(k))->code == 0)
+        pgfeed__fail(job_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
+                     uv_strerror(rc));
+}
+
+int pgfeed__sink_connect(struct pgfeed_stage *s)
+{
+    struct sink_pg *k = sink_of(s);
+    const struct pgfeed_options *o = pgfeed__job_options(s->job);
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {o->conninfo ? o->conninfo : "", "pgfeed", NULL};
+    k->conn = PQconnectStartParams(keys, vals, 1);
+    if (k->conn == NULL)
+        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    k->state = S_CONNECTING;
+    if (PQstatus(k->conn) == CONNECTION_BAD)
+        return fail_conn(k, "could not connect to the database server");
+    uv_timer_init(pgfeed__job_loop(s->job), &k->connect_timer);
+    k->connect_timer.data = k;
+    k->timer_inited = 1;
+    if (o->connect_timeout_s > 0)
+        uv_timer_start(&k->connect_timer, connect_timer_cb,
+                       (uint64_t)(o->connect_timeout_s * 1000.0), 0);
+    int rc = sink_watch(k, UV_WRITABLE);
+    if (rc != 0)
+        return pgfeed__fail(s->job, "sink", rc, NULL, NULL, "could not watch the connection: %s",
+                            uv_strerror(rc));
+    return 0;
+}
+
+const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n)
+{
+    struct sink_pg *k = sink_of(s);
+    *n = k->ncols;
+    return k->cols;
+}
+
+int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n)
+{
+    struct sink_pg *k = sink_of(s);
+    struct pgfeed_buf b = {0};
+    int rc = 0;
+    char *head = pgfeed__strdup_printf("COPY %s (", k->qualified);
+    if (head == NULL || pgfeed__buf_append(&b, head, strlen(head)) != 0)
+        rc = UV_ENOMEM;
+    free(head);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char *q = PQescapeIdentifier(k->conn, k->cols[idx[i]].name, strlen(k->cols[idx[i]].name));
+        if (q == NULL || (i && pgfeed__buf_append(&b, ", ", 2) != 0) ||
+            pgfeed__buf_append(&b, q, strlen(q)) != 0)
+            rc = UV_ENOMEM;
+        PQfreemem(q);
+    }
+    const char *tail = ") FROM STDIN";
+    if (rc == 0)
+        rc = pgfeed__buf_append(&b, tail, strlen(tail) + 1);
+    if (rc != 0) {
+        pgfeed__buf_free(&b);
+        return pgfeed__fail(s->job, "sink", rc, NULL, NULL, "out of memory");
+    }
+    free(k->copy_sql);
+    k->copy_sql = b.data;
+    return 0;
+}
+
+static void timer_close_cb(uv_handle_t *h)
+{
+    struct sink_pg *k = h->data;
+    pgfeed__job_handle_closed(job_of(k));
+}
+
+/*
+ * Stop: roll back what is in flight and close. A COPY in progress is ended
+ * with CopyFail so the server discards the batch; a COMMIT already sent is
+ * awaited so the counters say what really happened. Everything else just
+ * closes: the server rolls back an open transaction when the connection goes.
+ */
+static void sink_stop(struct pgfeed_stage *s)
+{
+    struct sink_pg *k = sink_of(s);
+    k->stop_requested = 1;
+    if (k->timer_inited) {
+        k->timer_inited = 0;
+        uv_timer_stop(&k->connect_timer);
+        pgfeed__job_handle_closing(s->job);
+        uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
+    }
+    if (k->conn == NULL || k->state == S_CLOSED)
+        return;
+    int wait = 0;
+    if (k->state == S_COPY_IN && PQstatus(k->conn) == CONNECTION_OK) {
+        if (PQputCopyEnd(k->conn, "import canceled by pgfeed") == 1) {
+            PQflush(k->conn);
+            wait = 1;
+        }
+    } else if (k->state == S_COMMITTING || k->state == S_STARTING) {
+        wait = PQstatus(k->conn) == CONNECTION_OK;
+        k->abort_commit = k->state == S_COMMITTING;
+    }
+    if (wait && k->poll) {
+        /* Note: a STARTING batch gets CopyFail as soon as COPY_IN arrives. */
+        k->state = S_ABORTING;
+        sink_watch(k, UV_READABLE | UV_WRITABLE);
+        return;
+    }
+    k->state = S_CLOSED;
+    poll_stop_close(k);
+}
+
+static void sink_destroy(struct pgfeed_stage *s)
+{
+    struct sink_pg *k = sink_of(s);
+    if (k->conn)
+        PQfinish(k->conn);
+    for (size_t i = 0; i < k->ncols; i++)
+        free(k->cols[i].name);
+    free(k->cols);
+    free(k->qualified);
+    free(k->copy_sql);
+    free(k);
+}
+
+static const struct pgfeed_stage_ops sink_ops = {
+    .name = "sink",
+    .write = sink_write,
+    .finish = sink_finish,
+    .resume = sink_resume,
+    .stop = sink_stop,
+    .destroy = sink_destroy,
+    .end_batch = sink_end_batch,
+};
+
+int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
+{
+    struct sink_pg *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return UV_ENOMEM;
+    k->base.ops = &sink_ops;
+    k->base.job = job;
+    k->sock = -1;
+    k->next_first_line = 1;
+    *out = &k->base;
+    return 0;
+}

@@ -1,0 +1,300 @@
+/*
+ * source_file.c -- reads a local path or a file descriptor (stdin) in chunks.
+ *
+ * Owns the descriptor (when it opened it), one read buffer of chunk_size
+ * bytes and one handle: a uv_poll_t for descriptors epoll can watch (pipes,
+ * sockets, terminals), else a uv_idle_t that reads a regular file directly
+ * (page-cache reads do not block the loop for long; no threadpool on the hot
+ * path). Leaves decompression to the decoder; counts bytes_read.
+ *
+ * Flow control: a chunk the decoder refuses (EAGAIN) is kept and offered
+ * again on resume; reading stops until then. A regular file is read at most
+ * READS_PER_TICK chunks per idle callback so the loop keeps turning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define READS_PER_TICK 8
+
+struct source_file {
+    struct pgfeed_stage base;
+    int fd;
+    int owns_fd;
+    int restore_flags; /* original O_NONBLOCK state to restore, or -1 */
+    int use_poll;
+    union {
+        uv_poll_t poll;
+        uv_idle_t idle;
+    } h;
+    int h_inited;
+    int reading; /* the handle is started */
+    int stopped;
+    char *buf;
+    size_t cap;
+    size_t pending; /* bytes in buf the decoder refused */
+    int eof;        /* read returned 0 */
+    int finished;   /* the decoder's finish returned 0 */
+    char *name;     /* for messages */
+};
+
+static struct source_file *src_of(struct pgfeed_stage *s)
+{
+    return container_of(s, struct source_file, base);
+}
+
+static void start_reading(struct source_file *f);
+static void stop_reading(struct source_file *f);
+
+static int fail_errno(struct source_file *f, int err, const char *what)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
+    return pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, detail, NULL, "could not %s \"%s\"",
+                        what, f->name);
+}
+
+/* Offers the pending chunk, then at EOF the finish. 0: carry on; EAGAIN: wait; <0: failed. */
+static int push(struct source_file *f)
+{
+    struct pgfeed_stage *next = f->base.next;
+    if (f->pending) {
+        int rc = next->ops->write(next, f->buf, f->pending);
+        if (rc != 0)
+            return rc;
+        pgfeed__job_stats(f->base.job)->bytes_read += f->pending;
+        f->pending = 0;
+    }
+    if (f->eof && !f->finished) {
+        int rc = next->ops->finish(next);
+        if (rc != 0)
+            return rc;
+        f->finished = 1;
+    }
+    return 0;
+}
+
+/* Reads and pushes up to `rounds` chunks. */
+static void pump(struct source_file *f, int rounds)
+{
+    while (rounds-- > 0 && !f->stopped) {
+        int rc = push(f);
+        if (rc == PGFEED_EAGAIN) {
+            stop_reading(f);
+            return;
+        }
+        if (rc < 0 || f->finished) {
+            stop_reading(f);
+            return;
+        }
+        ssize_t n = read(f->fd, f->buf, f->cap);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return; /* the poll will tell us */
+            stop_reading(f);
+            fail_errno(f, errno, "read");
+            return;
+        }
+        if (n == 0)
+            f->eof = 1;
+        f->pending = (size_t)n;
+    }
+    /* Out of rounds: deliver what was read last so nothing sits unoffered. */
+    if (!f->stopped) {
+        int rc = push(f);
+        if (rc == PGFEED_EAGAIN || rc < 0 || f->finished)
+            stop_reading(f);
+    }
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct source_file *f = h->data;
+    if (status < 0) {
+        stop_reading(f);
+        pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL,
+                     "could not read \"%s\": %s", f->name, uv_strerror(status));
+        return;
+    }
+    pump(f, 1);
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+    pump(h->data, READS_PER_TICK);
+}
+
+static void start_reading(struct source_file *f)
+{
+    if (f->reading || f->stopped || f->finished)
+        return;
+    f->reading = 1;
+    if (f->use_poll)
+        uv_poll_start(&f->h.poll, UV_READABLE, poll_cb);
+    else
+        uv_idle_start(&f->h.idle, idle_cb);
+}
+
+static void stop_reading(struct source_file *f)
+{
+    if (!f->reading)
+        return;
+    f->reading = 0;
+    if (f->use_poll)
+        uv_poll_stop(&f->h.poll);
+    else
+        uv_idle_stop(&f->h.idle);
+}
+
+static int source_start(struct pgfeed_stage *s)
+{
+    struct source_file *f = src_of(s);
+    start_reading(f);
+    return 0;
+}
+
+static void source_resume(struct pgfeed_stage *s)
+{
+    struct source_file *f = src_of(s);
+    if (f->stopped || f->finished)
+        return;
+    int rc = push(f);
+    if (rc == 0 && !f->finished)
+        start_reading(f);
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    struct source_file *f = h->data;
+    pgfeed__job_handle_closed(f->base.job);
+}
+
+static void source_stop(struct pgfeed_stage *s)
+{
+    struct source_file *f = src_of(s);
+    if (f->stopped)
+        return;
+    stop_reading(f);
+    f->stopped = 1;
+    if (f->h_inited) {
+        f->h_inited = 0;
+        pgfeed__job_handle_closing(s->job);
+        uv_close((uv_handle_t *)&f->h, close_cb);
+    }
+}
+
+static void source_destroy(struct pgfeed_stage *s)
+{
+    struct source_file *f = src_of(s);
+    if (f->restore_flags >= 0)
+        fcntl(f->fd, F_SETFL, f->restore_flags);
+    if (f->owns_fd && f->fd >= 0)
+        close(f->fd);
+    free(f->buf);
+    free(f->name);
+    free(f);
+}
+
+static const struct pgfeed_stage_ops source_file_ops = {
+    .name = "source",
+    .resume = source_resume,
+    .stop = source_stop,
+    .destroy = source_destroy,
+    .start = source_start,
+};
+
+/* file:///a%20b -> "/a b"; a plain path is returned as a copy. */
+static char *path_from_source(const char *path)
+{
+    if (strncasecmp(path, "file://", 7) != 0)
+        return strdup(path);
+    const char *p = path + 7;
+    if (strncasecmp(p, "localhost/", 10) == 0)
+        p += 9;
+    char *out = malloc(strlen(p) + 1);
+    if (out == NULL)
+        return NULL;
+    char *o = out;
+    while (*p && *p != '?' && *p != '#') {
+        if (p[0] == '%' && p[1] && p[2]) {
+            char hex[3] = {p[1], p[2], 0};
+            char *end;
+            long v = strtol(hex, &end, 16);
+            if (*end == '\0' && v > 0) {
+                *o++ = (char)v;
+                p += 3;
+                continue;
+            }
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
+int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
+                            struct pgfeed_stage **out)
+{
+    const struct pgfeed_options *o = pgfeed__job_options(job);
+    struct source_file *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return UV_ENOMEM;
+    f->base.ops = &source_file_ops;
+    f->base.job = job;
+    f->fd = -1;
+    f->restore_flags = -1;
+    f->cap = o->chunk_size;
+    f->buf = malloc(f->cap);
+    f->name = path ? path_from_source(path) : strdup("standard input");
+    *out = &f->base;
+    if (f->buf == NULL || f->name == NULL)
+        return pgfeed__fail(job, "source", UV_ENOMEM, NULL, NULL, "out of memory");
+    if (path) {
+        f->fd = open(f->name, O_RDONLY | O_CLOEXEC);
+        if (f->fd < 0) {
+            int err = errno;
+            char detail[512];
+            snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
+            return pgfeed__fail(job, "source", PGFEED_ESOURCE, detail,
+                                err == ENOENT ? "Check the path, or give - to read standard input."
+                                              : NULL,
+                                "could not open \"%s\"", f->name);
+        }
+        f->owns_fd = 1;
+    } else {
+        f->fd = fd;
+    }
+    struct stat st;
+    if (fstat(f->fd, &st) != 0)
+        return fail_errno(f, errno, "inspect");
+    if (S_ISDIR(st.st_mode))
+        return pgfeed__fail(job, "source", PGFEED_ESOURCE, NULL, NULL,
+                            "could not read \"%s\": it is a directory", f->name);
+    uv_loop_t *loop = pgfeed__job_loop(job);
+    if (S_ISREG(st.st_mode)) {
+        pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
+    } else {
+        int flags = fcntl(f->fd, F_GETFL);
+        if (flags >= 0 && !(flags & O_NONBLOCK) && fcntl(f->fd, F_SETFL, flags | O_NONBLOCK) == 0)
+            f->restore_flags = flags;
+        if (uv_poll_init(loop, &f->h.poll, f->fd) == 0) {
+            f->use_poll = 1;
+        } else if (f->restore_flags >= 0) {
+            /* epoll refuses it (e.g. /dev/null): read it like a file. */
+            fcntl(f->fd, F_SETFL, f->restore_flags);
+            f->restore_flags = -1;
+        }
+    }
+    if (!f->use_poll)
+        uv_idle_init(loop, &f->h.idle);
+    f->h.poll.data = f; /* same offset in both union members */
+    f->h_inited = 1;
+    return 0;
+}
