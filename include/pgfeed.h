@@ -197,8 +197,9 @@ PGFEED_API void pgfeed_job_cancel(pgfeed_job_t *job);
 
 /*
  * Releases the job. If it is still running it is canceled first. close_cb (may
- * be NULL) runs once the job's memory is freed, from a loop callback; done_cb
- * is not called for a job closed before it finished. job is invalid afterwards.
+ * be NULL) runs from a loop callback once every handle of the job is closed;
+ * the job's memory is freed as soon as close_cb returns, so job is invalid
+ * after that. done_cb is not called for a job closed before it finished.
  */
 PGFEED_API void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb);
 

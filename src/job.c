@@ -407,10 +407,10 @@ static void job_timer_close_cb(uv_handle_t *h)
     struct pgfeed_job *job = h->data;
     job->pending_closes--;
     if (job->pending_closes == 0 && job->state == JOB_CLOSING) {
-        pgfeed_close_cb cb = job->close_cb;
+        /* Like libuv's close callbacks: the last moment the job is valid. */
+        if (job->close_cb)
+            job->close_cb(job);
         free_job(job);
-        if (cb)
-            cb(job); /* the pointer is only an identity now, as in libuv's close callbacks */
     }
 }
 

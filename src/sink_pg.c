@@ -149,7 +149,7 @@ static int fail_conn(struct sink_pg *k, const char *what)
     size_t n = strlen(detail);
     while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
         detail[--n] = '\0';
-    if (n && detail[n - 1] != '.' && n + 1 < sizeof detail) {
+    if (n && !strchr(".?!", detail[n - 1]) && n + 1 < sizeof detail) {
         detail[n] = '.';
         detail[n + 1] = '\0';
     }
