@@ -117,8 +117,20 @@ struct pgfeed_stats {
     uint64_t rows_rejected;  /* always 0 until rejection is implemented */
     uint64_t batches_committed;
     uint64_t lines_read;     /* input lines, header included */
+    uint64_t retries;        /* transient failures retried so far */
     double elapsed_s;        /* since pgfeed_job_start() */
-    int done;                /* 1 once the job has finished */
+    /* Rates over the last ~10 seconds (0 until two samples exist), and the
+     * estimated seconds to go from source bytes (-1 when the total is unknown). */
+    double rate_rows_s;
+    double rate_bytes_s;          /* source (compressed) bytes per second */
+    double rate_inflated_s;       /* decompressed bytes per second */
+    double eta_s;
+    /* Where the time went: waiting on PostgreSQL (connecting, COPY data it
+     * has not taken yet, commits) versus waiting for input (network or disk).
+     * The rest is pgfeed's own work. */
+    double wait_server_s;
+    double wait_source_s;
+    int done; /* 1 once the job has finished */
 };
 
 struct pgfeed_job;
@@ -228,6 +240,34 @@ PGFEED_API const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job);
 /* A pointer for the embedder. */
 PGFEED_API void pgfeed_job_set_data(pgfeed_job_t *job, void *data);
 PGFEED_API void *pgfeed_job_get_data(const pgfeed_job_t *job);
+
+/* ---------------------------------------------------------------- HTTP */
+
+/*
+ * A shared HTTP transfer context: one libcurl multi handle driven by one
+ * uv_timer_t and one uv_poll_t per socket on loop. Jobs whose options name it
+ * (pgfeed_options.http) run their transfers in it, so connections and the
+ * DNS cache are shared; a job with http == NULL makes a private one and
+ * closes it itself.
+ */
+typedef struct pgfeed_http pgfeed_http_t;
+typedef void (*pgfeed_http_close_cb)(pgfeed_http_t *h);
+
+/*
+ * Creates a context on loop. Call pgfeed_library_init() first. Returns 0 and
+ * *out, which must be released with pgfeed_http_close(); UV_EINVAL (loop is
+ * NULL), UV_ENOMEM, or PGFEED_EINTERNAL (libcurl refused) with *out = NULL.
+ * The context starts no handle until a transfer begins.
+ */
+PGFEED_API int pgfeed_http_new(uv_loop_t *loop, pgfeed_http_t **out);
+
+/*
+ * Releases h. When jobs still use it, the close waits for the last of them to
+ * stop. close_cb (may be NULL) runs once, from a loop callback, when every
+ * handle of h is closed; h is freed right after it returns. Call it once, not
+ * from inside a pgfeed callback; h must not be given to a new job afterwards.
+ */
+PGFEED_API void pgfeed_http_close(pgfeed_http_t *h, pgfeed_http_close_cb close_cb);
 
 #ifdef __cplusplus
 }

@@ -144,6 +144,14 @@ int pgfeed__job_table_ready(struct pgfeed_job *job);
 /* The sink calls this when everything is committed (status 0) or it stopped. */
 void pgfeed__job_sink_done(struct pgfeed_job *job, int status);
 int pgfeed__job_canceled(const struct pgfeed_job *job);
+/*
+ * Time accounting for the stats: the sink marks when the pipeline starts and
+ * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
+ * source adds the time it spent inside downstream calls (from since_ns, a
+ * uv_hrtime() value). Time in neither is time spent waiting for input.
+ */
+void pgfeed__job_server_wait(struct pgfeed_job *job, int waiting);
+void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns);
 
 /* ---- stage constructors ---- */
 

@@ -27,6 +27,8 @@
 enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
 
 #define MAX_DEFERRED 8
+#define SAMPLE_MS 250
+#define RING 41 /* 10 s of samples, plus the current one */
 
 struct pgfeed_job {
     uv_loop_t *loop;
@@ -51,6 +53,15 @@ struct pgfeed_job {
 
     uint64_t start_ns;
     struct pgfeed_stats stats;
+
+    /* Progress sampling: every SAMPLE_MS, a ring of (time, counters) for the rates. */
+    struct sample {
+        uint64_t t_ns, rows, bytes, inflated;
+    } samples[RING];
+    size_t nsamples, sample_head;
+    uint64_t last_progress_ns;
+    uint64_t server_wait_ns, server_wait_since, busy_ns;
+    double last_wait_source;
     struct pgfeed_err_store err;
 
     /* Target columns, in input field order. */
@@ -227,11 +238,63 @@ static double elapsed_s(const struct pgfeed_job *job)
     return (double)(uv_hrtime() - job->start_ns) / 1e9;
 }
 
+static void fill_derived(const struct pgfeed_job *job, struct pgfeed_stats *out)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t server = job->server_wait_ns;
+    if (job->server_wait_since)
+        server += now - job->server_wait_since;
+    out->wait_server_s = (double)server / 1e9;
+    double src = out->elapsed_s - out->wait_server_s - (double)job->busy_ns / 1e9;
+    out->wait_source_s = src > job->last_wait_source ? src : job->last_wait_source;
+    out->rate_rows_s = out->rate_bytes_s = out->rate_inflated_s = 0;
+    out->eta_s = -1;
+    if (job->nsamples >= 2) {
+        size_t newest = (job->sample_head + RING - 1) % RING;
+        size_t oldest = (job->sample_head + RING - job->nsamples) % RING;
+        const struct sample *a = &job->samples[oldest], *b = &job->samples[newest];
+        double dt = (double)(b->t_ns - a->t_ns) / 1e9;
+        if (dt > 0) {
+            out->rate_rows_s = (double)(b->rows - a->rows) / dt;
+            out->rate_bytes_s = (double)(b->bytes - a->bytes) / dt;
+            out->rate_inflated_s = (double)(b->inflated - a->inflated) / dt;
+        }
+    }
+    if (out->bytes_total >= 0 && !out->done) {
+        double left = (double)out->bytes_total - (double)out->bytes_read;
+        double rate = out->rate_bytes_s;
+        if (rate <= 0 && out->elapsed_s > 0)
+            rate = (double)out->bytes_read / out->elapsed_s;
+        if (left <= 0)
+            out->eta_s = 0;
+        else if (rate > 0)
+            out->eta_s = left / rate;
+    } else if (out->done) {
+        out->eta_s = 0;
+    }
+}
+
 void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out)
 {
     *out = job->stats;
     if (job->state == JOB_RUNNING || job->state == JOB_STOPPING)
         out->elapsed_s = elapsed_s(job);
+    fill_derived(job, out);
+}
+
+void pgfeed__job_server_wait(struct pgfeed_job *job, int waiting)
+{
+    if (waiting && job->server_wait_since == 0) {
+        job->server_wait_since = uv_hrtime();
+    } else if (!waiting && job->server_wait_since != 0) {
+        job->server_wait_ns += uv_hrtime() - job->server_wait_since;
+        job->server_wait_since = 0;
+    }
+}
+
+void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns)
+{
+    job->busy_ns += uv_hrtime() - since_ns;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -383,8 +446,12 @@ static void job_check_closed(struct pgfeed_job *job)
             pgfeed_job_close(job, job->close_cb);
             return;
         }
-        if (job->opt.progress_cb)
-            job->opt.progress_cb(job->opt.progress_arg, &job->stats);
+        pgfeed__job_server_wait(job, 0);
+        if (job->opt.progress_cb) {
+            struct pgfeed_stats st;
+            pgfeed_job_stats(job, &st);
+            job->opt.progress_cb(job->opt.progress_arg, &st);
+        }
         if (job->done_cb)
             job->done_cb(job, job->status);
     }
@@ -444,13 +511,32 @@ void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
     job_shutdown(job);
 }
 
+static void take_sample(struct pgfeed_job *job)
+{
+    struct sample *sm = &job->samples[job->sample_head];
+    sm->t_ns = uv_hrtime();
+    sm->rows = job->stats.rows_read;
+    sm->bytes = job->stats.bytes_read;
+    sm->inflated = job->stats.bytes_inflated;
+    job->sample_head = (job->sample_head + 1) % RING;
+    if (job->nsamples < RING)
+        job->nsamples++;
+}
+
+/* Samples the counters for the rates; calls progress_cb every progress_interval_ms. */
 static void progress_cb(uv_timer_t *t)
 {
     struct pgfeed_job *job = t->data;
-    if (job->opt.progress_cb == NULL)
+    take_sample(job);
+    if (job->opt.progress_cb == NULL || job->opt.progress_interval_ms == 0)
         return;
+    uint64_t now = uv_hrtime();
+    if (now - job->last_progress_ns + 5000000 < job->opt.progress_interval_ms * 1000000)
+        return;
+    job->last_progress_ns = now;
     struct pgfeed_stats st;
     pgfeed_job_stats(job, &st);
+    job->last_wait_source = st.wait_source_s;
     job->opt.progress_cb(job->opt.progress_arg, &st);
 }
 
@@ -491,6 +577,7 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     if (rc == 0) {
         job->source_stage->next = job->decoder;
         job->decoder->prev = job->source_stage;
+        pgfeed__job_server_wait(job, 1); /* until the table is known */
         rc = pgfeed__sink_connect(job->sink);
     }
     if (rc != 0) {
@@ -501,9 +588,15 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
         job_shutdown(job);
         return 0;
     }
-    if (job->opt.progress_cb && job->opt.progress_interval_ms)
-        uv_timer_start(&job->progress, progress_cb, job->opt.progress_interval_ms,
-                       job->opt.progress_interval_ms);
+    take_sample(job);
+    job->last_progress_ns = job->start_ns;
+    {
+        uint64_t period = SAMPLE_MS;
+        if (job->opt.progress_cb && job->opt.progress_interval_ms &&
+            job->opt.progress_interval_ms < period)
+            period = job->opt.progress_interval_ms;
+        uv_timer_start(&job->progress, progress_cb, period, period);
+    }
     if (job->opt.timeout_s > 0)
         uv_timer_start(&job->timeout, timeout_cb, (uint64_t)(job->opt.timeout_s * 1000.0), 0);
     return 0;
@@ -746,6 +839,7 @@ static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout
 
 int pgfeed__job_table_ready(struct pgfeed_job *job)
 {
+    pgfeed__job_server_wait(job, 0);
     size_t ncols;
     const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
     int rc;

@@ -267,10 +267,15 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
         return PGFEED_ECANCELED;
     if (k->state == S_READY) {
         int rc = start_batch(k);
-        return rc != 0 ? rc : PGFEED_EAGAIN;
-    }
-    if (k->state != S_COPY_IN || k->blocked)
+        if (rc != 0)
+            return rc;
+        pgfeed__job_server_wait(job_of(k), 1);
         return PGFEED_EAGAIN;
+    }
+    if (k->state != S_COPY_IN || k->blocked) {
+        pgfeed__job_server_wait(job_of(k), 1);
+        return PGFEED_EAGAIN;
+    }
     if (n == 0)
         return 0;
     int r = PQputCopyData(k->conn, p, (int)n);
@@ -283,6 +288,7 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
         return fail_conn(k, "could not send COPY data to the server");
     if (f == 1) {
         k->blocked = 1;
+        pgfeed__job_server_wait(job_of(k), 1);
         int rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
         if (rc != 0)
             return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
@@ -311,8 +317,10 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     struct sink_pg *k = sink_of(s);
     if (k->stop_requested)
         return PGFEED_ECANCELED;
-    if (k->state != S_COPY_IN || k->blocked)
+    if (k->state != S_COPY_IN || k->blocked) {
+        pgfeed__job_server_wait(job_of(k), 1);
         return PGFEED_EAGAIN;
+    }
     k->batch = *bi;
     k->next_first_line = bi->last_line + 1;
     return end_copy(k);
@@ -351,6 +359,7 @@ static int sink_finish(struct pgfeed_stage *s)
         pgfeed__job_sink_done(job_of(k), 0);
         return 0;
     }
+    pgfeed__job_server_wait(job_of(k), 1);
     return PGFEED_EAGAIN; /* starting or committing: called again after resume */
 }
 
@@ -362,6 +371,7 @@ static void sink_resume(struct pgfeed_stage *s)
 /* Runs after each state change that frees room for the parser. */
 static void wake_upstream(struct sink_pg *k)
 {
+    pgfeed__job_server_wait(job_of(k), 0);
     if (k->base.prev)
         pgfeed__job_schedule_resume(job_of(k), k->base.prev);
 }

@@ -64,14 +64,18 @@ static int push(struct source_file *f)
 {
     struct pgfeed_stage *next = f->base.next;
     if (f->pending) {
+        uint64_t t0 = uv_hrtime();
         int rc = next->ops->write(next, f->buf, f->pending);
+        pgfeed__job_busy(f->base.job, t0);
         if (rc != 0)
             return rc;
         pgfeed__job_stats(f->base.job)->bytes_read += f->pending;
         f->pending = 0;
     }
     if (f->eof && !f->finished) {
+        uint64_t t0 = uv_hrtime();
         int rc = next->ops->finish(next);
+        pgfeed__job_busy(f->base.job, t0);
         if (rc != 0)
             return rc;
         f->finished = 1;

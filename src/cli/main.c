@@ -45,7 +45,9 @@ static const char usage_text[] =
     "      --cacert FILE       CA bundle for https (default: the system's)\n"
     "      --capath DIR        CA directory for https\n"
     "  -k, --insecure          do not verify the server's TLS certificate\n"
-    "      --progress MODE     auto | none (bar and json are planned)\n"
+    "      --progress MODE     auto | bar | json | none (default auto: bar when stderr is a\n"
+    "                          terminal); json: one object per line on stderr\n"
+    "      --progress-interval SECONDS  how often progress is shown (default 0.25 bar, 1 json)\n"
     "  -q, --quiet             print errors only\n"
     "  -v, --verbose           print progress details\n"
     "      --version           print the version and exit\n"
@@ -63,6 +65,7 @@ enum {
     OPT_CACERT,
     OPT_CAPATH,
     OPT_PROGRESS,
+    OPT_PROGRESS_INTERVAL,
     OPT_VERSION
 };
 
@@ -82,6 +85,7 @@ static const struct option long_options[] = {
     {"capath", required_argument, NULL, OPT_CAPATH},
     {"insecure", no_argument, NULL, 'k'},
     {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -92,7 +96,7 @@ static const struct option long_options[] = {
 struct run {
     struct cli cli;
     pgfeed_job_t *job;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
     int status;
     int finished;
 };
@@ -152,6 +156,32 @@ static void signal_cb(uv_signal_t *h, int signum)
     pgfeed_job_cancel(r->job);
 }
 
+static void progress_cb(void *arg, const struct pgfeed_stats *st)
+{
+    struct run *r = arg;
+    if (st->done)
+        return; /* main prints the last line, with the outcome */
+    if (r->cli.progress == PROGRESS_BAR) {
+        cli_progress_bar(st);
+        r->cli.bar_drawn = 1;
+    } else if (r->cli.progress == PROGRESS_JSON) {
+        cli_progress_json(st, NULL, 0);
+    }
+}
+
+/* SIGUSR1 (and SIGINFO where it exists): one status line, the import goes on. */
+static void status_cb(uv_signal_t *h, int signum)
+{
+    struct run *r = h->data;
+    struct pgfeed_stats st;
+    pgfeed_job_stats(r->job, &st);
+    if (r->cli.bar_drawn) {
+        cli_progress_clear();
+        r->cli.bar_drawn = 0;
+    }
+    cli_progress_status(&st);
+}
+
 static void done_cb(pgfeed_job_t *job, int status)
 {
     struct run *r = pgfeed_job_get_data(job);
@@ -159,6 +189,7 @@ static void done_cb(pgfeed_job_t *job, int status)
     r->finished = 1;
     uv_signal_stop(&r->sigint);
     uv_signal_stop(&r->sigterm);
+    uv_signal_stop(&r->sigusr1);
 }
 
 int main(int argc, char **argv)
@@ -172,6 +203,7 @@ int main(int argc, char **argv)
     opt.log_arg = &r.cli;
     opt.log_level = PGFEED_LOG_DEBUG;
 
+    double progress_interval = 0;
     int c;
     while ((c = getopt_long(argc, argv, "d:t:c:f:b:kqvh", long_options, NULL)) != -1) {
         switch (c) {
@@ -256,8 +288,24 @@ int main(int argc, char **argv)
             opt.insecure = 1;
             break;
         case OPT_PROGRESS:
-            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "none") != 0) {
-                cli_usage_error("--progress %s is not supported yet: use auto or none", optarg);
+            if (strcmp(optarg, "auto") == 0)
+                r.cli.progress = PROGRESS_AUTO;
+            else if (strcmp(optarg, "bar") == 0)
+                r.cli.progress = PROGRESS_BAR;
+            else if (strcmp(optarg, "json") == 0)
+                r.cli.progress = PROGRESS_JSON;
+            else if (strcmp(optarg, "none") == 0)
+                r.cli.progress = PROGRESS_NONE;
+            else {
+                cli_usage_error("invalid value \"%s\" for --progress: use auto, bar, json or none",
+                                optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_PROGRESS_INTERVAL:
+            if (parse_seconds(optarg, &progress_interval) != 0) {
+                cli_usage_error("invalid value \"%s\" for --progress-interval: give a positive number of seconds",
+                                optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -292,6 +340,17 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     r.cli.table = opt.table;
+    if (r.cli.progress == PROGRESS_AUTO)
+        r.cli.progress = isatty(STDERR_FILENO) && !r.cli.quiet ? PROGRESS_BAR : PROGRESS_NONE;
+    if (r.cli.progress != PROGRESS_NONE) {
+        opt.progress_cb = progress_cb;
+        opt.progress_arg = &r;
+        if (progress_interval <= 0)
+            progress_interval = r.cli.progress == PROGRESS_BAR ? 0.25 : 1.0;
+        opt.progress_interval_ms = (uint64_t)(progress_interval * 1000.0);
+        if (opt.progress_interval_ms == 0)
+            opt.progress_interval_ms = 1;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     if (pgfeed_library_init() != 0) {
@@ -317,6 +376,13 @@ int main(int argc, char **argv)
     r.sigint.data = r.sigterm.data = &r;
     uv_signal_start(&r.sigint, signal_cb, SIGINT);
     uv_signal_start(&r.sigterm, signal_cb, SIGTERM);
+    uv_signal_init(loop, &r.sigusr1);
+    r.sigusr1.data = &r;
+#ifdef SIGINFO
+    uv_signal_start(&r.sigusr1, status_cb, SIGINFO);
+#else
+    uv_signal_start(&r.sigusr1, status_cb, SIGUSR1);
+#endif
 
     rc = pgfeed_job_start(r.job, done_cb);
     if (rc != 0) {
@@ -324,6 +390,7 @@ int main(int argc, char **argv)
         r.status = rc;
         uv_signal_stop(&r.sigint);
         uv_signal_stop(&r.sigterm);
+        uv_signal_stop(&r.sigusr1);
     } else {
         uv_run(loop, UV_RUN_DEFAULT);
     }
@@ -339,13 +406,23 @@ int main(int argc, char **argv)
                     (unsigned long long)st.rows_committed,
                     (unsigned long long)st.batches_committed);
     } else if (r.status != 0) {
-        cli_print_error(e);
         exit_code = r.status == PGFEED_EUSAGE ? EXIT_USAGE : EXIT_IMPORT_FAILED;
     }
+    if (r.cli.bar_drawn)
+        cli_progress_clear();
+    if (r.status != 0 && exit_code < 128)
+        cli_print_error(e);
+    if (r.cli.progress == PROGRESS_JSON)
+        cli_progress_json(&st,
+                          exit_code == 0     ? "imported"
+                          : exit_code >= 128 ? "interrupted"
+                                             : "failed",
+                          exit_code);
     cli_print_summary(&r.cli, &st, r.status);
 
     uv_close((uv_handle_t *)&r.sigint, NULL);
     uv_close((uv_handle_t *)&r.sigterm, NULL);
+    uv_close((uv_handle_t *)&r.sigusr1, NULL);
     pgfeed_job_close(r.job, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     if (uv_loop_close(loop) != 0 && r.cli.verbose)

@@ -53,12 +53,16 @@ void cli_print_error(const struct pgfeed_error *e)
 
 void cli_log_cb(void *arg, int level, const char *msg)
 {
-    const struct cli *c = arg;
+    struct cli *c = arg;
     static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
     if (c->quiet && level > PGFEED_LOG_WARNING)
         return;
     if (!c->verbose && level > PGFEED_LOG_NOTICE)
         return;
+    if (c->bar_drawn) {
+        cli_progress_clear();
+        c->bar_drawn = 0;
+    }
     fprintf(stderr, "pgfeed: %s: %s\n", names[level < 0 ? 0 : level > 4 ? 4 : level], msg);
 }
 
@@ -93,6 +97,10 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
     fprintf(stderr, "pgfeed: elapsed:           %.2f s\n", st->elapsed_s);
     fprintf(stderr, "pgfeed: rate:              %.0f rows/s, %.1f MB/s\n",
             (double)st->rows_committed / t, (double)st->bytes_inflated / t / 1e6);
+    fprintf(stderr, "pgfeed: waited on:         server %.2f s, input %.2f s\n", st->wait_server_s,
+            st->wait_source_s);
+    if (st->retries)
+        fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
     if (status != 0 && st->rows_read > st->rows_committed)
         fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
                 (unsigned long long)(st->rows_read - st->rows_committed));
