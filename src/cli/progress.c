@@ -98,6 +98,16 @@ void cli_bar_text(const struct pgfeed_stats *st, int width, char *line, size_t c
     if (known) {
         snprintf(pct, sizeof pct, "%3.0f%%", floor(frac * 100));
         add_part(line, cap, width, pct);
+        if (width >= 60) {
+            int w = width / 5 > 30 ? 30 : width / 5;
+            int fill = (int)(frac * w);
+            bar[0] = '[';
+            for (int i = 0; i < w; i++)
+                bar[1 + i] = i < fill ? '#' : '.';
+            bar[1 + w] = ']';
+            bar[2 + w] = '\0';
+            add_part(line, cap, width, bar);
+        }
     }
     snprintf(part, sizeof part, "%s rows", rows);
     add_part(line, cap, width, part);
@@ -110,29 +120,13 @@ void cli_bar_text(const struct pgfeed_stats *st, int width, char *line, size_t c
         add_part(line, cap, width, part);
     } else {
         add_part(line, cap, width, read);
-        snprintf(part, sizeof part, "%s", el);
-        add_part(line, cap, width, part);
+        add_part(line, cap, width, el);
     }
     snprintf(part, sizeof part, "%s/s", mbs);
     add_part(line, cap, width, part);
     fmt_count(rows, sizeof rows, (double)st->rows_committed);
     snprintf(part, sizeof part, "%s committed", rows);
     add_part(line, cap, width, part);
-    /* A bar fills what is left, between the percentage and the rest. */
-    int room = width - (int)strlen(line) - 4;
-    if (known && room >= 10) {
-        int w = room > 40 ? 40 : room;
-        int fill = (int)(frac * w);
-        bar[0] = '[';
-        for (int i = 0; i < w; i++)
-            bar[1 + i] = i < fill ? '#' : '.';
-        bar[1 + w] = ']';
-        bar[2 + w] = '\0';
-        char tmp[512];
-        size_t pl = strlen(pct);
-        snprintf(tmp, sizeof tmp, "%s %s%s", pct, bar, line + pl);
-        snprintf(line, cap, "%s", tmp);
-    }
 }
 
 void cli_progress_bar(const struct pgfeed_stats *st)
