@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the one test command: installs what is missing (Debian 12, as root),
+# builds two trees, runs every unit and integration test in both, and prints as its very
+# last line `N passed, N failed` (all unit TAP tests + all integration tests). Exits 1 if
+# anything failed or could not run.
+#
+#   build-ci    -Dwerror=true
+#   build-asan  -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+#
+# One throw-away PostgreSQL (scripts/lib.sh) serves both integration runs and is stopped on
+# exit, whatever happens. Environment knobs:
+#   PGFEED_ASAN_QUICK=1   integration tests in the ASan tree without the slow ones
+#   PGFEED_SKIP_ASAN=1    only the build-ci tree (for a quick local run)
+#   PGFEED_NO_INSTALL=1   never call apt-get
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+PGFEED_LOG_PREFIX=test.sh
+PY=/usr/bin/python3
+
+PASSED=0
+FAILED=0
+SUMMARY=()
+PGDIR=
+WORK=
+
+note()
+{
+    SUMMARY+=("$*")
+    printf '== %s\n' "$*"
+}
+
+cleanup()
+{
+    local rc=$?
+    [ -n "$PGDIR" ] && pgfeed_pg_stop "$PGDIR" && rm -rf "$PGDIR"
+    [ -n "$WORK" ] && rm -rf "$WORK"
+    return $rc
+}
+trap cleanup EXIT
+trap 'echo "test.sh: interrupted" >&2; exit 130' INT
+trap 'echo "test.sh: terminated" >&2; exit 143' TERM
+
+# tap_count FILE LABEL — adds FILE's TAP results to the totals: `ok` (not SKIP) passes,
+# `not ok` fails; a plan that does not match the number of results, or no plan, is one
+# more failure (a test program that died half-way).
+tap_count()
+{
+    local file=$1 label=$2 p f s planned ran
+    p=$(grep -cE '^ok [0-9]+' "$file")
+    s=$(grep -cE '^ok [0-9]+.*# *SKIP' "$file")
+    f=$(grep -cE '^not ok [0-9]+' "$file")
+    p=$((p - s))
+    planned=$(grep -oE '^1\.\.[0-9]+' "$file" | tail -1 | cut -d. -f3)
+    ran=$((p + s + f))
+    if [ -z "$planned" ] || [ "$planned" -ne "$ran" ]; then
+        f=$((f + 1))
+        note "$label: plan ${planned:-missing}, ran $ran (counted as one more failure)"
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    note "$label: $p passed, $f failed, $s skipped"
+}
+
+# unit_tests BUILDDIR — meson test --suite unit, then counts every TAP subtest from
+# meson's JSON log (a non-TAP test counts as one result).
+unit_tests()
+{
+    local dir=$1 label="unit ($1)" out
+    out=$WORK/unit-$(basename "$dir").txt
+    meson test -C "$dir" --suite unit --print-errorlogs --num-processes 2 >"$out" 2>&1
+    local rc=$?
+    tail -n 30 "$out"
+    if [ ! -f "$dir/meson-logs/testlog.json" ]; then
+        FAILED=$((FAILED + 1))
+        note "$label: meson test did not run (exit $rc)"
+        return
+    fi
+    local counts
+    counts=$("$PY" - "$dir/meson-logs/testlog.json" <<'EOF'
+import json, re, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    t = json.loads(line)  # meson 1.0: name, stdout, result, returncode... (no suite field;
+    res = t.get("result", "")  # the log holds only this run's tests, i.e. --suite unit)
+    out = t.get("stdout") or ""
+    if re.search(r"^(not )?ok \d+|^1\.\.\d+", out, re.M):
+        oks = re.findall(r"^ok \d+.*$", out, re.M)
+        skips = [l for l in oks if re.search(r"#\s*SKIP", l, re.I)]
+        nots = re.findall(r"^not ok \d+", out, re.M)
+        p, f = len(oks) - len(skips), len(nots)
+        plan = re.findall(r"^1\.\.(\d+)", out, re.M)
+        if res not in ("OK", "EXPECTEDFAIL", "SKIP") and f == 0:
+            f = 1  # crashed, timed out or bad plan with every printed subtest ok
+        elif plan and int(plan[-1]) != p + f + len(skips):
+            f += 1
+        passed, failed, skipped = passed + p, failed + f, skipped + len(skips)
+    elif res == "SKIP":
+        skipped += 1
+    elif res in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    else:
+        failed += 1
+print(passed, failed, skipped)
+EOF
+)
+    local p f s
+    read -r p f s <<<"$counts"
+    if [ -z "$p" ]; then
+        FAILED=$((FAILED + 1))
+        note "$label: could not read meson's test log"
+        return
+    fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        note "$label: no unit test ran (meson exit $rc)"
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    note "$label: $p passed, $f failed, $s skipped"
+}
+
+# integ_tests BUILDDIR [RUN_ARGS...]
+integ_tests()
+{
+    local dir=$1 label="integ ($1)"
+    shift
+    local out=$WORK/integ-$(basename "$dir").tap
+    PGFEED_TEST_PGHOST=$PGDIR PGFEED_TEST_TAG=$(basename "$dir" | tr -c 'a-z0-9\n' '_') \
+        "$PY" tests/integ/run.py --pgfeed "$dir/pgfeed" --gen-names "$REPO/build-ci/gen-names" \
+        "$@" 2>&1 | tee "$out"
+    tap_count "$out" "$label"
+}
+
+# ---------------------------------------------------------------- install
+
+if [ "${PGFEED_NO_INSTALL:-0}" != 1 ]; then
+    pgfeed_install_deps "${PGFEED_BUILD_PKGS[@]}" "${PGFEED_RUN_PKGS[@]}" ||
+        pgfeed_log "installing packages failed; trying with what is there"
+fi
+
+WORK=$(mktemp -d /tmp/pgfeed-test.XXXXXX)
+T0=$(date +%s)
+
+# ---------------------------------------------------------------- build
+
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+
+BUILDS=(build-ci)
+[ "${PGFEED_SKIP_ASAN:-0}" = 1 ] || BUILDS+=(build-asan)
+declare -A BUILT UNIT
+for b in "${BUILDS[@]}"; do
+    args=(-Dwerror=true)
+    [ "$b" = build-asan ] && args+=(-Db_sanitize=address,undefined -Db_lundef=false)
+    if pgfeed_build "$b" "${args[@]}"; then
+        BUILT[$b]=1
+        UNIT[$b]=1
+        note "build $b: ok"
+    else
+        FAILED=$((FAILED + 1))
+        note "build $b: FAILED (see $b.log)"
+        # a broken unit test should not hide the integration results: build what they need
+        if [ -f "$b/build.ninja" ] && ninja -C "$b" pgfeed gen-names >>"$b.log" 2>&1; then
+            BUILT[$b]=1
+            note "build $b: pgfeed and gen-names built, integration tests run anyway"
+        fi
+    fi
+done
+
+# LeakSanitizer needs ptrace-like access to the process; where it cannot run it reports a
+# fatal error on every exit. Check once with a sanitized binary and turn leaks off then.
+if [ -n "${BUILT[build-asan]:-}" ] && [ -x build-asan/gen-names ]; then
+    if build-asan/gen-names --rows 1 2>&1 >/dev/null |
+        grep -q 'LeakSanitizer has encountered a fatal error'; then
+        export ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0}
+        note "LeakSanitizer cannot run here (ptrace restricted): leak checks off"
+    fi
+fi
+
+# ---------------------------------------------------------------- unit tests
+
+for b in "${BUILDS[@]}"; do
+    if [ -n "${UNIT[$b]:-}" ]; then
+        unit_tests "$b"
+    fi
+done
+
+# ---------------------------------------------------------------- integration tests
+
+if [ -n "${BUILT[build-ci]:-}" ] || [ -n "${BUILT[build-asan]:-}" ]; then
+    PGDIR=$(mktemp -d /tmp/pgfeed-pg.XXXXXX)
+    if pgfeed_pg_start "$PGDIR"; then
+        note "PostgreSQL on $PGDIR"
+        if [ -n "${BUILT[build-ci]:-}" ]; then
+            integ_tests build-ci
+        fi
+        if [ -n "${BUILT[build-asan]:-}" ]; then
+            if [ -z "${BUILT[build-ci]:-}" ]; then
+                FAILED=$((FAILED + 1))
+                note "integ (build-asan): not run, it uses build-ci's gen-names"
+            elif [ "${PGFEED_ASAN_QUICK:-0}" = 1 ]; then
+                integ_tests build-asan --quick
+            else
+                integ_tests build-asan
+            fi
+        fi
+    else
+        FAILED=$((FAILED + 1))
+        note "PostgreSQL did not start: integration tests not run"
+    fi
+fi
+
+# ---------------------------------------------------------------- summary
+
+echo
+echo "== summary ($(($(date +%s) - T0)) s)"
+for s in "${SUMMARY[@]}"; do
+    echo "   $s"
+done
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,226 @@
+"""Failures: each one exit 1 (2 for configuration), one clear message in PostgreSQL's style,
+the line number where there is one, and only whole batches committed — the failing batch
+never, the batches before it always."""
+
+import gzip
+import re
+
+from harness import check, eq, test
+
+
+def expect_error(ctx, res, rc=1):
+    ctx.expect_rc(res, rc)
+    ctx.expect_err(res, r"^pgfeed: error: \S", re.M)
+
+
+def committed_prefix(ctx, data, batch, total, want_count=None):
+    """The table holds whole batches only, and they are the first rows of the file."""
+    n = ctx.count()
+    check(n % batch == 0, f"{n} rows committed: not a whole number of {batch}-row batches")
+    check(n <= total, f"{n} rows committed, the file has {total}")
+    if want_count is not None:
+        eq(n, want_count, "rows committed")
+    ctx.expect_table(data, limit=n, what="committed rows")
+    return n
+
+
+def mentions_line(res, line):
+    """The line itself, or a line range that contains it (server errors give the batch's)."""
+    if re.search(rf"\bline {line}\b", res.err) or re.search(rf"\b{line}\b", res.err):
+        return True
+    for a, b in re.findall(r"\b(\d+)\s*(?:-|–|to|\.\.)\s*(\d+)\b", res.err):
+        if int(a) <= line <= int(b):
+            return True
+    return False
+
+
+@test()
+def test_wrong_field_count_batches_before_committed(ctx):
+    data = ctx.gen(1000, seed=31, bad_line=537)  # data row 536; batch 6 is rows 501..600
+    good = ctx.gen(1000, seed=31)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "100", ctx.write("bad.tsv", data))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"\b537\b")
+    ctx.expect_err(res, r"^pgfeed: error: .*\bline 537\b|^pgfeed: detail: .*\bline 537\b", re.M)
+    committed_prefix(ctx, good, 100, 1000, want_count=500)
+
+
+@test()
+def test_wrong_field_count_one_batch(ctx):
+    data = ctx.gen(3000, seed=32, bad_line=2999)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", ctx.write("bad.tsv", data))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"\b2999\b")
+    eq(ctx.count(), 0, "rows committed with the default batch size")
+
+
+@test()
+def test_wrong_field_count_gzip_stdin_no_header(ctx):
+    data = ctx.gen(5000, seed=33, header=False, bad_line=4321)
+    good = ctx.gen(5000, seed=33, header=False)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "--header", "none", "-b", "1000", "-",
+                     input=gzip.compress(data, mtime=0))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"\b4321\b")
+    n = ctx.count()
+    eq(n, 4000, "rows committed")
+    ctx.expect_table(good, header=False, limit=n, what="committed rows")
+
+
+@test()
+def test_truncated_gzip(ctx):
+    data = ctx.gen(20000, seed=34)
+    gz = gzip.compress(data, mtime=0)
+    cut = int(len(gz) * 0.6)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "1000", ctx.write("cut.tsv.gz", gz[:cut]))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"truncat|unexpected end|ended (early|prematurely)|incomplete|premature")
+    n = committed_prefix(ctx, data, 1000, 20000)
+    check(1000 <= n < 20000, f"{n} rows committed; the batches before the cut should be")
+
+
+@test()
+def test_truncated_gzip_trailer(ctx):
+    # all the deflate data is there, the length field of the trailer is not: the rows of
+    # the last, partial batch must not be committed
+    data = ctx.gen(20500, seed=35)
+    gz = gzip.compress(data, mtime=0)[:-3]
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "1000", "-", input=gz)
+    expect_error(ctx, res)
+    committed_prefix(ctx, data, 1000, 20000)
+
+
+@test()
+def test_truncated_gzip_header(ctx):
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-", input=gzip.compress(ctx.gen(100), mtime=0)[:6])
+    expect_error(ctx, res)
+    eq(ctx.count(), 0, "rows committed")
+
+
+@test()
+def test_gzip_crc_mismatch(ctx):
+    data = ctx.gen(5500, seed=36)
+    gz = bytearray(gzip.compress(data, mtime=0))
+    gz[-8] ^= 0xFF  # first byte of the CRC-32
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "1000", ctx.write("crc.tsv.gz", bytes(gz)))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"crc|check|corrupt|invalid")
+    committed_prefix(ctx, data, 1000, 5000)
+
+
+@test()
+def test_corrupt_deflate_data(ctx):
+    data = ctx.gen(20000, seed=37)
+    gz = bytearray(gzip.compress(data, mtime=0))
+    for i in range(len(gz) // 2, len(gz) // 2 + 64):
+        gz[i] = 0xFF
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "1000", ctx.write("bad.tsv.gz", bytes(gz)))
+    expect_error(ctx, res)
+    n = ctx.count()
+    check(n % 1000 == 0 and n < 20000, f"{n} rows committed: not whole batches of a prefix")
+
+
+@test()
+def test_server_rejects_value(ctx):
+    # a birth year too long for varchar(4) at a known line: the server refuses the batch
+    lines = ctx.gen(1000, seed=38).decode().split("\n")
+    f = lines[449].split("\t")  # line 450
+    f[2] = "19999"
+    lines[449] = "\t".join(f)
+    data = "\n".join(lines).encode()
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "100", ctx.write("long.tsv", data))
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"too long|varying\(4\)")
+    check(mentions_line(res, 450), f"error does not locate line 450:\n{res.describe()}")
+    committed_prefix(ctx, data, 100, 1000, want_count=400)
+
+
+@test()
+def test_invalid_utf8(ctx):
+    lines = ctx.gen(1000, seed=39).split(b"\n")
+    f = lines[236].split(b"\t")  # line 237
+    f[1] = b"Bad \xc3\x28 Name"
+    lines[236] = b"\t".join(f)
+    data = b"\n".join(lines)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "100", ctx.write("utf8.tsv", data))
+    expect_error(ctx, res)
+    check(mentions_line(res, 237), f"error does not locate line 237:\n{res.describe()}")
+    eq(ctx.count(), 200, "rows committed")
+
+
+@test()
+def test_missing_table(ctx):
+    res = ctx.pgfeed("-t", "no_such_table", ctx.write("x.tsv", ctx.gen(10)))
+    expect_error(ctx, res)
+    check("no_such_table" in res.err, f"message does not name the table:\n{res.describe()}")
+    res = ctx.pgfeed("-t", "no_such_schema.names", ctx.write("x.tsv", ctx.gen(10)))
+    expect_error(ctx, res)
+    check("no_such_schema" in res.err, f"message does not name the table:\n{res.describe()}")
+
+
+@test()
+def test_missing_source_file(ctx):
+    ctx.create_names()
+    missing = ctx.tmp / "does-not-exist.tsv.gz"
+    res = ctx.pgfeed("-t", "names", missing)
+    expect_error(ctx, res)
+    check(str(missing) in res.err or "does-not-exist" in res.err,
+          f"message does not name the file:\n{res.describe()}")
+
+
+def no_retries(ctx):
+    return ["--retries", "0"] if ctx.supports("--retries") else []
+
+
+@test()
+def test_refused_connection_socket_dir(ctx):
+    d = ctx.tmp / "no-server"
+    d.mkdir()
+    res = ctx.pgfeed("-d", f"host={d} dbname=x user=postgres", *no_retries(ctx), "-t", "names",
+                     ctx.write("x.tsv", ctx.gen(10)), db=False, timeout=180)
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"connect|connection")
+
+
+@test()
+def test_refused_connection_tcp(ctx):
+    res = ctx.pgfeed("-d", "host=127.0.0.1 port=1 dbname=x user=postgres connect_timeout=5",
+                     *no_retries(ctx), "-t", "names", ctx.write("x.tsv", ctx.gen(10)), db=False,
+                     timeout=180)
+    expect_error(ctx, res)
+    ctx.expect_err(res, r"connect|connection|refused")
+
+
+@test()
+def test_missing_database(ctx):
+    res = ctx.pgfeed("-d", ctx.cfg.cluster.conninfo("no_such_database"), *no_retries(ctx),
+                     "-t", "names", ctx.write("x.tsv", ctx.gen(10)), db=False, timeout=180)
+    expect_error(ctx, res)
+    check("no_such_database" in res.err, f"message does not name the database:\n{res.describe()}")
+
+
+# A conninfo libpq cannot parse is a configuration error (exit 2) in this suite's reading
+# of the contract ("2 usage or configuration error"); issue 2's wording lumps "a bad --db"
+# with the failures that exit 1. One place to change if the project decides otherwise.
+BAD_CONNINFO_EXIT = 2
+
+
+@test()
+def test_bad_conninfo(ctx):
+    path = ctx.write("x.tsv", ctx.gen(10))
+    for bad, why in (("host='unterminated", r"unterminated|quote"),
+                     ("bogus_option=1", r"bogus_option"),
+                     ("postgresql://[::1", r"\]|IPv6|URI")):
+        res = ctx.pgfeed("-d", bad, "-t", "names", path, db=False, timeout=60)
+        expect_error(ctx, res, rc=BAD_CONNINFO_EXIT)
+        ctx.expect_err(res, why)
