@@ -16,7 +16,7 @@ meets the same plan. Counters are kept per full URL (path and query): "the first
 
   status=CODE       answer CODE (no body from the file) ...
   times=N           ... only for the first N requests of this URL (default: every time);
-                    also limits drop= and short= (default: once)
+                    also limits rate= (default: every time), drop= and short= (default: once)
   retry_after=S     add Retry-After: S to a status fault
   drop=N            send N body bytes, wait until the client has read them, then reset the
                     connection (RST)
@@ -226,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         once = times if times is not None else 1
         drop = int(q["drop"]) if "drop" in q and n <= once else None
         short = int(q["short"]) if "short" in q and n <= once else None
-        rate = float(q["rate"]) if "rate" in q else None
+        rate = float(q["rate"]) if "rate" in q and (times is None or n <= times) else None
         limit = length
         if drop is not None:
             limit = min(limit, drop)
