@@ -52,18 +52,20 @@ pgfeed_install_deps()
 }
 
 # pgfeed_build DIR [MESON_ARGS...] — configures DIR (from scratch, or with --reconfigure
-# when it exists) and builds it. Output goes to DIR.log; its tail is shown on failure.
+# when it exists) and builds it. Output goes to DIR/build.log; its tail is shown on failure.
 pgfeed_build()
 {
     local dir=$1
     shift
-    local log=$dir.log
-    mkdir -p "$(dirname "$dir")"
+    local log=$dir/build.log
+    local configured=0
+    [ -f "$dir/build.ninja" ] && configured=1
+    [ $configured = 1 ] || rm -rf "$dir"
+    mkdir -p "$dir"
     if ! {
-        if [ -f "$dir/build.ninja" ]; then
+        if [ $configured = 1 ]; then
             meson setup --reconfigure --wrap-mode=nodownload "$dir" "$@"
         else
-            rm -rf "$dir"
             meson setup --wrap-mode=nodownload "$dir" "$@"
         fi && ninja -C "$dir"
     } >"$log" 2>&1; then

@@ -162,9 +162,9 @@ for b in "${BUILDS[@]}"; do
         note "build $b: ok"
     else
         FAILED=$((FAILED + 1))
-        note "build $b: FAILED (see $b.log)"
+        note "build $b: FAILED (see $b/build.log)"
         # a broken unit test should not hide the integration results: build what they need
-        if [ -f "$b/build.ninja" ] && ninja -C "$b" pgfeed gen-names >>"$b.log" 2>&1; then
+        if [ -f "$b/build.ninja" ] && ninja -C "$b" pgfeed gen-names >>"$b/build.log" 2>&1; then
             BUILT[$b]=1
             note "build $b: pgfeed and gen-names built, integration tests run anyway"
         fi

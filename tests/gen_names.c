@@ -34,33 +34,51 @@ struct out {
 };
 
 static const char *const first_names[] = {
-    "Fred", "Lauren", "Brigitte", "John", "Ingmar", "Ingrid", "Humphrey", "Marlon", "Richard",
-    "James", "Gary", "Bette", "Doris", "Olivia", "Georges", "Marlene", "Kirk", "Federico",
-    "Maureen", "Beverly", "Donna", "Miklós", "François", "Louis", "Gérard", "Renée", "Zoë",
-    "Jürgen", "Søren", "Björn", "Åsa", "Łukasz", "Małgorzata", "José", "Peñélope", "Núria",
-    "Chloé", "Hélène", "Ærøskøbing", "Dvořák", "Žofie", "Ştefan", "İlker", "Íñigo", "Jean-Luc",
-    "Mary", "Robert", "Patricia", "Michael", "Linda", "William", "Elizabeth", "David", "Susan",
-    "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen", "Anna", "Pierre", "Sofía",
-    "Ángel", "Günther", "Maëlle", "Noël", "Zoltán", "Agnès", "Jacques", "Céline",
+    "Fred",    "Lauren",   "Brigitte",  "John",       "Ingmar",     "Ingrid",   "Humphrey",
+    "Marlon",  "Richard",  "James",     "Gary",       "Bette",      "Doris",    "Olivia",
+    "Georges", "Marlene",  "Kirk",      "Federico",   "Maureen",    "Beverly",  "Donna",
+    "Miklós",  "François", "Louis",     "Gérard",     "Renée",      "Zoë",      "Jürgen",
+    "Søren",   "Björn",    "Åsa",       "Łukasz",     "Małgorzata", "José",     "Peñélope",
+    "Núria",   "Chloé",    "Hélène",    "Ærøskøbing", "Dvořák",     "Žofie",    "Ştefan",
+    "İlker",   "Íñigo",    "Jean-Luc",  "Mary",       "Robert",     "Patricia", "Michael",
+    "Linda",   "William",  "Elizabeth", "David",      "Susan",      "Joseph",   "Jessica",
+    "Thomas",  "Sarah",    "Charles",   "Karen",      "Anna",       "Pierre",   "Sofía",
+    "Ángel",   "Günther",  "Maëlle",    "Noël",       "Zoltán",     "Agnès",    "Jacques",
+    "Céline",
 };
 
 static const char *const last_names[] = {
-    "Astaire", "Bacall", "Bardot", "Belushi", "Bergman", "Bogart", "Brando", "Burton",
-    "Cagney", "Cooper", "Davis", "Day", "de Havilland", "Dean", "Delerue", "Dietrich",
-    "Douglas", "Fellini", "O'Hara", "D'Angelo", "D'Errico", "Rózsa", "Truffaut", "de Funès",
-    "Pirès", "Zellweger", "Müller", "Schröder", "Kierkegaard", "Østergaard", "Borg",
-    "Lewandowski", "Wałęsa", "Núñez", "Peña", "Muñoz", "García Márquez", "Brontë",
-    "Ibáñez", "Dvořáková", "Čapek", "O'Brien", "O'Connor", "L'Écuyer", "Smith", "Johnson",
-    "Williams", "Brown", "Jones", "Miller", "Wilson", "Moore", "Taylor", "Anderson",
-    "Jackson", "White", "Harris", "Martin", "Thompson", "Moreau", "Lefèvre", "Gauß",
-    "Straße", "Ødegaard", "Kovačević", "Şahin", "Yılmaz", "Nguyễn",
+    "Astaire",        "Bacall",      "Bardot",   "Belushi",   "Bergman",     "Bogart",
+    "Brando",         "Burton",      "Cagney",   "Cooper",    "Davis",       "Day",
+    "de Havilland",   "Dean",        "Delerue",  "Dietrich",  "Douglas",     "Fellini",
+    "O'Hara",         "D'Angelo",    "D'Errico", "Rózsa",     "Truffaut",    "de Funès",
+    "Pirès",          "Zellweger",   "Müller",   "Schröder",  "Kierkegaard", "Østergaard",
+    "Borg",           "Lewandowski", "Wałęsa",   "Núñez",     "Peña",        "Muñoz",
+    "García Márquez", "Brontë",      "Ibáñez",   "Dvořáková", "Čapek",       "O'Brien",
+    "O'Connor",       "L'Écuyer",    "Smith",    "Johnson",   "Williams",    "Brown",
+    "Jones",          "Miller",      "Wilson",   "Moore",     "Taylor",      "Anderson",
+    "Jackson",        "White",       "Harris",   "Martin",    "Thompson",    "Moreau",
+    "Lefèvre",        "Gauß",        "Straße",   "Ødegaard",  "Kovačević",   "Şahin",
+    "Yılmaz",         "Nguyễn",
 };
 
 /* Whole names in other scripts, used instead of first + last now and then. */
 static const char *const other_names[] = {
-    "三船 敏郎", "黒澤 明", "宮崎 駿", "原 節子", "北野 武", "坂本 龍一",
-    "Сергей Эйзенштейн", "Андрей Тарковский", "Людмила Гурченко", "Никита Михалков",
-    "Фёдор Шаляпин", "Ирина Скобцева", "張藝謀", "王家衛", "Ἀριστοτέλης Ὀνάσης",
+    "三船 敏郎",
+    "黒澤 明",
+    "宮崎 駿",
+    "原 節子",
+    "北野 武",
+    "坂本 龍一",
+    "Сергей Эйзенштейн",
+    "Андрей Тарковский",
+    "Людмила Гурченко",
+    "Никита Михалков",
+    "Фёдор Шаляпин",
+    "Ирина Скобцева",
+    "張藝謀",
+    "王家衛",
+    "Ἀριστοτέλης Ὀνάσης",
 };
 
 /* Nicknames, written between double quotes: Dwayne "The Rock" Johnson. */
@@ -70,21 +88,53 @@ static const char *const nicknames[] = {
 
 /* Names with a backslash: a trailing one, a `\N` that is not a NULL, a path-like one. */
 static const char *const backslash_names[] = {
-    "Kid\\Nova", "DJ \\o/ Müller", "Back\\slash", "Trailing\\", "\\N Junior",
-    "C:\\Films\\Ågren", "Ends \\\\",
+    "Kid\\Nova",  "DJ \\o/ Müller",   "Back\\slash", "Trailing\\",
+    "\\N Junior", "C:\\Films\\Ågren", "Ends \\\\",
 };
 
 /* IMDb's professions, the frequent ones first (sampled with a skew toward them). */
 static const char *const professions[] = {
-    "actor", "actress", "producer", "soundtrack", "director", "writer", "miscellaneous",
-    "music_department", "composer", "cinematographer", "editor", "assistant_director",
-    "stunts", "executive", "production_manager", "art_department", "animation_department",
-    "make_up_department", "camera_department", "editorial_department", "special_effects",
-    "script_department", "costume_department", "set_decorator", "production_designer",
-    "casting_director", "art_director", "talent_agent", "visual_effects", "sound_department",
-    "casting_department", "location_management", "transportation_department",
-    "electrical_department", "legal", "publicist", "manager", "choreographer",
-    "podcaster", "archive_footage", "archive_sound",
+    "actor",
+    "actress",
+    "producer",
+    "soundtrack",
+    "director",
+    "writer",
+    "miscellaneous",
+    "music_department",
+    "composer",
+    "cinematographer",
+    "editor",
+    "assistant_director",
+    "stunts",
+    "executive",
+    "production_manager",
+    "art_department",
+    "animation_department",
+    "make_up_department",
+    "camera_department",
+    "editorial_department",
+    "special_effects",
+    "script_department",
+    "costume_department",
+    "set_decorator",
+    "production_designer",
+    "casting_director",
+    "art_director",
+    "talent_agent",
+    "visual_effects",
+    "sound_department",
+    "casting_department",
+    "location_management",
+    "transportation_department",
+    "electrical_department",
+    "legal",
+    "publicist",
+    "manager",
+    "choreographer",
+    "podcaster",
+    "archive_footage",
+    "archive_sound",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -291,8 +341,7 @@ int main(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--rows") == 0 || strcmp(a, "--seed") == 0 ||
-            strcmp(a, "--bad-line") == 0) {
+        if (strcmp(a, "--rows") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--bad-line") == 0) {
             uint64_t *dst = a[2] == 'r' ? &rows : a[2] == 's' ? &seed : &bad_line;
             if (parse_u64(a, i + 1 < argc ? argv[i + 1] : NULL, dst) != 0)
                 return 2;

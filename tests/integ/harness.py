@@ -577,3 +577,6 @@ def install_signal_handlers():
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
+    # a shell without job control starts background commands with SIGINT ignored, and
+    # Python then leaves it ignored: take it back so that `kill -INT` cleans up too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
