@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 sys.dont_write_bytecode = True
@@ -33,8 +34,18 @@ def load_tests():
     here = Path(__file__).resolve().parent
     others = sorted(p.stem for p in here.glob("test_*.py") if p.stem not in FIRST + LAST)
     for mod in FIRST + others + LAST:
-        if (here / f"{mod}.py").exists():
+        if not (here / f"{mod}.py").exists():
+            continue
+        try:
             importlib.import_module(mod)  # a module run as __main__ aliases itself first
+        except Exception:
+            # one broken file must not hide the others' results: it becomes a failing test
+            err = traceback.format_exc()
+
+            def broken(ctx, err=err):
+                raise harness.Failure(f"could not import:\n{err}")
+
+            harness.TESTS.append({"name": f"import_{mod}", "fn": broken, "slow": False})
 
 
 load_tests()
