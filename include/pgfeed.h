@@ -257,7 +257,8 @@ typedef void (*pgfeed_http_close_cb)(pgfeed_http_t *h);
  * Creates a context on loop. Call pgfeed_library_init() first. Returns 0 and
  * *out, which must be released with pgfeed_http_close(); UV_EINVAL (loop is
  * NULL), UV_ENOMEM, or PGFEED_EINTERNAL (libcurl refused) with *out = NULL.
- * The context starts no handle until a transfer begins.
+ * Its handles stay inactive until a transfer begins, so an idle context does
+ * not keep uv_run() going (uv_loop_close() still needs it closed first).
  */
 PGFEED_API int pgfeed_http_new(uv_loop_t *loop, pgfeed_http_t **out);
 

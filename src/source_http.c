@@ -1,5 +1,5 @@
 /*
- * source_http.c -- http://, https:// and file:// sources on libcurl's multi interface.
+ * source_http.c -- http:// and https:// sources on libcurl's multi interface.
  *
  * Owns the shared transfer context (struct pgfeed_http: one CURLM, one
  * uv_timer_t for libcurl's timeout, one uv_poll_t per socket libcurl asks us
@@ -296,7 +296,6 @@ struct http_source {
     uv_timer_t timer;  /* deferred unpause (0 ms) or retry backoff; data = job */
     char *url;         /* as given: used for requests */
     char *shown;       /* without user:password@: used in messages */
-    int is_http;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     char range[32];
@@ -308,6 +307,8 @@ struct http_source {
     char *etag, *last_modified; /* validators of the first response */
     int64_t length;             /* full length from the first response, or -1 */
     int have_first;             /* the fields above are set */
+    uint64_t seek_offset;       /* where the seek op told us to begin */
+    struct pgfeed_validators v; /* what the validators op hands out */
 
     /* Current attempt. */
     uint64_t req_start;         /* Range start asked for (0: no Range) */
@@ -316,6 +317,7 @@ struct http_source {
     int hdr_ok;                 /* the final response was checked; body goes downstream */
     int range_done;             /* 416 for a complete file: ignore the body */
     int paused;                 /* the last write returned CURL_WRITEFUNC_PAUSE */
+    uint64_t offers;            /* write callbacks so far */
     int aborted;                /* our callback returned an error on purpose */
     CURLcode done_rc;           /* result held in SRC_DONE_PAUSED */
     long retry_status;          /* transient HTTP status seen, or 0 */
@@ -448,15 +450,18 @@ static void src_fail(struct http_source *src, int code, const char *detail, cons
     pgfeed__fail(src->base.job, "source", code, detail, hint, "%s", what);
 }
 
-/* "the source changed during the download": already-sent bytes cannot be mixed with new ones. */
+/* The source changed: bytes already imported cannot be mixed with the new version. */
 static void fail_changed(struct http_source *src, const char *why)
 {
-    char *msg = pgfeed__strdup_printf("the source \"%s\" changed during the download", src->shown);
+    char *msg = pgfeed__strdup_printf(src->delivered == src->seek_offset && src->seek_offset > 0
+                                          ? "the source \"%s\" changed since the interrupted import"
+                                          : "the source \"%s\" changed during the download",
+                                      src->shown);
     char *detail = pgfeed__strdup_printf(
         "%s %" PRIu64 " bytes of the old version were already imported and cannot be mixed with "
         "the new one.",
         why, src->delivered);
-    src_fail(src, PGFEED_ESOURCE, detail,
+    src_fail(src, PGFEED_ECHANGED, detail,
              "Run the import again from the start (with --restart or --truncate as needed).",
              msg ? msg : "the source changed during the download");
     free(msg);
@@ -553,16 +558,7 @@ static int check_response(struct http_source *src)
         full = src->cur_clen;
     }
 
-    if (!src->have_first || src->delivered == 0) {
-        /* Nothing delivered yet: this response defines the source. */
-        free(src->etag);
-        free(src->last_modified);
-        src->etag = src->cur_etag;
-        src->last_modified = src->cur_lm;
-        src->cur_etag = src->cur_lm = NULL;
-        src->length = full;
-        src->have_first = 1;
-    } else {
+    if (src->delivered > 0 && src->have_first) {
         if (!same_str(src->etag, src->cur_etag)) {
             snprintf(buf, sizeof buf, "Its ETag was %.100s and is now %.100s.", src->etag,
                      src->cur_etag);
@@ -581,18 +577,30 @@ static int check_response(struct http_source *src)
             fail_changed(src, buf);
             return 0;
         }
-        if (st == 200) {
-            if (src->etag == NULL && src->last_modified == NULL && src->length < 0)
-                pgfeed__log(job, PGFEED_LOG_INFO,
-                            "\"%s\" has no ETag, Last-Modified or length: cannot check that it "
-                            "is unchanged",
-                            src->shown);
-            pgfeed__log(job, PGFEED_LOG_INFO,
-                        "the server ignored the Range request: reading \"%s\" again and skipping "
-                        "the %" PRIu64 " bytes already imported",
-                        src->shown, src->delivered);
-            src->skip = src->delivered;
-        }
+    }
+    if (src->delivered > 0 &&
+        ((!src->etag && !src->last_modified && src->length < 0) ||
+         (!src->cur_etag && !src->cur_lm && full < 0)))
+        pgfeed__log(job, PGFEED_LOG_INFO,
+                    "\"%s\" has no ETag, Last-Modified or length: cannot check that it is "
+                    "unchanged",
+                    src->shown);
+    if (src->delivered == 0 || !src->have_first) {
+        /* Nothing delivered yet (or resumed without validators): this response defines the source. */
+        free(src->etag);
+        free(src->last_modified);
+        src->etag = src->cur_etag;
+        src->last_modified = src->cur_lm;
+        src->cur_etag = src->cur_lm = NULL;
+        src->length = full;
+        src->have_first = 1;
+    }
+    if (st == 200 && src->delivered > 0) {
+        pgfeed__log(job, PGFEED_LOG_INFO,
+                    "the server ignored the Range request: reading \"%s\" again and skipping "
+                    "the %" PRIu64 " bytes already imported",
+                    src->shown, src->delivered);
+        src->skip = src->delivered;
     }
     src->total = full;
     if (full >= 0)
@@ -675,6 +683,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg)
     struct pgfeed_job *job = src->base.job;
     size_t n = size * nmemb;
 
+    src->offers++;
     if (src->stopped || src->aborted ||
         (src->state != SRC_RUNNING && src->state != SRC_DONE_PAUSED))
         return 0;
@@ -682,18 +691,6 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg)
         return n; /* not the final response's body (never expected: libcurl skips them) */
     if (src->range_done)
         return n;
-    if (!src->is_http && src->total < 0 && src->attempt_start == src->delivered) {
-        curl_off_t cl = -1;
-        if (curl_easy_getinfo(src->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
-            cl >= 0) {
-            src->total = (int64_t)(src->req_start + (uint64_t)cl);
-            if (!src->have_first) {
-                src->length = src->total;
-                src->have_first = 1;
-            }
-            pgfeed__job_stats(job)->bytes_total = src->total;
-        }
-    }
     /*
      * Discard what was already delivered. State changes only once the rest is
      * accepted: a paused chunk comes again from the same position.
@@ -736,13 +733,13 @@ static int configure_attempt(struct http_source *src)
     src->req_start = src->delivered;
     src->attempt_start = src->delivered;
     src->skip = 0;
-    src->hdr_ok = !src->is_http;
+    src->hdr_ok = 0;
     src->range_done = 0;
     src->paused = 0;
     src->aborted = 0;
     src->retry_status = 0;
     src->retry_after_ms = -1;
-    src->total = src->is_http ? -1 : src->total;
+    src->total = -1;
     src->errbuf[0] = '\0';
     reset_response(src);
 
@@ -878,12 +875,22 @@ static void src_complete(struct http_source *src, CURLcode rc)
     if (src->stopped || src->state == SRC_FAILED)
         return;
     if (rc == CURLE_OK) {
+        if (!src->hdr_ok) {
+            /* e.g. a 3xx that libcurl did not follow: never take an empty body for a file */
+            char *msg = pgfeed__strdup_printf("cannot download \"%s\": HTTP status %ld%s%s%s",
+                                              src->shown, src->status, src->reason[0] ? " (" : "",
+                                              src->reason, src->reason[0] ? ")" : "");
+            src_fail(src, PGFEED_EHTTP, "The response carried no file.", NULL,
+                     msg ? msg : "HTTP error");
+            free(msg);
+            return;
+        }
         if (src->skip > 0) {
             fail_changed(src, "It is now shorter than the part already imported.");
             return;
         }
         if (src->total >= 0 && src->delivered < (uint64_t)src->total) {
-            /* Only after a pause lost libcurl's held chunk (7.88) or a short file:// read. */
+            /* Only after a pause lost the chunk libcurl held for us (7.88). */
             snprintf(why, sizeof why, "the body ended after %" PRIu64 " of %" PRId64 " bytes",
                      src->delivered, src->total);
             schedule_retry(src, why);
@@ -961,7 +968,7 @@ static void src_complete(struct http_source *src, CURLcode rc)
         break;
     case CURLE_UNSUPPORTED_PROTOCOL:
         snprintf(why, sizeof why, "unsupported protocol (%s)", eb);
-        hint = "Use an http://, https:// or file:// URL; redirects may only lead to http or https.";
+        hint = "Use an http:// or https:// URL; redirects may only lead to http or https.";
         break;
     case CURLE_FILE_COULDNT_READ_FILE:
         snprintf(why, sizeof why, "%s", eb);
@@ -975,7 +982,7 @@ static void src_complete(struct http_source *src, CURLcode rc)
         return;
     }
     char *msg = pgfeed__strdup_printf("could not download \"%s\": %s", src->shown, why);
-    src_fail(src, src->is_http ? PGFEED_EHTTP : PGFEED_ESOURCE, NULL, hint, msg ? msg : why);
+    src_fail(src, PGFEED_EHTTP, NULL, hint, msg ? msg : why);
     free(msg);
 }
 
@@ -990,6 +997,8 @@ static void src_transfer_done(struct http_source *src, CURLcode rc)
         /* libcurl 7.88 can finish a transfer whose last chunk it still holds for us. */
         src->state = SRC_DONE_PAUSED;
         src->done_rc = rc;
+        pgfeed__log(src->base.job, PGFEED_LOG_DEBUG,
+                    "transfer finished while paused: delivering its last chunk on resume");
         return;
     }
     src_remove_easy(src);
@@ -1010,6 +1019,7 @@ static void timer_tick_cb(uv_timer_t *t)
     if ((src->state != SRC_RUNNING && src->state != SRC_DONE_PAUSED) || !src->paused)
         return;
     src->paused = 0;
+    uint64_t offers = src->offers;
     h->in_curl++;
     CURLcode rc = curl_easy_pause(src->easy, CURLPAUSE_CONT); /* may call write_cb */
     h->in_curl--;
@@ -1028,7 +1038,14 @@ static void timer_tick_cb(uv_timer_t *t)
     if (!src->stopped && src->state == SRC_DONE_PAUSED && !src->paused) {
         src_remove_easy(src);
         src->state = SRC_RUNNING;
-        src_complete(src, src->done_rc);
+        if (src->offers == offers) {
+            /* The held chunk is gone: what we have is exact, fetch the rest. */
+            pgfeed__log(src->base.job, PGFEED_LOG_DEBUG,
+                        "libcurl finished the transfer without the chunk it held for us");
+            schedule_retry(src, "the transfer ended while paused");
+        } else {
+            src_complete(src, src->done_rc);
+        }
     }
     http_after(h);
 }
@@ -1143,6 +1160,44 @@ static void http_destroy(struct pgfeed_stage *s)
     free(src);
 }
 
+/* Before start: begin at raw_offset of a source whose earlier version had these validators. */
+static int http_seek(struct pgfeed_stage *s, uint64_t raw_offset,
+                     const struct pgfeed_validators *expect)
+{
+    struct http_source *src = src_of(s);
+    if (src->state != SRC_IDLE || src->started)
+        return UV_EINVAL;
+    src->delivered = raw_offset;
+    src->seek_offset = raw_offset;
+    free(src->etag);
+    free(src->last_modified);
+    src->etag = src->last_modified = NULL;
+    src->length = -1;
+    src->have_first = 0;
+    if (expect) {
+        if (expect->etag && expect->etag[0] && (src->etag = strdup(expect->etag)) == NULL)
+            return UV_ENOMEM;
+        if (expect->last_modified && expect->last_modified[0] &&
+            (src->last_modified = strdup(expect->last_modified)) == NULL)
+            return UV_ENOMEM;
+        src->length = expect->size;
+        src->have_first = src->etag || src->last_modified || src->length >= 0;
+    }
+    return 0;
+}
+
+/* The first response's validators (a weak ETag is left out), or NULL before it arrived. */
+static const struct pgfeed_validators *http_validators(struct pgfeed_stage *s)
+{
+    struct http_source *src = src_of(s);
+    if (!src->have_first)
+        return NULL;
+    src->v.etag = src->etag && strncmp(src->etag, "W/", 2) != 0 ? src->etag : NULL;
+    src->v.last_modified = src->last_modified;
+    src->v.size = src->length;
+    return &src->v;
+}
+
 static int http_start(struct pgfeed_stage *s)
 {
     struct http_source *src = src_of(s);
@@ -1181,6 +1236,8 @@ static const struct pgfeed_stage_ops http_ops = {
     .destroy = http_destroy,
     .start = http_start,
     .end_batch = NULL,
+    .seek = http_seek,
+    .validators = http_validators,
 };
 
 #define SETOPT(opt, val)                                                                           \
@@ -1192,12 +1249,46 @@ static const struct pgfeed_stage_ops http_ops = {
         }                                                                                          \
     } while (0)
 
+/*
+ * file:// URLs go to source_file.c: libcurl's file protocol reads the whole
+ * file inside one libcurl call and cannot pause, so it would block the loop
+ * and defeat backpressure. Only an empty host or "localhost" is local.
+ */
+static int file_url_new(struct pgfeed_job *job, const char *url, struct pgfeed_stage **out)
+{
+    char *host = NULL, *path = NULL;
+    int rc = 0;
+    CURLU *u = curl_url();
+    if (u == NULL)
+        return pgfeed__fail(job, "source", UV_ENOMEM, NULL, NULL, "out of memory");
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc == CURLUE_OK)
+        uc = curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE);
+    if (uc != CURLUE_OK) {
+        rc = pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
+                          "invalid file URL \"%s\": %s", url, curl_url_strerror(uc));
+    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
+               strcasecmp(host, "localhost") != 0) {
+        rc = pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
+                          "cannot read file URL \"%s\": host \"%s\" is not this machine", url,
+                          host);
+    } else {
+        rc = pgfeed__source_file_new(job, path, -1, out);
+    }
+    curl_free(host);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfeed_http *shared,
                             struct pgfeed_stage **out)
 {
     const struct pgfeed_options *opt = pgfeed__job_options(job);
     int rc;
     *out = NULL;
+    if (strncasecmp(url, "file:", 5) == 0)
+        return file_url_new(job, url, out);
     struct http_source *src = calloc(1, sizeof *src);
     if (src == NULL)
         return UV_ENOMEM;
@@ -1216,7 +1307,6 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
         pgfeed__fail(job, "source", rc, NULL, NULL, "out of memory");
         goto fail;
     }
-    src->is_http = strncasecmp(url, "file:", 5) != 0;
 
     char ua[64];
     snprintf(ua, sizeof ua, "pgfeed/%s", PGFEED_VERSION_STRING);
@@ -1224,7 +1314,7 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
     SETOPT(CURLOPT_PRIVATE, (void *)src);
     SETOPT(CURLOPT_ERRORBUFFER, src->errbuf);
     SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https,file");
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, (void *)src);
