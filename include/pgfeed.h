@@ -59,7 +59,9 @@ extern "C" {
     X(EHEADER, -30010, "header does not match the table")                                          \
     X(ETIMEDOUT, -30011, "time limit reached")                                                     \
     X(EINTERNAL, -30012, "internal error")                                                         \
-    X(EHTTP, -30013, "HTTP transfer failed")
+    X(EHTTP, -30013, "HTTP transfer failed")                                                       \
+    X(ECHECKPOINT, -30014, "an unfinished import exists")                                          \
+    X(ECHANGED, -30015, "the source changed since the checkpoint")
 
 typedef enum {
 #define PGFEED_ERR_ENUM(name, val, desc) PGFEED_##name = (val),
@@ -165,6 +167,16 @@ struct pgfeed_options {
     pgfeed_progress_cb progress_cb; /* NULL: none */
     void *progress_arg;
     uint64_t progress_interval_ms; /* default 1000 */
+
+    /*
+     * Checkpoints. Every batch's transaction also upserts this job's row in
+     * the state table (created on demand), so committed rows and checkpoint
+     * never disagree. A job is its source (canonical path or URL without
+     * credentials) and its target table.
+     */
+    int resume;              /* continue an unfinished import of the same source into the same table */
+    int restart;             /* forget an unfinished import's checkpoint and start over */
+    const char *state_table; /* default "pgfeed_checkpoints" (in the search_path's first schema) */
 
     /* Time and retries. */
     double timeout_s; /* give up after this long (PGFEED_ETIMEDOUT); 0: no limit */

@@ -42,6 +42,31 @@
 struct pgfeed_job;
 struct pgfeed_stage;
 
+/* What identifies one version of a source; strings may be NULL, size -1 when unknown. */
+struct pgfeed_validators {
+    const char *etag;          /* HTTP strong ETag, quotes included */
+    const char *last_modified; /* HTTP Last-Modified, or a file's mtime as seconds.nanoseconds */
+    int64_t size;
+};
+
+/* A job's row in the state table. */
+struct pgfeed_checkpoint {
+    int found;
+    int finished;
+    uint64_t rows;           /* rows committed, all runs */
+    uint64_t batches;        /* batches committed, all runs */
+    uint64_t lines;          /* input lines consumed by committed rows, header included */
+    uint64_t decoded_offset; /* uncompressed offset just past the last committed row */
+    uint64_t raw_offset;     /* source offset to restart from (with restart, else 0) */
+    char *restart;           /* decoder restart point (opaque bytes), or NULL */
+    size_t restart_len;
+    char *options;           /* format options and target columns, compared on resume */
+    char *etag, *last_modified;
+    int64_t size;
+    char *updated_at;
+};
+void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c);
+
 /* ---- per-batch bookkeeping handed from parser to sink ---- */
 struct pgfeed_batch_info {
     uint64_t rows;           /* data rows in the batch */
@@ -65,6 +90,15 @@ struct pgfeed_stage_ops {
     int (*start)(struct pgfeed_stage *s);
     /* Sinks only: the current batch's last row has been written; 0 or EAGAIN. */
     int (*end_batch)(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi);
+    /*
+     * Sources only, both optional. seek: before start, begin at this byte of
+     * the source (a Range request, lseek, or reading and discarding), and
+     * refuse (PGFEED_ECHANGED, error set) a source whose validators differ
+     * from expect's non-empty ones. validators: what identifies this version
+     * of the source (NULL or fields empty when unknown yet).
+     */
+    int (*seek)(struct pgfeed_stage *s, uint64_t raw_offset, const struct pgfeed_validators *expect);
+    const struct pgfeed_validators *(*validators)(struct pgfeed_stage *s);
 };
 
 struct pgfeed_stage {
@@ -139,8 +173,14 @@ const struct pgfeed_options *pgfeed__job_options(struct pgfeed_job *job);
 struct pgfeed_stats *pgfeed__job_stats(struct pgfeed_job *job);
 /* Runs s->ops->resume(s) soon, from a uv_check/timer, never re-entrantly. */
 void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s);
-/* The sink calls this when the table is known (after the catalog query). */
+/* The sink calls this when the table is known (after the catalog query)... */
 int pgfeed__job_table_ready(struct pgfeed_job *job);
+/* ... and this once the job's checkpoint has been read; the job then starts the source. */
+int pgfeed__job_checkpoint_ready(struct pgfeed_job *job);
+/* Source validators for the checkpoint, and the decoder's restart point (may be NULL). */
+const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job);
+/* rows/batches committed before this run (from a resumed checkpoint). */
+void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches);
 /* The sink calls this when everything is committed (status 0) or it stopped. */
 void pgfeed__job_sink_done(struct pgfeed_job *job, int status);
 int pgfeed__job_canceled(const struct pgfeed_job *job);
@@ -169,6 +209,8 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
 
 /* decode_gzip.c: gzip (multi-member), zlib or plain, detected from the first bytes. */
 int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_stage **out);
+/* Before the first write: discard the first n bytes of decoded output (a re-read resume). */
+void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
 
 /* parse_dsv.c: tsv and text formats; writes COPY text rows to the sink. */
 struct pgfeed_parse_config {
@@ -192,6 +234,8 @@ struct pgfeed_parse_config {
 };
 int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config *cfg,
                        struct pgfeed_stage **out);
+/* Before the first write: the input starts at this line and decoded offset, with no header. */
+void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t decoded_offset);
 /* Sets (or replaces) the expected fields; arrays are borrowed for the parser's lifetime. */
 void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
                                const char *const *field_names);
@@ -207,6 +251,24 @@ int pgfeed__encode_array(struct pgfeed_buf *out, const char *p, size_t n);
 #define PGFEED_ENCODE_ARRAY_MAX(n) (4 * (size_t)(n) + 4)
 char *pgfeed__encode_field_to(char *dst, const char *p, size_t n);
 char *pgfeed__encode_array_to(char *dst, const char *p, size_t n);
+/* How the parser's tsv lines become COPY rows (encode_row below). */
+struct pgfeed_row_spec {
+    char delimiter;
+    const char *null_marker; /* a field equal to it becomes \N */
+    size_t null_len;
+    size_t nfields;
+    const int *is_array; /* nfields flags, or NULL when no field is an array */
+};
+/* Room pgfeed__encode_row needs for a line of n bytes (16 of it for word-wide stores). */
+#define PGFEED_ENCODE_ROW_MAX(n, nfields) (4 * (size_t)(n) + 5 * ((size_t)(nfields) + 1) + 16)
+/*
+ * Encodes one line of delimited fields (no line end) as a COPY text row at *dst: fields
+ * joined by tabs and ended by a newline, each as encode_field, encode_array (is_array) or
+ * \N (equal to the null marker). Returns the number of fields the line has; only when it
+ * equals spec->nfields is the row complete and *dst moved past it.
+ */
+size_t pgfeed__encode_row(char **dst, const char *line, size_t n,
+                          const struct pgfeed_row_spec *spec);
 
 /* sink_pg.c */
 int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out);
@@ -215,5 +277,18 @@ int pgfeed__sink_connect(struct pgfeed_stage *s); /* connect + catalog, then job
 const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n);
 /* Sets the column list of the COPY statement (indexes into sink columns). */
 int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n);
+/* The job's checkpoint as read from the state table (found == 0 if none). */
+const struct pgfeed_checkpoint *pgfeed__sink_checkpoint(struct pgfeed_stage *s);
+/* Sets what each batch's checkpoint row records besides the counters. */
+struct pgfeed_ckpt_identity {
+    const char *key;     /* job identity: source id + " -> " + table */
+    const char *source;  /* shown to people */
+    const char *options; /* format options and targets */
+};
+int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_identity *id);
+/* Deletes the job's checkpoint now (--restart); the sink then goes on as usual. */
+int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s);
+/* The table as the server names it (regclass::text), valid after the catalog query. */
+const char *pgfeed__sink_table(struct pgfeed_stage *s);
 
 #endif /* PGFEED_INTERNAL_H */

@@ -33,7 +33,7 @@ enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
 struct pgfeed_job {
     uv_loop_t *loop;
     struct pgfeed_options opt; /* strings below are owned copies */
-    char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path;
+    char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
 
     enum job_state state;
     int status;
@@ -64,6 +64,8 @@ struct pgfeed_job {
     double last_wait_source;
     struct pgfeed_err_store err;
 
+    uint64_t base_rows, base_batches; /* committed before this run (resume) */
+
     /* Target columns, in input field order. */
     size_t ntargets;
     size_t *target_idx;
@@ -72,9 +74,15 @@ struct pgfeed_job {
 };
 
 static void job_shutdown(struct pgfeed_job *job);
+static int update_identity(struct pgfeed_job *job);
 static void job_check_closed(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
+
+static int is_url(const char *s, const char *scheme)
+{
+    return strncasecmp(s, scheme, strlen(scheme)) == 0;
+}
 
 void pgfeed_options_init(struct pgfeed_options *opt)
 {
@@ -134,7 +142,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->null_marker = strdup(opt->null_marker ? opt->null_marker : "\\N");
     job->ca_file = dup_or_null(opt->ca_file);
     job->ca_path = dup_or_null(opt->ca_path);
-    if (dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
+    job->state_table = dup_or_null(opt->state_table);
+    if (dup_failed(opt->state_table, job->state_table) || dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
         dup_failed(opt->table, job->table) || dup_failed(opt->columns, job->columns) ||
         job->null_marker == NULL || dup_failed(opt->ca_file, job->ca_file) ||
         dup_failed(opt->ca_path, job->ca_path)) {
@@ -145,6 +154,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         free(job->null_marker);
         free(job->ca_file);
         free(job->ca_path);
+        free(job->state_table);
         free(job);
         return UV_ENOMEM;
     }
@@ -155,6 +165,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->opt.null_marker = job->null_marker;
     job->opt.ca_file = job->ca_file;
     job->opt.ca_path = job->ca_path;
+    job->opt.state_table = job->state_table;
     if (job->opt.delimiter == 0)
         job->opt.delimiter = '\t';
     if (job->opt.chunk_size < 4096)
@@ -180,6 +191,10 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
                            source_path_ends_with(job->source, ".csv.gz"))
                               ? PGFEED_FORMAT_CSV
                               : PGFEED_FORMAT_TSV;
+    if (job->opt.resume && job->opt.restart)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
+                            "Use --resume to continue the interrupted import, or --restart to start over.",
+                            "--resume and --restart cannot be used together");
     if (job->opt.format == PGFEED_FORMAT_CSV)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE,
                             "This version of pgfeed reads the tsv and text formats only.",
@@ -431,6 +446,7 @@ static void free_job(struct pgfeed_job *job)
     free(job->null_marker);
     free(job->ca_file);
     free(job->ca_path);
+    free(job->state_table);
     free(job);
 }
 
@@ -549,10 +565,6 @@ static void timeout_cb(uv_timer_t *t)
                  "time limit of %g seconds reached", job->opt.timeout_s);
 }
 
-static int is_url(const char *s, const char *scheme)
-{
-    return strncasecmp(s, scheme, strlen(scheme)) == 0;
-}
 
 int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
 {
@@ -563,8 +575,7 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     job->state = JOB_RUNNING;
     job->start_ns = uv_hrtime();
 
-    if (is_url(job->source, "http://") || is_url(job->source, "https://") ||
-        is_url(job->source, "file://"))
+    if (is_url(job->source, "http://") || is_url(job->source, "https://"))
         rc = pgfeed__source_http_new(job, job->source, job->opt.http, &job->source_stage);
     else if (strcmp(job->source, "-") == 0)
         rc = pgfeed__source_file_new(job, NULL, job->opt.source_fd, &job->source_stage);
@@ -708,9 +719,13 @@ static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
         job->target_is_array[i] = cols[idx[i]].is_array;
         job->target_names[i] = cols[idx[i]].name;
     }
-    if (job->parser)
+    int rc = pgfeed__sink_set_targets(job->sink, job->target_idx, n);
+    if (rc == 0 && job->parser) {
+        /* The header was just mapped: the checkpoint records the targets too. */
         pgfeed__parser_set_fields(job->parser, n, job->target_is_array, job->target_names);
-    return pgfeed__sink_set_targets(job->sink, job->target_idx, n);
+        rc = update_identity(job);
+    }
+    return rc;
 }
 
 static void append_names(char *out, size_t cap, const struct pgfeed_column *cols, size_t ncols)
@@ -837,11 +852,106 @@ static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout
     return 0;
 }
 
+/* The checkpoint's identity: canonical source (no credentials) and the table. */
+static char *source_identity(const struct pgfeed_job *job)
+{
+    const char *src = job->source;
+    if (strcmp(src, "-") == 0)
+        return strdup("stdin");
+    const char *scheme = strstr(src, "://");
+    if (scheme && (is_url(src, "http://") || is_url(src, "https://"))) {
+        /* Drop user:password@ from the authority. */
+        const char *auth = scheme + 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', alen);
+        if (at)
+            return pgfeed__strdup_printf("%.*s%s", (int)(auth - src), src, at + 1);
+        return strdup(src);
+    }
+    const char *path = src;
+    if (is_url(src, "file://"))
+        path = src + 7;
+    char *real = realpath(path, NULL);
+    return real ? real : strdup(path);
+}
+
+/* Format options that must be the same for a resume; targets are stored apart. */
+static char *options_text(const struct pgfeed_job *job, int with_targets)
+{
+    static const char *const formats[] = {"auto", "tsv", "text", "csv"};
+    static const char *const headers[] = {"auto", "match", "skip", "none"};
+    struct pgfeed_buf b = {0};
+    char *head = pgfeed__strdup_printf("format=%s delimiter=%d null=%s header=%s",
+                                       formats[job->opt.format & 3], job->opt.delimiter,
+                                       job->null_marker, headers[job->opt.header & 3]);
+    if (head == NULL)
+        return NULL;
+    int rc = pgfeed__buf_append(&b, head, strlen(head));
+    free(head);
+    if (with_targets && job->ntargets) {
+        rc |= pgfeed__buf_append(&b, " targets=", 9);
+        for (size_t i = 0; i < job->ntargets; i++) {
+            if (i)
+                rc |= pgfeed__buf_append(&b, ",", 1);
+            rc |= pgfeed__buf_append(&b, job->target_names[i], strlen(job->target_names[i]));
+        }
+    }
+    rc |= pgfeed__buf_append(&b, "", 1);
+    if (rc != 0) {
+        pgfeed__buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+static int update_identity(struct pgfeed_job *job)
+{
+    char *src = source_identity(job);
+    char *key = src ? pgfeed__strdup_printf("%s -> %s", src, pgfeed__sink_table(job->sink)) : NULL;
+    char *opts = options_text(job, 1);
+    int rc = UV_ENOMEM;
+    if (src && key && opts) {
+        struct pgfeed_ckpt_identity id = {.key = key, .source = src, .options = opts};
+        rc = pgfeed__sink_set_identity(job->sink, &id);
+    }
+    free(src);
+    free(key);
+    free(opts);
+    if (rc == UV_ENOMEM)
+        return pgfeed__fail(job, "job", rc, NULL, NULL, "out of memory");
+    return rc;
+}
+
+const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job)
+{
+    struct pgfeed_stage *src = job->source_stage;
+    if (src == NULL || src->ops->validators == NULL)
+        return NULL;
+    return src->ops->validators(src);
+}
+
+void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches)
+{
+    *rows = job->base_rows;
+    *batches = job->base_batches;
+}
+
+void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c)
+{
+    free(c->restart);
+    free(c->options);
+    free(c->etag);
+    free(c->last_modified);
+    free(c->updated_at);
+    memset(c, 0, sizeof *c);
+    c->size = -1;
+}
+
 int pgfeed__job_table_ready(struct pgfeed_job *job)
 {
     pgfeed__job_server_wait(job, 0);
     size_t ncols;
-    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    pgfeed__sink_columns(job->sink, &ncols);
     int rc;
     size_t *idx = NULL, n = 0;
     if (job->columns) {
@@ -856,9 +966,139 @@ int pgfeed__job_table_ready(struct pgfeed_job *job)
         for (size_t i = 0; i < n; i++)
             idx[i] = i;
     }
-    (void)cols;
     rc = set_targets(job, idx, n);
     free(idx);
+    if (rc == 0)
+        rc = update_identity(job); /* the checkpoint is looked up by it next */
+    return rc;
+}
+
+/* "a,b,c" (the stored targets) -> column indexes; -1 when a name no longer exists. */
+static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
+{
+    const char *t = strstr(opts, " targets=");
+    if (t == NULL)
+        return 0; /* nothing stored: keep the mapping made from the options */
+    t += 9;
+    size_t ncols;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    size_t n = 1;
+    for (const char *p = t; *p; p++)
+        n += *p == ',';
+    size_t *idx = calloc(n, sizeof *idx);
+    if (idx == NULL)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        size_t len = strcspn(t, ",");
+        long c = -1;
+        for (size_t i = 0; i < ncols; i++)
+            if (strlen(cols[i].name) == len && memcmp(cols[i].name, t, len) == 0)
+                c = (long)i;
+        if (c < 0) {
+            free(idx);
+            return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT,
+                                "The checkpoint names a column that the table no longer has.",
+                                "Run with --restart to start over.",
+                                "cannot resume the import into \"%s\": column \"%.*s\" is gone",
+                                job->table, (int)len, t);
+        }
+        idx[k] = (size_t)c;
+        t += len + (t[len] == ',');
+    }
+    int rc = set_targets(job, idx, n);
+    free(idx);
+    return rc;
+}
+
+/* Decides what a found checkpoint means for this run. 1: resume, 0: fresh start, <0: failed. */
+static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
+{
+    const struct pgfeed_validators *v = pgfeed__job_source_validators(job);
+    int changed = v && ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
+                        (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
+                        (c->last_modified && v->last_modified &&
+                         strcmp(c->last_modified, v->last_modified) != 0));
+    char detail[1024];
+    if (!c->found)
+        return 0;
+    if (c->finished) {
+        if (job->opt.resume && !changed) {
+            pgfeed__log(job, PGFEED_LOG_NOTICE,
+                        "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
+                        job->table, (unsigned long long)c->rows);
+            return 2;
+        }
+        return 0;
+    }
+    if (job->opt.restart) {
+        pgfeed__log(job, PGFEED_LOG_NOTICE,
+                    "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
+                    (unsigned long long)c->rows, job->table,
+                    job->opt.truncate ? " until the first batch truncates the table" : "");
+        int rc = pgfeed__sink_forget_checkpoint(job->sink);
+        return rc < 0 ? rc : 0;
+    }
+    if (!job->opt.resume) {
+        snprintf(detail, sizeof detail,
+                 "%llu rows in %llu batches were committed, the last at %s, up to input line %llu.",
+                 (unsigned long long)c->rows, (unsigned long long)c->batches,
+                 c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
+        return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT, detail,
+                            "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
+                            "an unfinished import of this source into \"%s\" exists", job->table);
+    }
+    char *mine = options_text(job, 0);
+    if (mine == NULL)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    size_t ml = strlen(mine);
+    int same = c->options && strncmp(c->options, mine, ml) == 0 &&
+               (c->options[ml] == '\0' || c->options[ml] == ' ');
+    if (!same) {
+        snprintf(detail, sizeof detail, "The checkpoint was made with \"%s\"; this run uses \"%s\".",
+                 c->options ? c->options : "", mine);
+        free(mine);
+        return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT, detail,
+                            "Resume with the options of the interrupted run, or use --restart.",
+                            "cannot resume: the format options differ from the interrupted import's");
+    }
+    free(mine);
+    if (changed) {
+        snprintf(detail, sizeof detail,
+                 "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
+                 (long long)c->size, c->last_modified ? ", modified " : "",
+                 c->last_modified ? c->last_modified : "", (long long)v->size,
+                 v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
+        return pgfeed__fail(job, "job", PGFEED_ECHANGED, detail,
+                            "Use --restart (with --truncate to replace the rows already imported).",
+                            "the source changed since the checkpoint");
+    }
+    return 1;
+}
+
+int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
+{
+    const struct pgfeed_checkpoint *c = pgfeed__sink_checkpoint(job->sink);
+    int decision = weigh_checkpoint(job, c);
+    if (decision < 0)
+        return decision;
+    if (decision == 2) {
+        pgfeed__job_sink_done(job, 0);
+        return 0;
+    }
+    int resume = decision == 1;
+    int rc;
+    if (resume) {
+        rc = targets_from_checkpoint(job, c->options);
+        if (rc != 0)
+            return rc;
+        job->base_rows = c->rows;
+        job->base_batches = c->batches;
+        pgfeed__log(job, PGFEED_LOG_NOTICE,
+                    "resuming after input line %llu: %llu rows in %llu batches are already committed",
+                    (unsigned long long)c->lines, (unsigned long long)c->rows,
+                    (unsigned long long)c->batches);
+    }
+    rc = update_identity(job);
     if (rc != 0)
         return rc;
 
@@ -868,7 +1108,7 @@ int pgfeed__job_table_ready(struct pgfeed_job *job)
         .null_marker = job->null_marker,
         .max_line = job->opt.max_line,
         .batch_rows = job->opt.batch_rows,
-        .has_header = job->opt.header != PGFEED_HEADER_NONE,
+        .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
         .on_header = on_header,
         .nfields = job->ntargets,
         .is_array = job->target_is_array,
@@ -882,5 +1122,10 @@ int pgfeed__job_table_ready(struct pgfeed_job *job)
     job->parser->prev = job->decoder;
     job->parser->next = job->sink;
     job->sink->prev = job->parser;
+    if (resume && c->lines > 0) {
+        /* Re-read from the start and discard what is committed. */
+        pgfeed__decoder_skip_output(job->decoder, c->decoded_offset);
+        pgfeed__parser_set_position(job->parser, c->lines + 1, c->decoded_offset);
+    }
     return job->source_stage->ops->start(job->source_stage);
 }

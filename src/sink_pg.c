@@ -35,11 +35,16 @@ enum sink_state {
     S_CONNECTING,
     S_SETUP,
     S_CATALOG,
+    S_STATE_CREATE, /* CREATE TABLE IF NOT EXISTS state table */
+    S_STATE_READ,   /* SELECT the job's checkpoint */
+    S_FORGET,       /* DELETE it (--restart) */
     S_READY,
     S_STARTING,
     S_COPY_IN,
     S_ENDING,
+    S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
     S_COMMITTING,
+    S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
     S_TRUNCATING,
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
@@ -60,6 +65,7 @@ struct sink_pg {
     int eof;         /* finish() was called */
     int stop_requested;
     int any_batch;   /* a batch transaction has been started */
+    int any_end;      /* end_batch has been called */
     int abort_commit; /* stopped while a COMMIT was in flight */
     int commit_ok;    /* ... and the COMMIT succeeded */
 
@@ -67,6 +73,9 @@ struct sink_pg {
     struct pgfeed_column *cols;
     size_t ncols;
     char *copy_sql; /* "COPY t (a, b) FROM STDIN" */
+    char *state_table;
+    char *key, *source_name, *options;
+    struct pgfeed_checkpoint ckpt; /* as read at start */
 
     struct pgfeed_batch_info batch;   /* the batch being ended */
     uint64_t batch_rows_base;         /* rows_sent when the current batch started */
@@ -75,6 +84,9 @@ struct sink_pg {
 
 static void sink_poll_cb(uv_poll_t *h, int status, int events);
 static void sink_process(struct sink_pg *k);
+static int sink_watch(struct sink_pg *k, int events);
+static int fail_conn(struct sink_pg *k, const char *what);
+static int mark_finished(struct sink_pg *k);
 
 static struct sink_pg *sink_of(struct pgfeed_stage *s)
 {
@@ -323,6 +335,7 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     }
     k->batch = *bi;
     k->next_first_line = bi->last_line + 1;
+    k->any_end = 1;
     return end_copy(k);
 }
 
@@ -338,7 +351,10 @@ static int sink_finish(struct pgfeed_stage *s)
         const struct pgfeed_stats *st = pgfeed__job_stats(job_of(k));
         k->batch.rows = st->rows_sent - k->batch_rows_base;
         k->batch.last_line = st->lines_read;
-        k->batch.first_line = st->lines_read - k->batch.rows + 1; /* one row per line */
+        /* After a full batch the next starts on the following line; before any, one row
+         * per line (tsv, text) puts the first at lines_read - rows + 1. */
+        k->batch.first_line = k->any_end ? k->next_first_line : st->lines_read - k->batch.rows + 1;
+        k->batch.end_decoded = st->bytes_inflated;
         k->eof = 1;
         return end_copy(k);
     }
@@ -355,9 +371,7 @@ static int sink_finish(struct pgfeed_stage *s)
             free(sql);
             return rc;
         }
-        k->state = S_FINISHED;
-        pgfeed__job_sink_done(job_of(k), 0);
-        return 0;
+        return mark_finished(k);
     }
     pgfeed__job_server_wait(job_of(k), 1);
     return PGFEED_EAGAIN; /* starting or committing: called again after resume */
@@ -398,6 +412,122 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
     k->qualified = strdup(PQgetvalue(r, 0, 0));
     if (k->qualified == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    return 0;
+}
+
+static char *u64s(char *buf, size_t cap, uint64_t v)
+{
+    snprintf(buf, cap, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+/*
+ * The batch's checkpoint: sent after its COPY succeeded and before COMMIT,
+ * in the same transaction, so the row and the data commit together.
+ */
+static int send_checkpoint(struct sink_pg *k)
+{
+    struct pgfeed_job *job = job_of(k);
+    const struct pgfeed_stats *st = pgfeed__job_stats(job);
+    const struct pgfeed_validators *v = pgfeed__job_source_validators(job);
+    uint64_t base_rows, base_batches;
+    pgfeed__job_committed_base(job, &base_rows, &base_batches);
+    char rows[24], batches[24], lines[24], dec[24], raw[24], size[24];
+    u64s(rows, sizeof rows, base_rows + st->rows_committed + k->batch.rows);
+    u64s(batches, sizeof batches, base_batches + st->batches_committed + 1);
+    u64s(lines, sizeof lines, k->batch.last_line);
+    u64s(dec, sizeof dec, k->batch.end_decoded);
+    u64s(raw, sizeof raw, 0);
+    int have_size = v && v->size >= 0;
+    if (have_size)
+        snprintf(size, sizeof size, "%lld", (long long)v->size);
+    const char *params[13] = {
+        k->key, k->source_name, k->qualified, k->options ? k->options : "",
+        v ? v->etag : NULL, v ? v->last_modified : NULL, have_size ? size : NULL,
+        rows, batches, lines, dec, raw, k->eof ? "t" : "f"};
+    char *sql = pgfeed__strdup_printf(
+        "INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
+        " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
+        " started_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13, now(), now())"
+        " ON CONFLICT (job_key) DO UPDATE SET source = EXCLUDED.source, target = EXCLUDED.target,"
+        " options = EXCLUDED.options, etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,"
+        " size = EXCLUDED.size, rows_committed = EXCLUDED.rows_committed,"
+        " batches = EXCLUDED.batches, lines_committed = EXCLUDED.lines_committed,"
+        " decoded_offset = EXCLUDED.decoded_offset, raw_offset = EXCLUDED.raw_offset,"
+        " restart = EXCLUDED.restart, finished = EXCLUDED.finished,"
+        " started_at = CASE WHEN c.finished THEN now() ELSE c.started_at END,"
+        " updated_at = now()",
+        k->state_table);
+    if (sql == NULL)
+        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int ok = PQsendQueryParams(k->conn, sql, 13, NULL, params, NULL, NULL, 0);
+    free(sql);
+    if (!ok)
+        return fail_conn(k, "could not write the checkpoint");
+    return 0;
+}
+
+static int mark_finished(struct sink_pg *k)
+{
+    char *sql = pgfeed__strdup_printf(
+        "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", k->state_table);
+    const char *params[1] = {k->key};
+    if (sql == NULL)
+        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
+    free(sql);
+    if (!ok)
+        return fail_conn(k, "could not mark the checkpoint finished");
+    k->state = S_MARK_FINISHED;
+    int f = PQflush(k->conn);
+    if (f < 0)
+        return fail_conn(k, "lost the connection to the server");
+    return sink_watch(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
+static char *dup_value(PGresult *r, int col)
+{
+    if (PQgetisnull(r, 0, col))
+        return NULL;
+    return strdup(PQgetvalue(r, 0, col));
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int read_checkpoint(struct sink_pg *k, PGresult *r)
+{
+    struct pgfeed_checkpoint *c = &k->ckpt;
+    pgfeed__checkpoint_clear(c);
+    c->found = 1;
+    c->rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    c->batches = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    c->lines = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    c->decoded_offset = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+    c->raw_offset = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
+    if (!PQgetisnull(r, 0, 5)) {
+        const char *hex = PQgetvalue(r, 0, 5);
+        size_t n = strlen(hex) / 2;
+        c->restart = malloc(n ? n : 1);
+        if (c->restart == NULL)
+            return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            c->restart[i] = (char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+        c->restart_len = n;
+    }
+    c->finished = PQgetvalue(r, 0, 6)[0] == 't';
+    c->options = dup_value(r, 7);
+    c->etag = dup_value(r, 8);
+    c->last_modified = dup_value(r, 9);
+    c->size = PQgetisnull(r, 0, 10) ? -1 : strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+    c->updated_at = dup_value(r, 11);
     return 0;
 }
 
@@ -444,6 +574,12 @@ static void sink_process(struct sink_pg *k)
                     return;
                 }
             }
+            if (k->state == S_STATE_READ && st == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+                if (read_checkpoint(k, r) != 0) {
+                    PQclear(r);
+                    return;
+                }
+            }
             PQclear(r);
             continue;
         }
@@ -465,19 +601,69 @@ static void sink_process(struct sink_pg *k)
             k->state = S_CATALOG;
             break;
         }
-        case S_CATALOG:
-            k->state = S_READY;
+        case S_CATALOG: {
             if (pgfeed__job_table_ready(job) != 0)
                 return;
+            char *sql = pgfeed__strdup_printf(
+                "CREATE TABLE IF NOT EXISTS %s (job_key text PRIMARY KEY, source text NOT NULL,"
+                " target text NOT NULL, options text NOT NULL, etag text, last_modified text,"
+                " size bigint, rows_committed bigint NOT NULL, batches bigint NOT NULL,"
+                " lines_committed bigint NOT NULL, decoded_offset bigint NOT NULL,"
+                " raw_offset bigint NOT NULL, restart bytea, finished boolean NOT NULL,"
+                " started_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
+                k->state_table);
+            if (sql == NULL || !PQsendQuery(k->conn, sql)) {
+                free(sql);
+                fail_conn(k, "could not create the checkpoint table");
+                return;
+            }
+            free(sql);
+            k->state = S_STATE_CREATE;
             break;
-        case S_ENDING: {
+        }
+        case S_STATE_CREATE: {
+            char *sql = pgfeed__strdup_printf(
+                "SELECT rows_committed, batches, lines_committed, decoded_offset, raw_offset,"
+                " encode(restart, 'hex'), finished, options, etag, last_modified, size,"
+                " to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM %s WHERE job_key = $1",
+                k->state_table);
+            const char *params[1] = {k->key};
+            if (sql == NULL || !PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0)) {
+                free(sql);
+                fail_conn(k, "could not read the checkpoint table");
+                return;
+            }
+            free(sql);
+            k->state = S_STATE_READ;
+            break;
+        }
+        case S_STATE_READ:
+            k->state = S_READY;
+            if (pgfeed__job_checkpoint_ready(job) != 0)
+                return;
+            if (k->state != S_READY)
+                break; /* the job asked for a DELETE: flush it below */
+            return;
+        case S_FORGET:
+            k->state = S_READY;
+            wake_upstream(k);
+            return;
+        case S_ENDING:
+            if (send_checkpoint(k) != 0)
+                return;
+            k->state = S_CHECKPOINT;
+            break;
+        case S_CHECKPOINT:
             if (!PQsendQuery(k->conn, "COMMIT")) {
                 fail_conn(k, "could not commit");
                 return;
             }
             k->state = S_COMMITTING;
             break;
-        }
+        case S_MARK_FINISHED:
+            k->state = S_FINISHED;
+            pgfeed__job_sink_done(job, 0);
+            return;
         case S_COMMITTING:
         case S_TRUNCATING: {
             struct pgfeed_stats *stats = pgfeed__job_stats(job);
@@ -489,8 +675,14 @@ static void sink_process(struct sink_pg *k)
                             (unsigned long long)k->batch.last_line,
                             (unsigned long long)k->batch.rows);
             }
+            int was_truncating = k->state == S_TRUNCATING;
             k->state = S_READY;
             if (k->eof) {
+                if (was_truncating) {
+                    if (mark_finished(k) != 0)
+                        return;
+                    break;
+                }
                 k->state = S_FINISHED;
                 pgfeed__job_sink_done(job, 0);
                 return;
@@ -569,6 +761,9 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
 static void notice_cb(void *arg, const PGresult *r)
 {
     struct sink_pg *k = arg;
+    const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (sqlstate && strcmp(sqlstate, "42P07") == 0)
+        return; /* "relation ... already exists, skipping": our CREATE TABLE IF NOT EXISTS */
     const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     pgfeed__log(job_of(k), sev && strcmp(sev, "WARNING") == 0 ? PGFEED_LOG_WARNING : PGFEED_LOG_NOTICE,
@@ -682,6 +877,51 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     return 0;
 }
 
+const struct pgfeed_checkpoint *pgfeed__sink_checkpoint(struct pgfeed_stage *s)
+{
+    return &sink_of(s)->ckpt;
+}
+
+const char *pgfeed__sink_table(struct pgfeed_stage *s)
+{
+    return sink_of(s)->qualified;
+}
+
+int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_identity *id)
+{
+    struct sink_pg *k = sink_of(s);
+    char *key = strdup(id->key), *src = strdup(id->source);
+    char *opts = id->options ? strdup(id->options) : NULL;
+    if (!key || !src || (id->options && !opts)) {
+        free(key);
+        free(src);
+        free(opts);
+        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    free(k->key);
+    free(k->source_name);
+    free(k->options);
+    k->key = key;
+    k->source_name = src;
+    k->options = opts;
+    return 0;
+}
+
+int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s)
+{
+    struct sink_pg *k = sink_of(s);
+    char *sql = pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1", k->state_table);
+    const char *params[1] = {k->key};
+    if (sql == NULL)
+        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
+    free(sql);
+    if (!ok)
+        return fail_conn(k, "could not delete the checkpoint");
+    k->state = S_FORGET;
+    return 0;
+}
+
 static void timer_close_cb(uv_handle_t *h)
 {
     struct sink_pg *k = h->data;
@@ -736,6 +976,11 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(k->cols);
     free(k->qualified);
     free(k->copy_sql);
+    free(k->state_table);
+    free(k->key);
+    free(k->source_name);
+    free(k->options);
+    pgfeed__checkpoint_clear(&k->ckpt);
     free(k);
 }
 
@@ -759,5 +1004,14 @@ int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
     k->sock = -1;
     k->next_first_line = 1;
     *out = &k->base;
+    const char *st = pgfeed__job_options(job)->state_table;
+    k->state_table = strdup(st && *st ? st : "pgfeed_checkpoints");
+    if (k->state_table == NULL)
+        return UV_ENOMEM;
+    for (const char *p = k->state_table; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '"'))
+            return pgfeed__fail(job, "sink", PGFEED_EUSAGE, NULL,
+                                "Use letters, digits, underscores, and a dot before the table name.",
+                                "invalid state table name \"%s\"", k->state_table);
     return 0;
 }

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +42,8 @@ struct source_file {
     int eof;        /* read returned 0 */
     int finished;   /* the decoder's finish returned 0 */
     char *name;     /* for messages */
+    struct pgfeed_validators v;
+    char mtime[48];
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -206,8 +209,15 @@ static void source_destroy(struct pgfeed_stage *s)
     free(f);
 }
 
+static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
+{
+    struct source_file *f = src_of(s);
+    return f->owns_fd ? &f->v : NULL; /* stdin: nothing identifies its contents */
+}
+
 static const struct pgfeed_stage_ops source_file_ops = {
     .name = "source",
+    .validators = source_validators,
     .resume = source_resume,
     .stop = source_stop,
     .destroy = source_destroy,
@@ -282,8 +292,13 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
         return pgfeed__fail(job, "source", PGFEED_ESOURCE, NULL, NULL,
                             "could not read \"%s\": it is a directory", f->name);
     uv_loop_t *loop = pgfeed__job_loop(job);
+    f->v.size = -1;
     if (S_ISREG(st.st_mode)) {
         pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
+        f->v.size = (int64_t)st.st_size;
+        snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec);
+        f->v.last_modified = f->mtime;
     } else {
         int flags = fcntl(f->fd, F_GETFL);
         if (flags >= 0 && !(flags & O_NONBLOCK) && fcntl(f->fd, F_SETFL, flags | O_NONBLOCK) == 0)

@@ -40,6 +40,9 @@ static const char usage_text[] =
     "      --delimiter C       field delimiter (default tab)\n"
     "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
     "      --truncate          empty the table in the first batch's transaction\n"
+    "      --resume            continue an interrupted import of the same source into the same table\n"
+    "      --restart           forget an interrupted import's checkpoint and start over\n"
+    "      --state-table NAME  where checkpoints are kept (default pgfeed_checkpoints)\n"
     "      --timeout SECONDS   give up after this long (default: no limit)\n"
     "      --retries N         retries for transient network failures (default 5)\n"
     "      --cacert FILE       CA bundle for https (default: the system's)\n"
@@ -60,6 +63,9 @@ enum {
     OPT_NULL,
     OPT_DELIMITER,
     OPT_TRUNCATE,
+    OPT_RESUME,
+    OPT_RESTART,
+    OPT_STATE_TABLE,
     OPT_TIMEOUT,
     OPT_RETRIES,
     OPT_CACERT,
@@ -79,6 +85,9 @@ static const struct option long_options[] = {
     {"delimiter", required_argument, NULL, OPT_DELIMITER},
     {"batch-rows", required_argument, NULL, 'b'},
     {"truncate", no_argument, NULL, OPT_TRUNCATE},
+    {"resume", no_argument, NULL, OPT_RESUME},
+    {"restart", no_argument, NULL, OPT_RESTART},
+    {"state-table", required_argument, NULL, OPT_STATE_TABLE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"cacert", required_argument, NULL, OPT_CACERT},
@@ -260,6 +269,15 @@ int main(int argc, char **argv)
             break;
         case OPT_TRUNCATE:
             opt.truncate = 1;
+            break;
+        case OPT_RESUME:
+            opt.resume = 1;
+            break;
+        case OPT_RESTART:
+            opt.restart = 1;
+            break;
+        case OPT_STATE_TABLE:
+            opt.state_table = optarg;
             break;
         case OPT_TIMEOUT:
             if (parse_seconds(optarg, &opt.timeout_s) != 0) {

@@ -1,0 +1,171 @@
+"""Checkpoints and --resume / --restart against the real server.
+
+Each test interrupts a real import (SIGINT or SIGKILL once a first batch is visible,
+found by polling count(*), never by sleeping), then checks what the next run does:
+the table must end up equal to the source exactly, no row missing and none twice.
+"""
+
+import signal
+import subprocess
+
+from harness import check, test
+from test_signals import wait_for_rows
+
+ROWS = 400_000
+BATCH = 20_000
+
+
+def big_file(ctx, gz=True):
+    path = ctx.gen_file(ROWS, seed=91)
+    if not gz:
+        return path, path
+    gzpath = ctx.cfg.workdir / "resume-big.tsv.gz"
+    if not gzpath.exists():
+        part = ctx.cfg.workdir / "resume-big.tsv.gz.part"
+        with open(path, "rb") as f, open(part, "wb") as g:
+            subprocess.run(["gzip", "-1", "-c"], stdin=f, stdout=g, check=True)
+        part.rename(gzpath)
+    return path, gzpath
+
+
+def interrupt(ctx, src, sig, *extra, stdin_path=None):
+    """Starts an import, sends sig once a batch is committed; returns rows committed."""
+    args = ["-t", "names", "-b", str(BATCH), *extra]
+    args.append("-" if stdin_path else src)
+    p, errpath = ctx.spawn(*args, stdin_path=stdin_path)
+    wait_for_rows(ctx, p, errpath)
+    p.send_signal(sig)
+    res = ctx.finish(p, errpath, timeout=60)
+    ctx.expect_rc(res, {signal.SIGINT: 130, signal.SIGKILL: -9}[sig])
+    n = ctx.count()
+    check(0 < n < ROWS, f"{n} rows committed; want some, not all")
+    check(n % BATCH == 0, f"{n} rows: not whole batches")
+    return n
+
+
+def checkpoint(ctx):
+    out = ctx.sql("SELECT rows_committed, finished FROM pgfeed_checkpoints;").split()
+    return out
+
+
+@test(slow=True)
+def test_sigint_guard_then_resume(ctx):
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    n = interrupt(ctx, gz, signal.SIGINT)
+    check(checkpoint(ctx) == [str(n), "f"], f"checkpoint {checkpoint(ctx)}, want [{n}, f]")
+
+    # Without --resume: refused, saying how many rows are committed, nothing added.
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), gz)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"unfinished import")
+    ctx.expect_err(res, rf"\b{n} rows\b")
+    ctx.expect_err(res, r"--resume")
+    check(ctx.count() == n, f"the refused run changed the table: {ctx.count()} rows, want {n}")
+
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", gz)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, rf"rows imported:\s+{ROWS - n}\b")
+    ctx.expect_table(data_path.read_bytes(), what="table after --resume")
+    check(checkpoint(ctx) == [str(ROWS), "t"], f"checkpoint {checkpoint(ctx)}, want finished")
+
+    # Resuming a finished import does nothing.
+    res = ctx.pgfeed("-t", "names", "--resume", gz)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"nothing to resume")
+    check(ctx.count() == ROWS, f"{ctx.count()} rows after a no-op resume, want {ROWS}")
+
+
+@test(slow=True)
+def test_sigkill_then_resume(ctx):
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    n = interrupt(ctx, gz, signal.SIGKILL)
+    row = checkpoint(ctx)
+    check(row == [str(n), "f"], f"after kill -9 the checkpoint says {row}, table has {n}")
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", gz)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data_path.read_bytes(), what="table after kill -9 and --resume")
+
+
+@test(slow=True)
+def test_resume_plain_file_and_stdin(ctx):
+    data_path, _ = big_file(ctx)
+    ctx.create_names()
+    # stdin has no validators; resume re-reads it and discards the committed part.
+    n = interrupt(ctx, None, signal.SIGINT, stdin_path=data_path)
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", "-", stdin_path=data_path)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, rf"rows imported:\s+{ROWS - n}\b")
+    ctx.expect_table(data_path.read_bytes(), what="table after resuming stdin")
+
+
+@test(slow=True)
+def test_changed_source_refused(ctx):
+    data_path, _ = big_file(ctx)
+    src = ctx.tmp / "changing.tsv"
+    src.write_bytes(data_path.read_bytes())
+    ctx.create_names()
+    n = interrupt(ctx, src, signal.SIGINT)
+    with open(src, "ab") as f:
+        f.write(b"nm9999999\tLate Addition\t1970\t\\N\tactor\ttt0000001\n")
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", src)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"source changed")
+    check(ctx.count() == n, f"a refused resume changed the table: {ctx.count()} rows, want {n}")
+
+
+@test(slow=True)
+def test_restart(ctx):
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    n = interrupt(ctx, gz, signal.SIGINT)
+    # --restart without --truncate: the committed rows stay, the import starts over.
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--restart", gz)
+    ctx.expect_rc(res, 0)
+    check(ctx.count() == n + ROWS, f"{ctx.count()} rows, want {n} kept + {ROWS}")
+    # Interrupt again, then --restart --truncate: exactly the file.
+    ctx.sql("TRUNCATE names;")
+    ctx.sql("DELETE FROM pgfeed_checkpoints;")
+    n = interrupt(ctx, gz, signal.SIGINT)
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--restart", "--truncate", gz)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data_path.read_bytes(), what="table after --restart --truncate")
+
+
+@test()
+def test_resume_with_other_options_refused(ctx):
+    data = ctx.gen(3000, seed=5)
+    ctx.create_names()
+    # A run that fails at line 2001 leaves a checkpoint after 2 batches.
+    bad = ctx.write("small-bad.tsv", ctx.gen(3000, seed=5, bad_line=2500))
+    res = ctx.pgfeed("-t", "names", "-b", "1000", bad)
+    ctx.expect_rc(res, 1)
+    check(ctx.count() == 2000, f"{ctx.count()} rows, want the 2 batches before line 2500")
+    # Same job key needs the same path: fix the file in place and resume with another null.
+    bad.write_bytes(data)
+    res = ctx.pgfeed("-t", "names", "-b", "1000", "--resume", "--null", "NULL", bad)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"options differ|source changed")
+    check(ctx.count() == 2000, "the refused resume changed the table")
+
+
+@test()
+def test_resume_after_bad_line_fixed_in_place(ctx):
+    """The documented way to recover from a bad row: fix the file, --restart is not needed
+    when the file keeps its size; here the fix changes the size, so the resume is refused
+    and --restart --truncate imports the fixed file exactly."""
+    data = ctx.gen(3000, seed=6)
+    bad = ctx.write("fixme.tsv", ctx.gen(3000, seed=6, bad_line=2500))
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-b", "1000", bad)
+    ctx.expect_rc(res, 1)
+    bad.write_bytes(data)
+    res = ctx.pgfeed("-t", "names", "-b", "1000", "--resume", bad)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"source changed")
+    res = ctx.pgfeed("-t", "names", "-b", "1000", "--restart", "--truncate", bad)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data, what="fixed file after --restart --truncate")
+    check(ctx.sql("SELECT finished FROM pgfeed_checkpoints;").strip() == "t",
+          "checkpoint not marked finished")
