@@ -177,6 +177,28 @@ void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s)
 int pgfeed__job_table_ready(struct pgfeed_job *job);
 /* ... and this once the job's checkpoint has been read; the job then starts the source. */
 int pgfeed__job_checkpoint_ready(struct pgfeed_job *job);
+/*
+ * A row refused before it reaches the server (wrong field count, invalid
+ * UTF-8, a NUL byte, an unterminated quote...). Strings are borrowed for the
+ * call. Returns 0 when the row is rejected (counted in rows_rejected, kept for
+ * the rejects file) and the caller goes on with the next row, or a negative
+ * code when the import fails instead (--max-rejects reached, or 0): the job's
+ * error is then set from message/detail/hint and position, as pgfeed__fail does.
+ */
+struct pgfeed_reject {
+    const char *stage;   /* "parser" */
+    uint64_t line;       /* input line where the record starts */
+    uint64_t decoded_offset;
+    int column;          /* 1-based field, 0 when not about one field */
+    const char *column_name;
+    const char *message; /* primary message, lower case, no final period */
+    const char *detail;  /* may be NULL */
+    const char *hint;    /* may be NULL */
+    const char *raw;     /* the record as read (without its line end) */
+    size_t raw_len;
+};
+int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r);
+
 /* Source validators for the checkpoint, and the decoder's restart point (may be NULL). */
 const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job);
 /* rows/batches committed before this run (from a resumed checkpoint). */
