@@ -34,6 +34,7 @@ struct pgfeed_job {
     uv_loop_t *loop;
     struct pgfeed_options opt; /* strings below are owned copies */
     char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
+    char *display; /* the source as messages show it: no user:password@ */
 
     enum job_state state;
     int status;
@@ -98,6 +99,20 @@ void pgfeed_options_init(struct pgfeed_options *opt)
     opt->retries = 5;
     opt->connect_timeout_s = 30;
     opt->low_speed_time_s = 60;
+}
+
+/* http://user:pw@host/p -> http://host/p; other sources unchanged. NULL on ENOMEM. */
+static char *strip_credentials(const char *src)
+{
+    const char *scheme = strstr(src, "://");
+    if (scheme && (is_url(src, "http://") || is_url(src, "https://"))) {
+        const char *auth = scheme + 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', alen);
+        if (at)
+            return pgfeed__strdup_printf("%.*s%s", (int)(auth - src), src, at + 1);
+    }
+    return strdup(src);
 }
 
 static char *dup_or_null(const char *s)
@@ -166,6 +181,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->opt.ca_file = job->ca_file;
     job->opt.ca_path = job->ca_path;
     job->opt.state_table = job->state_table;
+    job->display = job->source ? strip_credentials(job->source) : NULL;
     if (job->opt.delimiter == 0)
         job->opt.delimiter = '\t';
     if (job->opt.chunk_size < 4096)
@@ -334,7 +350,7 @@ int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char
         e->pub.message = e->message ? e->message : "out of memory";
         e->pub.detail = e->detail;
         e->pub.hint = e->hint;
-        e->pub.url = job->source;
+        e->pub.url = job->display;
     }
     if (job->state == JOB_RUNNING) {
         job->status = job->status ? job->status : code;
@@ -447,6 +463,7 @@ static void free_job(struct pgfeed_job *job)
     free(job->ca_file);
     free(job->ca_path);
     free(job->state_table);
+    free(job->display);
     free(job);
 }
 
@@ -858,16 +875,8 @@ static char *source_identity(const struct pgfeed_job *job)
     const char *src = job->source;
     if (strcmp(src, "-") == 0)
         return strdup("stdin");
-    const char *scheme = strstr(src, "://");
-    if (scheme && (is_url(src, "http://") || is_url(src, "https://"))) {
-        /* Drop user:password@ from the authority. */
-        const char *auth = scheme + 3;
-        size_t alen = strcspn(auth, "/?#");
-        const char *at = memchr(auth, '@', alen);
-        if (at)
-            return pgfeed__strdup_printf("%.*s%s", (int)(auth - src), src, at + 1);
-        return strdup(src);
-    }
+    if (is_url(src, "http://") || is_url(src, "https://"))
+        return strip_credentials(src);
     const char *path = src;
     if (is_url(src, "file://"))
         path = src + 7;

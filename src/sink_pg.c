@@ -87,6 +87,10 @@ static void sink_process(struct sink_pg *k);
 static int sink_watch(struct sink_pg *k, int events);
 static int fail_conn(struct sink_pg *k, const char *what);
 static int mark_finished(struct sink_pg *k);
+static void close_all(struct sink_pg *k);
+
+/* How long a stopping sink waits for the server to confirm a CopyFail or a COMMIT. */
+#define ABORT_WAIT_MS 5000
 
 static struct sink_pg *sink_of(struct pgfeed_stage *s)
 {
@@ -697,7 +701,7 @@ static void sink_process(struct sink_pg *k)
                 stats->batches_committed++;
             }
             k->state = S_CLOSED;
-            poll_stop_close(k);
+            close_all(k);
             return;
         default:
             return;
@@ -729,7 +733,7 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
         if (f < 0) {
             if (k->state == S_ABORTING) {
                 k->state = S_CLOSED;
-                poll_stop_close(k);
+                close_all(k);
             } else {
                 fail_conn(k, "lost the connection to the server");
             }
@@ -748,7 +752,7 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
         if (!PQconsumeInput(k->conn)) {
             if (k->state == S_ABORTING) {
                 k->state = S_CLOSED;
-                poll_stop_close(k);
+                close_all(k);
             } else {
                 fail_conn(k, "lost the connection to the server");
             }
@@ -928,6 +932,28 @@ static void timer_close_cb(uv_handle_t *h)
     pgfeed__job_handle_closed(job_of(k));
 }
 
+/* Closes the socket's poll and the timer; libpq's connection goes in destroy. */
+static void close_all(struct sink_pg *k)
+{
+    poll_stop_close(k);
+    if (k->timer_inited) {
+        k->timer_inited = 0;
+        uv_timer_stop(&k->connect_timer);
+        pgfeed__job_handle_closing(job_of(k));
+        uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
+    }
+}
+
+/* The server did not answer our CopyFail or COMMIT in time: hang up. */
+static void abort_timer_cb(uv_timer_t *t)
+{
+    struct sink_pg *k = t->data;
+    pgfeed__log(job_of(k), PGFEED_LOG_WARNING,
+                "the server did not answer within %d ms; closing the connection", ABORT_WAIT_MS);
+    k->state = S_CLOSED;
+    close_all(k);
+}
+
 /*
  * Stop: roll back what is in flight and close. A COPY in progress is ended
  * with CopyFail so the server discards the batch; a COMMIT already sent is
@@ -938,32 +964,32 @@ static void sink_stop(struct pgfeed_stage *s)
 {
     struct sink_pg *k = sink_of(s);
     k->stop_requested = 1;
-    if (k->timer_inited) {
-        k->timer_inited = 0;
+    if (k->timer_inited)
         uv_timer_stop(&k->connect_timer);
-        pgfeed__job_handle_closing(s->job);
-        uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
-    }
-    if (k->conn == NULL || k->state == S_CLOSED)
+    if (k->conn == NULL || k->state == S_CLOSED) {
+        close_all(k);
         return;
+    }
     int wait = 0;
     if (k->state == S_COPY_IN && PQstatus(k->conn) == CONNECTION_OK) {
         if (PQputCopyEnd(k->conn, "import canceled by pgfeed") == 1) {
             PQflush(k->conn);
             wait = 1;
         }
-    } else if (k->state == S_COMMITTING || k->state == S_STARTING) {
+    } else if (k->state == S_COMMITTING) {
         wait = PQstatus(k->conn) == CONNECTION_OK;
-        k->abort_commit = k->state == S_COMMITTING;
+        k->abort_commit = 1;
     }
-    if (wait && k->poll) {
-        /* Note: a STARTING batch gets CopyFail as soon as COPY_IN arrives. */
+    /* Anything else (a BEGIN; COPY perhaps stuck behind a lock, a COPY end or a
+     * checkpoint not yet committed) is rolled back by the server when we hang up. */
+    if (wait && k->poll && k->timer_inited) {
         k->state = S_ABORTING;
         sink_watch(k, UV_READABLE | UV_WRITABLE);
+        uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;
     }
     k->state = S_CLOSED;
-    poll_stop_close(k);
+    close_all(k);
 }
 
 static void sink_destroy(struct pgfeed_stage *s)

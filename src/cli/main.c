@@ -45,8 +45,10 @@ static const char usage_text[] =
     "      --state-table NAME  where checkpoints are kept (default pgfeed_checkpoints)\n"
     "      --timeout SECONDS   give up after this long (default: no limit)\n"
     "      --retries N         retries for transient network failures (default 5)\n"
-    "      --cacert FILE       CA bundle for https (default: the system's)\n"
-    "      --capath DIR        CA directory for https\n"
+    "      --cacert FILE       CA bundle for https (default: the system's); also --ca-file\n"
+    "      --capath DIR        CA directory for https; also --ca-path\n"
+    "      --connect-timeout SECONDS  give up connecting after this long (default 30)\n"
+    "      --low-speed-time SECONDS   retry a download stalled this long (default 60)\n"
     "  -k, --insecure          do not verify the server's TLS certificate\n"
     "      --progress MODE     auto | bar | json | none (default auto: bar when stderr is a\n"
     "                          terminal); json: one object per line on stderr\n"
@@ -70,6 +72,8 @@ enum {
     OPT_RETRIES,
     OPT_CACERT,
     OPT_CAPATH,
+    OPT_CONNECT_TIMEOUT,
+    OPT_LOW_SPEED_TIME,
     OPT_PROGRESS,
     OPT_PROGRESS_INTERVAL,
     OPT_VERSION
@@ -92,6 +96,10 @@ static const struct option long_options[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"cacert", required_argument, NULL, OPT_CACERT},
     {"capath", required_argument, NULL, OPT_CAPATH},
+    {"ca-file", required_argument, NULL, OPT_CACERT},
+    {"ca-path", required_argument, NULL, OPT_CAPATH},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
     {"insecure", no_argument, NULL, 'k'},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
@@ -305,6 +313,20 @@ int main(int argc, char **argv)
         case 'k':
             opt.insecure = 1;
             break;
+        case OPT_CONNECT_TIMEOUT:
+        case OPT_LOW_SPEED_TIME: {
+            double v;
+            if (parse_seconds(optarg, &v) != 0) {
+                cli_usage_error("invalid value \"%s\" for --%s: give a positive number of seconds",
+                                optarg, c == OPT_CONNECT_TIMEOUT ? "connect-timeout" : "low-speed-time");
+                return EXIT_USAGE;
+            }
+            if (c == OPT_CONNECT_TIMEOUT)
+                opt.connect_timeout_s = v;
+            else
+                opt.low_speed_time_s = v;
+            break;
+        }
         case OPT_PROGRESS:
             if (strcmp(optarg, "auto") == 0)
                 r.cli.progress = PROGRESS_AUTO;
