@@ -757,8 +757,12 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
 {
     size_t ncols;
     const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
-    if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL)
-        return set_targets(job, job->target_idx, job->ntargets); /* already chosen */
+    if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL) {
+        /* Targets were chosen from --columns or the table; the line is only dropped. */
+        pgfeed__parser_set_fields(job->parser, job->ntargets, job->target_is_array,
+                                  job->target_names);
+        return 0;
+    }
 
     size_t nf = 1;
     for (size_t i = 0; i < n; i++)

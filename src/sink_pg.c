@@ -66,8 +66,10 @@ struct sink_pg {
     int stop_requested;
     int any_batch;   /* a batch transaction has been started */
     int any_end;      /* end_batch has been called */
-    int abort_commit; /* stopped while a COMMIT was in flight */
-    int commit_ok;    /* ... and the COMMIT succeeded */
+    int abort_commit;   /* (unused) */
+    int commit_ok;      /* (unused) */
+    int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
+    int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     struct pgfeed_column *cols;
@@ -567,6 +569,10 @@ static void sink_process(struct sink_pg *k)
             }
             fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);
             PQclear(r);
+            if (k->stop_requested) {
+                k->state = S_CLOSED;
+                close_all(k);
+            }
             return;
         }
         if (r) {
@@ -681,6 +687,11 @@ static void sink_process(struct sink_pg *k)
             }
             int was_truncating = k->state == S_TRUNCATING;
             k->state = S_READY;
+            if (k->stop_requested) {
+                k->state = S_CLOSED;
+                close_all(k);
+                return;
+            }
             if (k->eof) {
                 if (was_truncating) {
                     if (mark_finished(k) != 0)
@@ -731,11 +742,10 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
     if (events & UV_WRITABLE) {
         int f = PQflush(k->conn);
         if (f < 0) {
-            if (k->state == S_ABORTING) {
+            fail_conn(k, "lost the connection to the server");
+            if (k->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
-            } else {
-                fail_conn(k, "lost the connection to the server");
             }
             return;
         }
@@ -750,11 +760,10 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
     }
     if (events & UV_READABLE) {
         if (!PQconsumeInput(k->conn)) {
-            if (k->state == S_ABORTING) {
+            fail_conn(k, "lost the connection to the server");
+            if (k->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
-            } else {
-                fail_conn(k, "lost the connection to the server");
             }
             return;
         }
@@ -827,6 +836,27 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
     const struct pgfeed_options *o = pgfeed__job_options(s->job);
     const char *keys[] = {"dbname", "fallback_application_name", NULL};
     const char *vals[] = {o->conninfo ? o->conninfo : "", "pgfeed", NULL};
+    if (o->conninfo && (strchr(o->conninfo, '=') || strstr(o->conninfo, "://"))) {
+        /* Say "invalid", not "could not connect", for a string libpq cannot read. */
+        char *err = NULL;
+        PQconninfoOption *parsed = PQconninfoParse(o->conninfo, &err);
+        if (parsed == NULL) {
+            char detail[512];
+            snprintf(detail, sizeof detail, "%s", err ? err : "libpq could not parse it.");
+            size_t n = strlen(detail);
+            while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
+                detail[--n] = '\0';
+            if (n && islower((unsigned char)detail[0]))
+                detail[0] = (char)toupper((unsigned char)detail[0]);
+            if (n && !strchr(".?!", detail[n - 1]) && n + 1 < sizeof detail)
+                memcpy(detail + n, ".", 2);
+            PQfreemem(err);
+            return pgfeed__fail(s->job, "sink", PGFEED_ECONNECT, detail,
+                                "Give --db a conninfo string such as \"host=/run/postgresql dbname=imdb\" or a URI such as postgresql://user@host/db.",
+                                "invalid connection string");
+        }
+        PQconninfoFree(parsed);
+    }
     k->conn = PQconnectStartParams(keys, vals, 1);
     if (k->conn == NULL)
         return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
@@ -942,6 +972,11 @@ static void close_all(struct sink_pg *k)
         pgfeed__job_handle_closing(job_of(k));
         uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
     }
+    if (k->holding_ref) {
+        /* Dropped after the closes above were counted, so the job cannot finish here. */
+        k->holding_ref = 0;
+        pgfeed__job_handle_closed(job_of(k));
+    }
 }
 
 /* The server did not answer our CopyFail or COMMIT in time: hang up. */
@@ -976,14 +1011,25 @@ static void sink_stop(struct pgfeed_stage *s)
             PQflush(k->conn);
             wait = 1;
         }
-    } else if (k->state == S_COMMITTING) {
-        wait = PQstatus(k->conn) == CONNECTION_OK;
-        k->abort_commit = 1;
+    } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_COMMITTING) &&
+               PQstatus(k->conn) == CONNECTION_OK && k->poll && k->timer_inited) {
+        /*
+         * A whole batch is on its way to COMMIT: it was complete before the
+         * failure or cancel, so let it commit (the state machine carries on and
+         * closes afterwards), within ABORT_WAIT_MS.
+         */
+        k->finishing_batch = 1;
+        k->holding_ref = 1;
+        pgfeed__job_handle_closing(s->job);
+        uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
+        return;
     }
-    /* Anything else (a BEGIN; COPY perhaps stuck behind a lock, a COPY end or a
-     * checkpoint not yet committed) is rolled back by the server when we hang up. */
+    /* Anything else (a BEGIN; COPY perhaps stuck behind a lock) is rolled back by
+     * the server when we hang up. */
     if (wait && k->poll && k->timer_inited) {
         k->state = S_ABORTING;
+        k->holding_ref = 1;
+        pgfeed__job_handle_closing(s->job);
         sink_watch(k, UV_READABLE | UV_WRITABLE);
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;

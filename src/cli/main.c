@@ -222,7 +222,8 @@ int main(int argc, char **argv)
 
     double progress_interval = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "d:t:c:f:b:kqvh", long_options, NULL)) != -1) {
+    opterr = 0; /* we print getopt's complaints ourselves, in our own format */
+    while ((c = getopt_long(argc, argv, ":d:t:c:f:b:kqvh", long_options, NULL)) != -1) {
         switch (c) {
         case 'd':
             opt.conninfo = optarg;
@@ -361,8 +362,17 @@ int main(int argc, char **argv)
         case 'h':
             fputs(usage_text, stdout);
             return 0;
+        case ':':
+            if (optopt)
+                cli_usage_error("option -%c needs an argument", optopt);
+            else
+                cli_usage_error("option \"%s\" needs an argument", argv[optind - 1]);
+            return EXIT_USAGE;
         default:
-            fprintf(stderr, "pgfeed: hint: Try \"pgfeed --help\" for more information.\n");
+            if (optopt)
+                cli_usage_error("unknown option -%c", optopt);
+            else
+                cli_usage_error("unknown option \"%s\"", argv[optind - 1]);
             return EXIT_USAGE;
         }
     }

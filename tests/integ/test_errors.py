@@ -209,10 +209,9 @@ def test_missing_database(ctx):
     check("no_such_database" in res.err, f"message does not name the database:\n{res.describe()}")
 
 
-# A conninfo libpq cannot parse is a configuration error (exit 2) in this suite's reading
-# of the contract ("2 usage or configuration error"); issue 2's wording lumps "a bad --db"
-# with the failures that exit 1. One place to change if the project decides otherwise.
-BAD_CONNINFO_EXIT = 2
+# A conninfo libpq cannot parse fails the import (exit 1), as issue 2 asks ("a missing
+# table, a refused connection and a bad --db give exit 1"); the README says so.
+BAD_CONNINFO_EXIT = 1
 
 
 @test()
