@@ -54,16 +54,29 @@ class Skip(Exception):
     pass
 
 
+class TimeLimit(Failure):
+    pass
+
+
+def _time_limit_cb(signum, frame):
+    raise TimeLimit("the test ran past its time limit")
+
+
 # ---------------------------------------------------------------- registry
 
 TESTS = []
 
 
-def test(slow=False, name=None):
-    """Registers a test function; slow tests are left out by --quick."""
+TEST_TIME_LIMIT = 180  # seconds a test may take in all, unless it says otherwise
+
+
+def test(slow=False, name=None, time_limit=None):
+    """Registers a test function; slow tests are left out by --quick. A test that runs
+    longer than time_limit seconds fails (and its processes are killed)."""
 
     def deco(fn):
-        TESTS.append({"name": name or fn.__name__.removeprefix("test_"), "fn": fn, "slow": slow})
+        TESTS.append({"name": name or fn.__name__.removeprefix("test_"), "fn": fn, "slow": slow,
+                      "time_limit": time_limit or TEST_TIME_LIMIT})
         return fn
 
     return deco
@@ -453,7 +466,7 @@ class Ctx:
             argv += ["-d", self.conninfo]
         return argv + [str(a) for a in args]
 
-    def pgfeed(self, *args, db=True, input=None, stdin_path=None, timeout=300, env=None):
+    def pgfeed(self, *args, db=True, input=None, stdin_path=None, timeout=150, env=None):
         """Runs pgfeed to completion. input: bytes for stdin; stdin_path: a file for it."""
         argv = self.argv(args, db)
         t0 = time.monotonic()
@@ -533,9 +546,18 @@ def run(tests, cfg, keep=False, out=sys.stdout):
         t0 = time.monotonic()
         ctx = None
         status, diag = "ok", None
+        limit = t.get("time_limit", TEST_TIME_LIMIT)
+        old_handler = signal.signal(signal.SIGALRM, _time_limit_cb)
+        signal.setitimer(signal.ITIMER_REAL, limit)
         try:
-            ctx = Ctx(cfg, t["name"])
-            t["fn"](ctx)
+            try:
+                ctx = Ctx(cfg, t["name"])
+                t["fn"](ctx)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old_handler)
+        except TimeLimit:
+            status, diag = "fail", f"still running after {limit} s: stopped"
         except Skip as e:
             status, diag = "skip", str(e)
         except Failure as e:
