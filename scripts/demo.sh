@@ -37,7 +37,7 @@ if [ "${PGFEED_NO_INSTALL:-0}" != 1 ]; then
 fi
 
 step "building into $BUILD/"
-pgfeed_build "$BUILD"
+PGFEED_BUILD_TARGETS="pgfeed gen-names" pgfeed_build "$BUILD"
 PGFEED=$BUILD/pgfeed
 
 step "starting a throw-away PostgreSQL 15"

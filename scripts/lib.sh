@@ -52,7 +52,8 @@ pgfeed_install_deps()
 }
 
 # pgfeed_build DIR [MESON_ARGS...] — configures DIR (from scratch, or with --reconfigure
-# when it exists) and builds it. Output goes to DIR/build.log; its tail is shown on failure.
+# when it exists) and builds it: everything, or the ninja targets in $PGFEED_BUILD_TARGETS.
+# Output goes to DIR/build.log; its tail is shown on failure.
 pgfeed_build()
 {
     local dir=$1
@@ -67,7 +68,7 @@ pgfeed_build()
             meson setup --reconfigure --wrap-mode=nodownload "$dir" "$@"
         else
             meson setup --wrap-mode=nodownload "$dir" "$@"
-        fi && ninja -C "$dir"
+        fi && ninja -C "$dir" ${PGFEED_BUILD_TARGETS:-}
     } >"$log" 2>&1; then
         pgfeed_log "build of $dir failed (full log: $log):"
         tail -n 40 "$log" >&2
