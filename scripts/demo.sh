@@ -23,6 +23,7 @@ cleanup()
     return 0
 }
 trap cleanup EXIT
+trap 'echo "demo.sh: failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -50,7 +51,7 @@ echo "conninfo: $DB"
 step "generating $ROWS rows of name.basics-like TSV, gzipped"
 "$BUILD/gen-names" --rows "$ROWS" --seed 1 | gzip -c >"$WORK/name.basics.tsv.gz"
 ls -l "$WORK/name.basics.tsv.gz"
-gzip -dc "$WORK/name.basics.tsv.gz" | head -n 3
+gzip -dc "$WORK/name.basics.tsv.gz" | head -n 3 || true # head closes the pipe early
 
 step "creating the names table"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE TABLE names (nconst varchar(255),
