@@ -70,6 +70,6 @@ step "the result"
 psql -X -d "$DB" -c "SELECT count(*) AS rows,
     count(*) FILTER (WHERE death_year IS NULL) AS death_year_null,
     count(*) FILTER (WHERE primary_professions IS NULL) AS professions_null FROM names"
-psql -X -d "$DB" -c "SELECT * FROM names ORDER BY nconst LIMIT 5"
+psql -X -P 'null=(null)' -d "$DB" -c "SELECT * FROM names ORDER BY nconst LIMIT 5"
 
 step "done; cleaning up"
