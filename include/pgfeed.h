@@ -113,10 +113,10 @@ struct pgfeed_stats {
     uint64_t bytes_read;     /* source bytes (compressed) */
     int64_t bytes_total;     /* source size when known, else -1 */
     uint64_t bytes_inflated; /* bytes after decompression */
-    uint64_t rows_read;      /* data rows parsed (header excluded) */
+    uint64_t rows_read;      /* data rows read (header excluded): imported + rejected at the end */
     uint64_t rows_sent;      /* rows handed to the server */
     uint64_t rows_committed; /* rows in committed batches */
-    uint64_t rows_rejected;  /* always 0 until rejection is implemented */
+    uint64_t rows_rejected;  /* rows skipped and written to the rejects file */
     uint64_t batches_committed;
     uint64_t lines_read;     /* input lines, header included */
     uint64_t retries;        /* transient failures retried so far */
@@ -177,6 +177,20 @@ struct pgfeed_options {
     int resume;              /* continue an unfinished import of the same source into the same table */
     int restart;             /* forget an unfinished import's checkpoint and start over */
     const char *state_table; /* default "pgfeed_checkpoints" (in the search_path's first schema) */
+
+    /*
+     * Rejected rows. Up to max_rejects rows that cannot be imported (wrong
+     * field count, invalid UTF-8, a value the server refuses...) are skipped
+     * and written to rejects_path, one line each: LINE<TAB>REASON<TAB>ROW
+     * (the row as read, newlines escaped as \n); one more fails the import.
+     * Default 0: the first bad row fails it. rejects_path NULL: TABLE.rejects.tsv
+     * in the working directory, created only when a row is rejected.
+     */
+    uint64_t max_rejects;
+    const char *rejects_path;
+    /* A batch also ends when its COPY data reaches this many bytes (default 16 MiB):
+     * the bound on what is kept to find the bad rows of a refused batch. */
+    size_t batch_bytes;
 
     /* Time and retries. */
     double timeout_s; /* give up after this long (PGFEED_ETIMEDOUT); 0: no limit */
@@ -248,6 +262,9 @@ struct pgfeed_error {
 
 /* The job's error (code 0 if none). Valid until pgfeed_job_close(). */
 PGFEED_API const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job);
+
+/* Where rejected rows were written, or NULL if none was. Valid until pgfeed_job_close(). */
+PGFEED_API const char *pgfeed_job_rejects_path(const pgfeed_job_t *job);
 
 /* A pointer for the embedder. */
 PGFEED_API void pgfeed_job_set_data(pgfeed_job_t *job, void *data);

@@ -198,6 +198,8 @@ struct pgfeed_reject {
     size_t raw_len;
 };
 int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r);
+/* The sink, before committing a batch: write the rejects of lines <= upto. 0 or failure. */
+int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto);
 
 /* Source validators for the checkpoint, and the decoder's restart point (may be NULL). */
 const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job);
@@ -233,20 +235,49 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
 int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_stage **out);
 /* Before the first write: discard the first n bytes of decoded output (a re-read resume). */
 void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
+/*
+ * Restart points: resuming mid-stream without re-reading the compressed input
+ * from its start (decode_gzip.c's top comment has the details and the blob's
+ * format). restart_point appends to out a self-contained restart point for
+ * the latest access point at or before decoded offset `decoded`, and sets
+ * *raw_offset to the source byte from which reading must restart. Returns 0,
+ * 1 when no access point at or before `decoded` is kept any more (re-read from
+ * 0 and skip instead), or UV_ENOMEM (the job's error is not set).
+ * restart_from, before the first write, sets a new decoder up from such a
+ * blob: the source then delivers its bytes from *raw_offset on, and the
+ * decoder discards output up to `decoded` (the checkpoint's decoded offset,
+ * at or after the point's). Returns 0, or a failure code with the job's
+ * error set: PGFEED_ECHECKPOINT for a blob that is damaged or of another
+ * format version.
+ */
+int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, struct pgfeed_buf *out,
+                                  uint64_t *raw_offset);
+int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
+                                 uint64_t decoded);
+/* Tests: decoded bytes at least between two access points (default 1 MiB; 0: every block). */
+void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span);
 
-/* parse_dsv.c: tsv and text formats; writes COPY text rows to the sink. */
+/* parse_dsv.c: tsv, text and csv formats; writes COPY text rows to the sink. */
 struct pgfeed_parse_config {
-    pgfeed_format_t format; /* PGFEED_FORMAT_TSV or PGFEED_FORMAT_TEXT */
-    char delimiter;
-    const char *null_marker; /* borrowed for the parser's lifetime */
-    size_t max_line;         /* a longer line is an error */
+    pgfeed_format_t format; /* PGFEED_FORMAT_TSV, PGFEED_FORMAT_TEXT or PGFEED_FORMAT_CSV */
+    char delimiter;         /* 0: tab (tsv, text) or ',' (csv) */
+    char quote;             /* csv: 0 means '"' */
+    /*
+     * Borrowed for the parser's lifetime. NULL: "\N" (tsv, text) or "" (csv,
+     * where only an unquoted field can be NULL). delimiter and quote must be
+     * ASCII, not NUL, LF or CR, and differ: else pgfeed__parser_new returns
+     * UV_EINVAL.
+     */
+    const char *null_marker;
+    size_t max_line;         /* a longer line (csv: record) is an error */
     uint64_t batch_rows;     /* 0: one batch */
     /*
      * has_header: the first line is not data. It is handed, without its line
      * end (LF or CRLF), to on_header, which maps it and must call
      * pgfeed__parser_set_fields() before returning 0 (or return a failure
-     * code it set with pgfeed__fail). Without a header, the fields below are
-     * used from the start.
+     * code it set with pgfeed__fail). csv: the header record's fields are
+     * handed unquoted (doubled quotes undone) and joined by the delimiter.
+     * Without a header, the fields below are used from the start.
      */
     int has_header;
     int (*on_header)(struct pgfeed_job *job, const char *line, size_t n);
@@ -261,6 +292,23 @@ void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t
 /* Sets (or replaces) the expected fields; arrays are borrowed for the parser's lifetime. */
 void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
                                const char *const *field_names);
+/*
+ * The input line where row batch_row (1-based, as in the server's "COPY t, line N") starts,
+ * or 0 when unknown. The batch is the one the sink is working on: the last one passed to
+ * end_batch, until the sink accepts a write of the next batch's rows; then the batch being
+ * written (so also the last, partial batch at finish). Exact for every format, with
+ * multi-line csv records and with rejected rows in between (where first_line + N - 1 is
+ * not); only rows past a batch's first 262,144 irregular ones are unknown.
+ */
+uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t batch_row);
+/*
+ * What end_batch would be given if the batch ended now: the rows parsed since the last
+ * end_batch, and every line and byte consumed so far (rejected records after the last row
+ * included). For the sink's last, partial batch at finish, which gets no end_batch.
+ */
+void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_info *bi);
+/* The offset of the first byte of p[0..n) that is 0x00 or not valid UTF-8, else n. */
+size_t pgfeed__utf8_check(const char *p, size_t n);
 
 /* encode_copy.c: COPY text encoding of one field, appended to out. */
 int pgfeed__encode_field(struct pgfeed_buf *out, const char *p, size_t n);

@@ -15,6 +15,7 @@
  * and the first input line (parser).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct pgfeed_job {
     uv_loop_t *loop;
     struct pgfeed_options opt; /* strings below are owned copies */
     char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
+    char *rejects_opt;
     char *display; /* the source as messages show it: no user:password@ */
 
     enum job_state state;
@@ -66,6 +68,15 @@ struct pgfeed_job {
     struct pgfeed_err_store err;
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
+
+    /* Rejected rows not yet written: they belong to batches not yet committed. */
+    struct pending_reject {
+        uint64_t line;
+        char *text; /* "LINE\tREASON\tROW\n", ready to write */
+    } *rejects;
+    size_t nrejects, cap_rejects;
+    FILE *rejects_file;
+    char *rejects_path;
 
     /* Target columns, in input field order. */
     size_t ntargets;
@@ -158,7 +169,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->ca_file = dup_or_null(opt->ca_file);
     job->ca_path = dup_or_null(opt->ca_path);
     job->state_table = dup_or_null(opt->state_table);
-    if (dup_failed(opt->state_table, job->state_table) || dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
+    job->rejects_opt = dup_or_null(opt->rejects_path);
+    if (dup_failed(opt->state_table, job->state_table) ||
+        dup_failed(opt->rejects_path, job->rejects_opt) || dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
         dup_failed(opt->table, job->table) || dup_failed(opt->columns, job->columns) ||
         job->null_marker == NULL || dup_failed(opt->ca_file, job->ca_file) ||
         dup_failed(opt->ca_path, job->ca_path)) {
@@ -170,6 +183,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         free(job->ca_file);
         free(job->ca_path);
         free(job->state_table);
+        free(job->rejects_opt);
         free(job);
         return UV_ENOMEM;
     }
@@ -181,6 +195,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->opt.ca_file = job->ca_file;
     job->opt.ca_path = job->ca_path;
     job->opt.state_table = job->state_table;
+    job->opt.rejects_path = job->rejects_opt;
+    if (job->opt.batch_bytes == 0)
+        job->opt.batch_bytes = 16u << 20;
     job->display = job->source ? strip_credentials(job->source) : NULL;
     if (job->opt.delimiter == 0)
         job->opt.delimiter = '\t';
@@ -464,6 +481,13 @@ static void free_job(struct pgfeed_job *job)
     free(job->ca_path);
     free(job->state_table);
     free(job->display);
+    free(job->rejects_opt);
+    for (size_t i = 0; i < job->nrejects; i++)
+        free(job->rejects[i].text);
+    free(job->rejects);
+    if (job->rejects_file)
+        fclose(job->rejects_file);
+    free(job->rejects_path);
     free(job);
 }
 
@@ -668,6 +692,137 @@ void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
         job->pending_closes++;
         uv_close((uv_handle_t *)timers[i], job_timer_close_cb);
     }
+}
+
+/* ---------------------------------------------------------- rejected rows */
+
+/* Appends s to b with tabs, CR and LF escaped so that a reject stays one field / one line. */
+static int append_escaped(struct pgfeed_buf *b, const char *p, size_t n, int escape_tab)
+{
+    if (pgfeed__buf_reserve(b, n * 2 + 1) != 0)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        char *o = b->data + b->len;
+        if (c == '\n' || c == '\r' || (escape_tab && c == '\t')) {
+            o[0] = '\\';
+            o[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            b->len += 2;
+        } else {
+            o[0] = c;
+            b->len++;
+        }
+    }
+    return 0;
+}
+
+int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
+{
+    if (job->state != JOB_RUNNING)
+        return job->status ? job->status : PGFEED_ECANCELED;
+    if (job->stats.rows_rejected >= job->opt.max_rejects) {
+        char *detail = NULL;
+        if (job->opt.max_rejects > 0)
+            detail = pgfeed__strdup_printf(
+                "%s%sThis is rejected row %llu; --max-rejects allows %llu. The batch in flight was rolled back.",
+                r->detail ? r->detail : "", r->detail ? " " : "",
+                (unsigned long long)job->stats.rows_rejected + 1,
+                (unsigned long long)job->opt.max_rejects);
+        const char *hint = r->hint;
+        if (job->opt.max_rejects == 0 && hint == NULL)
+            hint = "Fix the row, or allow bad rows to be skipped with --max-rejects.";
+        int code = r->stage && strcmp(r->stage, "sink") == 0 ? PGFEED_ESERVER : PGFEED_EPARSE;
+        pgfeed__fail(job, r->stage ? r->stage : "parser", code, detail ? detail : r->detail, hint,
+                     "%s", r->message);
+        pgfeed__fail_at(job, r->line, r->column, r->column_name, r->decoded_offset,
+                        job->stats.bytes_read);
+        free(detail);
+        return code;
+    }
+    struct pgfeed_buf b = {0};
+    char num[24];
+    int n = snprintf(num, sizeof num, "%llu\t", (unsigned long long)r->line);
+    int rc = pgfeed__buf_append(&b, num, (size_t)n);
+    rc |= append_escaped(&b, r->message, strlen(r->message), 1);
+    if (r->column_name) {
+        rc |= pgfeed__buf_append(&b, " (column ", 9);
+        rc |= append_escaped(&b, r->column_name, strlen(r->column_name), 1);
+        rc |= pgfeed__buf_append(&b, ")", 1);
+    }
+    if (r->detail) {
+        rc |= pgfeed__buf_append(&b, ": ", 2);
+        rc |= append_escaped(&b, r->detail, strlen(r->detail), 1);
+    }
+    rc |= pgfeed__buf_append(&b, "\t", 1);
+    rc |= append_escaped(&b, r->raw ? r->raw : "", r->raw ? r->raw_len : 0, 0);
+    rc |= pgfeed__buf_append(&b, "\n", 2);
+    if (rc == 0 && job->nrejects == job->cap_rejects) {
+        size_t cap = job->cap_rejects ? job->cap_rejects * 2 : 16;
+        struct pending_reject *p = realloc(job->rejects, cap * sizeof *p);
+        if (p == NULL)
+            rc = UV_ENOMEM;
+        else {
+            job->rejects = p;
+            job->cap_rejects = cap;
+        }
+    }
+    if (rc != 0) {
+        pgfeed__buf_free(&b);
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    job->rejects[job->nrejects].line = r->line;
+    job->rejects[job->nrejects].text = b.data;
+    job->nrejects++;
+    job->stats.rows_rejected++;
+    pgfeed__log(job, PGFEED_LOG_INFO, "line %llu rejected: %s", (unsigned long long)r->line,
+                r->message);
+    return 0;
+}
+
+/*
+ * Writes the pending rejects of lines up to `upto` (the batch about to
+ * commit) to the rejects file, opened (created) on first use. Rejects of a
+ * batch that is rolled back are never written: resuming reads those rows again.
+ */
+int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < job->nrejects; i++) {
+        struct pending_reject *pr = &job->rejects[i];
+        if (pr->line > upto) {
+            job->rejects[keep++] = *pr;
+            continue;
+        }
+        if (job->rejects_file == NULL) {
+            if (job->rejects_path == NULL)
+                job->rejects_path = job->rejects_opt ? strdup(job->rejects_opt)
+                                                     : pgfeed__strdup_printf("%s.rejects.tsv", job->table);
+            if (job->rejects_path)
+                job->rejects_file = fopen(job->rejects_path, "a");
+            if (job->rejects_file == NULL) {
+                char detail[512];
+                snprintf(detail, sizeof detail, "The system said: %s.", strerror(errno));
+                return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
+                                    "could not open the rejects file \"%s\"",
+                                    job->rejects_path ? job->rejects_path : "");
+            }
+        }
+        if (fputs(pr->text, job->rejects_file) == EOF) {
+            return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,
+                                "could not write the rejects file \"%s\"", job->rejects_path);
+        }
+        free(pr->text);
+    }
+    job->nrejects = keep;
+    if (job->rejects_file && fflush(job->rejects_file) != 0)
+        return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,
+                            "could not write the rejects file \"%s\"", job->rejects_path);
+    return 0;
+}
+
+const char *pgfeed_job_rejects_path(const pgfeed_job_t *job)
+{
+    return job->rejects_file ? job->rejects_path : NULL;
 }
 
 /* --------------------------------------------------------- library init */

@@ -127,6 +127,8 @@ static void poll_stop_close(struct sink_pg *k)
 /* Watches the connection's current socket for events; re-creates the poll if the socket changed. */
 static int sink_watch(struct sink_pg *k, int events)
 {
+    if (k->state == S_CLOSED)
+        return 0; /* stopped from inside a callback: nothing more to watch */
     int fd = PQsocket(k->conn);
     if (fd < 0)
         return PGFEED_ECONNECT;
@@ -476,6 +478,9 @@ static int send_checkpoint(struct sink_pg *k)
 
 static int mark_finished(struct sink_pg *k)
 {
+    int rc = pgfeed__job_flush_rejects(job_of(k), UINT64_MAX);
+    if (rc != 0)
+        return rc;
     char *sql = pgfeed__strdup_printf(
         "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", k->state_table);
     const char *params[1] = {k->key};
@@ -664,6 +669,10 @@ static void sink_process(struct sink_pg *k)
             k->state = S_CHECKPOINT;
             break;
         case S_CHECKPOINT:
+            /* Rejects of this batch go to the file before its rows commit: a crash
+             * in between may repeat them on resume, but never loses one. */
+            if (pgfeed__job_flush_rejects(job, k->eof ? UINT64_MAX : k->batch.last_line) != 0)
+                return;
             if (!PQsendQuery(k->conn, "COMMIT")) {
                 fail_conn(k, "could not commit");
                 return;

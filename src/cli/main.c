@@ -40,6 +40,9 @@ static const char usage_text[] =
     "      --delimiter C       field delimiter (default tab)\n"
     "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
     "      --truncate          empty the table in the first batch's transaction\n"
+    "      --max-rejects N     rows that may be rejected before the import fails (default 0)\n"
+    "      --rejects FILE      where rejected rows go (default TABLE.rejects.tsv, made only if needed)\n"
+    "      --batch-bytes N     also end a batch at N bytes of COPY data (default 16777216)\n"
     "      --resume            continue an interrupted import of the same source into the same table\n"
     "      --restart           forget an interrupted import's checkpoint and start over\n"
     "      --state-table NAME  where checkpoints are kept (default pgfeed_checkpoints)\n"
@@ -66,6 +69,9 @@ enum {
     OPT_DELIMITER,
     OPT_TRUNCATE,
     OPT_RESUME,
+    OPT_MAX_REJECTS,
+    OPT_REJECTS,
+    OPT_BATCH_BYTES,
     OPT_RESTART,
     OPT_STATE_TABLE,
     OPT_TIMEOUT,
@@ -90,6 +96,9 @@ static const struct option long_options[] = {
     {"batch-rows", required_argument, NULL, 'b'},
     {"truncate", no_argument, NULL, OPT_TRUNCATE},
     {"resume", no_argument, NULL, OPT_RESUME},
+    {"max-rejects", required_argument, NULL, OPT_MAX_REJECTS},
+    {"rejects", required_argument, NULL, OPT_REJECTS},
+    {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
     {"restart", no_argument, NULL, OPT_RESTART},
     {"state-table", required_argument, NULL, OPT_STATE_TABLE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -282,6 +291,25 @@ int main(int argc, char **argv)
         case OPT_RESUME:
             opt.resume = 1;
             break;
+        case OPT_MAX_REJECTS:
+            if (parse_u64(optarg, &opt.max_rejects) != 0) {
+                cli_usage_error("invalid value \"%s\" for --max-rejects: give a whole number", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_REJECTS:
+            opt.rejects_path = optarg;
+            break;
+        case OPT_BATCH_BYTES: {
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || v < 4096 || v > ((uint64_t)1 << 40)) {
+                cli_usage_error("invalid value \"%s\" for --batch-bytes: give a number of bytes from 4096 up",
+                                optarg);
+                return EXIT_USAGE;
+            }
+            opt.batch_bytes = (size_t)v;
+            break;
+        }
         case OPT_RESTART:
             opt.restart = 1;
             break;
@@ -469,6 +497,8 @@ int main(int argc, char **argv)
                                              : "failed",
                           exit_code);
     cli_print_summary(&r.cli, &st, r.status);
+    if (!r.cli.quiet && pgfeed_job_rejects_path(r.job))
+        fprintf(stderr, "pgfeed: rejects file:      %s\n", pgfeed_job_rejects_path(r.job));
 
     uv_close((uv_handle_t *)&r.sigint, NULL);
     uv_close((uv_handle_t *)&r.sigterm, NULL);

@@ -4,6 +4,7 @@ real terminal (tmux), the summary, and SIGUSR1's status line.
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -127,13 +128,13 @@ def bar_at_width(ctx, width):
     path, gz = gz_file(ctx)
     ctx.create_names()
     # Hold the table locked so the import stalls with a bar on the screen.
-    locker = subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", ctx.conninfo],
+    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", ctx.conninfo],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
     locker.stdin.flush()
     check(locker.stdout.readline().strip() == "locked", "could not lock the table")
     done = ctx.tmp / "exit-status"
-    cmd = " ".join(ctx.argv(["-t", "names", "-b", "50000", str(gz)]))
+    cmd = shlex.join(ctx.argv(["-t", "names", "-b", "50000", str(gz)]))
     tmux("kill-server", check_rc=False)
     try:
         tmux("new-session", "-d", "-s", "bar", "-x", str(width), "-y", "20",
@@ -175,7 +176,7 @@ def test_bar_narrow_terminal(ctx):
 def test_sigusr1_status_line(ctx):
     path, gz = gz_file(ctx)
     ctx.create_names()
-    locker = subprocess.Popen(["psql", "-X", "-q", ctx.conninfo], stdin=subprocess.PIPE,
+    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", ctx.conninfo], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
     locker.stdin.flush()

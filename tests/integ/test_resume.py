@@ -44,8 +44,8 @@ def interrupt(ctx, src, sig, *extra, stdin_path=None):
 
 
 def checkpoint(ctx):
-    out = ctx.sql("SELECT rows_committed, finished FROM pgfeed_checkpoints;").split()
-    return out
+    out = ctx.sql("SELECT rows_committed, finished FROM pgfeed_checkpoints;").strip()
+    return out.split("|")
 
 
 @test(slow=True)
