@@ -45,6 +45,14 @@ enum sink_state {
     S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
     S_COMMITTING,
     S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
+    /* Isolating the rows the server refused (only with --max-rejects > 0): */
+    S_SPLIT_ROLLBACK, /* ROLLBACK of the failed batch sent */
+    S_SPLIT_BEGIN,    /* BEGIN of its second try sent */
+    S_SPLIT_STARTING, /* "SAVEPOINT; COPY" for one range of its rows sent */
+    S_SPLIT_COPYING,  /* sending that range */
+    S_SPLIT_ENDING,   /* its COPY end sent */
+    S_SPLIT_UNDO,     /* ROLLBACK TO SAVEPOINT sent after the range failed */
+    S_SPLIT_REFUSED,  /* a COPY was refused: roll back once its results are all read */
     S_TRUNCATING,
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
@@ -79,6 +87,27 @@ struct sink_pg {
     char *key, *source_name, *options;
     struct pgfeed_checkpoint ckpt; /* as read at start */
 
+    /*
+     * With --max-rejects > 0 the batch's COPY data is kept (at most
+     * --batch-bytes) so that a batch the server refuses can be tried again
+     * without the rows it names, each range of rows under a savepoint.
+     */
+    int retain;
+    int batch_truncates;      /* this batch's transaction starts with TRUNCATE */
+    struct pgfeed_buf kept;   /* the batch's COPY rows */
+    size_t *row_off;          /* nrows + 1 row starts in kept */
+    size_t nrows, cap_rows;
+    struct split_range {
+        size_t a, b;          /* rows [a, b) of the batch */
+    } *stack;
+    size_t nstack, cap_stack;
+    struct split_range cur;   /* the range being tried */
+    size_t send_pos;          /* next byte of kept to send for cur */
+    int savepoint;            /* a savepoint exists in the retry transaction */
+    int split_first;          /* the refused COPY was the batch's first try */
+    size_t *target_idx;       /* the COPY's columns, for turning a row back into input */
+    size_t ntargets;
+
     struct pgfeed_batch_info batch;   /* the batch being ended */
     uint64_t batch_rows_base;         /* rows_sent when the current batch started */
     uint64_t next_first_line;         /* first line of the next batch when the parser has no info */
@@ -90,6 +119,7 @@ static int sink_watch(struct sink_pg *k, int events);
 static int fail_conn(struct sink_pg *k, const char *what);
 static int mark_finished(struct sink_pg *k);
 static void close_all(struct sink_pg *k);
+static int send_checkpoint(struct sink_pg *k);
 
 /* How long a stopping sink waits for the server to confirm a CopyFail or a COMMIT. */
 #define ABORT_WAIT_MS 5000
@@ -222,8 +252,10 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     if (sdetail)
         dl += (size_t)snprintf(detail, sizeof detail, "%s ", sdetail);
     if (in_batch && cline > 0) {
-        /* One row per input line in tsv/text: row N of the batch is its first line + N - 1. */
-        line = k->batch.first_line + cline - 1;
+        /* The parser knows where row N of the batch started (csv records span lines). */
+        line = k->base.prev ? pgfeed__parser_row_line(k->base.prev, cline) : 0;
+        if (line == 0)
+            line = k->batch.first_line + cline - 1;
         dl += (size_t)snprintf(detail + dl, sizeof detail - dl, "The server refused input line %llu%s%s%s. ",
                                (unsigned long long)line, col[0] ? " (column \"" : "", col,
                                col[0] ? "\")" : "");
@@ -273,8 +305,11 @@ static int start_batch(struct sink_pg *k)
         sql = pgfeed__strdup_printf("BEGIN; %s", k->copy_sql);
     if (sql == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    k->batch_truncates = o->truncate && !k->any_batch;
     k->any_batch = 1;
     k->batch_rows_base = pgfeed__job_stats(job_of(k))->rows_sent;
+    k->kept.len = 0;
+    k->nrows = 0;
     int rc = send_query(k, sql, S_STARTING);
     free(sql);
     return rc;
@@ -298,9 +333,14 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     }
     if (n == 0)
         return 0;
+    if (k->retain && pgfeed__buf_append(&k->kept, p, n) != 0)
+        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int r = PQputCopyData(k->conn, p, (int)n);
-    if (r == 0)
+    if (r == 0) {
+        if (k->retain)
+            k->kept.len -= n;
         return PGFEED_EAGAIN;
+    }
     if (r < 0)
         return fail_conn(k, "could not send COPY data to the server");
     int f = PQflush(k->conn);
@@ -542,6 +582,302 @@ static int read_checkpoint(struct sink_pg *k, PGresult *r)
     return 0;
 }
 
+/* ------------------------------------------------- isolating refused rows */
+
+/* Class 22 (data exception) and 23 (integrity constraint violation): one row's fault. */
+static int is_data_error(const PGresult *r)
+{
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
+}
+
+/* Row starts in kept: each COPY text row ends with the only unescaped LF it holds. */
+static int index_rows(struct sink_pg *k)
+{
+    k->nrows = 0;
+    size_t pos = 0;
+    for (;;) {
+        if (k->nrows + 2 > k->cap_rows) {
+            size_t cap = k->cap_rows ? k->cap_rows * 2 : 1024;
+            size_t *p = realloc(k->row_off, cap * sizeof *p);
+            if (p == NULL)
+                return UV_ENOMEM;
+            k->row_off = p;
+            k->cap_rows = cap;
+        }
+        k->row_off[k->nrows] = pos;
+        if (pos >= k->kept.len)
+            break;
+        const char *nl = memchr(k->kept.data + pos, '\n', k->kept.len - pos);
+        pos = nl ? (size_t)(nl - k->kept.data) + 1 : k->kept.len;
+        k->nrows++;
+    }
+    return 0;
+}
+
+static int push_range(struct sink_pg *k, size_t a, size_t b)
+{
+    if (a >= b)
+        return 0;
+    if (k->nstack == k->cap_stack) {
+        size_t cap = k->cap_stack ? k->cap_stack * 2 : 16;
+        struct split_range *p = realloc(k->stack, cap * sizeof *p);
+        if (p == NULL)
+            return UV_ENOMEM;
+        k->stack = p;
+        k->cap_stack = cap;
+    }
+    k->stack[k->nstack].a = a;
+    k->stack[k->nstack].b = b;
+    k->nstack++;
+    return 0;
+}
+
+/* Undoes COPY text escaping of one field into out (tsv: backslashes are data again). */
+static int unescape_field(struct pgfeed_buf *out, const char *p, size_t n)
+{
+    if (pgfeed__buf_reserve(out, n) != 0)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = p[++i];
+            c = e == 't' ? '\t' : e == 'n' ? '\n' : e == 'r' ? '\r' : e;
+        }
+        out->data[out->len++] = c;
+    }
+    return 0;
+}
+
+/* {"a","b\"c"} (already COPY-unescaped) -> a,b"c: the array back to its input form. */
+static int unarray(struct pgfeed_buf *out, const char *p, size_t n)
+{
+    if (n < 2 || p[0] != '{' || p[n - 1] != '}')
+        return pgfeed__buf_append(out, p, n);
+    if (pgfeed__buf_reserve(out, n) != 0)
+        return UV_ENOMEM;
+    int inq = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+        char c = p[i];
+        if (c == '"') {
+            inq = !inq;
+            continue;
+        }
+        if (c == '\\' && inq && i + 2 < n)
+            c = p[++i];
+        out->data[out->len++] = c;
+    }
+    return 0;
+}
+
+/*
+ * The input form of row i, for the rejects file: tsv fields unescaped, NULL
+ * as the null marker, arrays as comma lists (the exact line that was read,
+ * CR of a CRLF aside); text rows as they are; csv rows re-quoted as needed.
+ */
+static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
+{
+    const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
+    const char *p = k->kept.data + k->row_off[i];
+    size_t n = k->row_off[i + 1] - k->row_off[i];
+    if (n && p[n - 1] == '\n')
+        n--;
+    if (o->format == PGFEED_FORMAT_TEXT)
+        return pgfeed__buf_append(out, p, n);
+    const char *null = o->null_marker ? o->null_marker : "\\N";
+    int csv = o->format == PGFEED_FORMAT_CSV;
+    char delim = o->delimiter ? o->delimiter : '\t';
+    struct pgfeed_buf f = {0}, g = {0};
+    int rc = 0;
+    size_t field = 0, start = 0;
+    for (size_t j = 0; j <= n && rc == 0; j++) {
+        if (j < n && p[j] != '\t')
+            continue;
+        if (field)
+            rc |= pgfeed__buf_append(out, &delim, 1);
+        const char *fp = p + start;
+        size_t fn = j - start;
+        if (fn == 2 && fp[0] == '\\' && fp[1] == 'N') {
+            rc |= pgfeed__buf_append(out, null, strlen(null));
+        } else {
+            f.len = g.len = 0;
+            rc |= unescape_field(&f, fp, fn);
+            int is_array = field < k->ntargets && k->cols[k->target_idx[field]].is_array;
+            struct pgfeed_buf *v = &f;
+            if (is_array && rc == 0) {
+                rc |= unarray(&g, f.data, f.len);
+                v = &g;
+            }
+            int quote = csv && v->len > 0 &&
+                        (memchr(v->data, delim, v->len) || memchr(v->data, '"', v->len) ||
+                         memchr(v->data, '\n', v->len) || memchr(v->data, '\r', v->len));
+            if (csv && v->len == 0 && strlen(null) == 0)
+                quote = 1; /* an empty string, not NULL */
+            if (quote) {
+                rc |= pgfeed__buf_append(out, "\"", 1);
+                for (size_t q = 0; q < v->len && rc == 0; q++)
+                    rc |= pgfeed__buf_append(out, v->data[q] == '"' ? "\"\"" : &v->data[q],
+                                             v->data[q] == '"' ? 2 : 1);
+                rc |= pgfeed__buf_append(out, "\"", 1);
+            } else if (v->len) {
+                rc |= pgfeed__buf_append(out, v->data, v->len);
+            }
+        }
+        field++;
+        start = j + 1;
+    }
+    pgfeed__buf_free(&f);
+    pgfeed__buf_free(&g);
+    return rc;
+}
+
+/* Rejects row i (0-based in the batch) with the server's error. 0, or <0: the import fails. */
+static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
+{
+    struct pgfeed_job *job = job_of(k);
+    uint64_t line = 0;
+    if (k->base.prev)
+        line = pgfeed__parser_row_line(k->base.prev, i + 1);
+    if (line == 0)
+        line = k->batch.first_line + i;
+    char col[128];
+    copy_context_line(PQresultErrorField(r, PG_DIAG_CONTEXT), col, sizeof col);
+    struct pgfeed_buf raw = {0};
+    if (row_as_input(k, i, &raw) != 0) {
+        pgfeed__buf_free(&raw);
+        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    struct pgfeed_reject rj = {
+        .stage = "sink",
+        .line = line,
+        .column_name = col[0] ? col : NULL,
+        .message = primary ? primary : "the server refused the row",
+        .detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL),
+        .hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT),
+        .raw = raw.data,
+        .raw_len = raw.len,
+    };
+    int rc = pgfeed__job_reject(job, &rj);
+    if (rc != 0)
+        pgfeed__fail_sqlstate(job, PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    pgfeed__buf_free(&raw);
+    if (rc == 0)
+        k->batch.rows--; /* committed rows of this batch */
+    return rc;
+}
+
+/*
+ * The server refused the batch (or one range of it). The row its context
+ * names is rejected and the rows on either side are tried again; without a
+ * row number the range is halved, down to single rows.
+ */
+static int split_refused(struct sink_pg *k, const PGresult *r)
+{
+    struct pgfeed_job *job = job_of(k);
+    int first = k->state == S_ENDING;
+    if (first) {
+        if (index_rows(k) != 0)
+            return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        k->nstack = 0;
+        k->cur.a = 0;
+        k->cur.b = k->nrows;
+        pgfeed__log(job, PGFEED_LOG_INFO,
+                    "the server refused the batch of lines %llu to %llu; isolating the bad rows",
+                    (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line);
+    }
+    char col[128];
+    uint64_t cline = copy_context_line(PQresultErrorField(r, PG_DIAG_CONTEXT), col, sizeof col);
+    size_t a = k->cur.a, b = k->cur.b;
+    int rc = 0;
+    if (cline >= 1 && cline <= b - a) {
+        size_t bad = a + (size_t)cline - 1;
+        rc = reject_row(k, bad, r);
+        if (rc == 0)
+            rc = push_range(k, bad + 1, b) | push_range(k, a, bad); /* [a, bad) first */
+    } else if (b - a == 1) {
+        rc = reject_row(k, a, r);
+    } else {
+        size_t mid = a + (b - a) / 2;
+        rc = push_range(k, mid, b) | push_range(k, a, mid);
+    }
+    if (rc != 0) {
+        if (rc == UV_ENOMEM)
+            pgfeed__fail(job, "sink", rc, NULL, NULL, "out of memory");
+        return rc; /* the job stops; the aborted transaction dies with the connection */
+    }
+    /* The rollback is sent once libpq has handed over the last result (NULL). */
+    k->split_first = first;
+    k->state = S_SPLIT_REFUSED;
+    return 0;
+}
+
+/* Tries the next range under a savepoint, or commits the batch when none is left. */
+static int split_next(struct sink_pg *k)
+{
+    if (k->nstack == 0) {
+        if (send_checkpoint(k) != 0)
+            return -1;
+        k->state = S_CHECKPOINT;
+        return 0;
+    }
+    k->cur = k->stack[--k->nstack];
+    char *sql = pgfeed__strdup_printf("%sSAVEPOINT pgfeed_split; %s",
+                                      k->savepoint ? "RELEASE SAVEPOINT pgfeed_split; " : "",
+                                      k->copy_sql);
+    int ok = sql && PQsendQuery(k->conn, sql);
+    free(sql);
+    if (!ok)
+        return fail_conn(k, "could not retry the batch");
+    k->savepoint = 1;
+    k->send_pos = k->row_off[k->cur.a];
+    k->state = S_SPLIT_STARTING;
+    return 0;
+}
+
+/* Sends the current range's rows; ends its COPY when all are queued. */
+static void split_send(struct sink_pg *k)
+{
+    size_t end = k->row_off[k->cur.b];
+    while (k->send_pos < end) {
+        size_t n = end - k->send_pos;
+        if (n > (256u << 10))
+            n = 256u << 10;
+        int r = PQputCopyData(k->conn, k->kept.data + k->send_pos, (int)n);
+        if (r < 0) {
+            fail_conn(k, "could not send COPY data to the server");
+            return;
+        }
+        if (r == 0)
+            break;
+        k->send_pos += n;
+        int f = PQflush(k->conn);
+        if (f < 0) {
+            fail_conn(k, "could not send COPY data to the server");
+            return;
+        }
+        if (f == 1) {
+            sink_watch(k, UV_READABLE | UV_WRITABLE);
+            return; /* continued from the poll callback */
+        }
+    }
+    if (k->send_pos < end) {
+        sink_watch(k, UV_READABLE | UV_WRITABLE);
+        return;
+    }
+    if (PQputCopyEnd(k->conn, NULL) < 0) {
+        fail_conn(k, "could not end COPY");
+        return;
+    }
+    k->state = S_SPLIT_ENDING;
+    int f = PQflush(k->conn);
+    if (f < 0) {
+        fail_conn(k, "could not end COPY");
+        return;
+    }
+    sink_watch(k, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
 /* Consumes every available result; advances the state machine. */
 static void sink_process(struct sink_pg *k)
 {
@@ -560,6 +896,11 @@ static void sink_process(struct sink_pg *k)
                 PQflush(k->conn);
                 continue;
             }
+            if (k->state == S_SPLIT_STARTING) {
+                k->state = S_SPLIT_COPYING;
+                split_send(k);
+                return;
+            }
             k->state = S_COPY_IN;
             k->blocked = 0;
             sink_watch(k, UV_READABLE);
@@ -571,6 +912,14 @@ static void sink_process(struct sink_pg *k)
                 PQclear(r);
                 k->commit_ok = 0;
                 continue; /* the CopyFail we sent, or a statement after it */
+            }
+            if (k->retain && (k->state == S_ENDING || k->state == S_SPLIT_ENDING) &&
+                is_data_error(r)) {
+                int rc = split_refused(k, r);
+                PQclear(r);
+                if (rc != 0)
+                    return;
+                continue;
             }
             fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);
             PQclear(r);
@@ -683,6 +1032,34 @@ static void sink_process(struct sink_pg *k)
             k->state = S_FINISHED;
             pgfeed__job_sink_done(job, 0);
             return;
+        case S_SPLIT_ROLLBACK: {
+            char *sql = k->batch_truncates ? pgfeed__strdup_printf("BEGIN; TRUNCATE %s", k->qualified)
+                                           : strdup("BEGIN");
+            int ok = sql && PQsendQuery(k->conn, sql);
+            free(sql);
+            if (!ok) {
+                fail_conn(k, "could not begin a transaction");
+                return;
+            }
+            k->savepoint = 0;
+            k->state = S_SPLIT_BEGIN;
+            break;
+        }
+        case S_SPLIT_REFUSED: {
+            const char *sql = k->split_first ? "ROLLBACK" : "ROLLBACK TO SAVEPOINT pgfeed_split";
+            if (!PQsendQuery(k->conn, sql)) {
+                fail_conn(k, "could not roll back");
+                return;
+            }
+            k->state = k->split_first ? S_SPLIT_ROLLBACK : S_SPLIT_UNDO;
+            break;
+        }
+        case S_SPLIT_BEGIN:
+        case S_SPLIT_ENDING: /* the range went in */
+        case S_SPLIT_UNDO:   /* the range was rolled back; its pieces are on the stack */
+            if (split_next(k) != 0)
+                return;
+            break;
         case S_COMMITTING:
         case S_TRUNCATING: {
             struct pgfeed_stats *stats = pgfeed__job_stats(job);
@@ -758,7 +1135,9 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
             }
             return;
         }
-        if (f == 0) {
+        if (f == 0 && k->state == S_SPLIT_COPYING) {
+            split_send(k);
+        } else if (f == 0) {
             sink_watch(k, UV_READABLE);
             if (k->blocked) {
                 k->blocked = 0;
@@ -917,6 +1296,13 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     }
     free(k->copy_sql);
     k->copy_sql = b.data;
+    size_t *t = malloc((n ? n : 1) * sizeof *t);
+    if (t == NULL)
+        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    memcpy(t, idx, n * sizeof *t);
+    free(k->target_idx);
+    k->target_idx = t;
+    k->ntargets = n;
     return 0;
 }
 
@@ -1062,6 +1448,10 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(k->source_name);
     free(k->options);
     pgfeed__checkpoint_clear(&k->ckpt);
+    pgfeed__buf_free(&k->kept);
+    free(k->row_off);
+    free(k->stack);
+    free(k->target_idx);
     free(k);
 }
 
@@ -1086,6 +1476,7 @@ int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
     k->next_first_line = 1;
     *out = &k->base;
     const char *st = pgfeed__job_options(job)->state_table;
+    k->retain = pgfeed__job_options(job)->max_rejects > 0;
     k->state_table = strdup(st && *st ? st : "pgfeed_checkpoints");
     if (k->state_table == NULL)
         return UV_ENOMEM;
