@@ -67,6 +67,37 @@ char *pgfeed__strdup_printf(const char *fmt, ...)
 /* PostgreSQL's copyfrom.c cuts quoted input at 100 bytes (CopyLimitPrintoutLength). */
 #define QUOTE_LIMIT 100
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is not one. */
+static size_t utf8_len(const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t len;
+    unsigned min;
+    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
+        len = 2;
+        min = 0x80;
+    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
+        len = 3;
+        min = 0x800;
+    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    unsigned cp = u[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (u[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
 char *pgfeed__quote_input(const char *p, size_t n)
 {
     size_t take = n > QUOTE_LIMIT ? QUOTE_LIMIT : n;
@@ -88,6 +119,16 @@ char *pgfeed__quote_input(const char *p, size_t n)
             *o++ = '\\';
         } else if (c < 0x20 || c == 0x7f) {
             o += sprintf(o, "\\x%02x", c);
+        } else if (c >= 0x80) {
+            /* Copy a valid UTF-8 sequence; escape a byte that does not start one. */
+            size_t len = utf8_len(p + i, take - i);
+            if (len == 0) {
+                o += sprintf(o, "\\x%02x", c);
+            } else {
+                memcpy(o, p + i, len);
+                o += len;
+                i += len - 1;
+            }
         } else {
             *o++ = (char)c;
         }

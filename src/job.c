@@ -72,7 +72,8 @@ struct pgfeed_job {
     /* Rejected rows not yet written: they belong to batches not yet committed. */
     struct pending_reject {
         uint64_t line;
-        char *text; /* "LINE\tREASON\tROW\n", ready to write */
+        char *text; /* "LINE\tREASON\tROW\n", ready to write (the row may hold NUL bytes) */
+        size_t len;
     } *rejects;
     size_t nrejects, cap_rejects;
     FILE *rejects_file;
@@ -755,7 +756,7 @@ int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
     }
     rc |= pgfeed__buf_append(&b, "\t", 1);
     rc |= append_escaped(&b, r->raw ? r->raw : "", r->raw ? r->raw_len : 0, 0);
-    rc |= pgfeed__buf_append(&b, "\n", 2);
+    rc |= pgfeed__buf_append(&b, "\n", 1);
     if (rc == 0 && job->nrejects == job->cap_rejects) {
         size_t cap = job->cap_rejects ? job->cap_rejects * 2 : 16;
         struct pending_reject *p = realloc(job->rejects, cap * sizeof *p);
@@ -772,6 +773,7 @@ int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
     }
     job->rejects[job->nrejects].line = r->line;
     job->rejects[job->nrejects].text = b.data;
+    job->rejects[job->nrejects].len = b.len;
     job->nrejects++;
     job->stats.rows_rejected++;
     pgfeed__log(job, PGFEED_LOG_INFO, "line %llu rejected: %s", (unsigned long long)r->line,
@@ -807,7 +809,7 @@ int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
                                     job->rejects_path ? job->rejects_path : "");
             }
         }
-        if (fputs(pr->text, job->rejects_file) == EOF) {
+        if (fwrite(pr->text, 1, pr->len, job->rejects_file) != pr->len) {
             return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,
                                 "could not write the rejects file \"%s\"", job->rejects_path);
         }

@@ -35,6 +35,11 @@ int main(void)
     ASSERT_EQ_INT(strlen(q), 102, "cut before the split character");
     free(q);
 
+    q = pgfeed__quote_input("caf\xc3\xa9 \xff\xed\xa0\x80 \xf0\x9f\x98\x80", 15);
+    ASSERT_EQ_STR(q, "caf\xc3\xa9 \\xff\\xed\\xa0\\x80 \xf0\x9f\x98\x80",
+                  "valid UTF-8 kept, invalid bytes and surrogates escaped");
+    free(q);
+
     ASSERT_EQ_STR(pgfeed_err_name(PGFEED_EPARSE), "PGFEED_EPARSE", "error name");
     ASSERT_EQ_STR(pgfeed_strerror(PGFEED_ECANCELED), "import canceled", "error text");
     ASSERT_EQ_STR(pgfeed_err_name(UV_ENOMEM), "ENOMEM", "libuv codes pass through");
