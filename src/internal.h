@@ -209,6 +209,13 @@ void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t
 void pgfeed__job_sink_done(struct pgfeed_job *job, int status);
 int pgfeed__job_canceled(const struct pgfeed_job *job);
 /*
+ * Call right before pgfeed__fail for a failure that may go away (a lost
+ * server connection, SQLSTATE 08xxx, 57P0x, 40001, 40P01): the job then
+ * retries (up to --retries, with backoff) from the last committed checkpoint
+ * instead of failing, unless it was canceled.
+ */
+void pgfeed__job_transient(struct pgfeed_job *job);
+/*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
  * source adds the time it spent inside downstream calls (from since_ns, a

@@ -48,7 +48,11 @@ struct pgfeed_job {
 
     struct pgfeed_stage *source_stage, *decoder, *parser, *sink;
 
-    uv_timer_t defer, progress, timeout;
+    uv_timer_t defer, progress, timeout, retry;
+    int transient;       /* the failure being handled may go away: retry the import */
+    int retrying;        /* stages are closing for a retry, or its backoff is running */
+    int attempts;        /* retries done */
+    struct pgfeed_stats carry; /* counters of the runs before a retry */
     struct pgfeed_stage *deferred[MAX_DEFERRED];
     size_t ndeferred;
     int shutdown_pending;
@@ -87,7 +91,10 @@ struct pgfeed_job {
 };
 
 static void job_shutdown(struct pgfeed_job *job);
+static void schedule_retry(struct pgfeed_job *job);
 static int update_identity(struct pgfeed_job *job);
+static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
+                           const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
@@ -211,7 +218,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     uv_timer_init(loop, &job->defer);
     uv_timer_init(loop, &job->progress);
     uv_timer_init(loop, &job->timeout);
-    job->defer.data = job->progress.data = job->timeout.data = job;
+    uv_timer_init(loop, &job->retry);
+    job->defer.data = job->progress.data = job->timeout.data = job->retry.data = job;
     *out = job;
 
     if (job->source == NULL || job->source[0] == '\0')
@@ -326,6 +334,7 @@ static void fill_derived(const struct pgfeed_job *job, struct pgfeed_stats *out)
 void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out)
 {
     *out = job->stats;
+    merge_counters(out, &job->carry, &job->stats);
     if (job->state == JOB_RUNNING || job->state == JOB_STOPPING)
         out->elapsed_s = elapsed_s(job);
     fill_derived(job, out);
@@ -496,6 +505,11 @@ static void job_check_closed(struct pgfeed_job *job)
 {
     if (job->pending_closes != 0)
         return;
+    if (job->state == JOB_STOPPING && job->transient && !job->cancel_requested &&
+        !job->close_requested && job->attempts < job->opt.retries) {
+        schedule_retry(job);
+        return;
+    }
     if (job->state == JOB_STOPPING) {
         job->state = JOB_DONE;
         job->stats.elapsed_s = elapsed_s(job);
@@ -549,8 +563,11 @@ static void job_shutdown(struct pgfeed_job *job)
     if (job->state != JOB_RUNNING)
         return;
     job->state = JOB_STOPPING;
-    uv_timer_stop(&job->progress);
-    uv_timer_stop(&job->timeout);
+    uv_timer_stop(&job->retry);
+    if (!(job->transient && job->attempts < job->opt.retries)) {
+        uv_timer_stop(&job->progress);
+        uv_timer_stop(&job->timeout);
+    }
     job->pending_closes++;
     job->shutdown_pending = 1;
     uv_timer_start(&job->defer, defer_cb, 0, 0);
@@ -572,10 +589,12 @@ void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
 static void take_sample(struct pgfeed_job *job)
 {
     struct sample *sm = &job->samples[job->sample_head];
+    struct pgfeed_stats st = job->stats;
+    merge_counters(&st, &job->carry, &job->stats);
     sm->t_ns = uv_hrtime();
-    sm->rows = job->stats.rows_read;
-    sm->bytes = job->stats.bytes_read;
-    sm->inflated = job->stats.bytes_inflated;
+    sm->rows = st.rows_read;
+    sm->bytes = st.bytes_read;
+    sm->inflated = st.bytes_inflated;
     job->sample_head = (job->sample_head + 1) % RING;
     if (job->nsamples < RING)
         job->nsamples++;
@@ -608,15 +627,10 @@ static void timeout_cb(uv_timer_t *t)
 }
 
 
-int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
+/* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
+static int build_pipeline(struct pgfeed_job *job)
 {
-    if (job->state != JOB_NEW || job->err.pub.code != 0)
-        return job->cancel_requested ? PGFEED_ECANCELED : UV_EINVAL;
     int rc;
-    job->done_cb = done_cb;
-    job->state = JOB_RUNNING;
-    job->start_ns = uv_hrtime();
-
     if (is_url(job->source, "http://") || is_url(job->source, "https://"))
         rc = pgfeed__source_http_new(job, job->source, job->opt.http, &job->source_stage);
     else if (strcmp(job->source, "-") == 0)
@@ -633,14 +647,19 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
         pgfeed__job_server_wait(job, 1); /* until the table is known */
         rc = pgfeed__sink_connect(job->sink);
     }
-    if (rc != 0) {
-        /* Nothing is running yet; stop what was made and report through done_cb. */
-        if (job->err.pub.code == 0)
-            pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
-                         pgfeed_strerror(rc));
-        job_shutdown(job);
-        return 0;
-    }
+    if (rc != 0 && job->err.pub.code == 0)
+        pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
+                     pgfeed_strerror(rc));
+    return rc;
+}
+
+int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
+{
+    if (job->state != JOB_NEW || job->err.pub.code != 0)
+        return job->cancel_requested ? PGFEED_ECANCELED : UV_EINVAL;
+    job->done_cb = done_cb;
+    job->state = JOB_RUNNING;
+    job->start_ns = uv_hrtime();
     take_sample(job);
     job->last_progress_ns = job->start_ns;
     {
@@ -652,7 +671,99 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     }
     if (job->opt.timeout_s > 0)
         uv_timer_start(&job->timeout, timeout_cb, (uint64_t)(job->opt.timeout_s * 1000.0), 0);
+    if (build_pipeline(job) != 0)
+        job_shutdown(job); /* reported through done_cb, from the loop */
     return 0;
+}
+
+void pgfeed__job_transient(struct pgfeed_job *job)
+{
+    if (job->err.pub.code == 0 && !job->cancel_requested)
+        job->transient = 1;
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    struct pgfeed_job *job = t->data;
+    job->retrying = 0;
+    if (job->state != JOB_RUNNING)
+        return;
+    if (build_pipeline(job) != 0)
+        job_shutdown(job);
+}
+
+/* Counters that only grow; for the ones a retry reads again, the larger value. */
+static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
+                           const struct pgfeed_stats *live)
+{
+#define MAXC(f) out->f = carry->f > live->f ? carry->f : live->f
+#define SUMC(f) out->f = carry->f + live->f
+    MAXC(bytes_read);
+    MAXC(bytes_inflated);
+    MAXC(lines_read);
+    MAXC(rows_read);
+    MAXC(rows_sent);
+    SUMC(rows_committed);
+    SUMC(batches_committed);
+    SUMC(rows_rejected);
+    SUMC(retries);
+#undef MAXC
+#undef SUMC
+}
+
+/*
+ * All handles of the failed attempt are closed: drop its stages, keep what
+ * it committed in carry, and start again after a backoff. The new attempt
+ * reads the checkpoint the server holds and resumes from it, exactly as
+ * --resume does (never --restart or --truncate again).
+ */
+static void schedule_retry(struct pgfeed_job *job)
+{
+    struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
+    for (int i = 0; i < 4; i++)
+        if (stages[i] && stages[i]->ops->destroy)
+            stages[i]->ops->destroy(stages[i]);
+    job->source_stage = job->decoder = job->parser = job->sink = NULL;
+
+    /* Rejects of uncommitted batches come back when their rows are read again. */
+    for (size_t i = 0; i < job->nrejects; i++)
+        free(job->rejects[i].text);
+    job->stats.rows_rejected -= job->nrejects;
+    job->nrejects = 0;
+    struct pgfeed_stats merged = job->carry;
+    merge_counters(&merged, &job->carry, &job->stats);
+    merged.bytes_total = job->stats.bytes_total;
+    job->carry = merged;
+    int64_t total = job->stats.bytes_total;
+    memset(&job->stats, 0, sizeof job->stats);
+    job->stats.bytes_total = total;
+    job->carry.retries++;
+    job->attempts++;
+    job->base_rows = job->base_batches = 0;
+
+    double delay = 0.2 * (double)(1u << (job->attempts > 8 ? 8 : job->attempts - 1));
+    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)job;
+    double jitter = 0.75 + 0.5 * (double)(seed % 1000) / 1000.0;
+    delay = delay * jitter > 30 ? 30 : delay * jitter;
+    pgfeed__log(job, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
+                job->err.pub.message ? job->err.pub.message : "connection lost",
+                job->err.pub.detail ? ": " : "", job->err.pub.detail ? job->err.pub.detail : "",
+                delay, job->attempts, job->opt.retries);
+
+    struct pgfeed_err_store *e = &job->err;
+    free(e->message);
+    free(e->detail);
+    free(e->hint);
+    free(e->sqlstate);
+    free(e->column_name);
+    memset(e, 0, sizeof *e);
+    job->status = 0;
+    job->transient = 0;
+    job->opt.resume = 1;
+    job->opt.restart = 0;
+    job->retrying = 1;
+    job->state = JOB_RUNNING;
+    uv_timer_start(&job->retry, retry_cb, (uint64_t)(delay * 1000.0), 0);
 }
 
 void pgfeed_job_cancel(pgfeed_job_t *job)
@@ -664,8 +775,8 @@ void pgfeed_job_cancel(pgfeed_job_t *job)
         char detail[256];
         snprintf(detail, sizeof detail,
                  "The batch in flight was rolled back; %llu rows in %llu batches are committed.",
-                 (unsigned long long)job->stats.rows_committed,
-                 (unsigned long long)job->stats.batches_committed);
+                 (unsigned long long)(job->carry.rows_committed + job->stats.rows_committed),
+                 (unsigned long long)(job->carry.batches_committed + job->stats.batches_committed));
         pgfeed__fail(job, "job", PGFEED_ECANCELED, detail, NULL, "import canceled");
     } else if (job->state == JOB_NEW && job->err.pub.code == 0) {
         job->err.pub.code = PGFEED_ECANCELED;
@@ -688,8 +799,8 @@ void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
     if (job->state == JOB_CLOSING)
         return;
     job->state = JOB_CLOSING;
-    uv_timer_t *timers[3] = {&job->defer, &job->progress, &job->timeout};
-    for (int i = 0; i < 3; i++) {
+    uv_timer_t *timers[4] = {&job->defer, &job->progress, &job->timeout, &job->retry};
+    for (int i = 0; i < 4; i++) {
         job->pending_closes++;
         uv_close((uv_handle_t *)timers[i], job_timer_close_cb);
     }
@@ -1263,6 +1374,12 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
             return rc;
         job->base_rows = c->rows;
         job->base_batches = c->batches;
+        if (job->opt.truncate) {
+            /* The committed rows are part of this import: emptying the table would lose them. */
+            if (job->attempts == 0)
+                pgfeed__log(job, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
+            job->opt.truncate = 0;
+        }
         pgfeed__log(job, PGFEED_LOG_NOTICE,
                     "resuming after input line %llu: %llu rows in %llu batches are already committed",
                     (unsigned long long)c->lines, (unsigned long long)c->rows,

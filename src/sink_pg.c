@@ -193,6 +193,8 @@ static int sink_watch(struct sink_pg *k, int events)
 
 static int fail_conn(struct sink_pg *k, const char *what)
 {
+    if (k->state != S_CONNECTING && k->state != S_NEW)
+        pgfeed__job_transient(job_of(k)); /* it was up: a restart or a cut, worth retrying */
     const char *m = PQerrorMessage(k->conn);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
@@ -268,6 +270,9 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
                  (unsigned long long)st->batches_committed);
     int code = PGFEED_ESERVER;
     const char *hint = shint;
+    if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
+                     strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0))
+        pgfeed__job_transient(job); /* connection trouble, shutdown, serialization, deadlock */
     if (sqlstate && strcmp(sqlstate, "42P01") == 0) {
         code = PGFEED_ETABLE;
         hint = "Create the table first, or check --table and the search_path.";

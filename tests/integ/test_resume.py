@@ -5,8 +5,10 @@ found by polling count(*), never by sleeping), then checks what the next run doe
 the table must end up equal to the source exactly, no row missing and none twice.
 """
 
+import re
 import signal
 import subprocess
+import time
 
 from harness import check, test
 from test_signals import wait_for_rows
@@ -169,3 +171,54 @@ def test_resume_after_bad_line_fixed_in_place(ctx):
     ctx.expect_table(data, what="fixed file after --restart --truncate")
     check(ctx.sql("SELECT finished FROM pgfeed_checkpoints;").strip() == "t",
           "checkpoint not marked finished")
+
+
+@test(slow=True)
+def test_backend_terminated_mid_import_is_retried(ctx):
+    """pg_terminate_backend of pgfeed's backend: the run reconnects, resumes from its last
+    checkpoint and still ends with exactly the source's rows."""
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    p, errpath = ctx.spawn("-t", "names", "-b", str(BATCH), "--retries", "3", gz)
+    wait_for_rows(ctx, p, errpath)
+    killed = ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     "WHERE application_name = 'pgfeed';").strip()
+    check(killed == "1", f"terminated {killed} backends, want 1")
+    res = ctx.finish(p, errpath, timeout=120)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"retrying in")
+    ctx.expect_err(res, r"retries:\s+1\b")
+    ctx.expect_err(res, rf"rows imported:\s+{ROWS}\b")
+    ctx.expect_table(data_path.read_bytes(), what="table after a terminated backend")
+
+
+@test()
+def test_backend_terminated_without_retries_fails(ctx):
+    data = ctx.gen(50_000, seed=92)
+    path = ctx.write("t.tsv", data)
+    ctx.create_names()
+    # Hold a lock so the import is surely connected and waiting when its backend goes.
+    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", ctx.conninfo], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+    locker.stdin.flush()
+    check(locker.stdout.readline().strip() == "locked", "could not lock the table")
+    try:
+        p, errpath = ctx.spawn("-t", "names", "--retries", "0", path)
+        for _ in range(1200):
+            n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+                        " AND wait_event_type = 'Lock';").strip()
+            if n == "1":
+                break
+            time.sleep(0.05)
+        check(n == "1", "pgfeed never waited on the lock")
+        ctx.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'pgfeed';")
+        res = ctx.finish(p, errpath, timeout=60)
+    finally:
+        locker.stdin.write("ROLLBACK;\n")
+        locker.stdin.close()
+        locker.wait(30)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"^pgfeed: error: .*(connection|terminat)", re.M)
+    check(ctx.count() == 0, "rows committed by a failed run")
