@@ -16,8 +16,10 @@ BUILD=${PGFEED_DEMO_BUILD:-build}
 
 PGDIR=
 WORK=
+HTTPD_PID=
 cleanup()
 {
+    [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null && wait "$HTTPD_PID" 2>/dev/null
     [ -n "$PGDIR" ] && pgfeed_pg_stop "$PGDIR" && rm -rf "$PGDIR"
     [ -n "$WORK" ] && rm -rf "$WORK"
     return 0
@@ -58,13 +60,17 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE TABLE names (nconst varchar(25
     primary_name varchar(255), birth_year varchar(4), death_year varchar(4) DEFAULT '',
     primary_professions varchar[], known_for_titles varchar[])"
 
-# The source. Today a local path; this is the spot where the demo will start a loopback
-# HTTP server (tests/httpd.c) on the work dir and use its URL instead, e.g.
-#   SOURCE=http://127.0.0.1:$PORT/name.basics.tsv.gz
-SOURCE=$WORK/name.basics.tsv.gz
+step "serving it over loopback HTTP (tests/httpd.py)"
+# The server prints "PORT n" once it listens: read that line instead of sleeping.
+exec 3< <(exec /usr/bin/python3 tests/httpd.py "$WORK")
+HTTPD_PID=$!
+read -r -u 3 word PORT || { echo "demo.sh: the HTTP server did not start" >&2; exit 1; }
+[ "$word" = PORT ] || { echo "demo.sh: unexpected first line from httpd.py: $word $PORT" >&2; exit 1; }
+SOURCE=http://127.0.0.1:$PORT/name.basics.tsv.gz
+echo "serving $SOURCE"
 
 step "importing with: pgfeed -t names -b 100000 $SOURCE"
-"$PGFEED" -d "$DB" -t names -b 100000 "$SOURCE"
+"$PGFEED" -d "$DB" -t names -b 100000 --progress auto "$SOURCE"
 
 step "the result"
 psql -X -d "$DB" -c "SELECT count(*) AS rows,
