@@ -44,6 +44,8 @@ struct source_file {
     char *name;     /* for messages */
     struct pgfeed_validators v;
     char mtime[48];
+    int regular;      /* a regular file: lseek works */
+    uint64_t discard; /* a pipe resumed mid-stream: bytes still to read and drop */
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -112,6 +114,20 @@ static void pump(struct source_file *f, int rounds)
         if (n == 0)
             f->eof = 1;
         f->pending = (size_t)n;
+        if (f->discard && n > 0) {
+            /* A resumed pipe: what was committed is read again and dropped here. */
+            size_t drop = f->discard < (uint64_t)n ? (size_t)f->discard : (size_t)n;
+            memmove(f->buf, f->buf + drop, (size_t)n - drop);
+            f->pending -= drop;
+            f->discard -= drop;
+        }
+        if (f->eof && f->discard) {
+            stop_reading(f);
+            pgfeed__fail(f->base.job, "source", PGFEED_ECHANGED, NULL,
+                         "Use --restart if the input is meant to be a new version.",
+                         "\"%s\" ends before the checkpoint's position", f->name);
+            return;
+        }
     }
     /* Out of rounds: deliver what was read last so nothing sits unoffered. */
     if (!f->stopped) {
@@ -209,6 +225,25 @@ static void source_destroy(struct pgfeed_stage *s)
     free(f);
 }
 
+/* Before start: begin reading at byte raw_offset (validators were compared by the job). */
+static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
+                       const struct pgfeed_validators *expect)
+{
+    struct source_file *f = src_of(s);
+    (void)expect;
+    if (raw_offset == 0)
+        return 0;
+    /* The bytes before the restart point count as read: progress starts where it stopped. */
+    pgfeed__job_stats(s->job)->bytes_read = raw_offset;
+    if (f->regular) {
+        if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
+            return fail_errno(f, errno, "seek in");
+        return 0;
+    }
+    f->discard = raw_offset;
+    return 0;
+}
+
 static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
 {
     struct source_file *f = src_of(s);
@@ -218,6 +253,7 @@ static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
 static const struct pgfeed_stage_ops source_file_ops = {
     .name = "source",
     .validators = source_validators,
+    .seek = source_seek,
     .resume = source_resume,
     .stop = source_stop,
     .destroy = source_destroy,
@@ -294,6 +330,7 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
     uv_loop_t *loop = pgfeed__job_loop(job);
     f->v.size = -1;
     if (S_ISREG(st.st_mode)) {
+        f->regular = 1;
         pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
         f->v.size = (int64_t)st.st_size;
         snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
