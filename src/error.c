@@ -15,7 +15,7 @@
 const char *pgfeed_strerror(int err)
 {
     switch (err) {
-#define PGFEED_STRERROR_CASE(name, val, desc)                                                     \
+#define PGFEED_STRERROR_CASE(name, val, desc)                                                      \
     case PGFEED_##name:                                                                            \
         return desc;
         PGFEED_ERRNO_MAP(PGFEED_STRERROR_CASE)
@@ -30,7 +30,7 @@ const char *pgfeed_strerror(int err)
 const char *pgfeed_err_name(int err)
 {
     switch (err) {
-#define PGFEED_ERRNAME_CASE(name, val, desc)                                                      \
+#define PGFEED_ERRNAME_CASE(name, val, desc)                                                       \
     case PGFEED_##name:                                                                            \
         return "PGFEED_" #name;
         PGFEED_ERRNO_MAP(PGFEED_ERRNAME_CASE)

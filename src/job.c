@@ -28,8 +28,8 @@
 enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
 
 #define MAX_DEFERRED 8
-#define SAMPLE_MS 250
-#define RING 41 /* 10 s of samples, plus the current one */
+#define SAMPLE_MS    250
+#define RING         41 /* 10 s of samples, plus the current one */
 
 struct pgfeed_job {
     uv_loop_t *loop;
@@ -49,9 +49,9 @@ struct pgfeed_job {
     struct pgfeed_stage *source_stage, *decoder, *parser, *sink;
 
     uv_timer_t defer, progress, timeout, retry;
-    int transient;       /* the failure being handled may go away: retry the import */
-    int retrying;        /* stages are closing for a retry, or its backoff is running */
-    int attempts;        /* retries done */
+    int transient;             /* the failure being handled may go away: retry the import */
+    int retrying;              /* stages are closing for a retry, or its backoff is running */
+    int attempts;              /* retries done */
     struct pgfeed_stats carry; /* counters of the runs before a retry */
     struct pgfeed_stage *deferred[MAX_DEFERRED];
     size_t ndeferred;
@@ -78,7 +78,7 @@ struct pgfeed_job {
         uint64_t line;
         char *text; /* "LINE\tREASON\tROW\n", ready to write (the row may hold NUL bytes) */
         size_t len;
-    } *rejects;
+    } * rejects;
     size_t nrejects, cap_rejects;
     FILE *rejects_file;
     char *rejects_path;
@@ -179,10 +179,10 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->state_table = dup_or_null(opt->state_table);
     job->rejects_opt = dup_or_null(opt->rejects_path);
     if (dup_failed(opt->state_table, job->state_table) ||
-        dup_failed(opt->rejects_path, job->rejects_opt) || dup_failed(opt->source, job->source) || dup_failed(opt->conninfo, job->conninfo) ||
-        dup_failed(opt->table, job->table) || dup_failed(opt->columns, job->columns) ||
-        job->null_marker == NULL || dup_failed(opt->ca_file, job->ca_file) ||
-        dup_failed(opt->ca_path, job->ca_path)) {
+        dup_failed(opt->rejects_path, job->rejects_opt) || dup_failed(opt->source, job->source) ||
+        dup_failed(opt->conninfo, job->conninfo) || dup_failed(opt->table, job->table) ||
+        dup_failed(opt->columns, job->columns) || job->null_marker == NULL ||
+        dup_failed(opt->ca_file, job->ca_file) || dup_failed(opt->ca_path, job->ca_path)) {
         free(job->source);
         free(job->conninfo);
         free(job->table);
@@ -223,8 +223,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     *out = job;
 
     if (job->source == NULL || job->source[0] == '\0')
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give a path, a URL, or - for standard input.",
-                            "no source given");
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
+                            "Give a path, a URL, or - for standard input.", "no source given");
     if (job->table == NULL || job->table[0] == '\0')
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
                             "no target table given");
@@ -234,13 +234,15 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
                               ? PGFEED_FORMAT_CSV
                               : PGFEED_FORMAT_TSV;
     if (job->opt.resume && job->opt.restart)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
-                            "Use --resume to continue the interrupted import, or --restart to start over.",
-                            "--resume and --restart cannot be used together");
+        return pgfeed__fail(
+            job, "job", PGFEED_EUSAGE, NULL,
+            "Use --resume to continue the interrupted import, or --restart to start over.",
+            "--resume and --restart cannot be used together");
     if (job->opt.format == PGFEED_FORMAT_CSV)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE,
                             "This version of pgfeed reads the tsv and text formats only.",
-                            "Use --format tsv or --format text.", "the csv format is not supported yet");
+                            "Use --format tsv or --format text.",
+                            "the csv format is not supported yet");
     if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
                             (int)job->opt.format);
@@ -626,7 +628,6 @@ static void timeout_cb(uv_timer_t *t)
                  "time limit of %g seconds reached", job->opt.timeout_s);
 }
 
-
 /* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
 static int build_pipeline(struct pgfeed_job *job)
 {
@@ -908,14 +909,16 @@ int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
         }
         if (job->rejects_file == NULL) {
             if (job->rejects_path == NULL)
-                job->rejects_path = job->rejects_opt ? strdup(job->rejects_opt)
-                                                     : pgfeed__strdup_printf("%s.rejects.tsv", job->table);
+                job->rejects_path = job->rejects_opt
+                                        ? strdup(job->rejects_opt)
+                                        : pgfeed__strdup_printf("%s.rejects.tsv", job->table);
             if (job->rejects_path)
                 job->rejects_file = fopen(job->rejects_path, "a");
             if (job->rejects_file == NULL) {
                 char detail[512];
                 snprintf(detail, sizeof detail, "The system said: %s.", strerror(errno));
-                return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
+                return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail,
+                                    "Choose another place with --rejects.",
                                     "could not open the rejects file \"%s\"",
                                     job->rejects_path ? job->rejects_path : "");
             }
@@ -1069,22 +1072,25 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
     } else if (job->opt.header == PGFEED_HEADER_AUTO && nf == ncols) {
         for (size_t i = 0; i < ncols; i++)
             idx[i] = i;
-        pgfeed__log(job, PGFEED_LOG_NOTICE,
-                    "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
-                    unmatched, job->table, nf);
+        pgfeed__log(
+            job, PGFEED_LOG_NOTICE,
+            "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
+            unmatched, job->table, nf);
         rc = set_targets(job, idx, nf);
     } else {
         char detail[4096];
-        snprintf(detail, sizeof detail,
-                 "Header fields not found among the columns of \"%s\": %s. The file has %zu fields; the table has %zu columns: ",
-                 job->table, unmatched, nf, ncols);
+        snprintf(
+            detail, sizeof detail,
+            "Header fields not found among the columns of \"%s\": %s. The file has %zu fields; the table has %zu columns: ",
+            job->table, unmatched, nf, ncols);
         append_names(detail, sizeof detail, cols, ncols);
         size_t dl = strlen(detail);
         if (dl + 2 < sizeof detail)
             memcpy(detail + dl, ".", 2);
-        rc = pgfeed__fail(job, "job", PGFEED_EHEADER, detail,
-                          "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
-                          "header of the input does not match table \"%s\"", job->table);
+        rc = pgfeed__fail(
+            job, "job", PGFEED_EHEADER, detail,
+            "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
+            "header of the input does not match table \"%s\"", job->table);
         pgfeed__fail_at(job, 1, 0, NULL, 0, 0);
     }
     free(idx);
@@ -1295,27 +1301,30 @@ static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
 static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
 {
     const struct pgfeed_validators *v = pgfeed__job_source_validators(job);
-    int changed = v && ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
-                        (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
-                        (c->last_modified && v->last_modified &&
-                         strcmp(c->last_modified, v->last_modified) != 0));
+    int changed =
+        v &&
+        ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
+         (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
+         (c->last_modified && v->last_modified && strcmp(c->last_modified, v->last_modified) != 0));
     char detail[1024];
     if (!c->found)
         return 0;
     if (c->finished) {
         if (job->opt.resume && !changed) {
-            pgfeed__log(job, PGFEED_LOG_NOTICE,
-                        "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
-                        job->table, (unsigned long long)c->rows);
+            pgfeed__log(
+                job, PGFEED_LOG_NOTICE,
+                "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
+                job->table, (unsigned long long)c->rows);
             return 2;
         }
         return 0;
     }
     if (job->opt.restart) {
-        pgfeed__log(job, PGFEED_LOG_NOTICE,
-                    "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
-                    (unsigned long long)c->rows, job->table,
-                    job->opt.truncate ? " until the first batch truncates the table" : "");
+        pgfeed__log(
+            job, PGFEED_LOG_NOTICE,
+            "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
+            (unsigned long long)c->rows, job->table,
+            job->opt.truncate ? " until the first batch truncates the table" : "");
         int rc = pgfeed__sink_forget_checkpoint(job->sink);
         return rc < 0 ? rc : 0;
     }
@@ -1324,9 +1333,10 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                  "%llu rows in %llu batches were committed, the last at %s, up to input line %llu.",
                  (unsigned long long)c->rows, (unsigned long long)c->batches,
                  c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
-        return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT, detail,
-                            "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
-                            "an unfinished import of this source into \"%s\" exists", job->table);
+        return pgfeed__fail(
+            job, "job", PGFEED_ECHECKPOINT, detail,
+            "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
+            "an unfinished import of this source into \"%s\" exists", job->table);
     }
     char *mine = options_text(job, 0);
     if (mine == NULL)
@@ -1335,20 +1345,23 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
     int same = c->options && strncmp(c->options, mine, ml) == 0 &&
                (c->options[ml] == '\0' || c->options[ml] == ' ');
     if (!same) {
-        snprintf(detail, sizeof detail, "The checkpoint was made with \"%s\"; this run uses \"%s\".",
+        snprintf(detail, sizeof detail,
+                 "The checkpoint was made with \"%s\"; this run uses \"%s\".",
                  c->options ? c->options : "", mine);
         free(mine);
-        return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT, detail,
-                            "Resume with the options of the interrupted run, or use --restart.",
-                            "cannot resume: the format options differ from the interrupted import's");
+        return pgfeed__fail(
+            job, "job", PGFEED_ECHECKPOINT, detail,
+            "Resume with the options of the interrupted run, or use --restart.",
+            "cannot resume: the format options differ from the interrupted import's");
     }
     free(mine);
     if (changed) {
-        snprintf(detail, sizeof detail,
-                 "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
-                 (long long)c->size, c->last_modified ? ", modified " : "",
-                 c->last_modified ? c->last_modified : "", (long long)v->size,
-                 v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
+        snprintf(
+            detail, sizeof detail,
+            "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
+            (long long)c->size, c->last_modified ? ", modified " : "",
+            c->last_modified ? c->last_modified : "", (long long)v->size,
+            v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
         return pgfeed__fail(job, "job", PGFEED_ECHANGED, detail,
                             "Use --restart (with --truncate to replace the rows already imported).",
                             "the source changed since the checkpoint");
@@ -1380,10 +1393,11 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
                 pgfeed__log(job, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
             job->opt.truncate = 0;
         }
-        pgfeed__log(job, PGFEED_LOG_NOTICE,
-                    "resuming after input line %llu: %llu rows in %llu batches are already committed",
-                    (unsigned long long)c->lines, (unsigned long long)c->rows,
-                    (unsigned long long)c->batches);
+        pgfeed__log(
+            job, PGFEED_LOG_NOTICE,
+            "resuming after input line %llu: %llu rows in %llu batches are already committed",
+            (unsigned long long)c->lines, (unsigned long long)c->rows,
+            (unsigned long long)c->batches);
     }
     rc = update_identity(job);
     if (rc != 0)

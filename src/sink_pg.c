@@ -69,13 +69,13 @@ struct sink_pg {
     int poll_events;
     uv_timer_t connect_timer;
     int timer_inited;
-    int blocked;     /* PQflush returned 1: waiting for writable */
-    int eof;         /* finish() was called */
+    int blocked; /* PQflush returned 1: waiting for writable */
+    int eof;     /* finish() was called */
     int stop_requested;
-    int any_batch;   /* a batch transaction has been started */
-    int any_end;      /* end_batch has been called */
-    int abort_commit;   /* (unused) */
-    int commit_ok;      /* (unused) */
+    int any_batch;       /* a batch transaction has been started */
+    int any_end;         /* end_batch has been called */
+    int abort_commit;    /* (unused) */
+    int commit_ok;       /* (unused) */
     int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
     int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
 
@@ -93,24 +93,24 @@ struct sink_pg {
      * without the rows it names, each range of rows under a savepoint.
      */
     int retain;
-    int batch_truncates;      /* this batch's transaction starts with TRUNCATE */
-    struct pgfeed_buf kept;   /* the batch's COPY rows */
-    size_t *row_off;          /* nrows + 1 row starts in kept */
+    int batch_truncates;    /* this batch's transaction starts with TRUNCATE */
+    struct pgfeed_buf kept; /* the batch's COPY rows */
+    size_t *row_off;        /* nrows + 1 row starts in kept */
     size_t nrows, cap_rows;
     struct split_range {
-        size_t a, b;          /* rows [a, b) of the batch */
-    } *stack;
+        size_t a, b; /* rows [a, b) of the batch */
+    } * stack;
     size_t nstack, cap_stack;
-    struct split_range cur;   /* the range being tried */
-    size_t send_pos;          /* next byte of kept to send for cur */
-    int savepoint;            /* a savepoint exists in the retry transaction */
-    int split_first;          /* the refused COPY was the batch's first try */
-    size_t *target_idx;       /* the COPY's columns, for turning a row back into input */
+    struct split_range cur; /* the range being tried */
+    size_t send_pos;        /* next byte of kept to send for cur */
+    int savepoint;          /* a savepoint exists in the retry transaction */
+    int split_first;        /* the refused COPY was the batch's first try */
+    size_t *target_idx;     /* the COPY's columns, for turning a row back into input */
     size_t ntargets;
 
-    struct pgfeed_batch_info batch;   /* the batch being ended */
-    uint64_t batch_rows_base;         /* rows_sent when the current batch started */
-    uint64_t next_first_line;         /* first line of the next batch when the parser has no info */
+    struct pgfeed_batch_info batch; /* the batch being ended */
+    uint64_t batch_rows_base;       /* rows_sent when the current batch started */
+    uint64_t next_first_line;       /* first line of the next batch when the parser has no info */
 };
 
 static void sink_poll_cb(uv_poll_t *h, int status, int events);
@@ -207,11 +207,12 @@ static int fail_conn(struct sink_pg *k, const char *what)
     }
     if (n && islower((unsigned char)detail[0]))
         detail[0] = (char)toupper((unsigned char)detail[0]);
-    return pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail,
-                        k->state == S_CONNECTING
-                            ? "Check --db (or DATABASE_URL and the PG* variables) and that the server is running."
-                            : NULL,
-                        "%s", what);
+    return pgfeed__fail(
+        job_of(k), "sink", PGFEED_ECONNECT, detail,
+        k->state == S_CONNECTING
+            ? "Check --db (or DATABASE_URL and the PG* variables) and that the server is running."
+            : NULL,
+        "%s", what);
 }
 
 /* "COPY names, line 3, column birth_year: ..." -> 3 and "birth_year". */
@@ -258,16 +259,16 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
         line = k->base.prev ? pgfeed__parser_row_line(k->base.prev, cline) : 0;
         if (line == 0)
             line = k->batch.first_line + cline - 1;
-        dl += (size_t)snprintf(detail + dl, sizeof detail - dl, "The server refused input line %llu%s%s%s. ",
-                               (unsigned long long)line, col[0] ? " (column \"" : "", col,
-                               col[0] ? "\")" : "");
+        dl += (size_t)snprintf(
+            detail + dl, sizeof detail - dl, "The server refused input line %llu%s%s%s. ",
+            (unsigned long long)line, col[0] ? " (column \"" : "", col, col[0] ? "\")" : "");
     }
     if (in_batch && dl < sizeof detail)
-        snprintf(detail + dl, sizeof detail - dl,
-                 "The batch of lines %llu to %llu was rolled back; %llu rows in %llu earlier batches are committed.",
-                 (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
-                 (unsigned long long)st->rows_committed,
-                 (unsigned long long)st->batches_committed);
+        snprintf(
+            detail + dl, sizeof detail - dl,
+            "The batch of lines %llu to %llu was rolled back; %llu rows in %llu earlier batches are committed.",
+            (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
+            (unsigned long long)st->rows_committed, (unsigned long long)st->batches_committed);
     int code = PGFEED_ESERVER;
     const char *hint = shint;
     if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
@@ -356,8 +357,8 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
         pgfeed__job_server_wait(job_of(k), 1);
         int rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
         if (rc != 0)
-            return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
-                                uv_strerror(rc));
+            return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL,
+                                "could not watch the connection: %s", uv_strerror(rc));
     }
     return 0;
 }
@@ -449,8 +450,9 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
 {
     int nt = PQntuples(r);
     if (nt == 0) {
-        return pgfeed__fail(job_of(k), "sink", PGFEED_ETABLE, "A table without columns cannot be loaded.",
-                            NULL, "table \"%s\" has no columns", pgfeed__job_options(job_of(k))->table);
+        return pgfeed__fail(job_of(k), "sink", PGFEED_ETABLE,
+                            "A table without columns cannot be loaded.", NULL,
+                            "table \"%s\" has no columns", pgfeed__job_options(job_of(k))->table);
     }
     k->cols = calloc((size_t)nt, sizeof *k->cols);
     if (k->cols == NULL)
@@ -494,10 +496,19 @@ static int send_checkpoint(struct sink_pg *k)
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[13] = {
-        k->key, k->source_name, k->qualified, k->options ? k->options : "",
-        v ? v->etag : NULL, v ? v->last_modified : NULL, have_size ? size : NULL,
-        rows, batches, lines, dec, raw, k->eof ? "t" : "f"};
+    const char *params[13] = {k->key,
+                              k->source_name,
+                              k->qualified,
+                              k->options ? k->options : "",
+                              v ? v->etag : NULL,
+                              v ? v->last_modified : NULL,
+                              have_size ? size : NULL,
+                              rows,
+                              batches,
+                              lines,
+                              dec,
+                              raw,
+                              k->eof ? "t" : "f"};
     char *sql = pgfeed__strdup_printf(
         "INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
         " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
@@ -789,7 +800,8 @@ static int split_refused(struct sink_pg *k, const PGresult *r)
         k->cur.b = k->nrows;
         pgfeed__log(job, PGFEED_LOG_INFO,
                     "the server refused the batch of lines %llu to %llu; isolating the bad rows",
-                    (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line);
+                    (unsigned long long)k->batch.first_line,
+                    (unsigned long long)k->batch.last_line);
     }
     char col[128];
     uint64_t cline = copy_context_line(PQresultErrorField(r, PG_DIAG_CONTEXT), col, sizeof col);
@@ -827,9 +839,9 @@ static int split_next(struct sink_pg *k)
         return 0;
     }
     k->cur = k->stack[--k->nstack];
-    char *sql = pgfeed__strdup_printf("%sSAVEPOINT pgfeed_split; %s",
-                                      k->savepoint ? "RELEASE SAVEPOINT pgfeed_split; " : "",
-                                      k->copy_sql);
+    char *sql =
+        pgfeed__strdup_printf("%sSAVEPOINT pgfeed_split; %s",
+                              k->savepoint ? "RELEASE SAVEPOINT pgfeed_split; " : "", k->copy_sql);
     int ok = sql && PQsendQuery(k->conn, sql);
     free(sql);
     if (!ok)
@@ -956,14 +968,15 @@ static void sink_process(struct sink_pg *k)
         switch (k->state) {
         case S_SETUP: {
             const char *params[1] = {pgfeed__job_options(job)->table};
-            if (!PQsendQueryParams(k->conn,
-                                   "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
-                                   " FROM pg_catalog.pg_attribute a"
-                                   " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
-                                   " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
-                                   " AND NOT a.attisdropped AND a.attgenerated = ''"
-                                   " ORDER BY a.attnum",
-                                   1, NULL, params, NULL, NULL, 0)) {
+            if (!PQsendQueryParams(
+                    k->conn,
+                    "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
+                    " FROM pg_catalog.pg_attribute a"
+                    " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+                    " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
+                    " AND NOT a.attisdropped AND a.attgenerated = ''"
+                    " ORDER BY a.attnum",
+                    1, NULL, params, NULL, NULL, 0)) {
                 fail_conn(k, "could not query the table's columns");
                 return;
             }
@@ -1038,8 +1051,9 @@ static void sink_process(struct sink_pg *k)
             pgfeed__job_sink_done(job, 0);
             return;
         case S_SPLIT_ROLLBACK: {
-            char *sql = k->batch_truncates ? pgfeed__strdup_printf("BEGIN; TRUNCATE %s", k->qualified)
-                                           : strdup("BEGIN");
+            char *sql = k->batch_truncates
+                            ? pgfeed__strdup_printf("BEGIN; TRUNCATE %s", k->qualified)
+                            : strdup("BEGIN");
             int ok = sql && PQsendQuery(k->conn, sql);
             free(sql);
             if (!ok) {
@@ -1172,7 +1186,8 @@ static void notice_cb(void *arg, const PGresult *r)
         return; /* "relation ... already exists, skipping": our CREATE TABLE IF NOT EXISTS */
     const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    pgfeed__log(job_of(k), sev && strcmp(sev, "WARNING") == 0 ? PGFEED_LOG_WARNING : PGFEED_LOG_NOTICE,
+    pgfeed__log(job_of(k),
+                sev && strcmp(sev, "WARNING") == 0 ? PGFEED_LOG_WARNING : PGFEED_LOG_NOTICE,
                 "server: %s", msg ? msg : "");
 }
 
@@ -1244,9 +1259,10 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
             if (n && !strchr(".?!", detail[n - 1]) && n + 1 < sizeof detail)
                 memcpy(detail + n, ".", 2);
             PQfreemem(err);
-            return pgfeed__fail(s->job, "sink", PGFEED_ECONNECT, detail,
-                                "Give --db a conninfo string such as \"host=/run/postgresql dbname=imdb\" or a URI such as postgresql://user@host/db.",
-                                "invalid connection string");
+            return pgfeed__fail(
+                s->job, "sink", PGFEED_ECONNECT, detail,
+                "Give --db a conninfo string such as \"host=/run/postgresql dbname=imdb\" or a URI such as postgresql://user@host/db.",
+                "invalid connection string");
         }
         PQconninfoFree(parsed);
     }
@@ -1487,8 +1503,9 @@ int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
         return UV_ENOMEM;
     for (const char *p = k->state_table; *p; p++)
         if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '"'))
-            return pgfeed__fail(job, "sink", PGFEED_EUSAGE, NULL,
-                                "Use letters, digits, underscores, and a dot before the table name.",
-                                "invalid state table name \"%s\"", k->state_table);
+            return pgfeed__fail(
+                job, "sink", PGFEED_EUSAGE, NULL,
+                "Use letters, digits, underscores, and a dot before the table name.",
+                "invalid state table name \"%s\"", k->state_table);
     return 0;
 }

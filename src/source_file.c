@@ -142,8 +142,8 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     struct source_file *f = h->data;
     if (status < 0) {
         stop_reading(f);
-        pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL,
-                     "could not read \"%s\": %s", f->name, uv_strerror(status));
+        pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL, "could not read \"%s\": %s",
+                     f->name, uv_strerror(status));
         return;
     }
     pump(f, 1);

@@ -18,7 +18,7 @@
 #include "cli.h"
 
 #define EXIT_IMPORT_FAILED 1
-#define EXIT_USAGE 2
+#define EXIT_USAGE         2
 
 static const char usage_text[] =
     "pgfeed streams a (gzipped) TSV or text file into a PostgreSQL table with COPY.\n"
@@ -281,7 +281,8 @@ int main(int argc, char **argv)
             break;
         case 'b':
             if (parse_u64(optarg, &opt.batch_rows) != 0) {
-                cli_usage_error("invalid value \"%s\" for --batch-rows: give a whole number", optarg);
+                cli_usage_error("invalid value \"%s\" for --batch-rows: give a whole number",
+                                optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -293,7 +294,8 @@ int main(int argc, char **argv)
             break;
         case OPT_MAX_REJECTS:
             if (parse_u64(optarg, &opt.max_rejects) != 0) {
-                cli_usage_error("invalid value \"%s\" for --max-rejects: give a whole number", optarg);
+                cli_usage_error("invalid value \"%s\" for --max-rejects: give a whole number",
+                                optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -303,8 +305,9 @@ int main(int argc, char **argv)
         case OPT_BATCH_BYTES: {
             uint64_t v;
             if (parse_u64(optarg, &v) != 0 || v < 4096 || v > ((uint64_t)1 << 40)) {
-                cli_usage_error("invalid value \"%s\" for --batch-bytes: give a number of bytes from 4096 up",
-                                optarg);
+                cli_usage_error(
+                    "invalid value \"%s\" for --batch-bytes: give a number of bytes from 4096 up",
+                    optarg);
                 return EXIT_USAGE;
             }
             opt.batch_bytes = (size_t)v;
@@ -318,8 +321,9 @@ int main(int argc, char **argv)
             break;
         case OPT_TIMEOUT:
             if (parse_seconds(optarg, &opt.timeout_s) != 0) {
-                cli_usage_error("invalid value \"%s\" for --timeout: give a positive number of seconds",
-                                optarg);
+                cli_usage_error(
+                    "invalid value \"%s\" for --timeout: give a positive number of seconds",
+                    optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -347,7 +351,8 @@ int main(int argc, char **argv)
             double v;
             if (parse_seconds(optarg, &v) != 0) {
                 cli_usage_error("invalid value \"%s\" for --%s: give a positive number of seconds",
-                                optarg, c == OPT_CONNECT_TIMEOUT ? "connect-timeout" : "low-speed-time");
+                                optarg,
+                                c == OPT_CONNECT_TIMEOUT ? "connect-timeout" : "low-speed-time");
                 return EXIT_USAGE;
             }
             if (c == OPT_CONNECT_TIMEOUT)
@@ -373,8 +378,9 @@ int main(int argc, char **argv)
             break;
         case OPT_PROGRESS_INTERVAL:
             if (parse_seconds(optarg, &progress_interval) != 0) {
-                cli_usage_error("invalid value \"%s\" for --progress-interval: give a positive number of seconds",
-                                optarg);
+                cli_usage_error(
+                    "invalid value \"%s\" for --progress-interval: give a positive number of seconds",
+                    optarg);
                 return EXIT_USAGE;
             }
             break;

@@ -88,8 +88,7 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
     fprintf(stderr, "pgfeed: rows imported:     %llu into \"%s\"\n",
             (unsigned long long)st->rows_committed, c->table);
     fprintf(stderr, "pgfeed: rows rejected:     %llu\n", (unsigned long long)st->rows_rejected);
-    fprintf(stderr, "pgfeed: batches committed: %llu\n",
-            (unsigned long long)st->batches_committed);
+    fprintf(stderr, "pgfeed: batches committed: %llu\n", (unsigned long long)st->batches_committed);
     fprintf(stderr, "pgfeed: bytes read:        %llu (%s)\n", (unsigned long long)st->bytes_read,
             rd);
     fprintf(stderr, "pgfeed: bytes inflated:    %llu (%s)\n",

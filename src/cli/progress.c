@@ -23,7 +23,11 @@ static void fmt_bytes(char *out, size_t cap, double b)
         b /= 1000.0;
         u++;
     }
-    snprintf(out, cap, u == 0 ? "%.0f %s" : b < 10 ? "%.2f %s" : b < 100 ? "%.1f %s" : "%.0f %s",
+    snprintf(out, cap,
+             u == 0    ? "%.0f %s"
+             : b < 10  ? "%.2f %s"
+             : b < 100 ? "%.1f %s"
+                       : "%.0f %s",
              b, units[u]);
 }
 
@@ -161,9 +165,10 @@ static void json_num(FILE *f, const char *key, double v, int last)
 void cli_progress_json(const struct pgfeed_stats *st, const char *status, int exit_code)
 {
     FILE *f = stderr;
-    fprintf(f, "{\"rows_read\":%llu,\"rows_sent\":%llu,\"rows_committed\":%llu,\"rows_rejected\":%llu,",
-            (unsigned long long)st->rows_read, (unsigned long long)st->rows_sent,
-            (unsigned long long)st->rows_committed, (unsigned long long)st->rows_rejected);
+    fprintf(
+        f, "{\"rows_read\":%llu,\"rows_sent\":%llu,\"rows_committed\":%llu,\"rows_rejected\":%llu,",
+        (unsigned long long)st->rows_read, (unsigned long long)st->rows_sent,
+        (unsigned long long)st->rows_committed, (unsigned long long)st->rows_rejected);
     fprintf(f, "\"batches_committed\":%llu,\"lines_read\":%llu,\"bytes_read\":%llu,",
             (unsigned long long)st->batches_committed, (unsigned long long)st->lines_read,
             (unsigned long long)st->bytes_read);

@@ -45,7 +45,7 @@ void tap_guard_free(char *p);
         int ok_ = as_ && bs_ && strcmp(as_, bs_) == 0;                                             \
         tap_ok(ok_, __FILE__, __LINE__, "%s", (what));                                             \
         if (!ok_)                                                                                  \
-            tap_note("  got:  %s\n  want: %s", as_ ? as_ : "(null)", bs_ ? bs_ : "(null)");       \
+            tap_note("  got:  %s\n  want: %s", as_ ? as_ : "(null)", bs_ ? bs_ : "(null)");        \
     } while (0)
 
 #endif
