@@ -88,7 +88,7 @@ typedef enum {
     PGFEED_FORMAT_AUTO = 0, /* csv if the source's path ends in .csv or .csv.gz, else tsv */
     PGFEED_FORMAT_TSV,      /* tab-separated, no quoting, backslashes literal, \N is NULL */
     PGFEED_FORMAT_TEXT,     /* PostgreSQL COPY text format, passed through */
-    PGFEED_FORMAT_CSV       /* RFC 4180 (not yet implemented: PGFEED_EUSAGE) */
+    PGFEED_FORMAT_CSV       /* RFC 4180: quotes, doubled quotes, quoted delimiters and newlines */
 } pgfeed_format_t;
 
 typedef enum {
@@ -155,8 +155,9 @@ struct pgfeed_options {
     const char *columns;  /* "a,b,c": target columns in input order; NULL: from header/table */
     pgfeed_format_t format;
     pgfeed_header_t header;
-    const char *null_marker; /* NULL: "\N" */
-    char delimiter;          /* 0: tab */
+    const char *null_marker; /* NULL: "\N" (tsv, text) or "" (csv: an unquoted empty field) */
+    char delimiter;          /* 0: tab (tsv, text) or ',' (csv) */
+    char quote;              /* csv quote character; 0: '"' */
     uint64_t batch_rows;     /* rows per transaction; 0 = one transaction (default 100000) */
     int truncate;            /* TRUNCATE the table in the first batch's transaction */
     size_t max_line;         /* longest accepted input line in bytes (default 64 MiB) */

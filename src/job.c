@@ -173,7 +173,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->conninfo = dup_or_null(opt->conninfo);
     job->table = dup_or_null(opt->table);
     job->columns = dup_or_null(opt->columns);
-    job->null_marker = strdup(opt->null_marker ? opt->null_marker : "\\N");
+    job->null_marker = strdup(opt->null_marker ? opt->null_marker : ""); /* default set below */
     job->ca_file = dup_or_null(opt->ca_file);
     job->ca_path = dup_or_null(opt->ca_path);
     job->state_table = dup_or_null(opt->state_table);
@@ -207,8 +207,6 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     if (job->opt.batch_bytes == 0)
         job->opt.batch_bytes = 16u << 20;
     job->display = job->source ? strip_credentials(job->source) : NULL;
-    if (job->opt.delimiter == 0)
-        job->opt.delimiter = '\t';
     if (job->opt.chunk_size < 4096)
         job->opt.chunk_size = 4096;
     if (job->opt.max_line < 1024)
@@ -238,12 +236,23 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
             job, "job", PGFEED_EUSAGE, NULL,
             "Use --resume to continue the interrupted import, or --restart to start over.",
             "--resume and --restart cannot be used together");
-    if (job->opt.format == PGFEED_FORMAT_CSV)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE,
-                            "This version of pgfeed reads the tsv and text formats only.",
-                            "Use --format tsv or --format text.",
-                            "the csv format is not supported yet");
-    if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT)
+    int csv = job->opt.format == PGFEED_FORMAT_CSV;
+    if (job->opt.delimiter == 0)
+        job->opt.delimiter = csv ? ',' : '\t';
+    if (job->opt.quote == 0)
+        job->opt.quote = '"';
+    if (opt->null_marker == NULL && !csv) {
+        free(job->null_marker);
+        job->null_marker = strdup("\\N");
+        if (job->null_marker == NULL)
+            return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        job->opt.null_marker = job->null_marker;
+    }
+    if (csv && (job->opt.quote == job->opt.delimiter || job->opt.quote == '\n' ||
+                job->opt.quote == '\r'))
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL,
+                            "the quote character must differ from the delimiter and line ends");
+    if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT && !csv)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
                             (int)job->opt.format);
     if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\')
@@ -1168,9 +1177,10 @@ static char *options_text(const struct pgfeed_job *job, int with_targets)
     static const char *const formats[] = {"auto", "tsv", "text", "csv"};
     static const char *const headers[] = {"auto", "match", "skip", "none"};
     struct pgfeed_buf b = {0};
-    char *head = pgfeed__strdup_printf("format=%s delimiter=%d null=%s header=%s",
-                                       formats[job->opt.format & 3], job->opt.delimiter,
-                                       job->null_marker, headers[job->opt.header & 3]);
+    char *head = pgfeed__strdup_printf(
+        "format=%s delimiter=%d quote=%d null=%s header=%s", formats[job->opt.format & 3],
+        job->opt.delimiter, job->opt.format == PGFEED_FORMAT_CSV ? job->opt.quote : 0,
+        job->null_marker, headers[job->opt.header & 3]);
     if (head == NULL)
         return NULL;
     int rc = pgfeed__buf_append(&b, head, strlen(head));
@@ -1406,6 +1416,7 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
     struct pgfeed_parse_config pc = {
         .format = job->opt.format,
         .delimiter = job->opt.delimiter,
+        .quote = job->opt.quote,
         .null_marker = job->null_marker,
         .max_line = job->opt.max_line,
         .batch_rows = job->opt.batch_rows,

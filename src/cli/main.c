@@ -34,10 +34,12 @@ static const char usage_text[] =
     "                          (default: $DATABASE_URL, else libpq's PG* environment)\n"
     "  -t, --table NAME        target table, optionally schema-qualified (required)\n"
     "  -c, --columns A,B,...   target columns, in the order of the input fields\n"
-    "  -f, --format FMT        tsv | text (default: tsv; csv is planned)\n"
+    "  -f, --format FMT        tsv | csv | text (default: csv if the source's path ends in\n"
+    "                          .csv or .csv.gz, else tsv)\n"
     "      --header MODE       auto | match | skip | none (default auto)\n"
-    "      --null STR          null marker (default \\N)\n"
-    "      --delimiter C       field delimiter (default tab)\n"
+    "      --null STR          null marker (default \\N; csv: an unquoted empty field)\n"
+    "      --delimiter C       field delimiter (default tab; csv: comma)\n"
+    "      --quote C           csv quote character (default \")\n"
     "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
     "      --truncate          empty the table in the first batch's transaction\n"
     "      --max-rejects N     rows that may be rejected before the import fails (default 0)\n"
@@ -67,6 +69,7 @@ enum {
     OPT_HEADER = 256,
     OPT_NULL,
     OPT_DELIMITER,
+    OPT_QUOTE,
     OPT_TRUNCATE,
     OPT_RESUME,
     OPT_MAX_REJECTS,
@@ -93,6 +96,7 @@ static const struct option long_options[] = {
     {"header", required_argument, NULL, OPT_HEADER},
     {"null", required_argument, NULL, OPT_NULL},
     {"delimiter", required_argument, NULL, OPT_DELIMITER},
+    {"quote", required_argument, NULL, OPT_QUOTE},
     {"batch-rows", required_argument, NULL, 'b'},
     {"truncate", no_argument, NULL, OPT_TRUNCATE},
     {"resume", no_argument, NULL, OPT_RESUME},
@@ -251,7 +255,7 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "csv") == 0)
                 opt.format = PGFEED_FORMAT_CSV;
             else {
-                cli_usage_error("invalid value \"%s\" for --format: use tsv or text", optarg);
+                cli_usage_error("invalid value \"%s\" for --format: use tsv, csv or text", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -272,6 +276,13 @@ int main(int argc, char **argv)
             break;
         case OPT_NULL:
             opt.null_marker = optarg;
+            break;
+        case OPT_QUOTE:
+            if (strlen(optarg) != 1) {
+                cli_usage_error("invalid value \"%s\" for --quote: give one character", optarg);
+                return EXIT_USAGE;
+            }
+            opt.quote = optarg[0];
             break;
         case OPT_DELIMITER:
             if (parse_delimiter(optarg, &opt.delimiter) != 0) {
