@@ -278,6 +278,7 @@ struct pgfeed_parse_config {
     const char *null_marker;
     size_t max_line;         /* a longer line (csv: record) is an error */
     uint64_t batch_rows;     /* 0: one batch */
+    size_t batch_bytes;      /* also end a batch at this many COPY bytes; 0: no limit */
     /*
      * has_header: the first line is not data. It is handed, without its line
      * end (LF or CRLF), to on_header, which maps it and must call

@@ -255,9 +255,13 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT && !csv)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
                             (int)job->opt.format);
-    if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\')
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL,
-                            "the delimiter cannot be a newline, carriage return or backslash");
+    if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\' ||
+        (unsigned char)job->opt.delimiter >= 0x80)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+                            "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
+    if (csv && (unsigned char)job->opt.quote >= 0x80)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+                            "the quote character must be ASCII");
     /* The job has not started: the failures above must not leave it "stopping". */
     return 0;
 }
@@ -840,7 +844,7 @@ static int append_escaped(struct pgfeed_buf *b, const char *p, size_t n, int esc
 
 int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
 {
-    if (job->state != JOB_RUNNING)
+    if (job->state != JOB_RUNNING && job->state != JOB_NEW) /* NEW: parser unit tests */
         return job->status ? job->status : PGFEED_ECANCELED;
     if (job->stats.rows_rejected >= job->opt.max_rejects) {
         char *detail = NULL;
@@ -1420,6 +1424,8 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
         .null_marker = job->null_marker,
         .max_line = job->opt.max_line,
         .batch_rows = job->opt.batch_rows,
+        /* The byte bound matters where a batch is kept for finding refused rows. */
+        .batch_bytes = job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
         .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
         .on_header = on_header,
         .nfields = job->ntargets,

@@ -114,6 +114,8 @@ struct parser {
     struct pgfeed_buf out;     /* COPY rows not yet written to the sink */
     uint64_t out_rows;
     uint64_t batch_n, batch_first;
+    size_t batch_bytes; /* 0: no byte limit */
+    size_t batch_size;  /* COPY bytes of the batch so far */
     int end_pending; /* bi is ready; end_batch not yet accepted */
     struct pgfeed_batch_info bi;
 
@@ -757,13 +759,18 @@ static size_t utf8_record(struct parser *P, const char *rec, size_t n)
 }
 
 /* A row went into out. */
-static void row_sent(struct parser *P, uint64_t lineno)
+static void row_sent(struct parser *P, uint64_t lineno, size_t bytes)
 {
     P->out_rows++;
     rowmap_add(P, &P->maps[P->map_cur], lineno);
-    if (P->batch_n++ == 0)
+    if (P->batch_n++ == 0) {
         P->batch_first = lineno;
-    if (P->batch_rows != 0 && P->batch_n == P->batch_rows) {
+        P->batch_size = 0;
+    }
+    P->batch_size += bytes;
+    /* A batch ends at batch_rows rows or batch_bytes bytes of COPY data, whichever is first. */
+    if ((P->batch_rows != 0 && P->batch_n == P->batch_rows) ||
+        (P->batch_bytes != 0 && P->batch_size >= P->batch_bytes)) {
         P->bi.rows = P->batch_n;
         P->bi.first_line = P->batch_first;
         P->bi.last_line = P->lineno; /* where the record ends */
@@ -818,8 +825,9 @@ static int data_row(struct parser *P, const char *rec, size_t n, uint64_t lineno
     }
     if (found != nf)
         return reject_field_count(P, rec, n, found, lineno, off);
-    P->out.len = (size_t)(o - P->out.data);
-    row_sent(P, lineno);
+    size_t bytes = (size_t)(o - P->out.data) - P->out.len;
+    P->out.len += bytes;
+    row_sent(P, lineno, bytes);
     return 0;
 }
 
@@ -1281,6 +1289,7 @@ int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config 
     if (P->max_line > SIZE_MAX / 8) /* keeps PGFEED_ENCODE_ROW_MAX from overflowing */
         P->max_line = SIZE_MAX / 8;
     P->batch_rows = cfg->batch_rows;
+    P->batch_bytes = cfg->batch_bytes;
     P->on_header = cfg->on_header;
     P->want_header = cfg->has_header;
     P->bom_pending = cfg->format == PGFEED_FORMAT_CSV;

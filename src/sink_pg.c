@@ -401,8 +401,13 @@ static int sink_finish(struct pgfeed_stage *s)
     if (k->state == S_COPY_IN) {
         if (k->blocked)
             return PGFEED_EAGAIN;
-        /* The last, partial batch: the parser gives no info for it. */
+        /* The last, partial batch: no end_batch for it; the parser says where it is. */
         const struct pgfeed_stats *st = pgfeed__job_stats(job_of(k));
+        if (k->base.prev) {
+            pgfeed__parser_pending_batch(k->base.prev, &k->batch);
+            k->eof = 1;
+            return end_copy(k);
+        }
         k->batch.rows = st->rows_sent - k->batch_rows_base;
         k->batch.last_line = st->lines_read;
         /* After a full batch the next starts on the following line; before any, one row

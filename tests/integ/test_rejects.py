@@ -141,3 +141,19 @@ def test_rejects_with_names_arrays_round_trip(ctx):
     eq(lines[0][0], "1501", "its line")
     eq(lines[0][2].encode(), data[1500], "the row exactly as read")
     eq(ctx.count(), 2999, "the other rows")
+
+
+@test()
+def test_batch_bytes_bounds_kept_batches(ctx):
+    """With rejects allowed a batch is kept in memory to find bad rows; --batch-bytes ends
+    batches early so that stays bounded, and the accounting stays exact."""
+    ctx.sql(INT_DDL)
+    path = ctx.write("nums.tsv", nums_tsv(5000, bad={2500: "2500\tbad\tx"}))
+    rej = ctx.tmp / "r.tsv"
+    res = ctx.pgfeed("-t", "nums", "--max-rejects", "1", "--batch-bytes", "8192",
+                     "--rejects", rej, path)
+    ctx.expect_rc(res, 0)
+    m = re.search(r"batches committed:\s+(\d+)", res.err)
+    check(m and int(m.group(1)) >= 10, f"want many small batches:\n{res.err}")
+    eq(len(table_ids(ctx)), 4999, "rows imported")
+    eq([ln[0] for ln in rejects_lines(rej)], ["2501"], "rejected line")
