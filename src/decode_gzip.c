@@ -53,6 +53,65 @@
  * decoded bytes it already imported (pgfeed__decoder_skip_output): they are
  * inflated and counted in dec_off and bytes_inflated, but not handed on. An
  * input that ends before they are all skipped is PGFEED_ECHANGED.
+ *
+ * Restart points (zlib's examples/zran.c technique), so that a resumed job
+ * need not re-read the compressed file from the start:
+ *   Access points. Once SPAN decoded bytes have passed since the previous
+ *   point, compressed input is inflated with Z_BLOCK (until then with
+ *   Z_NO_FLUSH, as each return costs zlib a window update), which makes
+ *   inflate return at each deflate block boundary (data_type & 128), also
+ *   right after a gzip/zlib header. At the first boundary that does not end
+ *   a member's last block (!(data_type & 64)) we record a point: the raw
+ *   offset of the next whole input byte, the unused bits of the byte before
+ *   it (data_type & 7) and that byte, the decoded offset, the member's
+ *   decoded length and
+ *   check value so far (zlib keeps the running CRC-32 / Adler-32 in
+ *   zs.adler for free), and the 32 KiB window (inflateGetDictionary, taken
+ *   only then). Only the last RING points are kept: the decoder runs a few
+ *   MiB at most ahead of the rows the sink commits. The start of the input
+ *   (raw 0, decoded 0) is the first point of the ring; it is evicted like
+ *   the others. For plain input every offset is a point: decoded D is raw D.
+ *   The boundary right after each gzip header is a point too, so inputs made
+ *   of many small members (bgzip, pigz -i) have points as well.
+ *   pgfeed__decoder_restart_point() serializes the latest point at or before
+ *   a decoded offset (format below); pgfeed__decoder_restart_from() sets a
+ *   fresh decoder up from one: raw inflate (-15), inflatePrime with the
+ *   unused bits, inflateSetDictionary with the window, counters at the
+ *   point's, and (decoded - point) bytes to skip, as for a re-read. The
+ *   source then delivers bytes from the partial byte on (from the point's
+ *   raw offset when it has no unused bits); that first byte must equal the
+ *   one recorded (else PGFEED_ECHANGED).
+ *   The resumed member is inflated raw, so zlib checks neither its trailer
+ *   nor its length: we do (state CHECK), with the check value carried in the
+ *   point and continued with crc32()/adler32() over the rest of that member
+ *   (the same work zlib does for every other member). The next gzip member
+ *   is read with windowBits 15+16 again (inflateReset2). The window of the
+ *   start point of a restarted decoder is the restart point itself, so it
+ *   can hand out restart points before it records any new one.
+ *   bytes_inflated stays equal to dec_off, the absolute decoded offset: a
+ *   restart adds the point's decoded offset to it (the sink uses it as the
+ *   offset of the last batch's end).
+ *
+ * Restart point format, version 1 (integers big-endian):
+ *    0  4  magic "PGFR"
+ *    4  1  version 1
+ *    5  1  mode: 0 start of the input (detect as usual, skip from there),
+ *          1 plain, 2 gzip, 3 zlib
+ *    6  1  unused bits in the partial byte, 0..7 (gzip, zlib; else 0)
+ *    7  1  the partial byte (the source byte at raw offset - 1), 0 without bits
+ *    8  1  window encoding: 0 stored, 1 raw deflate (level 1)
+ *    9  3  reserved, 0
+ *   12  8  raw offset of the point: the first source byte zlib has not consumed
+ *   20  8  decoded offset of the point
+ *   28  8  raw offset where the point's gzip member or zlib stream starts
+ *   36  8  member number, from 0
+ *   44  8  decoded bytes of the member before the point (ISIZE: low 32 bits)
+ *   52  4  their CRC-32 (gzip) or Adler-32 (zlib)
+ *   56  4  window length, at most 32768 (0: member start, or mode 0 or 1)
+ *   60  4  encoded window length w
+ *   64  w  the window, encoded
+ *   64+w 4 CRC-32 of the bytes before it
+ * Reading restarts at the raw offset, minus one when there are unused bits.
  */
 #define ZLIB_CONST
 #include <limits.h>
@@ -63,8 +122,33 @@
 
 #include "internal.h"
 
-enum dec_state { ST_SNIFF, ST_PLAIN, ST_INFLATE, ST_TRAIL, ST_DONE, ST_FAILED };
+enum dec_state { ST_SNIFF, ST_PLAIN, ST_INFLATE, ST_CHECK, ST_TRAIL, ST_DONE, ST_FAILED };
 enum dec_kind { KIND_PLAIN, KIND_GZIP, KIND_ZLIB };
+
+#define SPAN    ((size_t)1 << 20) /* decoded bytes at least between two access points */
+#define RING    8                 /* access points kept */
+#define WINSIZE 32768u            /* deflate's window */
+
+/* Restart point blobs (format in the comment above). */
+#define RP_MAGIC   "PGFR"
+#define RP_VERSION 1
+#define RP_HEAD    64
+enum rp_mode { RP_START, RP_PLAIN, RP_GZIP, RP_ZLIB };
+
+/* A place in the compressed input where inflating can start over. */
+struct access_point {
+    uint64_t seq;        /* 1, 2, ... in recording order; 0: an empty slot */
+    uint64_t raw;        /* the first input byte zlib had not consumed */
+    uint64_t dec;        /* decoded offset */
+    uint64_t member_raw; /* where its gzip member (zlib stream) starts */
+    uint64_t member_no;
+    uint64_t mlen;       /* the member's decoded bytes before the point */
+    uint32_t check;      /* their CRC-32 (gzip) or Adler-32 (zlib) */
+    unsigned char start; /* the start of the input: mode 0, nothing else set */
+    unsigned char bits;  /* unused bits in byte, the input byte at raw - 1 */
+    unsigned char byte;
+    unsigned wlen; /* window bytes, in the slot's part of windows */
+};
 
 struct decoder {
     struct pgfeed_stage base;
@@ -91,6 +175,31 @@ struct decoder {
     uint64_t skip;    /* decoded bytes still to drop (a resume re-reading the source) */
     uint64_t skip_total;
     uint64_t stream_end; /* raw_off at the last stream end */
+
+    /* Restart points. */
+    struct access_point ring[RING];
+    unsigned ring_next;      /* the slot the next point goes to */
+    uint64_t seq;            /* the last point's seq */
+    size_t span;             /* SPAN, or a test's */
+    unsigned char *windows;  /* RING * WINSIZE, allocated with the first point */
+    unsigned char last_byte; /* the last input byte inflate consumed */
+    uint64_t member_raw;     /* where the current gzip member (zlib stream) starts */
+    uint64_t member_no;
+    /*
+     * A member resumed from a restart point is inflated raw: zlib then keeps
+     * no check value and does not read the trailer, so we do (ST_CHECK).
+     */
+    int raw_member;
+    uint32_t check;       /* raw_member: CRC-32 / Adler-32 of the member so far */
+    uint64_t mlen_base;   /* the member's decoded bytes before zs.total_out began */
+    unsigned char trl[8]; /* ST_CHECK: the trailer so far */
+    unsigned trl_n;
+    int expect_byte; /* restarted: the first input byte must be expected */
+    unsigned char expected;
+    int restarted;
+    int began;               /* the kind is known (begin() ran) */
+    struct pgfeed_buf cache; /* the last blob made, for the point cache_seq */
+    uint64_t cache_seq;
 };
 
 static const char *kind_name(const struct decoder *d)
@@ -232,6 +341,7 @@ static int feed_held(struct decoder *d)
     d->zs.avail_out = (uInt)d->out_cap;
     zret = inflate(&d->zs, Z_NO_FLUSH);
     d->has_held = 0;
+    d->last_byte = d->held;
     if (zret != Z_OK)
         return fail_zlib(d, zret, d->dec_off);
     if (d->zs.avail_in != 0 || d->zs.avail_out != d->out_cap) {
@@ -242,31 +352,103 @@ static int feed_held(struct decoder *d)
     return 0;
 }
 
-/* One inflate call over src into out. 0 or the failure code. */
+static struct access_point *newest_point(struct decoder *d)
+{
+    return &d->ring[(d->ring_next + RING - 1) % RING];
+}
+
+/* The current member's decoded bytes so far. */
+static uint64_t member_len(const struct decoder *d)
+{
+    return d->mlen_base + d->zs.total_out;
+}
+
+/* raw_member: the check value goes on over out[from, to). Returns to. */
+static size_t check_out(struct decoder *d, size_t from, size_t to)
+{
+    const unsigned char *p = (const unsigned char *)d->out + from;
+
+    if (to > from)
+        d->check = (uint32_t)(d->kind == KIND_GZIP ? crc32(d->check, p, (uInt)(to - from))
+                                                   : adler32(d->check, p, (uInt)(to - from)));
+    return to;
+}
+
+/* At a deflate block boundary: records an access point at decoded offset dec. */
+static void record_point(struct decoder *d, uint64_t dec)
+{
+    struct access_point *p = &d->ring[d->ring_next];
+    uInt wlen = 0;
+
+    /* Without memory for it, or (cannot happen) a window, no point: a resume re-reads more. */
+    if (!d->windows && !(d->windows = malloc((size_t)RING * WINSIZE)))
+        return;
+    if (inflateGetDictionary(&d->zs, d->windows + (size_t)d->ring_next * WINSIZE, &wlen) != Z_OK ||
+        wlen > WINSIZE)
+        return;
+    p->raw = d->raw_off;
+    p->dec = dec;
+    p->member_raw = d->member_raw;
+    p->member_no = d->member_no;
+    p->mlen = member_len(d);
+    p->check = d->raw_member ? d->check : (uint32_t)d->zs.adler;
+    p->start = 0;
+    p->bits = (unsigned char)(d->zs.data_type & 7);
+    p->byte = p->bits ? d->last_byte : 0;
+    p->wlen = wlen;
+    p->seq = ++d->seq;
+    d->ring_next = (d->ring_next + 1) % RING;
+}
+
+/*
+ * Inflates src into out until out is full, src is used up, or the stream
+ * ends, recording access points at block boundaries on the way. 0 or the
+ * failure code.
+ */
 static int inflate_step(struct decoder *d)
 {
     uInt avail = d->src_left > UINT_MAX ? UINT_MAX : (uInt)d->src_left;
-    size_t used, made;
+    uint64_t dec_at = d->dec_off; /* decoded offset of out[0] */
+    size_t used, made, checked = 0;
     int zret;
 
     d->zs.next_in = d->src;
     d->zs.avail_in = avail;
     d->zs.next_out = (unsigned char *)d->out;
     d->zs.avail_out = (uInt)d->out_cap;
-    /*
-     * Access points for resuming mid-file (zlib's examples/zran.c) go here,
-     * later: inflate with Z_BLOCK instead of Z_NO_FLUSH; when zs.data_type &
-     * 128 (end of a deflate block; & 64: it was the last), record raw_off, the
-     * unused bit count (data_type & 7), dec_off + made and the last 32 KiB of
-     * output. Not implemented yet.
-     */
-    zret = inflate(&d->zs, Z_NO_FLUSH);
+    for (;;) {
+        uInt before = d->zs.avail_in;
+        /*
+         * Z_BLOCK only once a point is due: it returns at every block
+         * boundary, and each return costs zlib a window update.
+         */
+        made = d->out_cap - d->zs.avail_out;
+        int due = dec_at + made - newest_point(d)->dec >= d->span;
+
+        zret = inflate(&d->zs, due ? Z_BLOCK : Z_NO_FLUSH);
+        if (d->zs.avail_in != before) {
+            d->raw_off += before - d->zs.avail_in;
+            d->last_byte = d->zs.next_in[-1];
+        }
+        /* Z_BLOCK returns at each block end: go on unless out or src ran out. */
+        if (zret != Z_OK || !(d->zs.data_type & 128))
+            break;
+        made = d->out_cap - d->zs.avail_out;
+        if (!(d->zs.data_type & 64) && dec_at + made - newest_point(d)->dec >= d->span) {
+            if (d->raw_member)
+                checked = check_out(d, checked, made);
+            record_point(d, dec_at + made);
+        }
+        if (d->zs.avail_in == 0 || d->zs.avail_out == 0)
+            break;
+    }
     used = avail - d->zs.avail_in;
     made = d->out_cap - d->zs.avail_out;
     d->src += used;
     d->src_left -= used;
-    d->raw_off += used;
     d->more_out = d->zs.avail_out == 0;
+    if (d->raw_member)
+        check_out(d, checked, made);
     if (d->skip > 0 && made > 0) {
         size_t k = made < d->skip ? made : (size_t)d->skip;
         count_skipped(d, k);
@@ -279,8 +461,13 @@ static int inflate_step(struct decoder *d)
     case Z_OK:
         return 0;
     case Z_STREAM_END:
-        d->state = ST_TRAIL;
         d->more_out = 0;
+        if (d->raw_member) { /* zlib leaves the trailer to us */
+            d->state = ST_CHECK;
+            d->trl_n = 0;
+            return 0;
+        }
+        d->state = ST_TRAIL;
         d->padding = 0;
         d->stream_end = d->raw_off;
         return 0;
@@ -293,8 +480,66 @@ static int inflate_step(struct decoder *d)
         }
         return 0;
     default:
-        return fail_zlib(d, zret, d->dec_off + made);
+        return fail_zlib(d, zret, dec_at + (d->out_cap - d->zs.avail_out));
     }
+}
+
+static uint32_t get32be(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint32_t get32le(const unsigned char *p)
+{
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/*
+ * ST_CHECK, after a member inflated raw (resumed from a restart point):
+ * reads its trailer from src and checks it as zlib would have.
+ */
+static int check_trailer(struct decoder *d)
+{
+    unsigned need = d->kind == KIND_GZIP ? 8 : 4;
+    uint32_t check, want;
+    uint64_t at; /* the compressed offset of the field found wrong */
+    char *detail;
+
+    while (d->trl_n < need && d->src_left > 0) {
+        d->trl[d->trl_n++] = *d->src++;
+        d->src_left--;
+        d->raw_off++;
+    }
+    if (d->trl_n < need)
+        return 0;
+    at = d->raw_off - need;
+    check = d->kind == KIND_GZIP ? get32le(d->trl) : get32be(d->trl);
+    if (check != d->check) {
+        detail = pgfeed__strdup_printf(
+            "The %s stored at compressed byte %llu is %08lx, but the data decoded to %08lx (the %s was resumed from a checkpoint).",
+            d->kind == KIND_GZIP ? "CRC-32" : "Adler-32", (unsigned long long)at,
+            (unsigned long)check, (unsigned long)d->check,
+            d->kind == KIND_GZIP ? "member" : "stream");
+        goto bad;
+    }
+    want = (uint32_t)member_len(d);
+    if (d->kind == KIND_GZIP && (check = get32le(d->trl + 4)) != want) {
+        detail = pgfeed__strdup_printf(
+            "The length stored at compressed byte %llu is %lu, but the member decoded to %lu bytes (mod 2^32; it was resumed from a checkpoint).",
+            (unsigned long long)(at + 4), (unsigned long)check, (unsigned long)want);
+        at += 4;
+        goto bad;
+    }
+    d->state = ST_TRAIL;
+    d->padding = 0;
+    d->stream_end = d->raw_off;
+    return 0;
+bad:
+    return fail(d, PGFEED_EDECODE, detail,
+                d->kind == KIND_GZIP
+                    ? "Download the file again; \"gzip -t\" checks a copy before it is imported."
+                    : "Download the file again.",
+                d->kind == KIND_GZIP ? "corrupt gzip data" : "corrupt zlib data", d->dec_off, at);
 }
 
 /* ST_TRAIL: consumes padding, or starts the next member, from src. */
@@ -306,12 +551,17 @@ static int trail(struct decoder *d)
         if (d->has_held) { /* a 1f after a member end */
             if (b != 0x8b)
                 return fail_garbage(d, d->raw_off - 1, d->held);
-            if (inflateReset(&d->zs) != Z_OK) {
+            /* windowBits again: a member resumed raw may end here. */
+            if (inflateReset2(&d->zs, 15 + 16) != Z_OK) {
                 pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                              "could not reset zlib for the next gzip member");
                 return set_failed(d, PGFEED_EINTERNAL);
             }
             d->state = ST_INFLATE;
+            d->raw_member = 0;
+            d->mlen_base = 0;
+            d->member_raw = d->raw_off - 1;
+            d->member_no++;
             return feed_held(d); /* b stays in src for inflate */
         }
         if (b == 0)
@@ -347,6 +597,13 @@ static int pump(struct decoder *d)
                 return rc;
             continue;
         }
+        if (d->state == ST_CHECK) {
+            if (d->src_left == 0)
+                return 0;
+            if ((rc = check_trailer(d)) != 0)
+                return rc;
+            continue;
+        }
         if (d->src_left == 0 && !d->more_out)
             return 0;
         if ((rc = inflate_step(d)) != 0)
@@ -363,11 +620,13 @@ static enum dec_kind sniff(unsigned char b0, unsigned char b1)
     return KIND_PLAIN;
 }
 
-static int begin(struct decoder *d, enum dec_kind kind)
+/* window_bits 0: as the kind says (15 + 16 or 15); -15 for a restart point. */
+static int begin(struct decoder *d, enum dec_kind kind, int window_bits)
 {
     int zret;
 
     d->kind = kind;
+    d->began = 1;
     if (kind == KIND_PLAIN) {
         d->state = ST_PLAIN;
         return 0;
@@ -376,7 +635,9 @@ static int begin(struct decoder *d, enum dec_kind kind)
     if (!d->in)
         return fail_nomem(d);
     d->in_cap = d->out_cap;
-    zret = inflateInit2(&d->zs, kind == KIND_GZIP ? 15 + 16 : 15);
+    if (window_bits == 0)
+        window_bits = kind == KIND_GZIP ? 15 + 16 : 15;
+    zret = inflateInit2(&d->zs, window_bits);
     if (zret == Z_MEM_ERROR)
         return fail_nomem(d);
     if (zret != Z_OK) {
@@ -447,9 +708,25 @@ static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
             d->raw_off = 1;
             return 0;
         }
-        rc = begin(d, d->has_held ? sniff(d->held, u[0]) : sniff(u[0], u[1]));
+        rc = begin(d, d->has_held ? sniff(d->held, u[0]) : sniff(u[0], u[1]), 0);
         if (rc < 0)
             return rc;
+    }
+    if (d->expect_byte) { /* restarted with unused bits: the partial byte comes first */
+        if (u[0] != d->expected) {
+            char *detail = pgfeed__strdup_printf(
+                "The source byte at %llu is 0x%02x, but the checkpoint recorded 0x%02x there.",
+                (unsigned long long)d->raw_off, u[0], d->expected);
+            return fail(d, PGFEED_ECHANGED, detail,
+                        "The source seems to have changed; run with --restart to import it again.",
+                        "the source differs from the checkpoint", d->dec_off, d->raw_off);
+        }
+        d->expect_byte = 0;
+        d->raw_off++;
+        p++;
+        u++;
+        if (--n == 0)
+            return 0;
     }
     if (d->state == ST_PLAIN)
         return write_plain(d, p, n);
@@ -489,7 +766,7 @@ static int dec_finish(struct pgfeed_stage *s)
         d->up_blocked = 1;
         return PGFEED_EAGAIN;
     }
-    if (d->state == ST_INFLATE || (d->state == ST_TRAIL && d->has_held))
+    if (d->state == ST_INFLATE || d->state == ST_CHECK || (d->state == ST_TRAIL && d->has_held))
         return fail_truncated(d);
     if (d->state == ST_SNIFF) /* 0 or 1 byte in all */
         d->state = ST_PLAIN;
@@ -524,7 +801,8 @@ static void dec_resume(struct pgfeed_stage *s)
      * EAGAIN: downstream resumes us again later. After a failure (the job is
      * stopping) upstream is still woken, so its next call gets the error.
      */
-    if ((d->state == ST_INFLATE || d->state == ST_TRAIL) && pump(d) == PGFEED_EAGAIN)
+    if ((d->state == ST_INFLATE || d->state == ST_CHECK || d->state == ST_TRAIL) &&
+        pump(d) == PGFEED_EAGAIN)
         return;
     if (d->up_blocked) {
         d->up_blocked = 0;
@@ -540,6 +818,8 @@ static void dec_destroy(struct pgfeed_stage *s)
         inflateEnd(&d->zs);
     free(d->in);
     free(d->out);
+    free(d->windows);
+    pgfeed__buf_free(&d->cache);
     free(d);
 }
 
@@ -579,6 +859,260 @@ int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_
     d->base.ops = &decoder_ops;
     d->base.job = job;
     d->state = ST_SNIFF;
+    d->span = SPAN;
+    d->ring[0].seq = d->seq = 1; /* the start of the input */
+    d->ring[0].start = 1;
+    d->ring_next = 1;
     *out = &d->base;
+    return 0;
+}
+
+void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span)
+{
+    container_of(s, struct decoder, base)->span = span;
+}
+
+static unsigned char *put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--)
+        *p++ = (unsigned char)(v >> (8 * i));
+    return p;
+}
+
+static unsigned char *put64(unsigned char *p, uint64_t v)
+{
+    return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
+}
+
+static uint64_t get64be(const unsigned char *p)
+{
+    return (uint64_t)get32be(p) << 32 | get32be(p + 4);
+}
+
+/* Appends the blob of point p, in mode mode, to out. 0 or UV_ENOMEM. */
+static int serialize(const struct access_point *p, enum rp_mode mode, const unsigned char *window,
+                     struct pgfeed_buf *out)
+{
+    size_t start = out->len, wenc_len = p->wlen;
+    unsigned char *h;
+    int enc = 0, rc;
+
+    if (p->wlen > 0) {
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        if (deflateInit2(&z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            return UV_ENOMEM;
+        size_t bound = deflateBound(&z, p->wlen);
+        if ((rc = pgfeed__buf_reserve(out, RP_HEAD + (bound > p->wlen ? bound : p->wlen) + 4))) {
+            deflateEnd(&z);
+            return rc;
+        }
+        z.next_in = window;
+        z.avail_in = p->wlen;
+        z.next_out = (unsigned char *)out->data + start + RP_HEAD;
+        z.avail_out = (uInt)bound;
+        if (deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < p->wlen) {
+            enc = 1;
+            wenc_len = z.total_out;
+        } else
+            memcpy(out->data + start + RP_HEAD, window, p->wlen);
+        deflateEnd(&z);
+    } else if ((rc = pgfeed__buf_reserve(out, RP_HEAD + 4)))
+        return rc;
+    h = (unsigned char *)out->data + start;
+    memcpy(h, RP_MAGIC, 4);
+    h[4] = RP_VERSION;
+    h[5] = (unsigned char)mode;
+    h[6] = p->bits;
+    h[7] = p->byte;
+    h[8] = (unsigned char)enc;
+    h[9] = h[10] = h[11] = 0;
+    put64(h + 12, p->raw);
+    put64(h + 20, p->dec);
+    put64(h + 28, p->member_raw);
+    put64(h + 36, p->member_no);
+    put64(h + 44, p->mlen);
+    put32(h + 52, p->check);
+    put32(h + 56, p->wlen);
+    put32(h + 60, (uint32_t)wenc_len);
+    put32(h + RP_HEAD + wenc_len, (uint32_t)crc32(0, h, (uInt)(RP_HEAD + wenc_len)));
+    out->len = start + RP_HEAD + wenc_len + 4;
+    return 0;
+}
+
+int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, struct pgfeed_buf *out,
+                                  uint64_t *raw_offset)
+{
+    struct decoder *d = container_of(s, struct decoder, base);
+    struct access_point plain, *p = NULL;
+    enum rp_mode mode;
+    unsigned slot = 0;
+    int rc;
+
+    if (d->kind == KIND_PLAIN && (d->began || d->state == ST_PLAIN || d->state == ST_DONE)) {
+        /* Plain: every offset is a point. */
+        memset(&plain, 0, sizeof plain);
+        plain.raw = plain.dec = decoded;
+        *raw_offset = decoded;
+        return serialize(&plain, RP_PLAIN, NULL, out);
+    }
+    for (unsigned i = 1; i <= RING; i++) {
+        slot = (d->ring_next + RING - i) % RING;
+        if (d->ring[slot].seq == 0)
+            break;
+        if (d->ring[slot].dec <= decoded) {
+            p = &d->ring[slot];
+            break;
+        }
+    }
+    if (!p)
+        return 1;
+    *raw_offset = p->raw - (p->bits ? 1 : 0);
+    if (p->seq == d->cache_seq)
+        return pgfeed__buf_append(out, d->cache.data, d->cache.len);
+    mode = p->start ? RP_START : d->kind == KIND_GZIP ? RP_GZIP : RP_ZLIB;
+    size_t start = out->len;
+    rc = serialize(p, mode, d->windows ? d->windows + (size_t)slot * WINSIZE : NULL, out);
+    if (rc != 0)
+        return rc;
+    /* Batches ending between the same two points share their blob. */
+    d->cache.len = 0;
+    d->cache_seq = 0;
+    if (pgfeed__buf_append(&d->cache, out->data + start, out->len - start) == 0)
+        d->cache_seq = p->seq;
+    return 0;
+}
+
+static int fail_blob(struct decoder *d, uint64_t decoded, char *detail)
+{
+    return fail(d, PGFEED_ECHECKPOINT, detail,
+                "Run with --restart to import the source again from its start.",
+                "the checkpoint's decoder restart point is not usable", decoded, 0);
+}
+
+int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
+                                 uint64_t decoded)
+{
+    struct decoder *d = container_of(s, struct decoder, base);
+    const unsigned char *b = blob;
+    struct access_point p;
+    unsigned enc;
+    size_t wenc_len;
+    enum rp_mode mode;
+    int rc;
+
+    if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted) {
+        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+                     "restart point set after input or twice");
+        return set_failed(d, PGFEED_EINTERNAL);
+    }
+    if (n < RP_HEAD + 4 || memcmp(b, RP_MAGIC, 4) != 0)
+        return fail_blob(d, decoded,
+                         pgfeed__strdup_printf(
+                             "It is %zu bytes long and does not start with \"%s\".", n, RP_MAGIC));
+    if (b[4] != RP_VERSION)
+        return fail_blob(
+            d, decoded,
+            pgfeed__strdup_printf("Its format version is %u; this pgfeed reads version %u only.",
+                                  b[4], RP_VERSION));
+    wenc_len = get32be(b + 60);
+    if (wenc_len > n - RP_HEAD - 4 || n != RP_HEAD + wenc_len + 4)
+        return fail_blob(d, decoded,
+                         pgfeed__strdup_printf("It is %zu bytes long, but says %zu.", n,
+                                               RP_HEAD + wenc_len + 4));
+    if (get32be(b + n - 4) != (uint32_t)crc32(0, b, (uInt)(n - 4)))
+        return fail_blob(d, decoded,
+                         pgfeed__strdup_printf("Its CRC-32 does not match: it is damaged."));
+    memset(&p, 0, sizeof p);
+    mode = (enum rp_mode)b[5];
+    p.bits = b[6];
+    p.byte = b[7];
+    enc = b[8];
+    p.raw = get64be(b + 12);
+    p.dec = get64be(b + 20);
+    p.member_raw = get64be(b + 28);
+    p.member_no = get64be(b + 36);
+    p.mlen = get64be(b + 44);
+    p.check = get32be(b + 52);
+    p.wlen = get32be(b + 56);
+    if (b[5] > RP_ZLIB || p.bits > 7 || (p.bits == 0 && p.byte != 0) || enc > 1 ||
+        b[9] | b[10] | b[11] || p.wlen > WINSIZE || p.wlen > p.mlen ||
+        (enc == 0 && wenc_len != p.wlen) || (p.wlen == 0 && wenc_len != 0) ||
+        (mode == RP_START && (p.raw | p.dec | p.bits | p.wlen) != 0) ||
+        (mode == RP_PLAIN && (p.raw != p.dec || p.bits || p.wlen)) ||
+        ((mode == RP_GZIP || mode == RP_ZLIB) &&
+         (p.raw < p.member_raw || p.raw - (p.bits ? 1 : 0) < 2 || p.dec < p.mlen)))
+        return fail_blob(d, decoded,
+                         pgfeed__strdup_printf("Its fields are inconsistent (mode %u, raw offset "
+                                               "%llu, %u bits, window %u bytes).",
+                                               b[5], (unsigned long long)p.raw, p.bits, p.wlen));
+    if (decoded < p.dec)
+        return fail_blob(
+            d, decoded,
+            pgfeed__strdup_printf(
+                "The checkpoint's decoded offset %llu is before the restart point's, %llu.",
+                (unsigned long long)decoded, (unsigned long long)p.dec));
+
+    d->restarted = 1;
+    switch (mode) {
+    case RP_START: /* what a re-read does */
+        break;
+    case RP_PLAIN:
+        begin(d, KIND_PLAIN, 0);
+        d->raw_off = p.raw;
+        break;
+    default:
+        if ((rc = begin(d, mode == RP_GZIP ? KIND_GZIP : KIND_ZLIB, -15)) != 0)
+            return rc;
+        if (!(d->windows = malloc((size_t)RING * WINSIZE)))
+            return fail_nomem(d);
+        if (p.wlen > 0) {
+            unsigned char *w = d->windows;
+            if (enc == 1) {
+                z_stream z;
+                int zret;
+                memset(&z, 0, sizeof z);
+                if (inflateInit2(&z, -15) != Z_OK)
+                    return fail_nomem(d);
+                z.next_in = b + RP_HEAD;
+                z.avail_in = (uInt)wenc_len;
+                z.next_out = w;
+                z.avail_out = WINSIZE;
+                zret = inflate(&z, Z_FINISH);
+                rc = zret == Z_STREAM_END && z.total_out == p.wlen && z.avail_in == 0;
+                inflateEnd(&z);
+                if (zret == Z_MEM_ERROR)
+                    return fail_nomem(d);
+                if (!rc)
+                    return fail_blob(d, decoded,
+                                     pgfeed__strdup_printf("Its window does not decompress."));
+            } else
+                memcpy(w, b + RP_HEAD, p.wlen);
+        }
+        if ((p.bits && inflatePrime(&d->zs, p.bits, p.byte >> (8 - p.bits)) != Z_OK) ||
+            (p.wlen && inflateSetDictionary(&d->zs, d->windows, p.wlen) != Z_OK)) {
+            pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+                         "zlib refused a restart point");
+            return set_failed(d, PGFEED_EINTERNAL);
+        }
+        d->raw_member = 1;
+        d->check = p.check;
+        d->mlen_base = p.mlen;
+        d->member_raw = p.member_raw;
+        d->member_no = p.member_no;
+        d->raw_off = p.raw - (p.bits ? 1 : 0);
+        d->expect_byte = p.bits != 0;
+        d->expected = p.byte;
+        d->stream_end = p.raw;
+        /* The point is the restarted decoder's first: slot 0, window included. */
+        p.seq = d->seq = 1;
+        d->ring[0] = p;
+        d->ring_next = 1;
+        break;
+    }
+    d->dec_off = p.dec;
+    pgfeed__job_stats(d->base.job)->bytes_inflated += p.dec;
+    d->skip = decoded - p.dec;
+    d->skip_total = decoded;
     return 0;
 }

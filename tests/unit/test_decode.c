@@ -13,6 +13,15 @@
  * downstream owes a resume, finish passed on exactly once, bytes_inflated,
  * error messages and offsets. Also: output as prompt as zlib allows, and
  * pgfeed__decoder_skip_output() for resumed jobs.
+ *
+ * Restart points (test_restart_points): a decode of a few MB of rows
+ * (gzip in one, two, four and forty members, zlib, plain) hands out restart
+ * points at ~50 batch ends as the output passes them; a fresh decoder
+ * restarted from each, fed the source from the point's raw offset (whole and
+ * in random slices, with EAGAIN), must give the original output from the
+ * batch end on, byte for byte, and hand out restart points itself; damaged
+ * blobs, a changed source and a bad trailer of the resumed member fail
+ * cleanly; an offset older than the ring is refused.
  */
 #define ZLIB_CONST
 #include <stdio.h>
@@ -173,6 +182,10 @@ struct fake {
     unsigned finish_calls, finished;
     const char *first_p;
     const char *violation;
+    /* When set, output is compared with expect as it comes instead of kept (big cases). */
+    const unsigned char *expect;
+    size_t expect_n;
+    int differs;
 };
 
 static struct fake *fake_of(struct pgfeed_stage *s)
@@ -202,6 +215,12 @@ static int fake_write(struct pgfeed_stage *s, const char *p, size_t n)
     }
     if (!f->first_p)
         f->first_p = p;
+    if (f->expect) {
+        if (f->got.n + n > f->expect_n || memcmp(f->expect + f->got.n, p, n) != 0)
+            f->differs = 1;
+        f->got.n += n;
+        return 0;
+    }
     bytes_add(&f->got, p, n);
     return 0;
 }
@@ -301,6 +320,8 @@ struct tcase {
     uint64_t raw_lo, raw_hi; /* errors: the range raw_offset must fall in */
     int zero_copy;           /* plain: the first whole write goes down as the same pointer */
     uint64_t skip;           /* OUT_OK: pgfeed__decoder_skip_output(); want is before the skip */
+    const void *blob;        /* a restart point: restart_from(blob, skip) instead of skip_output */
+    size_t blob_n;
 };
 
 #define HUNG                                                                                       \
@@ -431,12 +452,20 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
     f.eagain = g->eagain;
     f.finish_eagains = g->finish_eagains;
     f.rng = g->seed + 7;
+    if (c->blob) {
+        f.expect = c->want + c->skip;
+        f.expect_n = c->want_n - (size_t)c->skip;
+    }
 
     rc = pgfeed__decoder_new(job, g->out_chunk, &dec);
     FAIL_IF(rc != 0 || !dec, "pgfeed__decoder_new: %s", pgfeed_err_name(rc));
     dec->next = &f.base;
     f.base.prev = dec;
-    if (c->skip)
+    if (c->blob) {
+        rc = pgfeed__decoder_restart_from(dec, c->blob, c->blob_n, c->skip);
+        FAIL_IF(rc != 0, "restart_from: %s: %s", pgfeed_err_name(rc),
+                pgfeed_job_error(job)->detail ? pgfeed_job_error(job)->detail : "-");
+    } else if (c->skip)
         pgfeed__decoder_skip_output(dec, c->skip);
     f.up.ops = &up_ops;
     f.up.job = job;
@@ -496,7 +525,8 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
                 e->message ? e->message : "-", e->detail ? e->detail : "-");
         FAIL_IF(e->code != 0, "job error set: %s", e->message);
         size_t want_n = c->want_n - (size_t)c->skip;
-        FAIL_IF(f.got.n != want_n || (want_n && memcmp(f.got.p, c->want + c->skip, want_n) != 0),
+        FAIL_IF(f.got.n != want_n || f.differs ||
+                    (!f.expect && want_n && memcmp(f.got.p, c->want + c->skip, want_n) != 0),
                 "output differs: %zu bytes, want %zu", f.got.n, want_n);
         FAIL_IF(f.finished != 1, "downstream finished %u times", f.finished);
         unsigned calls = f.finish_calls;
@@ -842,6 +872,579 @@ static void test_prompt(const struct bytes *in, int window_bits, size_t out_chun
     close_job(job);
 }
 
+/* ------------------------------------------------------ restart points */
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Fields of a blob (format in decode_gzip.c). */
+enum { RP_HEAD = 64 };
+#define RP_MODE(b)   ((b)[5])
+#define RP_BITS(b)   ((b)[6])
+#define RP_RAW(b)    be64((b) + 12)
+#define RP_DEC(b)    be64((b) + 20)
+#define RP_MEMBER(b) be64((b) + 36)
+#define RP_WLEN(b)   be32((b) + 56)
+
+/* Rewrites a blob's trailing CRC-32 after an edit. */
+static void reseal(struct bytes *b)
+{
+    uint32_t c = (uint32_t)crc32(0, b->p, (uInt)(b->n - 4));
+    for (int i = 0; i < 4; i++)
+        b->p[b->n - 4 + i] = (unsigned char)(c >> (24 - 8 * i));
+}
+
+struct rpoint {
+    uint64_t target; /* the decoded offset asked for (a batch end) */
+    int rc;          /* restart_point's answer */
+    uint64_t raw;
+    struct bytes blob;
+};
+
+struct rp_fixture {
+    const char *name;
+    const struct bytes *in;   /* the source */
+    const struct bytes *want; /* its decoded bytes */
+    size_t span;              /* 0: the decoder's default */
+    int every_block;          /* span 0: every block boundary */
+};
+
+static void rpoints_free(struct rpoint *pts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(pts[i].blob.p);
+}
+
+/* Asks for restart points at the targets from next on up to upto; returns the next one. */
+static size_t ask_points(struct pgfeed_stage *dec, struct rpoint *pts, size_t npts, size_t next,
+                         uint64_t upto, struct pgfeed_buf *buf)
+{
+    for (; next < npts && pts[next].target <= upto; next++) {
+        struct rpoint *p = &pts[next];
+        buf->len = 0;
+        p->rc = pgfeed__decoder_restart_point(dec, p->target, buf, &p->raw);
+        p->blob.n = 0;
+        if (p->rc == 0)
+            bytes_add(&p->blob, buf->data, buf->len);
+    }
+    return next;
+}
+
+/*
+ * Plays an import: decodes fx->in from raw_start (after restart_from(blob,
+ * start) when blob) in slices into a downstream that sometimes answers
+ * EAGAIN, and asks for a restart point at each target as soon as the
+ * output delivered passes it, as the sink does at each batch end. Checks
+ * the output. At the end, when the ring must have moved on from the start
+ * (evicted), checks that offset 0 is refused with 1.
+ */
+static int collect(const struct rp_fixture *fx, const struct bytes *blob, uint64_t start,
+                   uint64_t raw_start, struct rpoint *pts, size_t npts, int evicted, uint64_t seed)
+{
+    pgfeed_job_t *job = new_job();
+    struct pgfeed_stage *dec;
+    struct fake f;
+    struct pgfeed_buf buf = {0};
+    uint64_t rng = seed * 77 + 5;
+    size_t pos = raw_start, next = 0;
+    int rc = 0, ok = 1;
+
+    memset(&f, 0, sizeof f);
+    f.base.ops = &fake_ops;
+    f.base.job = job;
+    f.eagain = EAGAIN_RANDOM;
+    f.rng = seed;
+    f.expect = fx->want->p + start;
+    f.expect_n = fx->want->n - start;
+    f.up.ops = &up_ops;
+    f.up.job = job;
+    if (pgfeed__decoder_new(job, 65536, &dec) != 0)
+        abort();
+    dec->next = &f.base;
+    f.base.prev = dec;
+    f.up.next = dec;
+    dec->prev = &f.up;
+    if (fx->span || fx->every_block)
+        pgfeed__decoder_set_span(dec, fx->span);
+    if (blob && (rc = pgfeed__decoder_restart_from(dec, blob->p, blob->n, start)) != 0) {
+        tap_note("%s: restart_from: %s", fx->name, pgfeed_err_name(rc));
+        ok = 0;
+        goto out;
+    }
+    for (;;) {
+        /* Ask for the targets the output has passed, in order. */
+        next = ask_points(dec, pts, npts, next, start + f.got.n, &buf);
+        if (pos == fx->in->n)
+            break;
+        size_t len = 1 + (size_t)(rng_next(&rng) % 40000);
+        len = len < fx->in->n - pos ? len : fx->in->n - pos;
+        rc = offer(dec, &f, place(fx->in->p + pos, len), len);
+        if (rc != 0)
+            break;
+        pos += len;
+        if (f.owe && (rng_next(&rng) & 1))
+            settle(&f, dec);
+    }
+    if (rc == 0)
+        rc = finish_all(dec, &f);
+    if (rc == 0) /* the last batch ends at finish */
+        ask_points(dec, pts, npts, next, UINT64_MAX, &buf);
+    if (rc != 0 || f.violation) {
+        tap_note("%s: decoding from %llu: %s %s", fx->name, (unsigned long long)start,
+                 pgfeed_err_name(rc), f.violation ? f.violation : "");
+        ok = 0;
+    } else if (f.got.n != fx->want->n - start || f.differs) {
+        tap_note("%s: output from %llu differs", fx->name, (unsigned long long)start);
+        ok = 0;
+    }
+    if (ok && evicted) {
+        uint64_t raw = 12345;
+        buf.len = 0;
+        if (pgfeed__decoder_restart_point(dec, 0, &buf, &raw) != 1 || buf.len != 0 ||
+            raw != 12345) {
+            tap_note("%s: offset 0 is still served after the ring moved on", fx->name);
+            ok = 0;
+        }
+    }
+out:
+    pgfeed__buf_free(&buf);
+    dec->ops->destroy(dec);
+    free(f.got.p);
+    close_job(job);
+    return ok;
+}
+
+/* ~50 batch ends: 0, the end, and offsets spread over the output. */
+static size_t make_targets(struct rpoint *pts, uint64_t total, uint64_t seed)
+{
+    size_t n = 0;
+    uint64_t rng = seed;
+    memset(pts, 0, 52 * sizeof *pts);
+    pts[n++].target = 0;
+    for (size_t i = 1; i <= 50; i++)
+        pts[n++].target = (i - 1) * total / 50 + rng_next(&rng) % (total / 50);
+    pts[n++].target = total;
+    return n;
+}
+
+/* Restarts from every point under a few configurations; output must equal want from target. */
+static void restart_all(const struct rp_fixture *fx, struct rpoint *pts, size_t npts,
+                        const char *gen, int light)
+{
+    struct family fm;
+    char name[160];
+    memset(&fm, 0, sizeof fm);
+    fm.what = "restart at each batch end";
+    for (size_t i = 0; i < npts; i++) {
+        struct rpoint *p = &pts[i];
+        if (p->rc != 0)
+            continue;
+        struct tcase c = ok_case(fx->name, fx->in, fx->want);
+        c.in = fx->in->p + p->raw;
+        c.in_n = fx->in->n - p->raw;
+        c.skip = p->target;
+        c.blob = p->blob.p;
+        c.blob_n = p->blob.n;
+        struct cfg g;
+        memset(&g, 0, sizeof g);
+        g.out_chunk = 65536;
+        g.split = SPLIT_WHOLE;
+        g.seed = i;
+        fam_run(&fm, &c, &g);
+        if (light)
+            continue;
+        g.out_chunk = 4096;
+        g.split = SPLIT_RANDOM;
+        g.max_slice = 20000;
+        g.eagain = EAGAIN_RANDOM;
+        g.finish_eagains = 1;
+        fam_run(&fm, &c, &g);
+        if (i % 7 == 3) {
+            g.split = SPLIT_RANDOM;
+            g.max_slice = 300;
+            g.out_chunk = 1000;
+            g.eagain = 3;
+            g.finish_eagains = 0;
+            fam_run(&fm, &c, &g);
+        }
+        if (i % 3 == 1) { /* exactly at the point: nothing to skip */
+            c.skip = RP_DEC(p->blob.p);
+            g.split = SPLIT_AT;
+            g.at = c.in_n / 3;
+            g.out_chunk = 65536;
+            g.eagain = 2;
+            fam_run(&fm, &c, &g);
+        }
+    }
+    snprintf(name, sizeof name, "%s, %s", fx->name, gen);
+    fam_end(&fm, name);
+}
+
+/*
+ * The whole round: a straight decode handing out restart points at ~50
+ * batch ends, a restart from each, and (chain) restarts from points that a
+ * restarted decoder handed out. Returns the first-generation points.
+ */
+static void restart_round(const struct rp_fixture *fx, struct rpoint *pts, size_t *npts, int chain,
+                          uint64_t seed)
+{
+    size_t n = make_targets(pts, fx->want->n, seed);
+    unsigned served = 0, mid = 0, bits = 0, windows = 0, monotone = 1, far_start = 0;
+    uint64_t span = fx->every_block ? 0 : fx->span ? fx->span : 1u << 20;
+    uint64_t max_member = 0, last_raw = 0;
+    int evicted = fx->in != fx->want &&
+                  (fx->every_block || fx->want->n > 12 * (fx->span ? fx->span : (1u << 20)));
+
+    *npts = n;
+    ASSERT_TRUE(collect(fx, NULL, 0, 0, pts, n, evicted, seed),
+                "%s: straight decode handing out restart points%s", fx->name,
+                evicted ? ", the start evicted at the end" : "");
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *b = pts[i].blob.p;
+        if (pts[i].rc != 0)
+            continue;
+        served++;
+        /* Past two spans (and a deflate block or two), the start is no longer the latest point. */
+        if (fx->in != fx->want && RP_MODE(b) == 0 && pts[i].target > 2 * span + 300000)
+            far_start++;
+        if (RP_MODE(b) >= 2) {
+            mid++;
+            bits += RP_BITS(b) != 0;
+            windows += RP_WLEN(b) > 0;
+            max_member = RP_MEMBER(b) > max_member ? RP_MEMBER(b) : max_member;
+        }
+        if (pts[i].raw < last_raw || RP_DEC(b) > pts[i].target ||
+            pts[i].raw != RP_RAW(b) - (RP_BITS(b) ? 1 : 0) ||
+            (RP_MODE(b) == 1 && pts[i].raw != pts[i].target))
+            monotone = 0;
+        last_raw = pts[i].raw;
+    }
+    ASSERT_TRUE(served == n, "%s: every batch end got a restart point (%u of %zu)", fx->name,
+                served, n);
+    ASSERT_TRUE(monotone,
+                "%s: restart offsets grow with the batch ends; points are at or before them",
+                fx->name);
+    tap_note(
+        "%s: %u points: %u mid-stream (%u with unused bits, %u with a window), last member %llu",
+        fx->name, served, mid, bits, windows, (unsigned long long)max_member);
+    if (fx->in != fx->want) {
+        ASSERT_TRUE(far_start == 0 && mid > 0,
+                    "%s: restart points past the first spans are mid-stream (%u are not)", fx->name,
+                    far_start);
+        if (!fx->every_block) /* 64 KiB members are single blocks: points at their starts only */
+            ASSERT_TRUE(bits > 0 && windows > 0, "%s: points with unused bits and windows",
+                        fx->name);
+    }
+    restart_all(fx, pts, n, "first generation", 0);
+
+    if (!chain)
+        return;
+    /* A restarted decoder hands out restart points too: from its seed point, then its own. */
+    for (size_t k = 5; k < n; k += 25) {
+        struct rpoint later[52];
+        size_t m = 0;
+        if (pts[k].rc != 0)
+            continue;
+        memset(later, 0, sizeof later);
+        for (size_t i = k; i < n; i++)
+            later[m++].target = pts[i].target;
+        ASSERT_TRUE(collect(fx, &pts[k].blob, pts[k].target, pts[k].raw, later, m, 0, seed + k),
+                    "%s: decode restarted at %llu handing out restart points", fx->name,
+                    (unsigned long long)pts[k].target);
+        ASSERT_TRUE(later[0].rc == 0 && later[0].raw == pts[k].raw,
+                    "%s: the restart point itself is served at once", fx->name);
+        restart_all(fx, later, m, "second generation", 1);
+        rpoints_free(later, m);
+    }
+}
+
+/* One restart_from that must fail with the blob's error; nothing may go downstream. */
+static void expect_bad_blob(const char *what, const void *blob, size_t n, uint64_t decoded,
+                            const char *detail_part)
+{
+    pgfeed_job_t *job = new_job();
+    struct pgfeed_stage *dec;
+    struct fake f;
+    memset(&f, 0, sizeof f);
+    f.base.ops = &fake_ops;
+    f.base.job = job;
+    if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+        abort();
+    dec->next = &f.base;
+    int rc = pgfeed__decoder_restart_from(dec, blob, n, decoded);
+    const struct pgfeed_error *e = pgfeed_job_error(job);
+    int ok = rc == PGFEED_ECHECKPOINT && e->code == PGFEED_ECHECKPOINT && e->stage &&
+             strcmp(e->stage, "decoder") == 0 && e->message &&
+             strcmp(e->message, "the checkpoint's decoder restart point is not usable") == 0 &&
+             e->detail && e->hint && (!detail_part || strstr(e->detail, detail_part));
+    ok = ok && dec->ops->write(dec, "\x1f\x8b", 2) == rc && dec->ops->finish(dec) == rc &&
+         f.got.n == 0 && f.finished == 0;
+    ASSERT_TRUE(ok, "%s: a clean PGFEED_ECHECKPOINT", what);
+    if (!ok)
+        tap_note("  rc %s, message %s, detail %s", pgfeed_err_name(rc),
+                 e->message ? e->message : "-", e->detail ? e->detail : "-");
+    dec->ops->destroy(dec);
+    free(f.got.p);
+    close_job(job);
+}
+
+static void test_bad_blobs(const struct rpoint *p)
+{
+    struct bytes b = {0};
+    const unsigned char *o = p->blob.p;
+    size_t n = p->blob.n;
+    unsigned wrong = 0, tried = 0;
+
+    expect_bad_blob("empty blob", "", 0, p->target, NULL);
+    expect_bad_blob("blob cut short", o, RP_HEAD + 3, p->target, NULL);
+    expect_bad_blob("blob missing its last byte", o, n - 1, p->target, NULL);
+    bytes_add(&b, o, n);
+    bytes_add(&b, "", 1);
+    expect_bad_blob("blob with a byte too many", b.p, b.n, p->target, NULL);
+    /* Every bit of the header and the CRC, and bits across the window. */
+    for (size_t i = 0; i < n; i += i < RP_HEAD || i >= n - 8 ? 1 : 97) {
+        for (int bit = 0; bit < 8; bit += i < RP_HEAD ? 1 : 3) {
+            b.n = 0;
+            bytes_add(&b, o, n);
+            b.p[i] ^= (unsigned char)(1u << bit);
+            pgfeed_job_t *job = new_job();
+            struct pgfeed_stage *dec;
+            if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+                abort();
+            tried++;
+            int rc = pgfeed__decoder_restart_from(dec, b.p, b.n, p->target);
+            const struct pgfeed_error *e = pgfeed_job_error(job);
+            if (rc != PGFEED_ECHECKPOINT || e->code != PGFEED_ECHECKPOINT || !e->detail ||
+                strstr(e->detail, i < 4    ? "does not start"
+                                  : i == 4 ? "version"
+                                           : "") == NULL) {
+                if (wrong++ == 0)
+                    tap_note("byte %zu bit %d flipped: %s (%s)", i, bit, pgfeed_err_name(rc),
+                             e->detail ? e->detail : "-");
+            }
+            dec->ops->destroy(dec);
+            close_job(job);
+        }
+    }
+    ASSERT_TRUE(wrong == 0, "a flipped bit anywhere in a blob is PGFEED_ECHECKPOINT (%u of %u not)",
+                wrong, tried);
+
+    /* Well sealed, but not what this pgfeed reads or writes. */
+    b.n = 0;
+    bytes_add(&b, o, n);
+    b.p[4] = 2;
+    reseal(&b);
+    expect_bad_blob("format version 2", b.p, b.n, p->target, "version is 2");
+    b.p[4] = 1;
+    b.p[6] = 8;
+    reseal(&b);
+    expect_bad_blob("8 unused bits", b.p, b.n, p->target, "inconsistent");
+    b.p[6] = o[6];
+    b.p[5] = 9;
+    reseal(&b);
+    expect_bad_blob("mode 9", b.p, b.n, p->target, "inconsistent");
+    b.p[5] = o[5];
+    if (b.p[8] == 1) {
+        b.p[RP_HEAD] ^= 0xff;
+        b.p[RP_HEAD + 1] ^= 0xff;
+        reseal(&b);
+        expect_bad_blob("window that does not inflate", b.p, b.n, p->target, "window");
+    }
+    expect_bad_blob("checkpoint before its restart point", o, n, RP_DEC(o) - 1, "before");
+    free(b.p);
+}
+
+/* Restarted, the source does not match: first byte, trailer check value, length. */
+static void restart_expect(const char *what, const struct bytes *in, const struct rpoint *p,
+                           int want_rc, const char *message, const char *detail_prefix,
+                           uint64_t raw_at)
+{
+    pgfeed_job_t *job = new_job();
+    struct pgfeed_stage *dec;
+    struct fake f;
+    memset(&f, 0, sizeof f);
+    f.base.ops = &fake_ops;
+    f.base.job = job;
+    if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+        abort();
+    dec->next = &f.base;
+    int rc = pgfeed__decoder_restart_from(dec, p->blob.p, p->blob.n, p->target);
+    for (size_t pos = p->raw; rc == 0 && pos < in->n; pos += 5000) {
+        size_t len = in->n - pos < 5000 ? in->n - pos : 5000;
+        rc = dec->ops->write(dec, place(in->p + pos, len), len);
+    }
+    if (rc == 0)
+        rc = dec->ops->finish(dec);
+    const struct pgfeed_error *e = pgfeed_job_error(job);
+    ASSERT_EQ_INT(rc, want_rc, what);
+    ASSERT_EQ_STR(e->message, message, what);
+    ASSERT_TRUE(e->detail && strncmp(e->detail, detail_prefix, strlen(detail_prefix)) == 0,
+                "%s: detail \"%s\"", what, e->detail ? e->detail : "-");
+    ASSERT_EQ_INT(e->raw_offset, raw_at, what);
+    ASSERT_TRUE(f.finished == 0, "%s: not finished downstream", what);
+    dec->ops->destroy(dec);
+    free(f.got.p);
+    close_job(job);
+}
+
+/* A point with unused bits, or any mid-stream one when bits is 0 (-1: none). */
+static const struct rpoint *pick_point(const struct rpoint *pts, size_t n, int bits)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pts[i].rc == 0 && RP_MODE(pts[i].blob.p) >= 2 && RP_WLEN(pts[i].blob.p) > 0 &&
+            (!bits || RP_BITS(pts[i].blob.p) != 0))
+            return &pts[i];
+    return NULL;
+}
+
+static void test_restart_points(void)
+{
+    struct bytes data = {0}, gz = {0}, gz2 = {0}, gz3 = {0}, many = {0}, zl = {0};
+    struct bytes gz_empty = {0}, smallgz = {0}, small = {0};
+    struct rpoint pts[52];
+    size_t n;
+
+    /* ~2.6 MB of rows with 100 KB of noise (stored blocks) in between. */
+    add_text(&data, 1200000, 11);
+    add_random(&data, 100000, 12);
+    add_text(&data, data.n + 1300000, 13);
+    add_deflated(&gz, data.p, data.n, 31, 6, 0);
+    /* Two members of different sizes and levels, then zero padding. */
+    add_deflated(&gz2, data.p, 900000, 31, 6, 0);
+    add_deflated(&gz2, data.p + 900000, data.n - 900000, 31, 1, 0);
+    bytes_fill(&gz2, 0, 1000);
+    /* Four: small, big with header fields, empty, the rest. */
+    add_deflated(&gz_empty, "", 0, 31, 6, 0);
+    add_deflated(&gz3, data.p, 300000, 31, 9, 0);
+    add_deflated(&gz3, data.p + 300000, 1700000, 31, 6, 1);
+    bytes_add(&gz3, gz_empty.p, gz_empty.n);
+    add_deflated(&gz3, data.p + 2000000, data.n - 2000000, 31, 2, 0);
+    /* bgzip-like: 64 KiB members, each one deflate block or a few. */
+    for (size_t at = 0; at < data.n; at += 65536)
+        add_deflated(&many, data.p + at, data.n - at < 65536 ? data.n - at : 65536, 31, 6, 0);
+    add_deflated(&zl, data.p, data.n, 15, 6, 0);
+    bytes_fill(&zl, 0, 3);
+
+    struct rp_fixture fx[] = {
+        {"restart: gzip", &gz, &data, 65536, 0},
+        {"restart: two gzip members + padding, default span", &gz2, &data, 0, 0},
+        {"restart: four gzip members, one empty", &gz3, &data, 100000, 0},
+        {"restart: 64 KiB gzip members, every block", &many, &data, 0, 1},
+        {"restart: zlib + padding", &zl, &data, 32768, 0},
+        {"restart: plain", &data, &data, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof fx / sizeof fx[0]; i++) {
+        restart_round(&fx[i], pts, &n, i == 2 || i == 4 || i == 3, 1000 + i);
+        if (i == 0) {
+            const struct rpoint *p = pick_point(pts, n, 1);
+            ASSERT_TRUE(p != NULL, "gzip: a point with unused bits and a window");
+            if (p) {
+                struct bytes bad = {0};
+                test_bad_blobs(p);
+                /* The partial byte differs: the source changed. */
+                bytes_add(&bad, gz.p, gz.n);
+                bad.p[p->raw] ^= 0x40;
+                restart_expect("restarted gzip, partial byte changed", &bad, p, PGFEED_ECHANGED,
+                               "the source differs from the checkpoint", "The source byte at",
+                               p->raw);
+                /* The trailer of the resumed member is checked. */
+                bad.p[p->raw] ^= 0x40;
+                bad.p[gz.n - 7] ^= 1;
+                restart_expect("restarted gzip, CRC-32 changed", &bad, p, PGFEED_EDECODE,
+                               "corrupt gzip data", "The CRC-32 stored at compressed byte",
+                               gz.n - 8);
+                bad.p[gz.n - 7] ^= 1;
+                bad.p[gz.n - 2] ^= 1;
+                restart_expect("restarted gzip, length changed", &bad, p, PGFEED_EDECODE,
+                               "corrupt gzip data", "The length stored at compressed byte",
+                               gz.n - 4);
+                bad.n = gz.n - 3;
+                restart_expect("restarted gzip, trailer cut", &bad, p, PGFEED_EDECODE,
+                               "unexpected end of compressed input", "The gzip stream ends",
+                               gz.n - 3);
+                free(bad.p);
+            }
+        }
+        if (i == 4) {
+            const struct rpoint *p = pick_point(pts, n, 0);
+            if (p) {
+                struct bytes bad = {0};
+                bytes_add(&bad, zl.p, zl.n);
+                bad.p[zl.n - 3 - 2] ^= 4;
+                restart_expect("restarted zlib, Adler-32 changed", &bad, p, PGFEED_EDECODE,
+                               "corrupt zlib data", "The Adler-32 stored at compressed byte",
+                               zl.n - 3 - 4);
+                free(bad.p);
+            }
+        }
+        rpoints_free(pts, n);
+    }
+
+    /* Under the default span a small input keeps only its start: restart = re-read + skip. */
+    add_text(&small, 200000, 14);
+    add_deflated(&smallgz, small.p, small.n, 31, 6, 0);
+    {
+        struct rp_fixture f1 = {"restart: small gzip, default span", &smallgz, &small, 0, 0};
+        n = make_targets(pts, small.n, 77);
+        ASSERT_TRUE(collect(&f1, NULL, 0, 0, pts, n, 0, 3), "%s: decode", f1.name);
+        int all_start = 1;
+        for (size_t i = 0; i < n; i++)
+            if (pts[i].rc != 0 || RP_MODE(pts[i].blob.p) != 0 || pts[i].raw != 0 ||
+                pts[i].blob.n != RP_HEAD + 4)
+                all_start = 0;
+        ASSERT_TRUE(all_start, "small gzip: every point is the start of the input (mode 0, raw 0)");
+        restart_all(&f1, pts, n, "from the start", 0);
+        rpoints_free(pts, n);
+    }
+
+    /* The API's edges. */
+    {
+        pgfeed_job_t *job = new_job();
+        struct pgfeed_stage *dec;
+        struct fake f;
+        struct pgfeed_buf buf = {0};
+        uint64_t raw = 99;
+        memset(&f, 0, sizeof f);
+        f.base.ops = &fake_ops;
+        f.base.job = job;
+        ASSERT_EQ_INT(pgfeed__decoder_new(job, 4096, &dec), 0, "decoder_new");
+        dec->next = &f.base;
+        pgfeed__buf_append(&buf, "xyz", 3);
+        ASSERT_EQ_INT(pgfeed__decoder_restart_point(dec, 0, &buf, &raw), 0,
+                      "a restart point before any input");
+        ASSERT_TRUE(buf.len == 3 + RP_HEAD + 4 && memcmp(buf.data, "xyz", 3) == 0 &&
+                        memcmp(buf.data + 3, "PGFR\1\0", 6) == 0 && raw == 0,
+                    "it is appended, the start of the input");
+        ASSERT_EQ_INT(dec->ops->write(dec, place(smallgz.p, 100), 100), 0, "write");
+        ASSERT_EQ_INT(pgfeed__decoder_restart_from(dec, buf.data + 3, buf.len - 3, 0),
+                      PGFEED_EINTERNAL, "restart_from after input is refused");
+        pgfeed__buf_free(&buf);
+        dec->ops->destroy(dec);
+        free(f.got.p);
+        close_job(job);
+    }
+
+    free(data.p);
+    free(gz.p);
+    free(gz2.p);
+    free(gz3.p);
+    free(many.p);
+    free(zl.p);
+    free(gz_empty.p);
+    free(small.p);
+    free(smallgz.p);
+}
+
 int main(void)
 {
     struct bytes text = {0}, small = {0}, tiny = {0};
@@ -887,6 +1490,8 @@ int main(void)
     bytes_fill(&sz_pad, 0, 3);
 
     size_t arena_need = pad.n > text.n ? pad.n : text.n;
+    if (arena_need < (4u << 20))
+        arena_need = 4u << 20; /* test_restart_points' fixtures */
     arena_cap = arena_need + 64;
     {
         struct bytes z = {0};
@@ -1170,6 +1775,8 @@ int main(void)
                       "^zlib reported \"incorrect data check\" at compressed byte", sgz.n - 4);
         free(b.p);
     }
+
+    test_restart_points();
 
     free(text.p);
     free(small.p);
