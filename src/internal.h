@@ -203,6 +203,10 @@ int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto);
 
 /* Source validators for the checkpoint, and the decoder's restart point (may be NULL). */
 const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job);
+/* The decoder's restart point for a batch ending at decoded offset `decoded` (see
+ * pgfeed__decoder_restart_point): 0 and the blob appended to out, 1 none, or UV_ENOMEM. */
+int pgfeed__job_restart_point(struct pgfeed_job *job, uint64_t decoded, struct pgfeed_buf *out,
+                              uint64_t *raw_offset);
 /* rows/batches committed before this run (from a resumed checkpoint). */
 void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches);
 /* The sink calls this when everything is committed (status 0) or it stopped. */

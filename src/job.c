@@ -1231,6 +1231,14 @@ const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job 
     return src->ops->validators(src);
 }
 
+int pgfeed__job_restart_point(struct pgfeed_job *job, uint64_t decoded, struct pgfeed_buf *out,
+                              uint64_t *raw_offset)
+{
+    if (job->decoder == NULL)
+        return 1;
+    return pgfeed__decoder_restart_point(job->decoder, decoded, out, raw_offset);
+}
+
 void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches)
 {
     *rows = job->base_rows;
@@ -1441,8 +1449,24 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
     job->parser->next = job->sink;
     job->sink->prev = job->parser;
     if (resume && c->lines > 0) {
-        /* Re-read from the start and discard what is committed. */
-        pgfeed__decoder_skip_output(job->decoder, c->decoded_offset);
+        struct pgfeed_stage *src = job->source_stage;
+        struct pgfeed_validators expect = {c->etag, c->last_modified, c->size};
+        if (c->restart && c->restart_len && src->ops->seek) {
+            /* Mid-stream: read the source from the restart point on (Range, lseek). */
+            rc = src->ops->seek(src, c->raw_offset, &expect);
+            if (rc == 0)
+                rc = pgfeed__decoder_restart_from(job->decoder, c->restart, c->restart_len,
+                                                  c->decoded_offset);
+            if (rc != 0)
+                return rc;
+            pgfeed__log(job, PGFEED_LOG_INFO, "restarting at byte %llu of the source",
+                        (unsigned long long)c->raw_offset);
+        } else {
+            /* Re-read from the start and discard what is committed. */
+            if (src->ops->seek && (rc = src->ops->seek(src, 0, &expect)) != 0)
+                return rc;
+            pgfeed__decoder_skip_output(job->decoder, c->decoded_offset);
+        }
         pgfeed__parser_set_position(job->parser, c->lines + 1, c->decoded_offset);
     }
     return job->source_stage->ops->start(job->source_stage);

@@ -979,7 +979,9 @@ static int csv_scan(struct parser *P, const char *start, size_t avail, int at_eo
 static int csv_bom(struct parser *P, int at_eof)
 {
     size_t avail = P->in.len - P->pos, k = avail < 3 ? avail : 3;
-    if (memcmp(P->in.data + P->pos, utf8_bom, k) == 0) {
+    if (k == 0 && !at_eof)
+        return 0;
+    if (k > 0 && memcmp(P->in.data + P->pos, utf8_bom, k) == 0) {
         if (k < 3 && !at_eof)
             return 0;
         if (k == 3) {

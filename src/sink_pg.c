@@ -497,11 +497,29 @@ static int send_checkpoint(struct sink_pg *k)
     u64s(batches, sizeof batches, base_batches + st->batches_committed + 1);
     u64s(lines, sizeof lines, k->batch.last_line);
     u64s(dec, sizeof dec, k->batch.end_decoded);
-    u64s(raw, sizeof raw, 0);
+    /* Where a resume can restart reading: the decoder's access point before the batch end. */
+    struct pgfeed_buf blob = {0}, hex = {0};
+    uint64_t raw_offset = 0;
+    int have_point = pgfeed__job_restart_point(job, k->batch.end_decoded, &blob, &raw_offset) == 0;
+    if (have_point && pgfeed__buf_reserve(&hex, 2 * blob.len + 3) == 0) {
+        static const char digits[] = "0123456789abcdef";
+        hex.data[hex.len++] = '\\';
+        hex.data[hex.len++] = 'x';
+        for (size_t i = 0; i < blob.len; i++) {
+            hex.data[hex.len++] = digits[(unsigned char)blob.data[i] >> 4];
+            hex.data[hex.len++] = digits[(unsigned char)blob.data[i] & 15];
+        }
+        hex.data[hex.len] = '\0';
+    } else {
+        have_point = 0;
+        raw_offset = 0;
+    }
+    pgfeed__buf_free(&blob);
+    u64s(raw, sizeof raw, raw_offset);
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[13] = {k->key,
+    const char *params[14] = {k->key,
                               k->source_name,
                               k->qualified,
                               k->options ? k->options : "",
@@ -513,12 +531,13 @@ static int send_checkpoint(struct sink_pg *k)
                               lines,
                               dec,
                               raw,
-                              k->eof ? "t" : "f"};
+                              k->eof ? "t" : "f",
+                              have_point ? hex.data : NULL};
     char *sql = pgfeed__strdup_printf(
         "INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
         " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
         " started_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13, now(), now())"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $13, now(), now())"
         " ON CONFLICT (job_key) DO UPDATE SET source = EXCLUDED.source, target = EXCLUDED.target,"
         " options = EXCLUDED.options, etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,"
         " size = EXCLUDED.size, rows_committed = EXCLUDED.rows_committed,"
@@ -528,10 +547,13 @@ static int send_checkpoint(struct sink_pg *k)
         " started_at = CASE WHEN c.finished THEN now() ELSE c.started_at END,"
         " updated_at = now()",
         k->state_table);
-    if (sql == NULL)
+    if (sql == NULL) {
+        pgfeed__buf_free(&hex);
         return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    int ok = PQsendQueryParams(k->conn, sql, 13, NULL, params, NULL, NULL, 0);
+    }
+    int ok = PQsendQueryParams(k->conn, sql, 14, NULL, params, NULL, NULL, 0);
     free(sql);
+    pgfeed__buf_free(&hex);
     if (!ok)
         return fail_conn(k, "could not write the checkpoint");
     return 0;
