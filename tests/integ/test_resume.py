@@ -222,3 +222,42 @@ def test_backend_terminated_without_retries_fails(ctx):
     ctx.expect_rc(res, 1)
     ctx.expect_err(res, r"^pgfeed: error: .*(connection|terminat)", re.M)
     check(ctx.count() == 0, "rows committed by a failed run")
+
+
+def http_resume(ctx, **faults):
+    """Interrupts an HTTP import of the big gzip file, resumes it; returns (log, restart)."""
+    from test_http import Httpd, range_starts
+
+    data_path, gz = big_file(ctx)
+    (ctx.tmp / "big.tsv.gz").write_bytes(gz.read_bytes())
+    ctx.create_names()
+    srv = Httpd(ctx.tmp)
+    try:
+        url = srv.url("big.tsv.gz", **faults)
+        n = interrupt(ctx, url, signal.SIGINT)
+        restart = int(ctx.sql("SELECT raw_offset FROM pgfeed_checkpoints;").strip())
+        srv.log(clear=True)
+        res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", url)
+        ctx.expect_rc(res, 0)
+        ctx.expect_err(res, rf"rows imported:\s+{ROWS - n}\b")
+        ctx.expect_table(data_path.read_bytes(), what="table after resuming over HTTP")
+        return range_starts(srv.log()), restart
+    finally:
+        srv.stop()
+
+
+@test(slow=True)
+def test_http_resume_mid_stream_with_range(ctx):
+    """The resumed run asks only for the rest: Range from the checkpoint's restart point."""
+    starts, restart = http_resume(ctx)
+    check(restart > 0, "the checkpoint has no restart point past byte 0")
+    check(starts and starts[0] == restart,
+          f"the resumed run should ask for bytes={restart}-, the server saw {starts}")
+
+
+@test(slow=True)
+def test_http_resume_when_server_ignores_range(ctx):
+    """A server that answers 200 to the Range request: read again, drop, still exact."""
+    starts, restart = http_resume(ctx, norange=1)
+    check(restart > 0, "the checkpoint has no restart point past byte 0")
+    check(starts and starts[0] == restart, f"a Range request was expected first: {starts}")
