@@ -138,7 +138,7 @@ integ_tests()
 # ---------------------------------------------------------------- install
 
 if [ "${PGFEED_NO_INSTALL:-0}" != 1 ]; then
-    pgfeed_install_deps "${PGFEED_BUILD_PKGS[@]}" "${PGFEED_RUN_PKGS[@]}" ||
+    pgfeed_install_deps "${PGFEED_BUILD_PKGS[@]}" "${PGFEED_RUN_PKGS[@]}" "${PGFEED_TEST_PKGS[@]}" ||
         pgfeed_log "installing packages failed; trying with what is there"
 fi
 
