@@ -134,6 +134,31 @@ static char *strip_credentials(const char *src)
     return strdup(src);
 }
 
+/* The strings pgfeed_job_new copied from the caller's options. */
+static void free_option_copies(struct pgfeed_job *job)
+{
+    free(job->source);
+    free(job->conninfo);
+    free(job->table);
+    free(job->columns);
+    free(job->null_marker);
+    free(job->ca_file);
+    free(job->ca_path);
+    free(job->state_table);
+    free(job->rejects_opt);
+}
+
+/* Frees the stored error's strings and zeroes it (no error). */
+static void err_clear(struct pgfeed_err_store *e)
+{
+    free(e->message);
+    free(e->detail);
+    free(e->hint);
+    free(e->sqlstate);
+    free(e->column_name);
+    memset(e, 0, sizeof *e);
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -183,15 +208,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         dup_failed(opt->conninfo, job->conninfo) || dup_failed(opt->table, job->table) ||
         dup_failed(opt->columns, job->columns) || job->null_marker == NULL ||
         dup_failed(opt->ca_file, job->ca_file) || dup_failed(opt->ca_path, job->ca_path)) {
-        free(job->source);
-        free(job->conninfo);
-        free(job->table);
-        free(job->columns);
-        free(job->null_marker);
-        free(job->ca_file);
-        free(job->ca_path);
-        free(job->state_table);
-        free(job->rejects_opt);
+        free_option_copies(job);
         free(job);
         return UV_ENOMEM;
     }
@@ -488,25 +505,12 @@ static void free_job(struct pgfeed_job *job)
     for (int i = 0; i < 4; i++)
         if (stages[i] && stages[i]->ops->destroy)
             stages[i]->ops->destroy(stages[i]);
-    struct pgfeed_err_store *e = &job->err;
-    free(e->message);
-    free(e->detail);
-    free(e->hint);
-    free(e->sqlstate);
-    free(e->column_name);
+    err_clear(&job->err);
     free(job->target_idx);
     free(job->target_is_array);
     free(job->target_names);
-    free(job->source);
-    free(job->conninfo);
-    free(job->table);
-    free(job->columns);
-    free(job->null_marker);
-    free(job->ca_file);
-    free(job->ca_path);
-    free(job->state_table);
+    free_option_copies(job);
     free(job->display);
-    free(job->rejects_opt);
     for (size_t i = 0; i < job->nrejects; i++)
         free(job->rejects[i].text);
     free(job->rejects);
@@ -764,13 +768,7 @@ static void schedule_retry(struct pgfeed_job *job)
                 job->err.pub.detail ? ": " : "", job->err.pub.detail ? job->err.pub.detail : "",
                 delay, job->attempts, job->opt.retries);
 
-    struct pgfeed_err_store *e = &job->err;
-    free(e->message);
-    free(e->detail);
-    free(e->hint);
-    free(e->sqlstate);
-    free(e->column_name);
-    memset(e, 0, sizeof *e);
+    err_clear(&job->err);
     job->status = 0;
     job->transient = 0;
     job->opt.resume = 1;
