@@ -46,7 +46,7 @@ extern "C" {
  * pgfeed's error codes: X(name, value, description). Values are negative and
  * far from libuv's (which are negated errnos, all above -4096).
  */
-#define PGFEED_ERRNO_MAP(X)                                                                       \
+#define PGFEED_ERRNO_MAP(X)                                                                        \
     X(EAGAIN, -30001, "resource temporarily unavailable (flow control)")                           \
     X(ECANCELED, -30002, "import canceled")                                                        \
     X(EUSAGE, -30003, "invalid option")                                                            \
@@ -118,14 +118,14 @@ struct pgfeed_stats {
     uint64_t rows_committed; /* rows in committed batches */
     uint64_t rows_rejected;  /* rows skipped and written to the rejects file */
     uint64_t batches_committed;
-    uint64_t lines_read;     /* input lines, header included */
-    uint64_t retries;        /* transient failures retried so far */
-    double elapsed_s;        /* since pgfeed_job_start() */
+    uint64_t lines_read; /* input lines, header included */
+    uint64_t retries;    /* transient failures retried so far */
+    double elapsed_s;    /* since pgfeed_job_start() */
     /* Rates over the last ~10 seconds (0 until two samples exist), and the
      * estimated seconds to go from source bytes (-1 when the total is unknown). */
     double rate_rows_s;
-    double rate_bytes_s;          /* source (compressed) bytes per second */
-    double rate_inflated_s;       /* decompressed bytes per second */
+    double rate_bytes_s;    /* source (compressed) bytes per second */
+    double rate_inflated_s; /* decompressed bytes per second */
     double eta_s;
     /* Where the time went: waiting on PostgreSQL (connecting, COPY data it
      * has not taken yet, commits) versus waiting for input (network or disk).
@@ -175,8 +175,8 @@ struct pgfeed_options {
      * never disagree. A job is its source (canonical path or URL without
      * credentials) and its target table.
      */
-    int resume;              /* continue an unfinished import of the same source into the same table */
-    int restart;             /* forget an unfinished import's checkpoint and start over */
+    int resume;  /* continue an unfinished import of the same source into the same table */
+    int restart; /* forget an unfinished import's checkpoint and start over */
     const char *state_table; /* default "pgfeed_checkpoints" (in the search_path's first schema) */
 
     /*
@@ -198,12 +198,12 @@ struct pgfeed_options {
     int retries;      /* retries of transient network/connection failures (default 5) */
 
     /* HTTP(S) sources. */
-    struct pgfeed_http *http;     /* shared transfer context (pgfeed_http_new) or NULL: own */
-    const char *ca_file;          /* CA bundle (CURLOPT_CAINFO); NULL: libcurl's default */
-    const char *ca_path;          /* CA directory (CURLOPT_CAPATH); NULL: default */
-    int insecure;                 /* 1: skip TLS verification (like curl -k); default 0 */
-    double connect_timeout_s;     /* default 30 */
-    double low_speed_time_s;      /* abort (and retry) if under 1 byte/s this long; default 60 */
+    struct pgfeed_http *http; /* shared transfer context (pgfeed_http_new) or NULL: own */
+    const char *ca_file;      /* CA bundle (CURLOPT_CAINFO); NULL: libcurl's default */
+    const char *ca_path;      /* CA directory (CURLOPT_CAPATH); NULL: default */
+    int insecure;             /* 1: skip TLS verification (like curl -k); default 0 */
+    double connect_timeout_s; /* default 30 */
+    double low_speed_time_s;  /* abort (and retry) if under 1 byte/s this long; default 60 */
 };
 
 /* Fills *opt with the defaults named above. */
@@ -247,15 +247,15 @@ PGFEED_API void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *o
 
 /* A failure, in PostgreSQL's style: message, detail, hint. Strings are NULL when absent. */
 struct pgfeed_error {
-    int code;              /* 0 when there is no error */
-    const char *stage;     /* "source", "decoder", "parser", "sink", "job" */
-    const char *message;   /* one line, lower case, no final period */
-    const char *detail;    /* sentences */
-    const char *hint;      /* sentences */
-    const char *sqlstate;  /* server errors only */
-    const char *url;       /* the source, without credentials */
-    uint64_t line;         /* input line (1-based), 0 when not tied to a line */
-    int column;            /* 1-based field number, 0 when unknown */
+    int code;             /* 0 when there is no error */
+    const char *stage;    /* "source", "decoder", "parser", "sink", "job" */
+    const char *message;  /* one line, lower case, no final period */
+    const char *detail;   /* sentences */
+    const char *hint;     /* sentences */
+    const char *sqlstate; /* server errors only */
+    const char *url;      /* the source, without credentials */
+    uint64_t line;        /* input line (1-based), 0 when not tied to a line */
+    int column;           /* 1-based field number, 0 when unknown */
     const char *column_name;
     uint64_t decoded_offset; /* uncompressed byte offset of the failing record, or of the failure */
     uint64_t raw_offset;     /* compressed byte offset */

@@ -30,7 +30,7 @@
 #include "pgfeed.h"
 
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 #if defined(__GNUC__)
@@ -60,7 +60,7 @@ struct pgfeed_checkpoint {
     uint64_t raw_offset;     /* source offset to restart from (with restart, else 0) */
     char *restart;           /* decoder restart point (opaque bytes), or NULL */
     size_t restart_len;
-    char *options;           /* format options and target columns, compared on resume */
+    char *options; /* format options and target columns, compared on resume */
     char *etag, *last_modified;
     int64_t size;
     char *updated_at;
@@ -69,13 +69,12 @@ void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c);
 
 /* ---- per-batch bookkeeping handed from parser to sink ---- */
 struct pgfeed_batch_info {
-    uint64_t rows;           /* data rows in the batch */
-    uint64_t first_line;     /* input line of its first row */
-    uint64_t last_line;      /* input line of its last row */
-    uint64_t end_decoded;    /* uncompressed offset just past its last row */
-    uint64_t end_raw;        /* compressed offset consumed when it ended (approximate) */
+    uint64_t rows;        /* data rows in the batch */
+    uint64_t first_line;  /* input line of its first row */
+    uint64_t last_line;   /* input line of its last row */
+    uint64_t end_decoded; /* uncompressed offset just past its last row */
+    uint64_t end_raw;     /* compressed offset consumed when it ended (approximate) */
 };
-
 
 struct pgfeed_stage_ops {
     const char *name; /* shown in errors: "source", "decoder", "parser", "sink" */
@@ -97,7 +96,8 @@ struct pgfeed_stage_ops {
      * from expect's non-empty ones. validators: what identifies this version
      * of the source (NULL or fields empty when unknown yet).
      */
-    int (*seek)(struct pgfeed_stage *s, uint64_t raw_offset, const struct pgfeed_validators *expect);
+    int (*seek)(struct pgfeed_stage *s, uint64_t raw_offset,
+                const struct pgfeed_validators *expect);
     const struct pgfeed_validators *(*validators)(struct pgfeed_stage *s);
 };
 
@@ -186,10 +186,10 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job);
  * error is then set from message/detail/hint and position, as pgfeed__fail does.
  */
 struct pgfeed_reject {
-    const char *stage;   /* "parser" */
-    uint64_t line;       /* input line where the record starts */
+    const char *stage; /* "parser" */
+    uint64_t line;     /* input line where the record starts */
     uint64_t decoded_offset;
-    int column;          /* 1-based field, 0 when not about one field */
+    int column; /* 1-based field, 0 when not about one field */
     const char *column_name;
     const char *message; /* primary message, lower case, no final period */
     const char *detail;  /* may be NULL */
@@ -280,9 +280,9 @@ struct pgfeed_parse_config {
      * UV_EINVAL.
      */
     const char *null_marker;
-    size_t max_line;         /* a longer line (csv: record) is an error */
-    uint64_t batch_rows;     /* 0: one batch */
-    size_t batch_bytes;      /* also end a batch at this many COPY bytes; 0: no limit */
+    size_t max_line;     /* a longer line (csv: record) is an error */
+    uint64_t batch_rows; /* 0: one batch */
+    size_t batch_bytes;  /* also end a batch at this many COPY bytes; 0: no limit */
     /*
      * has_header: the first line is not data. It is handed, without its line
      * end (LF or CRLF), to on_header, which maps it and must call

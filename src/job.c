@@ -265,8 +265,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
             return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
         job->opt.null_marker = job->null_marker;
     }
-    if (csv && (job->opt.quote == job->opt.delimiter || job->opt.quote == '\n' ||
-                job->opt.quote == '\r'))
+    if (csv &&
+        (job->opt.quote == job->opt.delimiter || job->opt.quote == '\n' || job->opt.quote == '\r'))
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL,
                             "the quote character must differ from the delimiter and line ends");
     if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT && !csv)
@@ -274,8 +274,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
                             (int)job->opt.format);
     if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\' ||
         (unsigned char)job->opt.delimiter >= 0x80)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
-                            "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
+        return pgfeed__fail(
+            job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+            "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
     if (csv && (unsigned char)job->opt.quote >= 0x80)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
@@ -1179,10 +1180,10 @@ static char *options_text(const struct pgfeed_job *job, int with_targets)
     static const char *const formats[] = {"auto", "tsv", "text", "csv"};
     static const char *const headers[] = {"auto", "match", "skip", "none"};
     struct pgfeed_buf b = {0};
-    char *head = pgfeed__strdup_printf(
-        "format=%s delimiter=%d quote=%d null=%s header=%s", formats[job->opt.format & 3],
-        job->opt.delimiter, job->opt.format == PGFEED_FORMAT_CSV ? job->opt.quote : 0,
-        job->null_marker, headers[job->opt.header & 3]);
+    char *head = pgfeed__strdup_printf("format=%s delimiter=%d quote=%d null=%s header=%s",
+                                       formats[job->opt.format & 3], job->opt.delimiter,
+                                       job->opt.format == PGFEED_FORMAT_CSV ? job->opt.quote : 0,
+                                       job->null_marker, headers[job->opt.header & 3]);
     if (head == NULL)
         return NULL;
     int rc = pgfeed__buf_append(&b, head, strlen(head));
@@ -1431,7 +1432,8 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
         .max_line = job->opt.max_line,
         .batch_rows = job->opt.batch_rows,
         /* The byte bound matters where a batch is kept for finding refused rows. */
-        .batch_bytes = job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
+        .batch_bytes =
+            job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
         .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
         .on_header = on_header,
         .nfields = job->ntargets,

@@ -116,7 +116,7 @@ struct parser {
     uint64_t batch_n, batch_first;
     size_t batch_bytes; /* 0: no byte limit */
     size_t batch_size;  /* COPY bytes of the batch so far */
-    int end_pending; /* bi is ready; end_batch not yet accepted */
+    int end_pending;    /* bi is ready; end_batch not yet accepted */
     struct pgfeed_batch_info bi;
 
     struct rowmap maps[2]; /* maps[map_cur]: rows since the last end_batch */

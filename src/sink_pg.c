@@ -1340,11 +1340,14 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
         rc = pgfeed__buf_append(&b, tail, strlen(tail));
     const struct pgfeed_options *o = pgfeed__job_options(s->job);
     const char *null = o->null_marker ? o->null_marker : "\\N";
-    if (rc == 0 && o->format == PGFEED_FORMAT_TEXT && (o->delimiter != '\t' || strcmp(null, "\\N"))) {
+    if (rc == 0 && o->format == PGFEED_FORMAT_TEXT &&
+        (o->delimiter != '\t' || strcmp(null, "\\N"))) {
         /* text rows go through unchanged: the server must split them as the file does. */
         char d[2] = {o->delimiter, 0};
-        char *ld = PQescapeLiteral(k->conn, d, 1), *ln = PQescapeLiteral(k->conn, null, strlen(null));
-        char *opts = ld && ln ? pgfeed__strdup_printf(" WITH (DELIMITER %s, NULL %s)", ld, ln) : NULL;
+        char *ld = PQescapeLiteral(k->conn, d, 1),
+             *ln = PQescapeLiteral(k->conn, null, strlen(null));
+        char *opts =
+            ld && ln ? pgfeed__strdup_printf(" WITH (DELIMITER %s, NULL %s)", ld, ln) : NULL;
         if (opts == NULL || pgfeed__buf_append(&b, opts, strlen(opts)) != 0)
             rc = UV_ENOMEM;
         free(opts);

@@ -21,9 +21,9 @@
  * Source states: IDLE -> RUNNING (easy in the multi; maybe paused) ->
  *   BACKOFF (easy out, timer armed) -> RUNNING ... -> FINISHING (body complete,
  *   the decoder's finish answered EAGAIN) -> FINISHED; or FAILED. `stopped` is
- *   set (whatever the state) once the stop op ran. DONE_PAUSED: libcurl 7.88 may report a transfer done while
- *   its last chunk is still held for a paused write; we unpause once more
- *   before judging the transfer.
+ *   set (whatever the state) once the stop op ran. DONE_PAUSED: libcurl 7.88 may report a transfer
+ * done while its last chunk is still held for a paused write; we unpause once more before judging
+ * the transfer.
  *
  * Re-entrancy: libcurl forbids calling the multi API from its callbacks, and
  * pgfeed__fail() stops the job (and so calls our stop op) synchronously, even
@@ -289,8 +289,8 @@ struct http_source {
     int stopped; /* the stop op ran: nothing more goes downstream */
     enum src_state state;
     CURL *easy;
-    int attached;      /* easy is in h->multi */
-    int removing;      /* queued on h->pending */
+    int attached; /* easy is in h->multi */
+    int removing; /* queued on h->pending */
     struct http_source *next_pending;
     int close_counted; /* stop registered our timer with the job */
     uv_timer_t timer;  /* deferred unpause (0 ms) or retry backoff; data = job */
@@ -311,18 +311,18 @@ struct http_source {
     struct pgfeed_validators v; /* what the validators op hands out */
 
     /* Current attempt. */
-    uint64_t req_start;         /* Range start asked for (0: no Range) */
-    uint64_t skip;              /* bytes still to discard (200 after a Range request) */
-    uint64_t attempt_start;     /* delivered when this attempt began */
-    int hdr_ok;                 /* the final response was checked; body goes downstream */
-    int range_done;             /* 416 for a complete file: ignore the body */
-    int paused;                 /* the last write returned CURL_WRITEFUNC_PAUSE */
-    uint64_t offers;            /* write callbacks so far */
-    int aborted;                /* our callback returned an error on purpose */
-    CURLcode done_rc;           /* result held in SRC_DONE_PAUSED */
-    long retry_status;          /* transient HTTP status seen, or 0 */
-    long retry_after_ms;        /* Retry-After of that response, or -1 */
-    int64_t total;              /* full length as the current response tells it, or -1 */
+    uint64_t req_start;     /* Range start asked for (0: no Range) */
+    uint64_t skip;          /* bytes still to discard (200 after a Range request) */
+    uint64_t attempt_start; /* delivered when this attempt began */
+    int hdr_ok;             /* the final response was checked; body goes downstream */
+    int range_done;         /* 416 for a complete file: ignore the body */
+    int paused;             /* the last write returned CURL_WRITEFUNC_PAUSE */
+    uint64_t offers;        /* write callbacks so far */
+    int aborted;            /* our callback returned an error on purpose */
+    CURLcode done_rc;       /* result held in SRC_DONE_PAUSED */
+    long retry_status;      /* transient HTTP status seen, or 0 */
+    long retry_after_ms;    /* Retry-After of that response, or -1 */
+    int64_t total;          /* full length as the current response tells it, or -1 */
 
     /* Current response's headers (reset at each status line). */
     long status;
@@ -509,10 +509,12 @@ static int check_response(struct http_source *src)
         return 0;
     }
     if (src->cur_encoding[0] && strcasecmp(src->cur_encoding, "identity") != 0 &&
-        strcasecmp(src->cur_encoding, "gzip") != 0 && strcasecmp(src->cur_encoding, "x-gzip") != 0 &&
+        strcasecmp(src->cur_encoding, "gzip") != 0 &&
+        strcasecmp(src->cur_encoding, "x-gzip") != 0 &&
         strcasecmp(src->cur_encoding, "deflate") != 0) {
-        char *msg = pgfeed__strdup_printf("cannot download \"%s\": unsupported Content-Encoding \"%s\"",
-                                          src->shown, src->cur_encoding);
+        char *msg =
+            pgfeed__strdup_printf("cannot download \"%s\": unsupported Content-Encoding \"%s\"",
+                                  src->shown, src->cur_encoding);
         src_fail(src, PGFEED_EHTTP, "Only gzip and deflate encodings can be decoded.", NULL,
                  msg ? msg : "unsupported Content-Encoding");
         free(msg);
@@ -537,23 +539,23 @@ static int check_response(struct http_source *src)
         if (src->req_start == 0) {
             snprintf(buf, sizeof buf, "cannot download \"%s\": unexpected partial response",
                      src->shown);
-            src_fail(src, PGFEED_EHTTP, "The server answered 206 to a request without Range.",
-                     NULL, buf);
+            src_fail(src, PGFEED_EHTTP, "The server answered 206 to a request without Range.", NULL,
+                     buf);
             return 0;
         }
         if (src->cr_start < 0 || (uint64_t)src->cr_start != src->req_start) {
-            char *detail = pgfeed__strdup_printf(
-                "Asked for bytes from %" PRIu64 " on, the server sent a range starting at %" PRId64
-                ".",
-                src->req_start, src->cr_start);
+            char *detail =
+                pgfeed__strdup_printf("Asked for bytes from %" PRIu64
+                                      " on, the server sent a range starting at %" PRId64 ".",
+                                      src->req_start, src->cr_start);
             snprintf(buf, sizeof buf, "cannot resume the download of \"%s\"", src->shown);
             src_fail(src, PGFEED_EHTTP, detail, NULL, buf);
             free(detail);
             return 0;
         }
-        full = src->cr_total >= 0 ? src->cr_total
-                                  : (src->cur_clen >= 0 ? (int64_t)src->req_start + src->cur_clen
-                                                        : -1);
+        full = src->cr_total >= 0
+                   ? src->cr_total
+                   : (src->cur_clen >= 0 ? (int64_t)src->req_start + src->cur_clen : -1);
     } else {
         full = src->cur_clen;
     }
@@ -578,15 +580,15 @@ static int check_response(struct http_source *src)
             return 0;
         }
     }
-    if (src->delivered > 0 &&
-        ((!src->etag && !src->last_modified && src->length < 0) ||
-         (!src->cur_etag && !src->cur_lm && full < 0)))
+    if (src->delivered > 0 && ((!src->etag && !src->last_modified && src->length < 0) ||
+                               (!src->cur_etag && !src->cur_lm && full < 0)))
         pgfeed__log(job, PGFEED_LOG_INFO,
                     "\"%s\" has no ETag, Last-Modified or length: cannot check that it is "
                     "unchanged",
                     src->shown);
     if (src->delivered == 0 || !src->have_first) {
-        /* Nothing delivered yet (or resumed without validators): this response defines the source. */
+        /* Nothing delivered yet (or resumed without validators): this response defines the source.
+         */
         free(src->etag);
         free(src->last_modified);
         src->etag = src->cur_etag;
@@ -846,8 +848,8 @@ static void schedule_retry(struct http_source *src, const char *why)
         char *msg = pgfeed__strdup_printf("could not download \"%s\": %s", src->shown, why);
         char *detail = NULL;
         if (max > 0)
-            detail = pgfeed__strdup_printf("Gave up after %d %s, %" PRIu64 " bytes imported.",
-                                           max, max == 1 ? "retry" : "retries", src->delivered);
+            detail = pgfeed__strdup_printf("Gave up after %d %s, %" PRIu64 " bytes imported.", max,
+                                           max == 1 ? "retry" : "retries", src->delivered);
         src_fail(src, PGFEED_EHTTP, detail,
                  max > 0 ? "Try again later, or raise --retries." : "Raise --retries to retry.",
                  msg ? msg : why);
@@ -1269,9 +1271,9 @@ static int file_url_new(struct pgfeed_job *job, const char *url, struct pgfeed_s
                           "invalid file URL \"%s\": %s", url, curl_url_strerror(uc));
     } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
                strcasecmp(host, "localhost") != 0) {
-        rc = pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
-                          "cannot read file URL \"%s\": host \"%s\" is not this machine", url,
-                          host);
+        rc =
+            pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
+                         "cannot read file URL \"%s\": host \"%s\" is not this machine", url, host);
     } else {
         rc = pgfeed__source_file_new(job, path, -1, out);
     }
