@@ -261,3 +261,26 @@ def test_http_resume_when_server_ignores_range(ctx):
     starts, restart = http_resume(ctx, norange=1)
     check(restart > 0, "the checkpoint has no restart point past byte 0")
     check(starts and starts[0] == restart, f"a Range request was expected first: {starts}")
+
+
+@test(slow=True)
+def test_http_resume_refuses_changed_source(ctx):
+    """The file behind the URL was republished between the runs: --resume refuses it."""
+    from test_http import Httpd
+
+    data_path, gz = big_file(ctx)
+    served = ctx.tmp / "big.tsv.gz"
+    served.write_bytes(gz.read_bytes())
+    ctx.create_names()
+    srv = Httpd(ctx.tmp)
+    try:
+        url = srv.url("big.tsv.gz")
+        n = interrupt(ctx, url, signal.SIGINT)
+        other = ctx.gen(ROWS // 2, seed=93)  # a new version: other bytes, other ETag
+        served.write_bytes(__import__("gzip").compress(other, compresslevel=1, mtime=0))
+        res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "--resume", url)
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r"chang")
+        check(ctx.count() == n, f"the refused resume changed the table: {ctx.count()} rows, want {n}")
+    finally:
+        srv.stop()
