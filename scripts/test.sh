@@ -181,6 +181,20 @@ if [ -n "${BUILT[build-asan]:-}" ] && [ -x build-asan/gen-names ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- exported symbols
+
+# Every global symbol the static library defines carries the pgfeed_ prefix (STYLE.md).
+if [ -n "${BUILT[build-ci]:-}" ] && [ -f build-ci/libpgfeed.a ]; then
+    bad=$(nm -g --defined-only build-ci/libpgfeed.a | awk 'NF == 3 && $3 !~ /^pgfeed_/ {print $3}')
+    if [ -z "$bad" ]; then
+        PASSED=$((PASSED + 1))
+        note "symbols: every exported name starts with pgfeed_"
+    else
+        FAILED=$((FAILED + 1))
+        note "symbols: FAILED, names without the pgfeed_ prefix: $(echo $bad)"
+    fi
+fi
+
 # ---------------------------------------------------------------- unit tests
 
 for b in "${BUILDS[@]}"; do
