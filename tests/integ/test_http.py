@@ -457,6 +457,18 @@ def hold_lock(ctx):
     return locker, release
 
 
+def wait_until_blocked_on_lock(ctx, timeout=60):
+    """Polls pg_stat_activity until pgfeed's backend waits on a lock (bounded, no sleep-as-sync)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+                    " AND wait_event_type = 'Lock';").strip()
+        if n == "1":
+            return
+        time.sleep(0.05)
+    raise Failure("pgfeed never waited on the lock")
+
+
 @test(name="http_timeout_while_paused", slow=True)
 @with_server
 def test_http_timeout_while_paused(ctx):

@@ -4,6 +4,7 @@ real terminal (tmux), the summary, and SIGUSR1's status line.
 
 import json
 import re
+import signal
 import shlex
 import shutil
 import subprocess
@@ -127,12 +128,10 @@ def bar_at_width(ctx, width):
         raise Skip("tmux is not installed")
     path, gz = gz_file(ctx)
     ctx.create_names()
+    from test_http import hold_lock
+
     # Hold the table locked so the import stalls with a bar on the screen.
-    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", ctx.conninfo],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-    locker.stdin.flush()
-    check(locker.stdout.readline().strip() == "locked", "could not lock the table")
+    _, release = hold_lock(ctx)
     done = ctx.tmp / "exit-status"
     cmd = shlex.join(ctx.argv(["-t", "names", "-b", "50000", str(gz)]))
     tmux("kill-server", check_rc=False)
@@ -145,8 +144,7 @@ def bar_at_width(ctx, width):
         check(len(bar_lines[0].rstrip()) < width, f"bar wider than {width}: {bar_lines[0]!r}")
         if width >= 60:
             check(re.search(r"\[#*\.*\]", bar_lines[0]), f"no [###...] bar at {width}: {bar_lines[0]!r}")
-        locker.stdin.write("COMMIT;\n")
-        locker.stdin.flush()
+        release()
         deadline = time.monotonic() + 120
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -158,8 +156,7 @@ def bar_at_width(ctx, width):
         check(ctx.count() == ROWS, "rows")
     finally:
         tmux("kill-server", check_rc=False)
-        locker.stdin.close()
-        locker.wait(30)
+        release()
 
 
 @test()
@@ -174,35 +171,23 @@ def test_bar_narrow_terminal(ctx):
 
 @test()
 def test_sigusr1_status_line(ctx):
+    from test_http import hold_lock, wait_until_blocked_on_lock
+
     path, gz = gz_file(ctx)
     ctx.create_names()
-    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", ctx.conninfo], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-    locker.stdin.flush()
-    check(locker.stdout.readline().strip() == "locked", "could not lock the table")
+    _, release = hold_lock(ctx)
     try:
         p, errpath = ctx.spawn("-t", "names", gz)
-        # The job is waiting on the lock once it has sent its BEGIN; COPY: the server shows it.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            waiting = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'pgfeed' AND wait_event_type = 'Lock';").strip()
-            if waiting == "1":
-                break
-            time.sleep(0.05)
-        check(waiting == "1", "pgfeed never waited on the lock")
-        import signal as sig
-        p.send_signal(sig.SIGUSR1)
+        # The job waits on the lock once it has sent its BEGIN; COPY: the server shows it.
+        wait_until_blocked_on_lock(ctx)
+        p.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 30
         while "status:" not in errpath.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         check("pgfeed: status:" in errpath.read_text(), "no status line after SIGUSR1")
         check(p.poll() is None, "SIGUSR1 ended the import")
     finally:
-        locker.stdin.write("COMMIT;\n")
-        locker.stdin.close()
-        locker.wait(30)
+        release()
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 0)
     check(ctx.count() == ROWS, "rows")

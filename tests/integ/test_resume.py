@@ -194,31 +194,21 @@ def test_backend_terminated_mid_import_is_retried(ctx):
 
 @test()
 def test_backend_terminated_without_retries_fails(ctx):
+    from test_http import hold_lock, wait_until_blocked_on_lock
+
     data = ctx.gen(50_000, seed=92)
     path = ctx.write("t.tsv", data)
     ctx.create_names()
     # Hold a lock so the import is surely connected and waiting when its backend goes.
-    locker = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", ctx.conninfo], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    locker.stdin.write("BEGIN; LOCK TABLE names IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
-    locker.stdin.flush()
-    check(locker.stdout.readline().strip() == "locked", "could not lock the table")
+    _, release = hold_lock(ctx)
     try:
         p, errpath = ctx.spawn("-t", "names", "--retries", "0", path)
-        for _ in range(1200):
-            n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed'"
-                        " AND wait_event_type = 'Lock';").strip()
-            if n == "1":
-                break
-            time.sleep(0.05)
-        check(n == "1", "pgfeed never waited on the lock")
+        wait_until_blocked_on_lock(ctx)
         ctx.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = 'pgfeed';")
         res = ctx.finish(p, errpath, timeout=60)
     finally:
-        locker.stdin.write("ROLLBACK;\n")
-        locker.stdin.close()
-        locker.wait(30)
+        release()
     ctx.expect_rc(res, 1)
     ctx.expect_err(res, r"^pgfeed: error: .*(connection|terminat)", re.M)
     check(ctx.count() == 0, "rows committed by a failed run")
