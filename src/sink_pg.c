@@ -74,8 +74,6 @@ struct sink_pg {
     int stop_requested;
     int any_batch;       /* a batch transaction has been started */
     int any_end;         /* end_batch has been called */
-    int abort_commit;    /* (unused) */
-    int commit_ok;       /* (unused) */
     int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
     int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
 
@@ -954,7 +952,6 @@ static void sink_process(struct sink_pg *k)
         if (r && (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR)) {
             if (k->state == S_ABORTING) {
                 PQclear(r);
-                k->commit_ok = 0;
                 continue; /* the CopyFail we sent, or a statement after it */
             }
             if (k->retain && (k->state == S_ENDING || k->state == S_SPLIT_ENDING) &&
@@ -974,8 +971,6 @@ static void sink_process(struct sink_pg *k)
             return;
         }
         if (r) {
-            if (k->state == S_ABORTING && k->abort_commit && st == PGRES_COMMAND_OK)
-                k->commit_ok = 1;
             if (k->state == S_CATALOG && st == PGRES_TUPLES_OK) {
                 if (handle_result_catalog(k, r) != 0) {
                     PQclear(r);
@@ -1137,12 +1132,7 @@ static void sink_process(struct sink_pg *k)
             wake_upstream(k);
             return;
         }
-        case S_ABORTING:
-            if (k->abort_commit && k->commit_ok) {
-                struct pgfeed_stats *stats = pgfeed__job_stats(job);
-                stats->rows_committed += k->batch.rows;
-                stats->batches_committed++;
-            }
+        case S_ABORTING: /* only a COPY ended with CopyFail gets here: nothing committed */
             k->state = S_CLOSED;
             close_all(k);
             return;
