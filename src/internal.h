@@ -74,7 +74,11 @@ struct pgfeed_batch_info {
     uint64_t last_line;   /* input line of its last row */
     uint64_t end_decoded; /* uncompressed offset just past its last row */
     uint64_t end_raw;     /* compressed offset consumed when it ended (approximate) */
+    uint64_t seq;         /* the batch's number in this run, from 0 */
 };
+
+/* Most COPY connections one job may use (--connections). */
+#define PGFEED_MAX_CONNECTIONS 16
 
 struct pgfeed_stage_ops {
     const char *name; /* shown in errors: "source", "decoder", "parser", "sink" */
@@ -305,14 +309,13 @@ void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t
 void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
                                const char *const *field_names);
 /*
- * The input line where row batch_row (1-based, as in the server's "COPY t, line N") starts,
- * or 0 when unknown. The batch is the one the sink is working on: the last one passed to
- * end_batch, until the sink accepts a write of the next batch's rows; then the batch being
- * written (so also the last, partial batch at finish). Exact for every format, with
- * multi-line csv records and with rejected rows in between (where first_line + N - 1 is
- * not); only rows past a batch's first 262,144 irregular ones are unknown.
+ * The input line where row batch_row (1-based, as in the server's "COPY t, line N") of batch
+ * seq (pgfeed_batch_info.seq) starts, or 0 when unknown. Known for the batch being built and
+ * the PGFEED_MAX_CONNECTIONS batches before it. Exact for every format, with multi-line csv
+ * records and with rejected rows in between (where first_line + N - 1 is not); only rows
+ * past a batch's first 262,144 irregular ones are unknown.
  */
-uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t batch_row);
+uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t seq, uint64_t batch_row);
 /*
  * What end_batch would be given if the batch ended now: the rows parsed since the last
  * end_batch, and every line and byte consumed so far (rejected records after the last row

@@ -40,9 +40,10 @@
  * at finish. Nothing is allocated per row: a row reserves its worst case in `out` once.
  * `scratch` holds a quoted csv array value whose doubled quotes had to be undone (at most
  * one record's length).
- * Two row maps (the batch the sink last ended, the batch being built) keep the start lines
- * of the rows that are not one line after the previous row: at most one entry per row, at
- * most ROWMAP_MAX per batch, none for a tsv file without rejections.
+ * Row maps, one per batch in a ring of ROWMAP_RING (the batches the sink's connections may
+ * still be working on, and the one being built), keep the start lines of the rows that are
+ * not one line after the previous row: at most one entry per row, at most ROWMAP_MAX per
+ * batch, none for a tsv file without rejections.
  *
  * Backpressure: when the sink answers PGFEED_EAGAIN the parser keeps `out`, the pending
  * end_batch and the unparsed rest of `in`, answers EAGAIN to every write and finish, and
@@ -60,10 +61,11 @@
 #include <emmintrin.h>
 #endif
 
-#define OUT_FLUSH  (256u * 1024) /* hand rows to the sink in pieces of about this size */
-#define BUF_KEEP   (4u << 20)    /* a buffer a long line grew past this is released after */
-#define NAMES_MAX  16            /* field names listed in a field-count message */
-#define ROWMAP_MAX (1u << 18)    /* row map entries per batch (8 bytes each) */
+#define OUT_FLUSH   (256u * 1024) /* hand rows to the sink in pieces of about this size */
+#define BUF_KEEP    (4u << 20)    /* a buffer a long line grew past this is released after */
+#define NAMES_MAX   16            /* field names listed in a field-count message */
+#define ROWMAP_MAX  (1u << 18)    /* row map entries per batch (8 bytes each) */
+#define ROWMAP_RING (PGFEED_MAX_CONNECTIONS + 1) /* batches in flight, and the one being built */
 
 static const char utf8_bom[3] = {'\xEF', '\xBB', '\xBF'};
 
@@ -77,6 +79,7 @@ enum { CSV_UNQUOTED, CSV_QUOTED };
  * rejected row in between). Rows from `lost` on are unknown (entries ran out).
  */
 struct rowmap {
+    uint64_t seq; /* the batch (0-based, in this run) whose rows these are */
     uint64_t first, rows, lost;
     struct rowmap_ex {
         uint32_t row, delta;
@@ -119,9 +122,8 @@ struct parser {
     int end_pending;    /* bi is ready; end_batch not yet accepted */
     struct pgfeed_batch_info bi;
 
-    struct rowmap maps[2]; /* maps[map_cur]: rows since the last end_batch */
-    int map_cur;
-    int map_old; /* maps[!map_cur] is the batch the sink last ended, still asked about */
+    struct rowmap maps[ROWMAP_RING]; /* maps[seq % ROWMAP_RING]: batch seq's rows */
+    uint64_t seq;                    /* the batch being built: end_batch calls taken */
 
     int blocked;    /* the sink said EAGAIN; we said or will say EAGAIN upstream */
     int at_eof;     /* finish() was called and the last record parsed */
@@ -762,7 +764,7 @@ static size_t utf8_record(struct parser *P, const char *rec, size_t n)
 static void row_sent(struct parser *P, uint64_t lineno, size_t bytes)
 {
     P->out_rows++;
-    rowmap_add(P, &P->maps[P->map_cur], lineno);
+    rowmap_add(P, &P->maps[P->seq % ROWMAP_RING], lineno);
     if (P->batch_n++ == 0) {
         P->batch_first = lineno;
         P->batch_size = 0;
@@ -776,6 +778,7 @@ static void row_sent(struct parser *P, uint64_t lineno, size_t bytes)
         P->bi.last_line = P->lineno; /* where the record ends */
         P->bi.end_decoded = P->line_off;
         P->bi.end_raw = P->stats->bytes_read;
+        P->bi.seq = P->seq;
         P->end_pending = 1;
         P->batch_n = 0;
     }
@@ -1036,8 +1039,6 @@ static int drain(struct parser *P)
         P->stats->rows_sent += P->out_rows;
         P->out_rows = 0;
         P->out.len = 0;
-        /* The sink took rows of a later batch, so it is done with the one it last ended. */
-        P->map_old = 0;
         if (P->out.cap > BUF_KEEP)
             pgfeed__buf_free(&P->out);
     }
@@ -1046,9 +1047,9 @@ static int drain(struct parser *P)
         if (rc != 0)
             return rc;
         P->end_pending = 0;
-        P->map_cur ^= 1;
-        P->maps[P->map_cur].rows = 0;
-        P->map_old = 1;
+        struct rowmap *m = &P->maps[++P->seq % ROWMAP_RING];
+        m->seq = P->seq;
+        m->rows = 0;
     }
     return 0;
 }
@@ -1234,8 +1235,8 @@ static void parser_destroy(struct pgfeed_stage *s)
     pgfeed__buf_free(&P->in);
     pgfeed__buf_free(&P->out);
     pgfeed__buf_free(&P->scratch);
-    free(P->maps[0].ex);
-    free(P->maps[1].ex);
+    for (size_t i = 0; i < ROWMAP_RING; i++)
+        free(P->maps[i].ex);
     free(P);
 }
 
@@ -1313,10 +1314,11 @@ void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t
     P->bom_pending = P->bom_pending && P->lineno == 0 && decoded_offset == 0;
 }
 
-uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t batch_row)
+uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t seq, uint64_t batch_row)
 {
     struct parser *P = parser_of(s);
-    return rowmap_line(&P->maps[P->map_old ? !P->map_cur : P->map_cur], batch_row);
+    const struct rowmap *m = &P->maps[seq % ROWMAP_RING];
+    return m->seq == seq && seq <= P->seq ? rowmap_line(m, batch_row) : 0;
 }
 
 void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_info *bi)
@@ -1327,4 +1329,5 @@ void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_in
     bi->last_line = P->lineno;
     bi->end_decoded = P->line_off;
     bi->end_raw = P->stats->bytes_read;
+    bi->seq = P->seq;
 }

@@ -254,7 +254,7 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
         dl += (size_t)snprintf(detail, sizeof detail, "%s ", sdetail);
     if (in_batch && cline > 0) {
         /* The parser knows where row N of the batch started (csv records span lines). */
-        line = k->base.prev ? pgfeed__parser_row_line(k->base.prev, cline) : 0;
+        line = k->base.prev ? pgfeed__parser_row_line(k->base.prev, k->batch.seq, cline) : 0;
         if (line == 0)
             line = k->batch.first_line + cline - 1;
         dl += (size_t)snprintf(
@@ -778,7 +778,7 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
     struct pgfeed_job *job = job_of(k);
     uint64_t line = 0;
     if (k->base.prev)
-        line = pgfeed__parser_row_line(k->base.prev, i + 1);
+        line = pgfeed__parser_row_line(k->base.prev, k->batch.seq, i + 1);
     if (line == 0)
         line = k->batch.first_line + i;
     char col[128];

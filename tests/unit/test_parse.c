@@ -77,16 +77,24 @@ struct fake_sink {
      */
     uint64_t lines[MAX_LINES];
     size_t nlines;
-    size_t ended_at, ended_rows;      /* the last ended batch's rows in lines[], to ask again */
-    int recheck;                      /* an end_batch was taken and no write since */
+    size_t lines_at[MAX_BATCHES];     /* where each batch's rows start in lines[] */
     struct pgfeed_batch_info pending; /* at finish */
 };
 
-static void record_lines(struct fake_sink *k, uint64_t rows)
+static void record_lines(struct fake_sink *k, uint64_t seq, uint64_t rows)
 {
     for (uint64_t r = 1; r <= rows; r++)
         if (k->nlines < MAX_LINES)
-            k->lines[k->nlines++] = pgfeed__parser_row_line(k->base.prev, r);
+            k->lines[k->nlines++] = pgfeed__parser_row_line(k->base.prev, seq, r);
+}
+
+/* Batch i's rows are asked again later, as a sink with several connections does. */
+static void recheck_batch(struct fake_sink *k, size_t i)
+{
+    const struct pgfeed_batch_info *bi = &k->batches[i];
+    for (uint64_t r = 0; r < bi->rows && k->lines_at[i] + r < k->nlines; r++)
+        if (pgfeed__parser_row_line(k->base.prev, bi->seq, r + 1) != k->lines[k->lines_at[i] + r])
+            k->violations++;
 }
 
 static int gate(struct fake_sink *k, int kind, const void *p, size_t n)
@@ -116,15 +124,12 @@ static int gate(struct fake_sink *k, int kind, const void *p, size_t n)
 static int fake_write(struct pgfeed_stage *s, const char *p, size_t n)
 {
     struct fake_sink *k = container_of(s, struct fake_sink, base);
-    if (k->recheck) /* still the ended batch's rows, until this write is taken */
-        for (size_t r = 0; r < k->ended_rows && k->ended_at + r < k->nlines; r++)
-            if (pgfeed__parser_row_line(s->prev, r + 1) != k->lines[k->ended_at + r])
-                k->violations++;
+    if (k->nbatches) /* the batch just ended is still known while the next one is built */
+        recheck_batch(k, k->nbatches - 1);
     int rc = gate(k, CALL_WRITE, p, n);
     if (rc == 0) {
         pgfeed__buf_append(&k->got, p, n);
         k->writes++;
-        k->recheck = 0;
     }
     return rc;
 }
@@ -136,14 +141,12 @@ static int fake_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     if (rc == 0 && k->nbatches + 1 == k->fail_batch)
         return pgfeed__fail(s->job, "sink", PGFEED_ESERVER, NULL, NULL, "sink refused");
     if (rc == 0 && k->nbatches < MAX_BATCHES) {
+        if (bi->seq != k->nbatches)
+            k->violations++;
+        k->lines_at[k->nbatches] = k->nlines;
         k->batches[k->nbatches] = *bi;
         k->batch_at[k->nbatches++] = k->got.len;
-    }
-    if (rc == 0) {
-        k->ended_at = k->nlines;
-        k->ended_rows = bi->rows;
-        record_lines(k, bi->rows);
-        k->recheck = 1;
+        record_lines(k, bi->seq, bi->rows);
     }
     return rc;
 }
@@ -155,7 +158,14 @@ static int fake_finish(struct pgfeed_stage *s)
     if (rc == 0) {
         k->finishes++;
         pgfeed__parser_pending_batch(s->prev, &k->pending);
-        record_lines(k, k->pending.rows);
+        if (k->nbatches < MAX_BATCHES && k->pending.seq != k->nbatches)
+            k->violations++;
+        /* The last PGFEED_MAX_CONNECTIONS ended batches are still known. */
+        for (size_t i = k->nbatches > PGFEED_MAX_CONNECTIONS ? k->nbatches - PGFEED_MAX_CONNECTIONS
+                                                             : 0;
+             i < k->nbatches; i++)
+            recheck_batch(k, i);
+        record_lines(k, k->pending.seq, k->pending.rows);
     }
     return rc;
 }
@@ -676,17 +686,17 @@ static const int name_arrays[] = {0, 0, 0, 0, 1, 1};
 #define NAMES_CASE .has_header = 1, .nfields = 6, .is_array = name_arrays, .names = name_fields
 
 static const struct pgfeed_batch_info batches_10x3[] = {
-    {3, 2, 4, 24, 0},
-    {3, 5, 7, 42, 0},
-    {3, 8, 10, 60, 0},
+    {3, 2, 4, 24, 0, 0},
+    {3, 5, 7, 42, 0, 0},
+    {3, 8, 10, 60, 0, 0},
 };
 static const size_t batches_10x3_at[] = {18, 36, 54};
 #define TEN_ROWS                                                                                   \
     "h1\th2\n"                                                                                     \
     "r01\tx\nr02\tx\nr03\tx\nr04\tx\nr05\tx\nr06\tx\nr07\tx\nr08\tx\nr09\tx\nr10\tx"
 
-static const struct pgfeed_batch_info batches_crlf[] = {{2, 1, 2, 10, 0}};
-static const struct pgfeed_batch_info batches_cr[] = {{2, 1, 2, 12, 0}};
+static const struct pgfeed_batch_info batches_crlf[] = {{2, 1, 2, 10, 0, 0}};
+static const struct pgfeed_batch_info batches_cr[] = {{2, 1, 2, 12, 0, 0}};
 
 static const char *const two_fields[] = {"a", "b"};
 static const char *const three_fields[] = {"a", "b", "c"};
@@ -1082,12 +1092,12 @@ static const struct tcase cases[] = {
         .rows_read = 6,
         .rejected = 3,
         .lines_read = 6,
-        .batches = (const struct pgfeed_batch_info[]){{2, 1, 4, 19, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{2, 1, 4, 19, 0, 0}},
         .nbatches = 1,
         .batch_at = (const size_t[]){8},
         .row_lines = (const uint64_t[]){1, 4, 6},
         .nrow_lines = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 6, 6, 32, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 6, 6, 32, 0, 0},
     },
     {
         "tsv: row lines with a rejected row inside a batch",
@@ -1100,12 +1110,12 @@ static const struct tcase cases[] = {
         .rows_read = 4,
         .rejected = 1,
         .lines_read = 4,
-        .batches = (const struct pgfeed_batch_info[]){{2, 1, 3, 12, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{2, 1, 3, 12, 0, 0}},
         .nbatches = 1,
         .batch_at = (const size_t[]){8},
         .row_lines = (const uint64_t[]){1, 3, 4},
         .nrow_lines = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 4, 4, 16, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 4, 4, 16, 0, 0},
     },
     {
         "tsv: --max-rejects reached on the second bad row",
@@ -1185,12 +1195,12 @@ static const struct tcase cases[] = {
         .out = S("l1\\nl2\tc\\r\\nd\te\\rf\nx\ty\tz\n"),
         .rows_read = 2,
         .lines_read = 4,
-        .batches = (const struct pgfeed_batch_info[]){{1, 1, 3, 22, 0}, {1, 4, 4, 28, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{1, 1, 3, 22, 0, 0}, {1, 4, 4, 28, 0, 0}},
         .nbatches = 2,
         .batch_at = (const size_t[]){19, 25},
         .row_lines = (const uint64_t[]){1, 4},
         .nrow_lines = 2,
-        .pending = &(const struct pgfeed_batch_info){0, 0, 4, 28, 0},
+        .pending = &(const struct pgfeed_batch_info){0, 0, 4, 28, 0, 0},
     },
     {
         "csv: an empty unquoted field is NULL, an empty quoted one an empty string",
@@ -1345,7 +1355,7 @@ static const struct tcase cases[] = {
         .lines_read = 3,
         .row_lines = (const uint64_t[]){3},
         .nrow_lines = 1,
-        .pending = &(const struct pgfeed_batch_info){1, 3, 3, 12, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 3, 3, 12, 0, 0},
     },
     {
         "csv: an empty line is a record of one empty field",
@@ -1429,7 +1439,7 @@ static const struct tcase cases[] = {
         .rows_read = 2,
         .rejected = 1,
         .lines_read = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 1, 3, 14, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 1, 3, 14, 0, 0},
     },
     {
         "csv: a doubled quote at the very end leaves the quote open",
@@ -1565,12 +1575,12 @@ static const struct tcase cases[] = {
         .rows_read = 4,
         .rejected = 1,
         .lines_read = 7,
-        .batches = (const struct pgfeed_batch_info[]){{2, 1, 5, 17, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{2, 1, 5, 17, 0, 0}},
         .nbatches = 1,
         .batch_at = (const size_t[]){16},
         .row_lines = (const uint64_t[]){1, 3, 7},
         .nrow_lines = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 7, 7, 25, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 7, 7, 25, 0, 0},
     },
     {
         "csv: a batch's last line is where its last record ends",
@@ -1582,12 +1592,12 @@ static const struct tcase cases[] = {
         .out = S("a\t1\nb\\nc\t2\nd\t3\n"),
         .rows_read = 3,
         .lines_read = 4,
-        .batches = (const struct pgfeed_batch_info[]){{2, 1, 3, 12, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{2, 1, 3, 12, 0, 0}},
         .nbatches = 1,
         .batch_at = (const size_t[]){11},
         .row_lines = (const uint64_t[]){1, 2, 4},
         .nrow_lines = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 4, 4, 16, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 4, 4, 16, 0, 0},
     },
     {
         "csv: another delimiter and quote character",
@@ -1676,12 +1686,12 @@ static const struct tcase cases[] = {
         .rows_read = 4,
         .rejected = 1,
         .lines_read = 5,
-        .batches = (const struct pgfeed_batch_info[]){{2, 10, 12, 1014, 0}},
+        .batches = (const struct pgfeed_batch_info[]){{2, 10, 12, 1014, 0, 0}},
         .nbatches = 1,
         .batch_at = (const size_t[]){13},
         .row_lines = (const uint64_t[]){10, 11, 14},
         .nrow_lines = 3,
-        .pending = &(const struct pgfeed_batch_info){1, 14, 14, 1021, 0},
+        .pending = &(const struct pgfeed_batch_info){1, 14, 14, 1021, 0, 0},
     },
     {
         "csv: a record too long with its quote still open",
@@ -1745,7 +1755,7 @@ static void large_case(void)
         pgfeed__buf_append(&want, row, (size_t)m);
         if (i % 5000 == 0 && nb < 4) {
             b[nb] =
-                (struct pgfeed_batch_info){5000, (uint64_t)i - 4998, (uint64_t)i + 1, in.len, 0};
+                (struct pgfeed_batch_info){5000, (uint64_t)i - 4998, (uint64_t)i + 1, in.len, 0, 0};
             at[nb++] = want.len;
         }
     }
@@ -1876,11 +1886,11 @@ static void large_csv_case(void)
             batch_first = start;
         lines[nl++] = start;
         if (sent % 5000 == 0 && nb < 4) {
-            b[nb] = (struct pgfeed_batch_info){5000, batch_first, line - 1, in.len, 0};
+            b[nb] = (struct pgfeed_batch_info){5000, batch_first, line - 1, in.len, 0, 0};
             at[nb++] = want.len;
         }
     }
-    struct pgfeed_batch_info pending = {sent % 5000, batch_first, line - 1, in.len, 0};
+    struct pgfeed_batch_info pending = {sent % 5000, batch_first, line - 1, in.len, 0, 0};
     struct tcase tc = {
         "csv: 20000 records in batches of 5000, with rejections",
         in.data,
