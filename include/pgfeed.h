@@ -204,6 +204,14 @@ struct pgfeed_options {
     int insecure;             /* 1: skip TLS verification (like curl -k); default 0 */
     double connect_timeout_s; /* default 30 */
     double low_speed_time_s;  /* abort (and retry) if under 1 byte/s this long; default 60 */
+
+    /*
+     * Parallel COPY connections, 1 to 16 (default 1). Batches go to whichever
+     * connection is free and COPY concurrently; they commit in input order
+     * (a batch whose COPY finished early waits for the ones before it), so
+     * the checkpoint always covers a prefix of the input and --resume stays exact.
+     */
+    int connections;
 };
 
 /* Fills *opt with the defaults named above. */

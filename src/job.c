@@ -111,6 +111,7 @@ void pgfeed_options_init(struct pgfeed_options *opt)
     opt->format = PGFEED_FORMAT_AUTO;
     opt->header = PGFEED_HEADER_AUTO;
     opt->batch_rows = 100000;
+    opt->connections = 1;
     opt->max_line = 64u << 20;
     opt->chunk_size = 128u << 10;
     opt->log_level = PGFEED_LOG_INFO;
@@ -280,6 +281,12 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     if (csv && (unsigned char)job->opt.quote >= 0x80)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
+    if (job->opt.connections == 0)
+        job->opt.connections = 1;
+    if (job->opt.connections < 1 || job->opt.connections > PGFEED_MAX_CONNECTIONS)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
+                            "Give a number of connections from 1 to 16.",
+                            "invalid number of connections: %d", job->opt.connections);
     /* The job has not started: the failures above must not leave it "stopping". */
     return 0;
 }

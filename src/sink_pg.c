@@ -42,6 +42,7 @@ enum sink_state {
     S_STARTING,
     S_COPY_IN,
     S_ENDING,
+    S_WAIT_TURN,  /* COPY done; an earlier batch has not committed yet */
     S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
     S_COMMITTING,
     S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
@@ -59,23 +60,20 @@ enum sink_state {
     S_CLOSED
 };
 
-struct sink_pg {
+struct sink_pg;
+
+/* The stage: what every connection shares, and which connection takes which batch. */
+struct sink {
     struct pgfeed_stage base;
-    enum sink_state state;
-    PGconn *conn;
-    int sock;
-    uv_poll_t *poll; /* on the current socket; NULL when none. Allocated per socket,
-                      * since a closing handle for an old socket may still be pending */
-    int poll_events;
-    uv_timer_t connect_timer;
-    int timer_inited;
-    int blocked; /* PQflush returned 1: waiting for writable */
-    int eof;     /* finish() was called */
+    struct sink_pg *conns[PGFEED_MAX_CONNECTIONS]; /* conns[0] also reads the catalog etc. */
+    size_t nconns;
+    struct sink_pg *cur; /* the connection taking the current batch's rows, or NULL */
+    uint64_t commit_seq; /* the batch whose turn it is to commit (they commit in order) */
+    int eof;             /* finish() was called */
     int stop_requested;
-    int any_batch;       /* a batch transaction has been started */
-    int any_end;         /* end_batch has been called */
-    int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
-    int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
+    int any_batch;  /* a batch transaction has been started */
+    int any_end;    /* end_batch has been called */
+    uint64_t ended; /* batches ended (end_batch calls taken) */
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     struct pgfeed_column *cols;
@@ -84,13 +82,34 @@ struct sink_pg {
     char *state_table;
     char *key, *source_name, *options;
     struct pgfeed_checkpoint ckpt; /* as read at start */
+    int retain;                    /* keep each batch's rows (--max-rejects > 0) */
+    size_t *target_idx;            /* the COPY's columns, for turning a row back into input */
+    size_t ntargets;
+    uint64_t next_first_line; /* first line of the next batch when the parser has no info */
+};
+
+/* One connection to the server, with the batch it is working on. */
+struct sink_pg {
+    struct sink *sh;
+    size_t idx; /* in sh->conns */
+    enum sink_state state;
+    PGconn *conn;
+    int sock;
+    uv_poll_t *poll; /* on the current socket; NULL when none. Allocated per socket,
+                      * since a closing handle for an old socket may still be pending */
+    int poll_events;
+    uv_timer_t connect_timer;
+    int timer_inited;
+    int blocked;         /* PQflush returned 1: waiting for writable */
+    int last;            /* its batch is the input's last */
+    int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
+    int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
 
     /*
      * With --max-rejects > 0 the batch's COPY data is kept (at most
      * --batch-bytes) so that a batch the server refuses can be tried again
      * without the rows it names, each range of rows under a savepoint.
      */
-    int retain;
     int batch_truncates;    /* this batch's transaction starts with TRUNCATE */
     struct pgfeed_buf kept; /* the batch's COPY rows */
     size_t *row_off;        /* nrows + 1 row starts in kept */
@@ -103,12 +122,9 @@ struct sink_pg {
     size_t send_pos;        /* next byte of kept to send for cur */
     int savepoint;          /* a savepoint exists in the retry transaction */
     int split_first;        /* the refused COPY was the batch's first try */
-    size_t *target_idx;     /* the COPY's columns, for turning a row back into input */
-    size_t ntargets;
 
     struct pgfeed_batch_info batch; /* the batch being ended */
     uint64_t batch_rows_base;       /* rows_sent when the current batch started */
-    uint64_t next_first_line;       /* first line of the next batch when the parser has no info */
 };
 
 static void sink_poll_cb(uv_poll_t *h, int status, int events);
@@ -122,14 +138,14 @@ static int send_checkpoint(struct sink_pg *k);
 /* How long a stopping sink waits for the server to confirm a CopyFail or a COMMIT. */
 #define ABORT_WAIT_MS 5000
 
-static struct sink_pg *sink_of(struct pgfeed_stage *s)
+static struct sink *sink_of(struct pgfeed_stage *s)
 {
-    return container_of(s, struct sink_pg, base);
+    return container_of(s, struct sink, base);
 }
 
 static struct pgfeed_job *job_of(struct sink_pg *k)
 {
-    return k->base.job;
+    return k->sh->base.job;
 }
 
 /* ------------------------------------------------------------ poll handling */
@@ -254,7 +270,8 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
         dl += (size_t)snprintf(detail, sizeof detail, "%s ", sdetail);
     if (in_batch && cline > 0) {
         /* The parser knows where row N of the batch started (csv records span lines). */
-        line = k->base.prev ? pgfeed__parser_row_line(k->base.prev, k->batch.seq, cline) : 0;
+        line =
+            k->sh->base.prev ? pgfeed__parser_row_line(k->sh->base.prev, k->batch.seq, cline) : 0;
         if (line == 0)
             line = k->batch.first_line + cline - 1;
         dl += (size_t)snprintf(
@@ -301,47 +318,92 @@ static int send_query(struct sink_pg *k, const char *sql, enum sink_state next)
 
 static int start_batch(struct sink_pg *k)
 {
+    struct sink *sh = k->sh;
     const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
     char *sql;
-    if (o->truncate && !k->any_batch)
-        sql = pgfeed__strdup_printf("BEGIN; TRUNCATE %s; %s", k->qualified, k->copy_sql);
+    if (o->truncate && !sh->any_batch)
+        sql = pgfeed__strdup_printf("BEGIN; TRUNCATE %s; %s", sh->qualified, sh->copy_sql);
     else
-        sql = pgfeed__strdup_printf("BEGIN; %s", k->copy_sql);
+        sql = pgfeed__strdup_printf("BEGIN; %s", sh->copy_sql);
     if (sql == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    k->batch_truncates = o->truncate && !k->any_batch;
-    k->any_batch = 1;
+    k->batch_truncates = o->truncate && !sh->any_batch;
+    sh->any_batch = 1;
     k->batch_rows_base = pgfeed__job_stats(job_of(k))->rows_sent;
     k->kept.len = 0;
     k->nrows = 0;
+    k->last = 0;
     int rc = send_query(k, sql, S_STARTING);
     free(sql);
+    if (rc == 0)
+        sh->cur = k;
     return rc;
+}
+
+/* A connection with no transaction open, or NULL when every one is busy (or still connecting). */
+static struct sink_pg *idle_conn(struct sink *sh)
+{
+    for (size_t i = 0; i < sh->nconns; i++)
+        if (sh->conns[i] && sh->conns[i]->state == S_READY)
+            return sh->conns[i];
+    return NULL;
+}
+
+/* No connection has a batch in flight (all are READY). */
+static int all_idle(struct sink *sh)
+{
+    for (size_t i = 0; i < sh->nconns; i++)
+        if (sh->conns[i] == NULL || sh->conns[i]->state != S_READY)
+            return 0;
+    return 1;
+}
+
+/*
+ * The connection that takes the current batch's rows, starting a batch on an
+ * idle one when there is none; NULL (with EAGAIN or an error in *rc) until
+ * one is in COPY_IN and not blocked.
+ */
+static struct sink_pg *copy_conn(struct sink *sh, int *rc)
+{
+    struct sink_pg *k = sh->cur;
+    *rc = PGFEED_EAGAIN;
+    if (k == NULL) {
+        k = idle_conn(sh);
+        if (k == NULL) {
+            pgfeed__job_server_wait(sh->base.job, 1);
+            return NULL;
+        }
+        int r = start_batch(k);
+        if (r != 0)
+            *rc = r;
+        else
+            pgfeed__job_server_wait(sh->base.job, 1);
+        return NULL;
+    }
+    if (k->state != S_COPY_IN || k->blocked) {
+        pgfeed__job_server_wait(sh->base.job, 1);
+        return NULL;
+    }
+    *rc = 0;
+    return k;
 }
 
 static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
 {
-    struct sink_pg *k = sink_of(s);
-    if (k->stop_requested)
+    struct sink *sh = sink_of(s);
+    if (sh->stop_requested)
         return PGFEED_ECANCELED;
-    if (k->state == S_READY) {
-        int rc = start_batch(k);
-        if (rc != 0)
-            return rc;
-        pgfeed__job_server_wait(job_of(k), 1);
-        return PGFEED_EAGAIN;
-    }
-    if (k->state != S_COPY_IN || k->blocked) {
-        pgfeed__job_server_wait(job_of(k), 1);
-        return PGFEED_EAGAIN;
-    }
+    int rc;
+    struct sink_pg *k = copy_conn(sh, &rc);
+    if (k == NULL)
+        return rc;
     if (n == 0)
         return 0;
-    if (k->retain && pgfeed__buf_append(&k->kept, p, n) != 0)
+    if (sh->retain && pgfeed__buf_append(&k->kept, p, n) != 0)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int r = PQputCopyData(k->conn, p, (int)n);
     if (r == 0) {
-        if (k->retain)
+        if (sh->retain)
             k->kept.len -= n;
         return PGFEED_EAGAIN;
     }
@@ -353,7 +415,7 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     if (f == 1) {
         k->blocked = 1;
         pgfeed__job_server_wait(job_of(k), 1);
-        int rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
+        rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
         if (rc != 0)
             return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL,
                                 "could not watch the connection: %s", uv_strerror(rc));
@@ -369,6 +431,8 @@ static int end_copy(struct sink_pg *k)
     if (r == 0)
         return PGFEED_EAGAIN;
     k->state = S_ENDING;
+    if (k->sh->cur == k)
+        k->sh->cur = NULL; /* the next batch may go to another connection */
     int f = PQflush(k->conn);
     if (f < 0)
         return fail_conn(k, "could not end COPY");
@@ -378,60 +442,69 @@ static int end_copy(struct sink_pg *k)
 
 static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi)
 {
-    struct sink_pg *k = sink_of(s);
-    if (k->stop_requested)
+    struct sink *sh = sink_of(s);
+    if (sh->stop_requested)
         return PGFEED_ECANCELED;
-    if (k->state != S_COPY_IN || k->blocked) {
-        pgfeed__job_server_wait(job_of(k), 1);
-        return PGFEED_EAGAIN;
-    }
+    int rc;
+    struct sink_pg *k = copy_conn(sh, &rc);
+    if (k == NULL)
+        return rc;
     k->batch = *bi;
-    k->next_first_line = bi->last_line + 1;
-    k->any_end = 1;
+    sh->ended = bi->seq + 1;
+    sh->next_first_line = bi->last_line + 1;
+    sh->any_end = 1;
     return end_copy(k);
 }
 
 static int sink_finish(struct pgfeed_stage *s)
 {
-    struct sink_pg *k = sink_of(s);
-    if (k->stop_requested)
+    struct sink *sh = sink_of(s);
+    if (sh->stop_requested)
         return PGFEED_ECANCELED;
-    if (k->state == S_COPY_IN) {
-        if (k->blocked)
+    struct sink_pg *k = sh->cur;
+    if (k != NULL) {
+        if (k->state != S_COPY_IN || k->blocked) {
+            pgfeed__job_server_wait(sh->base.job, 1);
             return PGFEED_EAGAIN;
+        }
         /* The last, partial batch: no end_batch for it; the parser says where it is. */
         const struct pgfeed_stats *st = pgfeed__job_stats(job_of(k));
-        if (k->base.prev) {
-            pgfeed__parser_pending_batch(k->base.prev, &k->batch);
-            k->eof = 1;
+        sh->eof = 1;
+        k->last = 1;
+        if (sh->base.prev) {
+            pgfeed__parser_pending_batch(sh->base.prev, &k->batch);
             return end_copy(k);
         }
+        k->batch.seq = sh->ended;
         k->batch.rows = st->rows_sent - k->batch_rows_base;
         k->batch.last_line = st->lines_read;
         /* After a full batch the next starts on the following line; before any, one row
          * per line (tsv, text) puts the first at lines_read - rows + 1. */
-        k->batch.first_line = k->any_end ? k->next_first_line : st->lines_read - k->batch.rows + 1;
+        k->batch.first_line =
+            sh->any_end ? sh->next_first_line : st->lines_read - k->batch.rows + 1;
         k->batch.end_decoded = st->bytes_inflated;
-        k->eof = 1;
         return end_copy(k);
     }
-    if (k->state == S_READY) {
-        k->eof = 1;
-        const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
-        if (o->truncate && !k->any_batch) {
-            /* An empty input with --truncate still empties the table. */
-            char *sql = pgfeed__strdup_printf("TRUNCATE %s", k->qualified);
-            if (sql == NULL)
-                return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-            k->any_batch = 1;
-            int rc = send_query(k, sql, S_TRUNCATING);
-            free(sql);
-            return rc;
-        }
-        return mark_finished(k);
+    if (!all_idle(sh)) {
+        /* Earlier batches are still committing: called again after resume. */
+        pgfeed__job_server_wait(sh->base.job, 1);
+        return PGFEED_EAGAIN;
     }
-    pgfeed__job_server_wait(job_of(k), 1);
-    return PGFEED_EAGAIN; /* starting or committing: called again after resume */
+    sh->eof = 1;
+    k = sh->conns[0];
+    k->last = 1;
+    const struct pgfeed_options *o = pgfeed__job_options(sh->base.job);
+    if (o->truncate && !sh->any_batch) {
+        /* An empty input with --truncate still empties the table. */
+        char *sql = pgfeed__strdup_printf("TRUNCATE %s", sh->qualified);
+        if (sql == NULL)
+            return pgfeed__fail(sh->base.job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        sh->any_batch = 1;
+        int rc = send_query(k, sql, S_TRUNCATING);
+        free(sql);
+        return rc;
+    }
+    return mark_finished(k);
 }
 
 static void sink_resume(struct pgfeed_stage *s)
@@ -443,8 +516,45 @@ static void sink_resume(struct pgfeed_stage *s)
 static void wake_upstream(struct sink_pg *k)
 {
     pgfeed__job_server_wait(job_of(k), 0);
-    if (k->base.prev)
-        pgfeed__job_schedule_resume(job_of(k), k->base.prev);
+    if (k->sh->base.prev)
+        pgfeed__job_schedule_resume(job_of(k), k->sh->base.prev);
+}
+
+/*
+ * The batch's COPY went through (or its refused rows were set aside): write
+ * its checkpoint and commit when every earlier batch has committed, else wait
+ * for that turn. Batches commit in the order they were read, so the state
+ * table's row always describes a prefix of the input: no gaps to remember.
+ */
+static int checkpoint_when_turn(struct sink_pg *k)
+{
+    if (k->batch.seq != k->sh->commit_seq) {
+        k->state = S_WAIT_TURN;
+        return 0;
+    }
+    if (send_checkpoint(k) != 0)
+        return -1;
+    k->state = S_CHECKPOINT;
+    return 0;
+}
+
+/* A batch committed: the connection holding the next one in order may go on. */
+static void next_turn(struct sink *sh)
+{
+    sh->commit_seq++;
+    for (size_t i = 0; i < sh->nconns; i++) {
+        struct sink_pg *c = sh->conns[i];
+        if (c && c->state == S_WAIT_TURN && c->batch.seq == sh->commit_seq) {
+            if (checkpoint_when_turn(c) == 0) {
+                int f = PQflush(c->conn);
+                if (f < 0)
+                    fail_conn(c, "lost the connection to the server");
+                else
+                    sink_watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+            }
+            return;
+        }
+    }
 }
 
 /* ------------------------------------------------------------ results */
@@ -457,18 +567,18 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
                             "A table without columns cannot be loaded.", NULL,
                             "table \"%s\" has no columns", pgfeed__job_options(job_of(k))->table);
     }
-    k->cols = calloc((size_t)nt, sizeof *k->cols);
-    if (k->cols == NULL)
+    k->sh->cols = calloc((size_t)nt, sizeof *k->sh->cols);
+    if (k->sh->cols == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    k->ncols = (size_t)nt;
+    k->sh->ncols = (size_t)nt;
     for (int i = 0; i < nt; i++) {
-        k->cols[i].name = strdup(PQgetvalue(r, i, 1));
-        k->cols[i].is_array = PQgetvalue(r, i, 2)[0] == 't';
-        if (k->cols[i].name == NULL)
+        k->sh->cols[i].name = strdup(PQgetvalue(r, i, 1));
+        k->sh->cols[i].is_array = PQgetvalue(r, i, 2)[0] == 't';
+        if (k->sh->cols[i].name == NULL)
             return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
-    k->qualified = strdup(PQgetvalue(r, 0, 0));
-    if (k->qualified == NULL)
+    k->sh->qualified = strdup(PQgetvalue(r, 0, 0));
+    if (k->sh->qualified == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
 }
@@ -517,10 +627,10 @@ static int send_checkpoint(struct sink_pg *k)
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[14] = {k->key,
-                              k->source_name,
-                              k->qualified,
-                              k->options ? k->options : "",
+    const char *params[14] = {k->sh->key,
+                              k->sh->source_name,
+                              k->sh->qualified,
+                              k->sh->options ? k->sh->options : "",
                               v ? v->etag : NULL,
                               v ? v->last_modified : NULL,
                               have_size ? size : NULL,
@@ -529,7 +639,7 @@ static int send_checkpoint(struct sink_pg *k)
                               lines,
                               dec,
                               raw,
-                              k->eof ? "t" : "f",
+                              k->last ? "t" : "f",
                               have_point ? hex.data : NULL};
     char *sql = pgfeed__strdup_printf(
         "INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
@@ -544,7 +654,7 @@ static int send_checkpoint(struct sink_pg *k)
         " restart = EXCLUDED.restart, finished = EXCLUDED.finished,"
         " started_at = CASE WHEN c.finished THEN now() ELSE c.started_at END,"
         " updated_at = now()",
-        k->state_table);
+        k->sh->state_table);
     if (sql == NULL) {
         pgfeed__buf_free(&hex);
         return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
@@ -563,8 +673,8 @@ static int mark_finished(struct sink_pg *k)
     if (rc != 0)
         return rc;
     char *sql = pgfeed__strdup_printf(
-        "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", k->state_table);
-    const char *params[1] = {k->key};
+        "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", k->sh->state_table);
+    const char *params[1] = {k->sh->key};
     if (sql == NULL)
         return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
@@ -596,7 +706,7 @@ static int hexval(int c)
 
 static int read_checkpoint(struct sink_pg *k, PGresult *r)
 {
-    struct pgfeed_checkpoint *c = &k->ckpt;
+    struct pgfeed_checkpoint *c = &k->sh->ckpt;
     pgfeed__checkpoint_clear(c);
     c->found = 1;
     c->rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -743,7 +853,8 @@ static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
         } else {
             f.len = g.len = 0;
             rc |= unescape_field(&f, fp, fn);
-            int is_array = field < k->ntargets && k->cols[k->target_idx[field]].is_array;
+            int is_array =
+                field < k->sh->ntargets && k->sh->cols[k->sh->target_idx[field]].is_array;
             struct pgfeed_buf *v = &f;
             if (is_array && rc == 0) {
                 rc |= unarray(&g, f.data, f.len);
@@ -777,8 +888,8 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
 {
     struct pgfeed_job *job = job_of(k);
     uint64_t line = 0;
-    if (k->base.prev)
-        line = pgfeed__parser_row_line(k->base.prev, k->batch.seq, i + 1);
+    if (k->sh->base.prev)
+        line = pgfeed__parser_row_line(k->sh->base.prev, k->batch.seq, i + 1);
     if (line == 0)
         line = k->batch.first_line + i;
     char col[128];
@@ -857,16 +968,12 @@ static int split_refused(struct sink_pg *k, const PGresult *r)
 /* Tries the next range under a savepoint, or commits the batch when none is left. */
 static int split_next(struct sink_pg *k)
 {
-    if (k->nstack == 0) {
-        if (send_checkpoint(k) != 0)
-            return -1;
-        k->state = S_CHECKPOINT;
-        return 0;
-    }
+    if (k->nstack == 0)
+        return checkpoint_when_turn(k);
     k->cur = k->stack[--k->nstack];
-    char *sql =
-        pgfeed__strdup_printf("%sSAVEPOINT pgfeed_split; %s",
-                              k->savepoint ? "RELEASE SAVEPOINT pgfeed_split; " : "", k->copy_sql);
+    char *sql = pgfeed__strdup_printf("%sSAVEPOINT pgfeed_split; %s",
+                                      k->savepoint ? "RELEASE SAVEPOINT pgfeed_split; " : "",
+                                      k->sh->copy_sql);
     int ok = sql && PQsendQuery(k->conn, sql);
     free(sql);
     if (!ok)
@@ -954,7 +1061,7 @@ static void sink_process(struct sink_pg *k)
                 PQclear(r);
                 continue; /* the CopyFail we sent, or a statement after it */
             }
-            if (k->retain && (k->state == S_ENDING || k->state == S_SPLIT_ENDING) &&
+            if (k->sh->retain && (k->state == S_ENDING || k->state == S_SPLIT_ENDING) &&
                 is_data_error(r)) {
                 int rc = split_refused(k, r);
                 PQclear(r);
@@ -964,7 +1071,7 @@ static void sink_process(struct sink_pg *k)
             }
             fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);
             PQclear(r);
-            if (k->stop_requested) {
+            if (k->sh->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
             }
@@ -988,23 +1095,30 @@ static void sink_process(struct sink_pg *k)
         }
         /* r == NULL: the current command string is complete. */
         switch (k->state) {
-        case S_SETUP: {
-            const char *params[1] = {pgfeed__job_options(job)->table};
-            if (!PQsendQueryParams(
-                    k->conn,
-                    "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
-                    " FROM pg_catalog.pg_attribute a"
-                    " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
-                    " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
-                    " AND NOT a.attisdropped AND a.attgenerated = ''"
-                    " ORDER BY a.attnum",
-                    1, NULL, params, NULL, NULL, 0)) {
-                fail_conn(k, "could not query the table's columns");
+        case S_SETUP:
+            if (k->idx != 0) {
+                /* Another connection for batches: conns[0] does the rest. */
+                k->state = S_READY;
+                wake_upstream(k);
                 return;
             }
-            k->state = S_CATALOG;
-            break;
-        }
+            {
+                const char *params[1] = {pgfeed__job_options(job)->table};
+                if (!PQsendQueryParams(
+                        k->conn,
+                        "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
+                        " FROM pg_catalog.pg_attribute a"
+                        " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+                        " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
+                        " AND NOT a.attisdropped AND a.attgenerated = ''"
+                        " ORDER BY a.attnum",
+                        1, NULL, params, NULL, NULL, 0)) {
+                    fail_conn(k, "could not query the table's columns");
+                    return;
+                }
+                k->state = S_CATALOG;
+                break;
+            }
         case S_CATALOG: {
             if (pgfeed__job_table_ready(job) != 0)
                 return;
@@ -1015,7 +1129,7 @@ static void sink_process(struct sink_pg *k)
                 " lines_committed bigint NOT NULL, decoded_offset bigint NOT NULL,"
                 " raw_offset bigint NOT NULL, restart bytea, finished boolean NOT NULL,"
                 " started_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
-                k->state_table);
+                k->sh->state_table);
             if (sql == NULL || !PQsendQuery(k->conn, sql)) {
                 free(sql);
                 fail_conn(k, "could not create the checkpoint table");
@@ -1030,8 +1144,8 @@ static void sink_process(struct sink_pg *k)
                 "SELECT rows_committed, batches, lines_committed, decoded_offset, raw_offset,"
                 " encode(restart, 'hex'), finished, options, etag, last_modified, size,"
                 " to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM %s WHERE job_key = $1",
-                k->state_table);
-            const char *params[1] = {k->key};
+                k->sh->state_table);
+            const char *params[1] = {k->sh->key};
             if (sql == NULL || !PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0)) {
                 free(sql);
                 fail_conn(k, "could not read the checkpoint table");
@@ -1053,14 +1167,13 @@ static void sink_process(struct sink_pg *k)
             wake_upstream(k);
             return;
         case S_ENDING:
-            if (send_checkpoint(k) != 0)
+            if (checkpoint_when_turn(k) != 0)
                 return;
-            k->state = S_CHECKPOINT;
             break;
         case S_CHECKPOINT:
             /* Rejects of this batch go to the file before its rows commit: a crash
              * in between may repeat them on resume, but never loses one. */
-            if (pgfeed__job_flush_rejects(job, k->eof ? UINT64_MAX : k->batch.last_line) != 0)
+            if (pgfeed__job_flush_rejects(job, k->last ? UINT64_MAX : k->batch.last_line) != 0)
                 return;
             if (!PQsendQuery(k->conn, "COMMIT")) {
                 fail_conn(k, "could not commit");
@@ -1074,7 +1187,7 @@ static void sink_process(struct sink_pg *k)
             return;
         case S_SPLIT_ROLLBACK: {
             char *sql = k->batch_truncates
-                            ? pgfeed__strdup_printf("BEGIN; TRUNCATE %s", k->qualified)
+                            ? pgfeed__strdup_printf("BEGIN; TRUNCATE %s", k->sh->qualified)
                             : strdup("BEGIN");
             int ok = sql && PQsendQuery(k->conn, sql);
             free(sql);
@@ -1114,12 +1227,14 @@ static void sink_process(struct sink_pg *k)
             }
             int was_truncating = k->state == S_TRUNCATING;
             k->state = S_READY;
-            if (k->stop_requested) {
+            if (k->sh->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
                 return;
             }
-            if (k->eof) {
+            if (!was_truncating)
+                next_turn(k->sh);
+            if (k->last) {
                 if (was_truncating) {
                     if (mark_finished(k) != 0)
                         return;
@@ -1165,7 +1280,7 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
         int f = PQflush(k->conn);
         if (f < 0) {
             fail_conn(k, "lost the connection to the server");
-            if (k->stop_requested) {
+            if (k->sh->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
             }
@@ -1185,7 +1300,7 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
     if (events & UV_READABLE) {
         if (!PQconsumeInput(k->conn)) {
             fail_conn(k, "lost the connection to the server");
-            if (k->stop_requested) {
+            if (k->sh->stop_requested) {
                 k->state = S_CLOSED;
                 close_all(k);
             }
@@ -1255,12 +1370,36 @@ static void connect_step(struct sink_pg *k)
                      uv_strerror(rc));
 }
 
-int pgfeed__sink_connect(struct pgfeed_stage *s)
+/* Starts connection k; conninfo was checked by pgfeed__sink_connect. */
+static int conn_start(struct sink_pg *k)
 {
-    struct sink_pg *k = sink_of(s);
-    const struct pgfeed_options *o = pgfeed__job_options(s->job);
+    struct pgfeed_job *job = job_of(k);
+    const struct pgfeed_options *o = pgfeed__job_options(job);
     const char *keys[] = {"dbname", "fallback_application_name", NULL};
     const char *vals[] = {o->conninfo ? o->conninfo : "", "pgfeed", NULL};
+    k->conn = PQconnectStartParams(keys, vals, 1);
+    if (k->conn == NULL)
+        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    k->state = S_CONNECTING;
+    if (PQstatus(k->conn) == CONNECTION_BAD)
+        return fail_conn(k, "could not connect to the database server");
+    uv_timer_init(pgfeed__job_loop(job), &k->connect_timer);
+    k->connect_timer.data = k;
+    k->timer_inited = 1;
+    if (o->connect_timeout_s > 0)
+        uv_timer_start(&k->connect_timer, connect_timer_cb,
+                       (uint64_t)(o->connect_timeout_s * 1000.0), 0);
+    int rc = sink_watch(k, UV_WRITABLE);
+    if (rc != 0)
+        return pgfeed__fail(job, "sink", rc, NULL, NULL, "could not watch the connection: %s",
+                            uv_strerror(rc));
+    return 0;
+}
+
+int pgfeed__sink_connect(struct pgfeed_stage *s)
+{
+    struct sink *sh = sink_of(s);
+    const struct pgfeed_options *o = pgfeed__job_options(s->job);
     if (o->conninfo && (strchr(o->conninfo, '=') || strstr(o->conninfo, "://"))) {
         /* Say "invalid", not "could not connect", for a string libpq cannot read. */
         char *err = NULL;
@@ -1283,43 +1422,34 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
         }
         PQconninfoFree(parsed);
     }
-    k->conn = PQconnectStartParams(keys, vals, 1);
-    if (k->conn == NULL)
-        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    k->state = S_CONNECTING;
-    if (PQstatus(k->conn) == CONNECTION_BAD)
-        return fail_conn(k, "could not connect to the database server");
-    uv_timer_init(pgfeed__job_loop(s->job), &k->connect_timer);
-    k->connect_timer.data = k;
-    k->timer_inited = 1;
-    if (o->connect_timeout_s > 0)
-        uv_timer_start(&k->connect_timer, connect_timer_cb,
-                       (uint64_t)(o->connect_timeout_s * 1000.0), 0);
-    int rc = sink_watch(k, UV_WRITABLE);
-    if (rc != 0)
-        return pgfeed__fail(s->job, "sink", rc, NULL, NULL, "could not watch the connection: %s",
-                            uv_strerror(rc));
+    for (size_t i = 0; i < sh->nconns; i++) {
+        int rc = conn_start(sh->conns[i]);
+        if (rc != 0)
+            return rc;
+    }
     return 0;
 }
 
 const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n)
 {
-    struct sink_pg *k = sink_of(s);
+    struct sink *k = sink_of(s);
     *n = k->ncols;
     return k->cols;
 }
 
 int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n)
 {
-    struct sink_pg *k = sink_of(s);
+    struct sink *sh = sink_of(s);
+    struct sink_pg *k = sh->conns[0];
     struct pgfeed_buf b = {0};
     int rc = 0;
-    char *head = pgfeed__strdup_printf("COPY %s (", k->qualified);
+    char *head = pgfeed__strdup_printf("COPY %s (", k->sh->qualified);
     if (head == NULL || pgfeed__buf_append(&b, head, strlen(head)) != 0)
         rc = UV_ENOMEM;
     free(head);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char *q = PQescapeIdentifier(k->conn, k->cols[idx[i]].name, strlen(k->cols[idx[i]].name));
+        char *q =
+            PQescapeIdentifier(k->conn, k->sh->cols[idx[i]].name, strlen(k->sh->cols[idx[i]].name));
         if (q == NULL || (i && pgfeed__buf_append(&b, ", ", 2) != 0) ||
             pgfeed__buf_append(&b, q, strlen(q)) != 0)
             rc = UV_ENOMEM;
@@ -1350,15 +1480,15 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
         pgfeed__buf_free(&b);
         return pgfeed__fail(s->job, "sink", rc, NULL, NULL, "out of memory");
     }
-    free(k->copy_sql);
-    k->copy_sql = b.data;
+    free(k->sh->copy_sql);
+    k->sh->copy_sql = b.data;
     size_t *t = malloc((n ? n : 1) * sizeof *t);
     if (t == NULL)
         return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     memcpy(t, idx, n * sizeof *t);
-    free(k->target_idx);
-    k->target_idx = t;
-    k->ntargets = n;
+    free(k->sh->target_idx);
+    k->sh->target_idx = t;
+    k->sh->ntargets = n;
     return 0;
 }
 
@@ -1374,7 +1504,7 @@ const char *pgfeed__sink_table(struct pgfeed_stage *s)
 
 int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_identity *id)
 {
-    struct sink_pg *k = sink_of(s);
+    struct sink *k = sink_of(s);
     char *key = strdup(id->key), *src = strdup(id->source);
     char *opts = id->options ? strdup(id->options) : NULL;
     if (!key || !src || (id->options && !opts)) {
@@ -1394,9 +1524,9 @@ int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_i
 
 int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s)
 {
-    struct sink_pg *k = sink_of(s);
-    char *sql = pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1", k->state_table);
-    const char *params[1] = {k->key};
+    struct sink_pg *k = sink_of(s)->conns[0];
+    char *sql = pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1", k->sh->state_table);
+    const char *params[1] = {k->sh->key};
     if (sql == NULL)
         return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
@@ -1446,10 +1576,8 @@ static void abort_timer_cb(uv_timer_t *t)
  * awaited so the counters say what really happened. Everything else just
  * closes: the server rolls back an open transaction when the connection goes.
  */
-static void sink_stop(struct pgfeed_stage *s)
+static void conn_stop(struct sink_pg *k)
 {
-    struct sink_pg *k = sink_of(s);
-    k->stop_requested = 1;
     if (k->timer_inited)
         uv_timer_stop(&k->connect_timer);
     if (k->conn == NULL || k->state == S_CLOSED) {
@@ -1463,7 +1591,8 @@ static void sink_stop(struct pgfeed_stage *s)
             wait = 1;
         }
     } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_COMMITTING) &&
-               PQstatus(k->conn) == CONNECTION_OK && k->poll && k->timer_inited) {
+               k->batch.seq == k->sh->commit_seq && PQstatus(k->conn) == CONNECTION_OK && k->poll &&
+               k->timer_inited) {
         /*
          * A whole batch is on its way to COMMIT: it was complete before the
          * failure or cancel, so let it commit (the state machine carries on and
@@ -1471,7 +1600,7 @@ static void sink_stop(struct pgfeed_stage *s)
          */
         k->finishing_batch = 1;
         k->holding_ref = 1;
-        pgfeed__job_handle_closing(s->job);
+        pgfeed__job_handle_closing(job_of(k));
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;
     }
@@ -1480,7 +1609,7 @@ static void sink_stop(struct pgfeed_stage *s)
     if (wait && k->poll && k->timer_inited) {
         k->state = S_ABORTING;
         k->holding_ref = 1;
-        pgfeed__job_handle_closing(s->job);
+        pgfeed__job_handle_closing(job_of(k));
         sink_watch(k, UV_READABLE | UV_WRITABLE);
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;
@@ -1489,26 +1618,42 @@ static void sink_stop(struct pgfeed_stage *s)
     close_all(k);
 }
 
+static void sink_stop(struct pgfeed_stage *s)
+{
+    struct sink *sh = sink_of(s);
+    sh->stop_requested = 1;
+    /* Only the batch whose turn it is may still commit; later ones are rolled back. */
+    for (size_t i = 0; i < sh->nconns; i++)
+        if (sh->conns[i])
+            conn_stop(sh->conns[i]);
+}
+
 static void sink_destroy(struct pgfeed_stage *s)
 {
-    struct sink_pg *k = sink_of(s);
-    if (k->conn)
-        PQfinish(k->conn);
-    for (size_t i = 0; i < k->ncols; i++)
-        free(k->cols[i].name);
-    free(k->cols);
-    free(k->qualified);
-    free(k->copy_sql);
-    free(k->state_table);
-    free(k->key);
-    free(k->source_name);
-    free(k->options);
-    pgfeed__checkpoint_clear(&k->ckpt);
-    pgfeed__buf_free(&k->kept);
-    free(k->row_off);
-    free(k->stack);
-    free(k->target_idx);
-    free(k);
+    struct sink *sh = sink_of(s);
+    for (size_t i = 0; i < sh->nconns; i++) {
+        struct sink_pg *k = sh->conns[i];
+        if (k == NULL)
+            continue;
+        if (k->conn)
+            PQfinish(k->conn);
+        pgfeed__buf_free(&k->kept);
+        free(k->row_off);
+        free(k->stack);
+        free(k);
+    }
+    for (size_t i = 0; i < sh->ncols; i++)
+        free(sh->cols[i].name);
+    free(sh->cols);
+    free(sh->qualified);
+    free(sh->copy_sql);
+    free(sh->state_table);
+    free(sh->key);
+    free(sh->source_name);
+    free(sh->options);
+    pgfeed__checkpoint_clear(&sh->ckpt);
+    free(sh->target_idx);
+    free(sh);
 }
 
 static const struct pgfeed_stage_ops sink_ops = {
@@ -1523,24 +1668,36 @@ static const struct pgfeed_stage_ops sink_ops = {
 
 int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
 {
-    struct sink_pg *k = calloc(1, sizeof *k);
-    if (k == NULL)
+    struct sink *sh = calloc(1, sizeof *sh);
+    if (sh == NULL)
         return UV_ENOMEM;
-    k->base.ops = &sink_ops;
-    k->base.job = job;
-    k->sock = -1;
-    k->next_first_line = 1;
-    *out = &k->base;
-    const char *st = pgfeed__job_options(job)->state_table;
-    k->retain = pgfeed__job_options(job)->max_rejects > 0;
-    k->state_table = strdup(st && *st ? st : "pgfeed_checkpoints");
-    if (k->state_table == NULL)
+    sh->base.ops = &sink_ops;
+    sh->base.job = job;
+    sh->next_first_line = 1;
+    *out = &sh->base;
+    const struct pgfeed_options *o = pgfeed__job_options(job);
+    size_t n = o->connections ? o->connections : 1;
+    if (n > PGFEED_MAX_CONNECTIONS)
+        n = PGFEED_MAX_CONNECTIONS;
+    for (size_t i = 0; i < n; i++) {
+        struct sink_pg *k = calloc(1, sizeof *k);
+        if (k == NULL)
+            return UV_ENOMEM;
+        k->sh = sh;
+        k->idx = i;
+        k->sock = -1;
+        sh->conns[sh->nconns++] = k;
+    }
+    const char *st = o->state_table;
+    sh->retain = o->max_rejects > 0;
+    sh->state_table = strdup(st && *st ? st : "pgfeed_checkpoints");
+    if (sh->state_table == NULL)
         return UV_ENOMEM;
-    for (const char *p = k->state_table; *p; p++)
+    for (const char *p = sh->state_table; *p; p++)
         if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '"'))
             return pgfeed__fail(
                 job, "sink", PGFEED_EUSAGE, NULL,
                 "Use letters, digits, underscores, and a dot before the table name.",
-                "invalid state table name \"%s\"", k->state_table);
+                "invalid state table name \"%s\"", sh->state_table);
     return 0;
 }

@@ -41,6 +41,7 @@ static const char usage_text[] =
     "      --delimiter C       field delimiter (default tab; csv: comma)\n"
     "      --quote C           csv quote character (default \")\n"
     "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
+    "  -j, --connections N     parallel COPY connections, 1 to 16 (default 1)\n"
     "      --truncate          empty the table in the first batch's transaction\n"
     "      --max-rejects N     rows that may be rejected before the import fails (default 0)\n"
     "      --rejects FILE      where rejected rows go (default TABLE.rejects.tsv, made only if needed)\n"
@@ -98,6 +99,7 @@ static const struct option long_options[] = {
     {"delimiter", required_argument, NULL, OPT_DELIMITER},
     {"quote", required_argument, NULL, OPT_QUOTE},
     {"batch-rows", required_argument, NULL, 'b'},
+    {"connections", required_argument, NULL, 'j'},
     {"truncate", no_argument, NULL, OPT_TRUNCATE},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"max-rejects", required_argument, NULL, OPT_MAX_REJECTS},
@@ -290,6 +292,16 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case 'j': {
+            uint64_t n;
+            if (parse_u64(optarg, &n) != 0 || n < 1 || n > 16) {
+                cli_usage_error(
+                    "invalid value \"%s\" for --connections: give a number from 1 to 16", optarg);
+                return EXIT_USAGE;
+            }
+            opt.connections = (int)n;
+            break;
+        }
         case 'b':
             if (parse_u64(optarg, &opt.batch_rows) != 0) {
                 cli_usage_error("invalid value \"%s\" for --batch-rows: give a whole number",
