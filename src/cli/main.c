@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     double progress_interval = 0;
     int c;
     opterr = 0; /* we print getopt's complaints ourselves, in our own format */
-    while ((c = getopt_long(argc, argv, ":d:t:c:f:b:kqvh", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":d:t:c:f:b:j:kqvh", long_options, NULL)) != -1) {
         switch (c) {
         case 'd':
             opt.conninfo = optarg;

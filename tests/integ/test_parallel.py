@@ -1,0 +1,248 @@
+"""-j / --connections: batches COPY on several connections at once and commit in input order.
+
+The ordering tests hold a batch back with a trigger that waits on an advisory lock the
+test holds, so what the other connection does meanwhile is observed in pg_stat_activity
+(polled, never slept on): it finishes its COPY and waits, uncommitted, for its turn.
+"""
+
+import re
+import signal
+import subprocess
+import time
+
+from harness import LIVE, Failure, check, eq, psql_env, test
+from test_rejects import INT_DDL, nums_tsv, rejects_lines, table_ids
+from test_resume import BATCH, ROWS, big_file, checkpoint
+from test_signals import wait_for_rows
+
+GATE_KEY = 4242
+
+
+def nconst_of_row(data, n):
+    """The nconst of data row n (1-based; the header is line 1)."""
+    return data.split(b"\n", n + 1)[n].split(b"\t", 1)[0].decode()
+
+
+def gate_row(ctx, data, n=20_000, fail=False):
+    """A trigger that makes data row n (the last of batch 0 by default: all of the batch
+    has been sent by then) wait for the test's advisory lock, then, with fail, raise."""
+    nconst = nconst_of_row(data, n)
+    ctx.sql(f"""
+CREATE TABLE gate_flag (fail boolean NOT NULL);
+INSERT INTO gate_flag VALUES ({'true' if fail else 'false'});
+CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared({GATE_KEY});
+  IF (SELECT fail FROM gate_flag) THEN
+    RAISE EXCEPTION 'gate refused %', NEW.nconst USING ERRCODE = 'P0001';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER gate BEFORE INSERT ON names FOR EACH ROW
+  WHEN (NEW.nconst = '{nconst}') EXECUTE FUNCTION gate();
+""")
+
+
+def hold_gate(ctx):
+    """A psql session holding the advisory lock; returns release()."""
+    p = subprocess.Popen(["psql", "-X", "-q", "-At", "-d", ctx.conninfo], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=psql_env())
+    LIVE.add(p)
+    p.stdin.write(f"SELECT pg_advisory_lock({GATE_KEY});\nSELECT 'locked';\n".encode())
+    p.stdin.flush()
+    out = p.stdout.readline().strip()
+    if out == b"":
+        out = p.stdout.readline().strip()
+    eq(out, b"locked", "advisory lock holder")
+
+    def release():
+        if p.poll() is None:
+            try:
+                p.stdin.write(f"SELECT pg_advisory_unlock({GATE_KEY});\n".encode())
+                p.stdin.close()
+                p.wait(30)
+            except Exception:
+                p.kill()
+                p.wait()
+        LIVE.discard(p)
+
+    return release
+
+
+def activity(ctx):
+    """(backends waiting on the advisory lock, backends idle in a transaction) of pgfeed."""
+    out = ctx.sql("SELECT count(*) FILTER (WHERE wait_event = 'advisory'),"
+                  " count(*) FILTER (WHERE state = 'idle in transaction')"
+                  " FROM pg_stat_activity WHERE application_name = 'pgfeed';").strip()
+    a, b = out.split("|")
+    return int(a), int(b)
+
+
+def wait_for_activity(ctx, p, errpath, want, timeout=60):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise Failure(f"pgfeed exited ({p.returncode}) early:\n"
+                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
+        got = activity(ctx)
+        if got == want:
+            return
+        time.sleep(0.05)
+    raise Failure(f"pg_stat_activity never showed {want} (waiting, idle in transaction); "
+                  f"last {got}")
+
+
+@test()
+def test_connections_usage_errors(ctx):
+    for bad in ("0", "17", "two", "-1"):
+        res = ctx.pgfeed("-t", "names", "-j", bad, "x.tsv")
+        ctx.expect_rc(res, 2)
+        ctx.expect_err(res, r"--connections")
+    check("--connections" in ctx.cfg.help_text(), "--help lists --connections")
+
+
+@test()
+def test_two_connections_exact(ctx):
+    data = ctx.gen(60_000, seed=61)
+    ctx.create_names()
+    res = ctx.pgfeed("-t", "names", "-j", "2", "-b", "7000", ctx.write("n.tsv.gz", data, gz=True))
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"rows imported:\s+60000\b")
+    ctx.expect_err(res, r"batches committed:\s+9\b")
+    ctx.expect_table(data)
+    eq(checkpoint(ctx), ["60000", "t"], "checkpoint")
+
+
+@test()
+def test_later_batch_waits_for_its_turn(ctx):
+    """Batch 1 COPYs while batch 0 is held back, then waits uncommitted; both commit after."""
+    data = ctx.gen(60_000, seed=62)
+    ctx.create_names()
+    gate_row(ctx, data)
+    release = hold_gate(ctx)
+    try:
+        p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", "20000", ctx.write("n.tsv", data))
+        # One backend waits on the lock (batch 0), the other finished batch 1's COPY.
+        wait_for_activity(ctx, p, errpath, (1, 1))
+        eq(ctx.count(), 0, "rows visible while batch 0 is held back")
+    finally:
+        release()
+    res = ctx.finish(p, errpath)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"batches committed:\s+3\b")
+    ctx.expect_table(data)
+
+
+@test()
+def test_one_connection_does_not_start_a_second_batch(ctx):
+    """The same gate with -j1: nothing else runs while batch 0 waits (the test can fail)."""
+    data = ctx.gen(60_000, seed=62)
+    ctx.create_names()
+    gate_row(ctx, data)
+    release = hold_gate(ctx)
+    try:
+        p, errpath = ctx.spawn("-t", "names", "-j", "1", "-b", "20000", ctx.write("n.tsv", data))
+        wait_for_activity(ctx, p, errpath, (1, 0))
+        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed';")
+        eq(n.strip(), "1", "pgfeed backends with -j1")
+    finally:
+        release()
+    res = ctx.finish(p, errpath)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data)
+
+
+@test()
+def test_failed_batch_rolls_back_later_finished_batch(ctx):
+    """Batch 0 fails after batch 1's COPY went through: batch 1 must not commit either."""
+    data = ctx.gen(60_000, seed=63)
+    ctx.create_names()
+    gate_row(ctx, data, fail=True)
+    release = hold_gate(ctx)
+    try:
+        p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", "20000", ctx.write("n.tsv", data))
+        wait_for_activity(ctx, p, errpath, (1, 1))
+    finally:
+        release()
+    res = ctx.finish(p, errpath)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"gate refused")
+    ctx.expect_err(res, r"line 20001\b")
+    eq(ctx.count(), 0, "rows committed after batch 0 failed")
+
+
+@test()
+def test_sigint_while_later_batch_waits(ctx):
+    data = ctx.gen(60_000, seed=64)
+    ctx.create_names()
+    gate_row(ctx, data)
+    release = hold_gate(ctx)
+    try:
+        p, errpath = ctx.spawn("-t", "names", "-j", "3", "-b", "20000", ctx.write("n.tsv", data))
+        wait_for_activity(ctx, p, errpath, (1, 2))
+        p.send_signal(signal.SIGINT)
+        res = ctx.finish(p, errpath, timeout=60)
+    finally:
+        release()
+    ctx.expect_rc(res, 130)
+    eq(ctx.count(), 0, "rows committed by an interrupted run whose first batch never finished")
+    ctx.sql("DROP TRIGGER gate ON names;")
+    res = ctx.pgfeed("-t", "names", "-j", "3", "-b", "20000", "--resume", ctx.tmp / "n.tsv")
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data)
+
+
+@test(slow=True)
+def test_sigkill_leaves_a_prefix_then_resume(ctx):
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", str(BATCH), gz)
+    wait_for_rows(ctx, p, errpath)
+    p.send_signal(signal.SIGKILL)
+    ctx.finish(p, errpath, timeout=60)
+    n = ctx.count()
+    check(0 < n < ROWS and n % BATCH == 0, f"{n} rows committed: want whole batches, not all")
+    eq(checkpoint(ctx), [str(n), "f"], "checkpoint after kill -9")
+    data = data_path.read_bytes()
+    ctx.expect_table(data, limit=n, what="committed rows are the first ones of the input")
+    res = ctx.pgfeed("-t", "names", "-j", "3", "-b", str(BATCH), "--resume", gz)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, rf"rows imported:\s+{ROWS - n}\b")
+    ctx.expect_table(data, what="table after kill -9 and --resume with -j3")
+
+
+@test(slow=True)
+def test_one_of_two_backends_terminated_is_retried(ctx):
+    data_path, gz = big_file(ctx)
+    ctx.create_names()
+    p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", str(BATCH), "--retries", "3", gz)
+    wait_for_rows(ctx, p, errpath)
+    killed = ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM"
+                     " pg_stat_activity WHERE application_name = 'pgfeed' ORDER BY pid DESC"
+                     " LIMIT 1) s;").strip()
+    eq(killed, "1", "backends terminated")
+    res = ctx.finish(p, errpath, timeout=120)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"retries:\s+1\b")
+    ctx.expect_table(data_path.read_bytes(), what="table after one backend was terminated")
+
+
+@test()
+def test_refused_rows_in_several_batches(ctx):
+    ctx.sql(INT_DDL)
+    bad = {5: "5\tfive\tbad", 1234: "1234\t\\N\tnull n", 2500: "2500\t1\tok",
+           2501: "2500\t2\tduplicate id", 3999: "3999\t99999999999\tout of range"}
+    data = nums_tsv(4000, bad=bad)
+    path = ctx.write("nums.tsv", data)
+    rej = ctx.tmp / "r.tsv"
+    res = ctx.pgfeed("-t", "nums", "-j", "3", "-b", "500", "--max-rejects", "10",
+                     "--rejects", rej, path)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"rows rejected:\s+4\b")
+    ids = table_ids(ctx)
+    want = [i for i in range(1, 4001) if i not in (5, 1234, 2501, 3999)]
+    eq(ids, want, "ids imported")
+    lines = rejects_lines(rej)
+    eq(sorted(int(ln[0]) for ln in lines), [6, 1235, 2502, 4000], "rejected input lines")
+    check(all(re.search(r"\S", ln[1]) for ln in lines), "every reject has a reason")
