@@ -43,6 +43,7 @@ enum sink_state {
     S_COPY_IN,
     S_ENDING,
     S_WAIT_TURN,  /* COPY done; an earlier batch has not committed yet */
+    S_TURN_CHECK, /* waiting, and asking the server what blocks the batch whose turn it is */
     S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
     S_COMMITTING,
     S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
@@ -71,9 +72,11 @@ struct sink {
     uint64_t commit_seq; /* the batch whose turn it is to commit (they commit in order) */
     int eof;             /* finish() was called */
     int stop_requested;
-    int any_batch;  /* a batch transaction has been started */
-    int any_end;    /* end_batch has been called */
-    uint64_t ended; /* batches ended (end_batch calls taken) */
+    int any_batch;         /* a batch transaction has been started */
+    int any_end;           /* end_batch has been called */
+    uint64_t ended;        /* batches ended (end_batch calls taken) */
+    uv_timer_t turn_timer; /* while a batch waits for its turn: is the turn's holder stuck? */
+    int turn_timer_inited;
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     struct pgfeed_column *cols;
@@ -104,6 +107,7 @@ struct sink_pg {
     int last;            /* its batch is the input's last */
     int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
     int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
+    int blocks_turn;     /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
 
     /*
      * With --max-rejects > 0 the batch's COPY data is kept (at most
@@ -128,6 +132,7 @@ struct sink_pg {
 };
 
 static void sink_poll_cb(uv_poll_t *h, int status, int events);
+static void turn_timer_cb(uv_timer_t *t);
 static void sink_process(struct sink_pg *k);
 static int sink_watch(struct sink_pg *k, int events);
 static int fail_conn(struct sink_pg *k, const char *what);
@@ -137,6 +142,8 @@ static int send_checkpoint(struct sink_pg *k);
 
 /* How long a stopping sink waits for the server to confirm a CopyFail or a COMMIT. */
 #define ABORT_WAIT_MS 5000
+/* How often a batch waiting for its turn checks that it does not block that turn's holder. */
+#define TURN_CHECK_MS 1000
 
 static struct sink *sink_of(struct pgfeed_stage *s)
 {
@@ -333,6 +340,7 @@ static int start_batch(struct sink_pg *k)
     k->kept.len = 0;
     k->nrows = 0;
     k->last = 0;
+    k->batch.seq = sh->ended; /* batches are read one after another */
     int rc = send_query(k, sql, S_STARTING);
     free(sql);
     if (rc == 0)
@@ -530,12 +538,96 @@ static int checkpoint_when_turn(struct sink_pg *k)
 {
     if (k->batch.seq != k->sh->commit_seq) {
         k->state = S_WAIT_TURN;
+        if (k->sh->turn_timer_inited && !uv_is_active((uv_handle_t *)&k->sh->turn_timer))
+            uv_timer_start(&k->sh->turn_timer, turn_timer_cb, TURN_CHECK_MS, TURN_CHECK_MS);
         return 0;
     }
     if (send_checkpoint(k) != 0)
         return -1;
     k->state = S_CHECKPOINT;
     return 0;
+}
+
+/*
+ * A batch waiting for its turn may itself hold up the batch whose turn it is:
+ * a row of the later batch took a unique key that a row of the earlier one
+ * wants too, and the server makes the earlier wait for the later's end, which
+ * never comes. Every TURN_CHECK_MS a waiting connection asks the server
+ * (pg_blocking_pids) whether one of ours blocks the turn's holder.
+ */
+static void turn_timer_cb(uv_timer_t *t)
+{
+    struct sink *sh = t->data;
+    struct sink_pg *holder = NULL, *asker = NULL;
+    for (size_t i = 0; i < sh->nconns; i++) {
+        struct sink_pg *c = sh->conns[i];
+        if (c->state == S_WAIT_TURN && asker == NULL)
+            asker = c;
+        else if (c->batch.seq == sh->commit_seq && c->state >= S_STARTING &&
+                 c->state != S_FINISHED && c->state < S_TRUNCATING && c->conn)
+            holder = c;
+    }
+    if (asker == NULL) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (holder == NULL || sh->stop_requested)
+        return;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(holder->conn));
+    const char *params[1] = {pid};
+    if (!PQsendQueryParams(asker->conn, "SELECT unnest(pg_blocking_pids($1::int))", 1, NULL, params,
+                           NULL, NULL, 0)) {
+        fail_conn(asker, "could not query the server");
+        return;
+    }
+    asker->state = S_TURN_CHECK;
+    asker->blocks_turn = 0;
+    int f = PQflush(asker->conn);
+    if (f < 0)
+        fail_conn(asker, "lost the connection to the server");
+    else
+        sink_watch(asker, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
+}
+
+/* TURN_CHECK's answer, one blocking pid per row: is one of them a backend of ours? */
+static void turn_check_result(struct sink_pg *k, PGresult *r)
+{
+    struct sink *sh = k->sh;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int pid = atoi(PQgetvalue(r, i, 0));
+        for (size_t j = 0; j < sh->nconns; j++)
+            if (sh->conns[j]->conn && sh->conns[j]->state == S_WAIT_TURN &&
+                PQbackendPID(sh->conns[j]->conn) == pid)
+                k->blocks_turn = (int)j + 1;
+        if (pid == PQbackendPID(k->conn))
+            k->blocks_turn = (int)k->idx + 1;
+    }
+}
+
+/* TURN_CHECK done: wait on (or commit, if the turn came meanwhile), or give up on a deadlock. */
+static int turn_check_done(struct sink_pg *k)
+{
+    struct sink *sh = k->sh;
+    k->state = S_WAIT_TURN;
+    if (k->blocks_turn) {
+        struct sink_pg *b = sh->conns[k->blocks_turn - 1];
+        char detail[512];
+        snprintf(detail, sizeof detail,
+                 "Batches are loaded on %zu connections and commit in input order; a row of "
+                 "the batch of lines %llu to %llu conflicts with one of the earlier batch (a "
+                 "duplicate unique key, say), so the server holds the earlier one back until "
+                 "the later one ends. The later batch is rolled back.",
+                 sh->nconns, (unsigned long long)b->batch.first_line,
+                 (unsigned long long)b->batch.last_line);
+        pgfeed__job_transient(job_of(k)); /* retried from the checkpoint, as for a deadlock */
+        pgfeed__fail(job_of(k), "sink", PGFEED_ESERVER, detail,
+                     "Input whose rows may repeat a unique key loads with -j 1.",
+                     "the batch whose turn it is to commit waits for a lock held by a later batch");
+        pgfeed__fail_sqlstate(job_of(k), "40P01");
+        return -1;
+    }
+    return checkpoint_when_turn(k);
 }
 
 /* A batch committed: the connection holding the next one in order may go on. */
@@ -1084,6 +1176,8 @@ static void sink_process(struct sink_pg *k)
                     return;
                 }
             }
+            if (k->state == S_TURN_CHECK && st == PGRES_TUPLES_OK)
+                turn_check_result(k, r);
             if (k->state == S_STATE_READ && st == PGRES_TUPLES_OK && PQntuples(r) == 1) {
                 if (read_checkpoint(k, r) != 0) {
                     PQclear(r);
@@ -1168,6 +1262,10 @@ static void sink_process(struct sink_pg *k)
             return;
         case S_ENDING:
             if (checkpoint_when_turn(k) != 0)
+                return;
+            break;
+        case S_TURN_CHECK:
+            if (turn_check_done(k) != 0)
                 return;
             break;
         case S_CHECKPOINT:
@@ -1422,6 +1520,11 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
         }
         PQconninfoFree(parsed);
     }
+    if (sh->nconns > 1) {
+        uv_timer_init(pgfeed__job_loop(s->job), &sh->turn_timer);
+        sh->turn_timer.data = sh;
+        sh->turn_timer_inited = 1;
+    }
     for (size_t i = 0; i < sh->nconns; i++) {
         int rc = conn_start(sh->conns[i]);
         if (rc != 0)
@@ -1616,12 +1719,25 @@ static void conn_stop(struct sink_pg *k)
     }
     k->state = S_CLOSED;
     close_all(k);
+    if (k->conn && k->sh->nconns > 1) {
+        /* Hang up now (the poll is closed): a later batch waiting for its turn may hold
+         * locks the batch still committing on another connection needs. */
+        PQfinish(k->conn);
+        k->conn = NULL;
+    }
 }
 
 static void sink_stop(struct pgfeed_stage *s)
 {
     struct sink *sh = sink_of(s);
     sh->stop_requested = 1;
+    if (sh->turn_timer_inited) {
+        sh->turn_timer_inited = 0;
+        uv_timer_stop(&sh->turn_timer);
+        pgfeed__job_handle_closing(s->job);
+        sh->turn_timer.data = s->job;
+        uv_close((uv_handle_t *)&sh->turn_timer, pgfeed__job_close_cb);
+    }
     /* Only the batch whose turn it is may still commit; later ones are rolled back. */
     for (size_t i = 0; i < sh->nconns; i++)
         if (sh->conns[i])
