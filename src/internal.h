@@ -309,6 +309,15 @@ void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t
 void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
                                const char *const *field_names);
 /*
+ * Binary COPY: before the first data row, fields (one per field as set by
+ * pgfeed__parser_set_fields, borrowed for the parser's lifetime) makes tsv and csv rows
+ * binary tuples (encode_binary.c) instead of COPY text rows, without the file header and
+ * trailer (the sink's); a value the server would refuse is a rejected row. NULL: COPY text.
+ * Ignored for the text format. batch_bytes counts tuple bytes.
+ */
+struct pgfeed_bin_field;
+void pgfeed__parser_set_binary(struct pgfeed_stage *s, const struct pgfeed_bin_field *fields);
+/*
  * The input line where row batch_row (1-based, as in the server's "COPY t, line N") of batch
  * seq (pgfeed_batch_info.seq) starts, or 0 when unknown. Known for the batch being built and
  * the PGFEED_MAX_CONNECTIONS batches before it. Exact for every format, with multi-line csv
@@ -354,6 +363,89 @@ struct pgfeed_row_spec {
  */
 size_t pgfeed__encode_row(char **dst, const char *line, size_t n,
                           const struct pgfeed_row_spec *spec);
+
+/* ---- binary COPY (encode_binary.c) ---- */
+
+/* What a field's column takes, in binary form. */
+enum pgfeed_bin_kind {
+    PGFEED_BIN_TEXT,   /* text, varchar, bpchar: the bytes as they are */
+    PGFEED_BIN_INT2,   /* smallint */
+    PGFEED_BIN_INT4,   /* integer */
+    PGFEED_BIN_INT8,   /* bigint */
+    PGFEED_BIN_BOOL,   /* boolean */
+    PGFEED_BIN_NUMERIC /* numeric; the server applies (p,s) on receive */
+};
+struct pgfeed_bin_field {
+    int kind; /* enum pgfeed_bin_kind: the column's type, or its element type */
+    int is_array;
+    /* Arrays: the element type's OID, which array_recv insists on: 25 text, 1043 varchar,
+     * 1042 bpchar, 21 int2, 23 int4, 20 int8, 16 bool, 1700 numeric. */
+    uint32_t elem_oid;
+};
+/* A value the server would refuse (the same input in text COPY would fail the same way). */
+enum {
+    PGFEED_BIN_ESYNTAX = 1, /* 22P02 invalid input syntax for type ... */
+    PGFEED_BIN_ERANGE,      /* 22003 value "..." is out of range for type ... */
+    PGFEED_BIN_EOVERFLOW,   /* 22003 value overflows numeric format */
+    PGFEED_BIN_EKIND        /* not a kind above (a bug) */
+};
+struct pgfeed_bin_error {
+    int code;          /* 0 or PGFEED_BIN_E*, set by every encoder */
+    int kind;          /* of the value refused */
+    size_t field;      /* 0-based field of the row (encode_bin_row only) */
+    const char *value; /* the value, or array element, refused: borrowed from the input */
+    size_t value_len;
+};
+/*
+ * Room for one field of n input bytes (int32 length included) and for a tuple of a line of
+ * n bytes: 8 bytes per input byte covers an int8 or numeric array of one-digit elements.
+ */
+#define PGFEED_ENCODE_BIN_FIELD_MAX(n)        (8 * (size_t)(n) + 32)
+#define PGFEED_ENCODE_BIN_ROW_MAX(n, nfields) (8 * (size_t)(n) + 32 * ((size_t)(nfields) + 1) + 16)
+/*
+ * One non-NULL value p[0..n) of column f as int32 length + binary value at dst (room for
+ * PGFEED_ENCODE_BIN_FIELD_MAX(n)); returns the end. Arrays split at every comma, elements
+ * never NULL or trimmed, "" is an empty array. Integers, booleans and numerics follow
+ * PostgreSQL 15's pg_strtoint16/32/64, boolin and numeric_in; a value they refuse returns
+ * NULL with err set (code, kind, value).
+ */
+char *pgfeed__encode_bin_field(char *dst, const char *p, size_t n, const struct pgfeed_bin_field *f,
+                               struct pgfeed_bin_error *err);
+/*
+ * pgfeed__encode_row's binary twin: one line of delimited fields (no line end) as a tuple at
+ * *dst (int16 field count, then each field; equal to the null marker: length -1), which has
+ * room for PGFEED_ENCODE_BIN_ROW_MAX (bytes past the tuple may be scribbled on). f has
+ * spec->nfields entries (spec->is_array is not used). Returns the number of fields the line
+ * has; the row is complete and *dst moved past it only when that equals spec->nfields and
+ * err->code is 0. Otherwise, with the right field count, err says which field (err->field)
+ * holds which bad value.
+ */
+size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
+                              const struct pgfeed_row_spec *spec, const struct pgfeed_bin_field *f,
+                              struct pgfeed_bin_error *err);
+/*
+ * The message PostgreSQL 15 gives for err's value (malloc'd, NULL without memory), e.g.
+ * `invalid input syntax for type integer: "x"`, and its SQLSTATE (22P02 or 22003).
+ */
+char *pgfeed__bin_error_message(const struct pgfeed_bin_error *err);
+const char *pgfeed__bin_error_sqlstate(const struct pgfeed_bin_error *err);
+/*
+ * The length of the first complete tuple at p, or 0 when p[0..n) does not hold one (also for
+ * the trailer, int16 -1, and for lengths below -1).
+ */
+size_t pgfeed__bin_tuple_len(const char *p, size_t n);
+/*
+ * One tuple (exactly n bytes) back to an input line, appended to out without a line end:
+ * fields joined by delimiter, NULL as null_marker, arrays as comma lists, numbers and
+ * booleans printed as the server prints them (t/f). quote 0: tsv, values as they are;
+ * else csv with this quote character: a value with the delimiter, the quote, CR or LF, or
+ * equal to the null marker (so "" when it is empty), is quoted and its quotes doubled.
+ * Returns 0, UV_ENOMEM, or UV_EINVAL for a tuple that is not nfields fields of f (out is
+ * then as before).
+ */
+int pgfeed__bin_row_as_input(struct pgfeed_buf *out, const char *tuple, size_t n,
+                             const struct pgfeed_bin_field *f, size_t nfields, char delimiter,
+                             const char *null_marker, char quote);
 
 /* sink_pg.c */
 int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out);

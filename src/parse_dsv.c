@@ -4,7 +4,9 @@
  * Owns record splitting, the header record, the client-side row checks (field count, UTF-8,
  * zero bytes, unterminated quotes, turned into rejections through pgfeed__job_reject), line
  * numbers and decoded offsets, and batch boundaries. Escaping is encode_copy.c's
- * (pgfeed__encode_row turns a tsv line into a COPY row in one pass); mapping the header to
+ * (pgfeed__encode_row turns a tsv line into a COPY row in one pass), or, for binary COPY
+ * (pgfeed__parser_set_binary; tsv and csv), encode_binary.c's, whose values the server would
+ * refuse are rejected here with the server's own message; mapping the header to
  * columns is the job's (on_header); transactions, checkpoints and the rejects file are the
  * sink's and the job's; the sink learns where each batch ends through end_batch and where
  * its rows start through pgfeed__parser_row_line.
@@ -102,6 +104,8 @@ struct parser {
 
     const char *const *names;    /* spec.nfields names for messages, or NULL */
     struct pgfeed_row_spec spec; /* delimiter, null marker, fields (nfields, is_array) */
+    /* binary COPY: spec.nfields fields (pgfeed__parser_set_binary, borrowed), or NULL */
+    const struct pgfeed_bin_field *bin;
 
     struct pgfeed_buf in; /* [pos, in.len): input not parsed yet */
     size_t pos;
@@ -745,6 +749,89 @@ static size_t csv_row(struct parser *P, char **dst, const char *r, size_t n)
 }
 
 /*
+ * csv_row for binary COPY: the record as a tuple at *dst (room reserved for
+ * PGFEED_ENCODE_BIN_ROW_MAX). A quoted value in one piece is encoded where it stands, one
+ * in pieces is unquoted into `scratch` first (room for n bytes reserved by the caller). The
+ * first value encode_binary.c refuses stops the encoding (err says which; `scratch` may
+ * hold it) and the rest of the record is only counted.
+ */
+static size_t csv_bin_row(struct parser *P, char **dst, const char *r, size_t n,
+                          struct pgfeed_bin_error *err)
+{
+    const char Q = P->quote, D = P->delim;
+    const struct pgfeed_row_spec *sp = &P->spec;
+    const size_t nf = sp->nfields;
+    const char *p = r, *end = r + n;
+    char *o = *dst;
+    size_t f = 0;
+    err->code = 0;
+    if (nf > 0) {
+        o[0] = (char)(nf >> 8);
+        o[1] = (char)nf;
+        o += 2;
+    }
+    for (;;) {
+        const char *d;
+        if (f >= nf || err->code != 0) {
+            d = csv_field(P, p, end, NULL, NULL);
+        } else if (p < end && *p == Q) {
+            const char *v = p + 1, *q = memchr(p + 1, Q, (size_t)(end - p - 1));
+            size_t len;
+            if (q && (q + 1 == end || q[1] == D)) { /* one piece: "a,b" */
+                len = (size_t)(q - v);
+                d = q + 1;
+            } else {
+                P->scratch.len = 0;
+                d = csv_field(P, p, end, &P->scratch, NULL);
+                v = P->scratch.data;
+                len = P->scratch.len;
+            }
+            o = pgfeed__encode_bin_field(o, v, len, &P->bin[f], err);
+        } else {
+            d = find(p, end, D);
+            size_t len = (size_t)(d - p);
+            if (len == sp->null_len && memcmp(p, sp->null_marker, len) == 0) {
+                memset(o, 0xFF, 4); /* length -1: NULL */
+                o += 4;
+            } else {
+                o = pgfeed__encode_bin_field(o, p, len, &P->bin[f], err);
+            }
+        }
+        if (f < nf && err->code != 0 && o == NULL) {
+            err->field = f;
+            o = *dst; /* not NULL again: only counting from here */
+        }
+        f++;
+        if (d == end)
+            break;
+        p = d + 1;
+    }
+    if (f == nf && err->code == 0)
+        *dst = o;
+    return f;
+}
+
+/*
+ * Binary COPY: a value the server would refuse, refused here instead with the server's
+ * message (and, when this fails the import, its SQLSTATE).
+ */
+static int reject_value(struct parser *P, const char *rec, size_t n, uint64_t lineno, uint64_t off,
+                        const struct pgfeed_bin_error *err)
+{
+    char *msg = pgfeed__bin_error_message(err);
+    if (msg == NULL)
+        return fail_nomem(P);
+    int rc = reject(P, rec, n, lineno, off, (int)err->field + 1, msg, NULL, NULL);
+    if (rc != 0) {
+        const struct pgfeed_error *e = pgfeed_job_error(P->base.job);
+        if (e->sqlstate == NULL && e->message && strcmp(e->message, msg) == 0)
+            pgfeed__fail_sqlstate(P->base.job, pgfeed__bin_error_sqlstate(err));
+    }
+    free(msg);
+    return rc;
+}
+
+/*
  * The first byte of the record (in `in`) that is 0x00 or not UTF-8, else n. The input is
  * checked a buffer at a time, from the record on to the end of what is buffered, and the
  * checked end kept, so most records need no call: a record boundary is an ASCII LF, so no
@@ -797,12 +884,32 @@ static int data_row(struct parser *P, const char *rec, size_t n, uint64_t lineno
         return reject_encoding(P, rec, n, bad, lineno, off);
 
     size_t nf = P->spec.nfields;
-    size_t need = P->format == PGFEED_FORMAT_TEXT ? n + 1 : PGFEED_ENCODE_ROW_MAX(n, nf);
+    size_t need = P->format == PGFEED_FORMAT_TEXT ? n + 1
+                  : P->bin                        ? PGFEED_ENCODE_BIN_ROW_MAX(n, nf)
+                                                  : PGFEED_ENCODE_ROW_MAX(n, nf);
     if (P->out.cap - P->out.len < need && pgfeed__buf_reserve(&P->out, need) != 0)
         return fail_nomem(P);
     char *o = P->out.data + P->out.len;
     size_t found;
-    if (P->format == PGFEED_FORMAT_TEXT) {
+    if (P->bin) { /* tsv or csv (never text) as binary tuples */
+        struct pgfeed_bin_error be;
+        if (quoted) {
+            P->scratch.len = 0;
+            if (pgfeed__buf_reserve(&P->scratch, n) != 0)
+                return fail_nomem(P);
+            found = csv_bin_row(P, &o, rec, n, &be);
+        } else {
+            found = pgfeed__encode_bin_row(&o, rec, n, &P->spec, P->bin, &be);
+        }
+        if (found == nf && be.code != 0) {
+            int rc = reject_value(P, rec, n, lineno, off, &be);
+            if (P->scratch.cap > BUF_KEEP)
+                pgfeed__buf_free(&P->scratch);
+            return rc;
+        }
+        if (P->scratch.cap > BUF_KEEP)
+            pgfeed__buf_free(&P->scratch);
+    } else if (P->format == PGFEED_FORMAT_TEXT) {
         int why = 0;
         found = text_row(P, o, rec, n, &why);
         if (why == 1)
@@ -1260,6 +1367,12 @@ void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int
             P->spec.is_array = is_array;
 }
 
+void pgfeed__parser_set_binary(struct pgfeed_stage *s, const struct pgfeed_bin_field *fields)
+{
+    struct parser *P = parser_of(s);
+    P->bin = P->format == PGFEED_FORMAT_TEXT ? NULL : fields; /* text is COPY text already */
+}
+
 static int bad_char(char c)
 {
     return c == '\0' || c == '\n' || c == '\r' || (unsigned char)c >= 0x80;
@@ -1289,8 +1402,8 @@ int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config 
                                                              : "\\N";
     P->spec.null_len = strlen(P->spec.null_marker);
     P->max_line = cfg->max_line ? cfg->max_line : (size_t)64 << 20;
-    if (P->max_line > SIZE_MAX / 8) /* keeps PGFEED_ENCODE_ROW_MAX from overflowing */
-        P->max_line = SIZE_MAX / 8;
+    if (P->max_line > SIZE_MAX / 16) /* keeps PGFEED_ENCODE_*ROW_MAX from overflowing */
+        P->max_line = SIZE_MAX / 16;
     P->batch_rows = cfg->batch_rows;
     P->batch_bytes = cfg->batch_bytes;
     P->on_header = cfg->on_header;

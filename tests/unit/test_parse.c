@@ -198,6 +198,8 @@ struct tcase {
     uint64_t start_line, start_offset; /* pgfeed__parser_set_position, when start_line */
     int large;                         /* random pieces instead of every split offset */
     size_t fail_batch;                 /* the sink fails hard when this batch ends */
+    /* binary COPY (pgfeed__parser_set_binary), or NULL */
+    const struct pgfeed_bin_field *bin;
 
     /* expected from the whole-input run */
     const char *out; /* COPY bytes the sink got */
@@ -351,6 +353,8 @@ static void run(const struct tcase *tc, struct guarded area, const size_t *cuts,
         return;
     }
     c.parser = ps;
+    if (tc->bin)
+        pgfeed__parser_set_binary(ps, tc->bin);
     if (tc->start_line)
         pgfeed__parser_set_position(ps, tc->start_line, tc->start_offset);
     struct fake_sink k = {0};
@@ -1922,6 +1926,262 @@ static void large_csv_case(void)
     pgfeed__buf_free(&val);
 }
 
+/* ---- binary COPY (pgfeed__parser_set_binary) ---- */
+
+/* Hex digits (anything else ignored) appended to b as bytes. */
+static void hex(struct pgfeed_buf *b, const char *h)
+{
+    int hi = -1;
+    for (; *h; h++) {
+        int v = *h >= '0' && *h <= '9' ? *h - '0' : *h >= 'a' && *h <= 'f' ? *h - 'a' + 10 : -1;
+        if (v < 0)
+            continue;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            char c = (char)(hi << 4 | v);
+            pgfeed__buf_append(b, &c, 1);
+            hi = -1;
+        }
+    }
+}
+
+static const struct pgfeed_bin_field bin_int_arr_bool[] = {
+    {PGFEED_BIN_INT4, 0, 0}, {PGFEED_BIN_TEXT, 1, 25}, {PGFEED_BIN_BOOL, 0, 0}};
+static const struct pgfeed_bin_field bin_csv_fields[] = {{PGFEED_BIN_INT4, 0, 0},
+                                                         {PGFEED_BIN_TEXT, 1, 25},
+                                                         {PGFEED_BIN_BOOL, 0, 0},
+                                                         {PGFEED_BIN_TEXT, 0, 0}};
+static const char *const four_fields[] = {"a", "b", "c", "d"};
+
+/* Tuples, as hex: int4 | text[] (elements a, b) | bool ... */
+#define ARR_AB    "0000001e 00000001 00000000 00000019 00000002 00000001 00000001 61 00000001 62"
+#define ARR_EMPTY "0000000c 00000000 00000000 00000019"
+
+static void bin_cases(void)
+{
+    struct pgfeed_buf w = {0};
+
+    /* tsv: every kind of field, NULLs, an empty array, value and field-count rejections */
+    hex(&w, "0003 00000004 00000001 " ARR_AB " 00000001 01");
+    hex(&w, "0003 ffffffff " ARR_EMPTY " ffffffff");
+    size_t at1 = w.len;
+    hex(&w, "0003 00000004 fffffff9 "
+            "00000019 00000001 00000000 00000019 00000001 00000001 00000001 78 00000001 00");
+    struct tcase tsv = {
+        "binary tsv: kinds, NULLs, empty arrays, rejected values, batches",
+        S("1\ta,b\tt\nx\ty\tt\n\\N\t\t\\N\n1\tz\tmaybe\n1\t2\n-7\tx\tno\n"),
+        .nfields = 3,
+        .names = three_fields,
+        .bin = bin_int_arr_bool,
+        .max_rejects = 10,
+        .batch_rows = 2,
+        .out = w.data,
+        .out_len = w.len,
+        .rows_read = 6,
+        .rejected = 3,
+        .lines_read = 6,
+        .batches = (const struct pgfeed_batch_info[]){{2, 1, 3, 21, 0, 0}},
+        .nbatches = 1,
+        .batch_at = &at1,
+        .row_lines = (const uint64_t[]){1, 3, 6},
+        .nrow_lines = 3,
+    };
+    run_case(&tsv);
+
+    /* a bad value fails the import with the server's message when no rejects are allowed */
+    struct tcase fail = {
+        "binary tsv: a bad boolean with --max-rejects 0",
+        S("1\ta\tt\n2\tb\tyes\n3\tc\tnope\n4\td\tf\n"),
+        .nfields = 3,
+        .names = three_fields,
+        .bin = bin_int_arr_bool,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 3,
+        .column = 3,
+        .column_name = "c",
+        .decoded_offset = 14,
+        .message = "invalid input syntax for type boolean: \"nope\"",
+        .lines_read = 3,
+    };
+    run_case(&fail);
+    struct tcase range = {
+        "binary tsv: an integer out of range, with a header",
+        S("a\tb\tc\n2147483647\t\tt\n2147483648\t\tt\n"),
+        .has_header = 1,
+        .nfields = 3,
+        .names = three_fields,
+        .bin = bin_int_arr_bool,
+        .header = "a\tb\tc",
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 3,
+        .column = 1,
+        .column_name = "a",
+        .decoded_offset = 20,
+        .message = "value \"2147483648\" is out of range for type integer",
+        .lines_read = 3,
+    };
+    run_case(&range);
+
+    /* csv: quoted values in one piece and in pieces, quoted and unquoted empty, CRLF */
+    w.len = 0;
+    hex(&w, "0004 00000004 00000001 " ARR_AB " 00000001 01 0000000a 6d756c74690a6c696e65");
+    hex(&w, "0004 ffffffff " ARR_EMPTY " ffffffff 00000000");
+    hex(&w, "0004 00000004 fffffff9 "
+            "0000001b 00000001 00000000 00000019 00000001 00000001 00000003 782279 "
+            "00000001 00 00000005 706c61696e");
+    hex(&w, "0004 00000004 00000009 "
+            "0000001e 00000001 00000000 00000019 00000002 00000001 00000001 70 00000001 71 "
+            "ffffffff 00000001 7a");
+    hex(&w, "0004 ffffffff ffffffff 00000001 00 ffffffff");
+    struct tcase csv = {
+        "binary csv: quoted, doubled quotes, empty and NULL, rejected values",
+        S("1,\"a,b\",t,\"multi\nline\"\n"
+          ",\"\",,\"\"\n"
+          "\"-7\",\"x\"\"y\",no,plain\n"
+          "\"1 2\",a,t,x\n"
+          "5,a,t\n"
+          "9,\"p,q\",,\"z\"\r\n"
+          ",,f,"),
+        .format = PGFEED_FORMAT_CSV,
+        .nfields = 4,
+        .names = four_fields,
+        .bin = bin_csv_fields,
+        .max_rejects = 5,
+        .out = w.data,
+        .out_len = w.len,
+        .rows_read = 7,
+        .rejected = 2,
+        .lines_read = 8,
+        .row_lines = (const uint64_t[]){1, 3, 4, 7, 8},
+        .nrow_lines = 5,
+    };
+    run_case(&csv);
+    struct tcase csv_fail = {
+        "binary csv: a value in pieces refused with its unquoted text",
+        S("a,b,c,d\n1,,t,x\n\"1\"\"\",,t,x\n"),
+        .format = PGFEED_FORMAT_CSV,
+        .has_header = 1,
+        .nfields = 4,
+        .names = four_fields,
+        .bin = bin_csv_fields,
+        .header = "a,b,c,d",
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 3,
+        .column = 1,
+        .column_name = "a",
+        .decoded_offset = 15,
+        .message = "invalid input syntax for type integer: \"1\"\"",
+        .lines_read = 3,
+    };
+    run_case(&csv_fail);
+
+    /* the text format is COPY text already: binary is ignored */
+    struct tcase text = {
+        "binary is ignored for the text format",
+        S("1\t{a}\tt\n"),
+        .format = PGFEED_FORMAT_TEXT,
+        .nfields = 3,
+        .names = three_fields,
+        .bin = bin_int_arr_bool,
+        .out = S("1\t{a}\tt\n"),
+        .rows_read = 1,
+        .lines_read = 1,
+    };
+    run_case(&text);
+    pgfeed__buf_free(&w);
+}
+
+static const struct pgfeed_bin_field names_bin[] = {
+    {PGFEED_BIN_TEXT, 0, 0}, {PGFEED_BIN_TEXT, 0, 0},    {PGFEED_BIN_INT4, 0, 0},
+    {PGFEED_BIN_INT4, 0, 0}, {PGFEED_BIN_TEXT, 1, 1043}, {PGFEED_BIN_TEXT, 1, 1043},
+};
+
+/*
+ * name.basics-like tsv, ~20,000 rows in batches of 5,000 as binary tuples, fed in random
+ * pieces: a bad year every 1,000 rows (rejected). The expected tuples are made with
+ * pgfeed__encode_bin_field, field by field.
+ */
+static void large_bin_case(void)
+{
+    struct pgfeed_buf in = {0}, want = {0};
+    static struct pgfeed_batch_info b[4];
+    static size_t at[4];
+    static uint64_t lines[20000];
+    size_t nb = 0, nl = 0;
+    uint64_t sent = 0, batch_first = 0, rejected = 0;
+    char f[6][64];
+    pgfeed__buf_append(&in, S(NAMES_HEADER "\n"));
+    for (int i = 1; i <= 20000; i++) {
+        uint64_t line = (uint64_t)i + 1;
+        int bad = i % 1000 == 500;
+        snprintf(f[0], sizeof f[0], "nm%07d", i);
+        snprintf(f[1], sizeof f[1], "N\\%d \"é\"", i);
+        snprintf(f[2], sizeof f[2], bad ? "19x%d" : "%d", 1900 + i % 100);
+        snprintf(f[3], sizeof f[3], i % 3 ? "\\N" : "%d", 1950 + i % 70);
+        snprintf(f[4], sizeof f[4], "%s", i % 7 == 0 ? "" : i % 5 ? "actor,writer" : "\\N");
+        snprintf(f[5], sizeof f[5], "tt%07d,,tt%07d", i * 7, i);
+        size_t row_start = want.len;
+        char n16[2] = {0, 6};
+        pgfeed__buf_append(&want, n16, 2);
+        for (int k = 0; k < 6; k++) {
+            size_t n = strlen(f[k]);
+            pgfeed__buf_append(&in, f[k], n);
+            pgfeed__buf_append(&in, k < 5 ? "\t" : "\n", 1);
+            pgfeed__buf_reserve(&want, PGFEED_ENCODE_BIN_FIELD_MAX(n));
+            struct pgfeed_bin_error err;
+            char *o = want.data + want.len;
+            if (strcmp(f[k], "\\N") == 0) {
+                memset(o, 0xFF, 4);
+                o += 4;
+            } else {
+                o = pgfeed__encode_bin_field(o, f[k], n, &names_bin[k], &err);
+            }
+            if (o)
+                want.len = (size_t)(o - want.data);
+        }
+        if (bad) {
+            want.len = row_start;
+            rejected++;
+            continue;
+        }
+        if (sent++ % 5000 == 0)
+            batch_first = line;
+        lines[nl++] = line;
+        if (sent % 5000 == 0 && nb < 4) {
+            b[nb] = (struct pgfeed_batch_info){5000, batch_first, line, in.len, 0, 0};
+            at[nb++] = want.len;
+        }
+    }
+    struct tcase tc = {
+        "binary tsv: 20000 rows in batches of 5000, with rejections",
+        in.data,
+        in.len,
+        NAMES_CASE,
+        .bin = names_bin,
+        .header = NAMES_HEADER,
+        .batch_rows = 5000,
+        .max_rejects = 100,
+        .large = 1,
+        .out = want.data,
+        .out_len = want.len,
+        .rows_read = 20000,
+        .rejected = rejected,
+        .lines_read = 20001,
+        .batches = b,
+        .nbatches = nb,
+        .batch_at = at,
+        .row_lines = lines,
+        .nrow_lines = nl,
+    };
+    run_case(&tc);
+    pgfeed__buf_free(&in);
+    pgfeed__buf_free(&want);
+}
+
 /* ---- pgfeed__utf8_check against a plain decoder ---- */
 
 static size_t ref_utf8(const unsigned char *p, size_t n)
@@ -2066,6 +2326,8 @@ int main(void)
         run_case(&cases[i]);
     large_case();
     large_csv_case();
+    bin_cases();
+    large_bin_case();
     utf8_tests();
     uv_run(&loop, UV_RUN_DEFAULT);
     ASSERT_EQ_INT(uv_loop_close(&loop), 0, "uv_loop_close: no handle left");
