@@ -98,6 +98,12 @@ typedef enum {
     PGFEED_HEADER_NONE      /* no header */
 } pgfeed_header_t;
 
+/* How rows travel to the server (pgfeed_options.copy_format). */
+typedef enum {
+    PGFEED_COPY_TEXT = 0, /* COPY text format */
+    PGFEED_COPY_BINARY    /* COPY binary where the target columns' types allow, else text */
+} pgfeed_copy_format_t;
+
 typedef enum {
     PGFEED_LOG_ERROR = 0,
     PGFEED_LOG_WARNING,
@@ -212,6 +218,15 @@ struct pgfeed_options {
      * the checkpoint always covers a prefix of the input and --resume stays exact.
      */
     int connections;
+    /*
+     * PGFEED_COPY_BINARY sends tsv and csv rows in COPY's binary format, so
+     * the server parses nothing: for target columns of type text, varchar,
+     * char, smallint, integer, bigint, boolean, numeric and arrays of these.
+     * Values are checked as the server would (a bad integer is a rejected
+     * row with the server's message). Another type, a domain, or format
+     * text: text COPY, with a notice. Default PGFEED_COPY_TEXT.
+     */
+    pgfeed_copy_format_t copy_format;
 };
 
 /* Fills *opt with the defaults named above. */

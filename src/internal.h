@@ -154,8 +154,11 @@ char *pgfeed__quote_input(const char *p, size_t n);
 
 /* ---- column description, filled by the sink from the catalog ---- */
 struct pgfeed_column {
-    char *name;   /* as in the catalog */
-    int is_array; /* split on commas into an array literal */
+    char *name;        /* as in the catalog */
+    int is_array;      /* split on commas into an array literal */
+    uint32_t type_oid; /* atttypid */
+    uint32_t elem_oid; /* arrays: the element type (typelem), else 0 */
+    char *type_name;   /* format_type(): "character varying(255)[]" */
 };
 
 /* ---- the job (job.c) ---- */
@@ -453,7 +456,9 @@ int pgfeed__sink_connect(struct pgfeed_stage *s); /* connect + catalog, then job
 /* The sink's columns, valid after pgfeed__job_table_ready was called. */
 const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n);
 /* Sets the column list of the COPY statement (indexes into sink columns). */
-int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n);
+/* bin: NULL for COPY text, else n field kinds (borrowed) for COPY binary. */
+int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n,
+                             const struct pgfeed_bin_field *bin);
 /* The job's checkpoint as read from the state table (found == 0 if none). */
 const struct pgfeed_checkpoint *pgfeed__sink_checkpoint(struct pgfeed_stage *s);
 /* Sets what each batch's checkpoint row records besides the counters. */

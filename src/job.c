@@ -88,6 +88,8 @@ struct pgfeed_job {
     size_t *target_idx;
     int *target_is_array;
     const char **target_names;
+    struct pgfeed_bin_field *target_bin; /* COPY binary: the targets' kinds; NULL: text */
+    int bin_noticed;                     /* the fallback to text COPY was logged */
 };
 
 static void job_shutdown(struct pgfeed_job *job);
@@ -281,6 +283,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     if (csv && (unsigned char)job->opt.quote >= 0x80)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
+    if (job->opt.copy_format != PGFEED_COPY_TEXT && job->opt.copy_format != PGFEED_COPY_BINARY)
+        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
+                            (int)job->opt.copy_format);
     if (job->opt.connections == 0)
         job->opt.connections = 1;
     if (job->opt.connections < 1 || job->opt.connections > PGFEED_MAX_CONNECTIONS)
@@ -516,6 +521,7 @@ static void free_job(struct pgfeed_job *job)
     err_clear(&job->err);
     free(job->target_idx);
     free(job->target_is_array);
+    free(job->target_bin);
     free(job->target_names);
     free_option_copies(job);
     free(job->display);
@@ -1008,6 +1014,73 @@ static long find_column(const struct pgfeed_column *cols, size_t ncols, const ch
     return -1;
 }
 
+/* The binary kind of a type OID, or -1 for a type binary COPY does not encode here. */
+static int bin_kind(uint32_t oid)
+{
+    switch (oid) {
+    case 25:   /* text */
+    case 1043: /* varchar */
+    case 1042: /* bpchar */
+        return PGFEED_BIN_TEXT;
+    case 21:
+        return PGFEED_BIN_INT2;
+    case 23:
+        return PGFEED_BIN_INT4;
+    case 20:
+        return PGFEED_BIN_INT8;
+    case 16:
+        return PGFEED_BIN_BOOL;
+    case 1700:
+        return PGFEED_BIN_NUMERIC;
+    default:
+        return -1;
+    }
+}
+
+/*
+ * --copy-format binary: the targets' kinds in job->target_bin when every target's
+ * type has one (and the input is tsv or csv); else NULL and one notice saying why.
+ */
+static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column *cols)
+{
+    free(job->target_bin);
+    job->target_bin = NULL;
+    if (job->opt.copy_format != PGFEED_COPY_BINARY)
+        return 0;
+    const char *why = NULL, *col = NULL, *type = NULL;
+    if (job->opt.format == PGFEED_FORMAT_TEXT)
+        why = "format text is passed through to the server as it is";
+    struct pgfeed_bin_field *b = why ? NULL : calloc(job->ntargets ? job->ntargets : 1, sizeof *b);
+    if (why == NULL && b == NULL)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    for (size_t i = 0; b && i < job->ntargets; i++) {
+        const struct pgfeed_column *c = &cols[job->target_idx[i]];
+        int kind = bin_kind(c->is_array ? c->elem_oid : c->type_oid);
+        if (kind < 0) {
+            why = "binary COPY does not encode its type here";
+            col = c->name;
+            type = c->type_name;
+            free(b);
+            b = NULL;
+            break;
+        }
+        b[i].kind = kind;
+        b[i].is_array = c->is_array;
+        b[i].elem_oid = c->is_array ? c->elem_oid : 0;
+    }
+    job->target_bin = b;
+    if (b == NULL && !job->bin_noticed) {
+        job->bin_noticed = 1;
+        if (col)
+            pgfeed__log(job, PGFEED_LOG_NOTICE,
+                        "using text COPY: column \"%s\" has type %s, which %s", col,
+                        type ? type : "?", why);
+        else
+            pgfeed__log(job, PGFEED_LOG_NOTICE, "using text COPY: %s", why);
+    }
+    return 0;
+}
+
 static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
 {
     size_t ncols;
@@ -1026,10 +1099,13 @@ static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
         job->target_is_array[i] = cols[idx[i]].is_array;
         job->target_names[i] = cols[idx[i]].name;
     }
-    int rc = pgfeed__sink_set_targets(job->sink, job->target_idx, n);
+    int rc = choose_copy_format(job, cols);
+    if (rc == 0)
+        rc = pgfeed__sink_set_targets(job->sink, job->target_idx, n, job->target_bin);
     if (rc == 0 && job->parser) {
         /* The header was just mapped: the checkpoint records the targets too. */
         pgfeed__parser_set_fields(job->parser, n, job->target_is_array, job->target_names);
+        pgfeed__parser_set_binary(job->parser, job->target_bin);
         rc = update_identity(job);
     }
     return rc;
@@ -1051,6 +1127,7 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
         /* Targets were chosen from --columns or the table; the line is only dropped. */
         pgfeed__parser_set_fields(job->parser, job->ntargets, job->target_is_array,
                                   job->target_names);
+        pgfeed__parser_set_binary(job->parser, job->target_bin);
         return 0;
     }
 
@@ -1451,6 +1528,7 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
     if (rc != 0)
         return pgfeed__fail(job, "job", rc, NULL, NULL, "could not create the parser: %s",
                             pgfeed_strerror(rc));
+    pgfeed__parser_set_binary(job->parser, job->target_bin);
     job->decoder->next = job->parser;
     job->parser->prev = job->decoder;
     job->parser->next = job->sink;

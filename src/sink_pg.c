@@ -88,6 +88,7 @@ struct sink {
     int retain;                    /* keep each batch's rows (--max-rejects > 0) */
     size_t *target_idx;            /* the COPY's columns, for turning a row back into input */
     size_t ntargets;
+    const struct pgfeed_bin_field *bin; /* COPY binary: the targets' kinds; NULL: text */
     uint64_t next_first_line; /* first line of the next batch when the parser has no info */
 };
 
@@ -108,6 +109,7 @@ struct sink_pg {
     int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
     int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
     int blocks_turn;     /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
+    int trailer_sent;    /* COPY binary: this COPY's trailer is queued */
 
     /*
      * With --max-rejects > 0 the batch's COPY data is kept (at most
@@ -431,8 +433,33 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     return 0;
 }
 
+/*
+ * COPY binary: the file header before a COPY's first tuple and the trailer
+ * (int16 -1) after its last, each sent once per COPY statement.
+ */
+static int copy_binary_header(struct sink_pg *k)
+{
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    k->trailer_sent = 0;
+    if (k->sh->bin && PQputCopyData(k->conn, header, (int)sizeof header) != 1)
+        return fail_conn(k, "could not send COPY data to the server");
+    return 0;
+}
+
+static int copy_binary_trailer(struct sink_pg *k)
+{
+    if (!k->sh->bin || k->trailer_sent)
+        return 0;
+    if (PQputCopyData(k->conn, "\377\377", 2) != 1)
+        return fail_conn(k, "could not send COPY data to the server");
+    k->trailer_sent = 1;
+    return 0;
+}
+
 static int end_copy(struct sink_pg *k)
 {
+    if (copy_binary_trailer(k) != 0)
+        return -1;
     int r = PQputCopyEnd(k->conn, NULL);
     if (r < 0)
         return fail_conn(k, "could not end COPY");
@@ -666,7 +693,10 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
     for (int i = 0; i < nt; i++) {
         k->sh->cols[i].name = strdup(PQgetvalue(r, i, 1));
         k->sh->cols[i].is_array = PQgetvalue(r, i, 2)[0] == 't';
-        if (k->sh->cols[i].name == NULL)
+        k->sh->cols[i].type_oid = (uint32_t)strtoul(PQgetvalue(r, i, 3), NULL, 10);
+        k->sh->cols[i].elem_oid = (uint32_t)strtoul(PQgetvalue(r, i, 4), NULL, 10);
+        k->sh->cols[i].type_name = strdup(PQgetvalue(r, i, 5));
+        if (k->sh->cols[i].name == NULL || k->sh->cols[i].type_name == NULL)
             return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     k->sh->qualified = strdup(PQgetvalue(r, 0, 0));
@@ -834,7 +864,8 @@ static int is_data_error(const PGresult *r)
     return st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
 }
 
-/* Row starts in kept: each COPY text row ends with the only unescaped LF it holds. */
+/* Row starts in kept: each COPY text row ends with the only unescaped LF it holds; binary
+ * tuples say their lengths. */
 static int index_rows(struct sink_pg *k)
 {
     k->nrows = 0;
@@ -851,8 +882,13 @@ static int index_rows(struct sink_pg *k)
         k->row_off[k->nrows] = pos;
         if (pos >= k->kept.len)
             break;
-        const char *nl = memchr(k->kept.data + pos, '\n', k->kept.len - pos);
-        pos = nl ? (size_t)(nl - k->kept.data) + 1 : k->kept.len;
+        if (k->sh->bin) {
+            size_t len = pgfeed__bin_tuple_len(k->kept.data + pos, k->kept.len - pos);
+            pos = len ? pos + len : k->kept.len;
+        } else {
+            const char *nl = memchr(k->kept.data + pos, '\n', k->kept.len - pos);
+            pos = nl ? (size_t)(nl - k->kept.data) + 1 : k->kept.len;
+        }
         k->nrows++;
     }
     return 0;
@@ -923,6 +959,13 @@ static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
     const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
     const char *p = k->kept.data + k->row_off[i];
     size_t n = k->row_off[i + 1] - k->row_off[i];
+    if (k->sh->bin) {
+        int csv = o->format == PGFEED_FORMAT_CSV;
+        const char *null = o->null_marker ? o->null_marker : csv ? "" : "\\N";
+        int rc = pgfeed__bin_row_as_input(out, p, n, k->sh->bin, k->sh->ntargets, o->delimiter,
+                                          null, csv ? (o->quote ? o->quote : '"') : 0);
+        return rc == UV_EINVAL ? pgfeed__buf_append(out, "?", 1) : rc;
+    }
     if (n && p[n - 1] == '\n')
         n--;
     if (o->format == PGFEED_FORMAT_TEXT)
@@ -1106,6 +1149,8 @@ static void split_send(struct sink_pg *k)
         sink_watch(k, UV_READABLE | UV_WRITABLE);
         return;
     }
+    if (copy_binary_trailer(k) != 0)
+        return;
     if (PQputCopyEnd(k->conn, NULL) < 0) {
         fail_conn(k, "could not end COPY");
         return;
@@ -1137,6 +1182,8 @@ static void sink_process(struct sink_pg *k)
                 PQflush(k->conn);
                 continue;
             }
+            if (copy_binary_header(k) != 0)
+                return;
             if (k->state == S_SPLIT_STARTING) {
                 k->state = S_SPLIT_COPYING;
                 split_send(k);
@@ -1200,7 +1247,8 @@ static void sink_process(struct sink_pg *k)
                 const char *params[1] = {pgfeed__job_options(job)->table};
                 if (!PQsendQueryParams(
                         k->conn,
-                        "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A'"
+                        "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A',"
+                        " a.atttypid::int8, t.typelem::int8, format_type(a.atttypid, a.atttypmod)"
                         " FROM pg_catalog.pg_attribute a"
                         " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
                         " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
@@ -1540,10 +1588,12 @@ const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t 
     return k->cols;
 }
 
-int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n)
+int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n,
+                             const struct pgfeed_bin_field *bin)
 {
     struct sink *sh = sink_of(s);
     struct sink_pg *k = sh->conns[0];
+    sh->bin = bin;
     struct pgfeed_buf b = {0};
     int rc = 0;
     char *head = pgfeed__strdup_printf("COPY %s (", k->sh->qualified);
@@ -1558,12 +1608,12 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
             rc = UV_ENOMEM;
         PQfreemem(q);
     }
-    const char *tail = ") FROM STDIN";
+    const char *tail = bin ? ") FROM STDIN WITH (FORMAT binary)" : ") FROM STDIN";
     if (rc == 0)
         rc = pgfeed__buf_append(&b, tail, strlen(tail));
     const struct pgfeed_options *o = pgfeed__job_options(s->job);
     const char *null = o->null_marker ? o->null_marker : "\\N";
-    if (rc == 0 && o->format == PGFEED_FORMAT_TEXT &&
+    if (rc == 0 && !bin && o->format == PGFEED_FORMAT_TEXT &&
         (o->delimiter != '\t' || strcmp(null, "\\N"))) {
         /* text rows go through unchanged: the server must split them as the file does. */
         char d[2] = {o->delimiter, 0};
@@ -1758,8 +1808,10 @@ static void sink_destroy(struct pgfeed_stage *s)
         free(k->stack);
         free(k);
     }
-    for (size_t i = 0; i < sh->ncols; i++)
+    for (size_t i = 0; i < sh->ncols; i++) {
         free(sh->cols[i].name);
+        free(sh->cols[i].type_name);
+    }
     free(sh->cols);
     free(sh->qualified);
     free(sh->copy_sql);

@@ -42,6 +42,8 @@ static const char usage_text[] =
     "      --quote C           csv quote character (default \")\n"
     "  -b, --batch-rows N      rows per transaction (default 100000; 0 = one transaction)\n"
     "  -j, --connections N     parallel COPY connections, 1 to 16 (default 1)\n"
+    "      --copy-format F     text | binary: how rows travel to the server (default text;\n"
+    "                          binary falls back to text for column types it does not encode)\n"
     "      --truncate          empty the table in the first batch's transaction\n"
     "      --max-rejects N     rows that may be rejected before the import fails (default 0)\n"
     "      --rejects FILE      where rejected rows go (default TABLE.rejects.tsv, made only if needed)\n"
@@ -86,6 +88,7 @@ enum {
     OPT_LOW_SPEED_TIME,
     OPT_PROGRESS,
     OPT_PROGRESS_INTERVAL,
+    OPT_COPY_FORMAT,
     OPT_VERSION
 };
 
@@ -118,6 +121,7 @@ static const struct option long_options[] = {
     {"insecure", no_argument, NULL, 'k'},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
+    {"copy-format", required_argument, NULL, OPT_COPY_FORMAT},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -248,6 +252,17 @@ int main(int argc, char **argv)
             break;
         case 'c':
             opt.columns = optarg;
+            break;
+        case OPT_COPY_FORMAT:
+            if (strcmp(optarg, "text") == 0)
+                opt.copy_format = PGFEED_COPY_TEXT;
+            else if (strcmp(optarg, "binary") == 0)
+                opt.copy_format = PGFEED_COPY_BINARY;
+            else {
+                cli_usage_error("invalid value \"%s\" for --copy-format: use text or binary",
+                                optarg);
+                return EXIT_USAGE;
+            }
             break;
         case 'f':
             if (strcmp(optarg, "tsv") == 0)
