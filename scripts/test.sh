@@ -197,6 +197,21 @@ fi
 
 # ---------------------------------------------------------------- unit tests
 
+# One throw-away PostgreSQL for everything below: the unit test of binary COPY checks its
+# bytes against the real server (PGFEED_TEST_DB), the integration tests use it throughout.
+PG_UP=0
+if [ -n "${BUILT[build-ci]:-}" ] || [ -n "${BUILT[build-asan]:-}" ]; then
+    PGDIR=$(mktemp -d /tmp/pgfeed-pg.XXXXXX)
+    if pgfeed_pg_start "$PGDIR"; then
+        PG_UP=1
+        note "PostgreSQL on $PGDIR"
+        export PGFEED_TEST_DB="$(pgfeed_pg_conninfo "$PGDIR")"
+    else
+        FAILED=$((FAILED + 1))
+        note "PostgreSQL did not start: integration tests not run"
+    fi
+fi
+
 for b in "${BUILDS[@]}"; do
     if [ -n "${UNIT[$b]:-}" ]; then
         unit_tests "$b"
@@ -205,26 +220,17 @@ done
 
 # ---------------------------------------------------------------- integration tests
 
-if [ -n "${BUILT[build-ci]:-}" ] || [ -n "${BUILT[build-asan]:-}" ]; then
-    PGDIR=$(mktemp -d /tmp/pgfeed-pg.XXXXXX)
-    if pgfeed_pg_start "$PGDIR"; then
-        note "PostgreSQL on $PGDIR"
-        if [ -n "${BUILT[build-ci]:-}" ]; then
-            integ_tests build-ci
-        fi
-        if [ -n "${BUILT[build-asan]:-}" ]; then
-            if [ -z "${BUILT[build-ci]:-}" ]; then
-                FAILED=$((FAILED + 1))
-                note "integ (build-asan): not run, it uses build-ci's gen-names"
-            elif [ "${PGFEED_ASAN_QUICK:-0}" = 1 ]; then
-                integ_tests build-asan --quick
-            else
-                integ_tests build-asan
-            fi
-        fi
-    else
+if [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-ci]:-}" ]; then
+    integ_tests build-ci
+fi
+if [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-asan]:-}" ]; then
+    if [ -z "${BUILT[build-ci]:-}" ]; then
         FAILED=$((FAILED + 1))
-        note "PostgreSQL did not start: integration tests not run"
+        note "integ (build-asan): not run, it uses build-ci's gen-names"
+    elif [ "${PGFEED_ASAN_QUICK:-0}" = 1 ]; then
+        integ_tests build-asan --quick
+    else
+        integ_tests build-asan
     fi
 fi
 
