@@ -24,12 +24,25 @@ DESCR = {
     "P": "gzip -dc preformatted.txt.gz | psql -c '\\copy names FROM STDIN'",
     "Pcurl": "curl -s http://127.0.0.1/preformatted.txt.gz | gzip -dc | psql \\copy",
     "F": "pgfeed -q -t names name.basics.tsv.gz   (local file)",
-    "H": "pgfeed -q -t names http://127.0.0.1/name.basics.tsv.gz   (-j1)",
-    "Hb0": "pgfeed -q -b 0 -t names http://... (one transaction; a knob, not a target)",
-    "Hj2": "pgfeed -q -j 2 -t names http://127.0.0.1/name.basics.tsv.gz",
-    "Hbin": "pgfeed -q --copy-format binary -t names http://.../name.basics.tsv.gz",
+    "H": "pgfeed -q -t names http://127.0.0.1/name.basics.tsv.gz   (-j1, text COPY)",
+    "Hj2": "pgfeed -q -j 2 -t names http://...   (2 COPY connections, text)",
+    "Hbin": "pgfeed -q --copy-format binary -t names http://...   (-j1, COPY binary)",
+    "Hj2bin": "pgfeed -q -j 2 --copy-format binary -t names http://...",
+    # --knobs
+    "Hb0": "pgfeed -q -b 0 -t names http://...   (the whole import in one transaction)",
+    "Hb1M": "pgfeed -q -b 1000000 -t names http://...   (batches of 1M rows, not 100k)",
+    "Hunlog": "pgfeed -q -t names_unlogged http://...   (CREATE UNLOGGED TABLE, same columns)",
+    "Hpk": "pgfeed -q -t names_pk http://...   (PRIMARY KEY (nconst) during the load)",
+    "Hnoix": "pgfeed -q -t names_idx http://...   (no index; part 1 of Hpkafter)",
+    "Hmkpk": "psql -c 'ALTER TABLE names_idx ADD PRIMARY KEY (nconst)'   (part 2 of Hpkafter)",
+    "Hpkafter": "Hnoix + Hmkpk per round: load without the key, then add it",
+    "L1frz": "server: BEGIN; TRUNCATE names; COPY names FROM '...txt' WITH (FREEZE); COMMIT",
+    "Hj3bin": "pgfeed -q -j 3 --copy-format binary -t names http://...",
 }
-PGFEED = ("F", "H", "Hb0", "Hj2", "Hbin")
+PGFEED = ("F", "H", "Hj2", "Hbin", "Hj2bin", "Hb0", "Hb1M", "Hunlog", "Hpk", "Hnoix", "Hj3bin")
+KNOBS = ("Hb0", "Hb1M", "Hunlog", "Hpk", "Hnoix", "Hmkpk", "Hpkafter", "L1frz", "Hj3bin")
+# two-part contenders: the report adds their parts up round by round
+SUMS = {"Hpkafter": ("Hnoix", "Hmkpk")}
 MIB = 1024.0
 
 
@@ -74,6 +87,21 @@ def load_runs(path):
     return runs
 
 
+def add_sums(runs):
+    """Hpkafter = Hnoix + Hmkpk, round by round (peak RSS: the larger)"""
+    for (size, name) in list(runs):
+        for total, (a, b) in SUMS.items():
+            if name != a or (size, b) not in runs:
+                continue
+            ra, rb = runs[(size, a)], runs[(size, b)]
+            for k in ra:
+                if k in rb:
+                    r = {f: ra[k][f] + rb[k][f] for f in ra[k] if f not in ("rss", "others")}
+                    r["rss"] = max(ra[k]["rss"], rb[k]["rss"])
+                    r["others"] = r["other"] / r["window"] if r["window"] > 0 else 0.0
+                    runs[(size, total)][k] = r
+
+
 def measured(runs, size, name):
     """the measured rounds (1..K) of a contender, by round"""
     return {k: v for k, v in runs.get((size, name), {}).items() if k >= 1}
@@ -85,11 +113,12 @@ def paired(runs, size, a, b, key="wall"):
     return [ra[k][key] / rb[k][key] for k in sorted(ra) if k in rb and rb[k][key] > 0]
 
 
-def table(rows, header):
+def table(rows, header, left=(0,)):
+    """a plain-text table; the columns in left are left-aligned, the others right-aligned"""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     out = []
     for j, r in enumerate([header] + rows):
-        cells = [str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+        cells = [str(c).ljust(widths[i]) if i in left else str(c).rjust(widths[i])
                  for i, c in enumerate(r)]
         out.append("  ".join(cells).rstrip())
         if j == 0:
@@ -145,15 +174,20 @@ def report(meta, runs, profile):
     exact = [f"{n}" for n in DESCR if f"exact_{sizes[0]}_{n}" in meta]
     if exact:
         p(f"exactness: after the warm-up run, every contender's table had the same row count "
-          f"and content checksum as L1's ({', '.join(exact)})")
+          f"and content checksum as L1's ({', '.join(exact)}; the knobs' own tables "
+          "names_unlogged, names_pk, names_idx compared with L1's names)")
 
     for s in sizes:
         names = meta.get(f"contenders_{s}", "").split()
+        main = [n for n in names if n not in KNOBS]
+        knobs = [n for n in names if n in KNOBS]
+        if "Hnoix" in knobs and "Hmkpk" in knobs:
+            knobs.insert(knobs.index("Hmkpk") + 1, "Hpkafter")
         p()
         p(f"== {int(s):,} rows, median [min–max] of {meta['runs']} runs")
         p()
         rows, rows2 = [], []
-        for n in names:
+        for n in main:
             m = measured(runs, s, n)
             if not m:
                 continue
@@ -174,32 +208,80 @@ def report(meta, runs, profile):
         p(table(rows2, ["", "backend CPU s", "backend CPU × L1's (paired)",
                         "backend busy (CPU/wall)", "bg CPU s", "httpd CPU s"]))
         p()
-        for n in names:
+        for n in main:
             p(f"  {n:6} {DESCR.get(n, n)}")
         p()
         loads = [meta[k] for k in sorted(meta) if k.startswith(f"load_{s}_round")]
         if loads:
             p(f"  1-min load after each round (warm-up first): {'; '.join(x.split()[0] for x in loads)}")
-        for a, b in (("F", "P"), ("H", "Pcurl"), ("H", "P"), ("H", "Hb0")):
+        for a, b, what in (("F", "P", "pgfeed vs pipeline"), ("H", "Pcurl", "pgfeed vs pipeline"),
+                           ("H", "P", "pgfeed vs pipeline"), ("H", "Hj2", "-j1 vs -j2"),
+                           ("Hbin", "Hj2bin", "-j1 vs -j2, binary"),
+                           ("H", "Hbin", "text vs binary COPY"),
+                           ("Hj2", "Hj2bin", "text vs binary COPY, -j2")):
             x = paired(runs, s, a, b)
             xb = paired(runs, s, a, b, "backend")
             if x:
-                what = "batches of 100000 rows vs one transaction" if b == "Hb0" else \
-                    "pgfeed vs pipeline"
                 p(f"  {what}: {a}/{b} wall = {span(x, '{:.2f}')}, backend CPU = "
                   f"{span(xb, '{:.2f}')} (paired)")
         for n in PGFEED:
+            if n in KNOBS:
+                continue
             m = measured(runs, s, n)
             if m:
                 x = [r["cpu"] / r["backend"] for r in m.values() if r["backend"] > 0]
                 p(f"  {n}: pgfeed CPU / backend CPU = {span(x, '{:.2f}')}; pgfeed peak RSS "
                   f"{max(r['rss'] for r in m.values()):.1f} MiB (max of runs)")
 
+        if knobs:
+            p()
+            p(f"-- knobs, {int(s):,} rows: median [min–max]; × H = median of the per-round "
+              "ratios to H (paired, same round)")
+            p()
+            krows = []
+            for n in ["H"] + knobs:
+                m = measured(runs, s, n)
+                if not m:
+                    continue
+                v = list(m.values())
+                g = lambda k: [r[k] for r in v]
+                x = paired(runs, s, n, "H")
+                xb = paired(runs, s, n, "H", "backend")
+                krows.append([n, span(g("wall"), "{:.2f}"),
+                              span(x, "{:.2f}") if n != "H" else "1",
+                              span(g("backend"), "{:.2f}"),
+                              span(xb, "{:.2f}") if n != "H" else "1",
+                              f"{med(g('cpu')):.2f}", f"{max(g('rss')):.1f}",
+                              f"{med(g('others')):.2f}"])
+            p(table(krows, ["", "wall s", "wall × H (paired)", "backend CPU s",
+                            "backend CPU × H's", "client CPU s", "peak RSS MiB",
+                            "others' CPUs"]))
+            p()
+            for n in knobs:
+                p(f"  {n:8} {DESCR.get(n, n)}")
+            p()
+            for a, b, what in (("Hb0", "Hb1M", "one transaction vs 1M-row batches"),
+                               ("Hpk", "Hpkafter", "key during the load vs added after it"),
+                               ("L1frz", "L1", "COPY FREEZE after TRUNCATE in the same "
+                                "transaction vs plain COPY, server-side"),
+                               ("Hj3bin", "Hj2bin", "-j3 vs -j2, binary"),
+                               ("Hj3bin", "L1", "-j3 binary vs the limit")):
+                x = paired(runs, s, a, b)
+                xb = paired(runs, s, a, b, "backend")
+                if x:
+                    p(f"  {what}: {a}/{b} wall = {span(x, '{:.2f}')}, backend CPU = "
+                      f"{span(xb, '{:.2f}')} (paired)")
+            a, b = measured(runs, s, "Hnoix"), measured(runs, s, "Hmkpk")
+            if a and b:
+                p(f"  Hpkafter's parts: load {med([r['wall'] for r in a.values()]):.2f} s + "
+                  f"ADD PRIMARY KEY {med([r['wall'] for r in b.values()]):.2f} s (medians; "
+                  "the sum is taken round by round)")
+
     scal = {}
     if len(sizes) == 2:
         p()
         p(f"== scaling: peak RSS at {int(sizes[0]):,} rows / at {int(sizes[1]):,} rows")
-        for n in PGFEED + ("P", "Pcurl"):
+        for n in tuple(n for n in PGFEED if n not in KNOBS) + ("P", "Pcurl"):
             a, b = measured(runs, sizes[0], n), measured(runs, sizes[1], n)
             if a and b:
                 ra = med([r["rss"] for r in a.values()])
@@ -247,54 +329,103 @@ def report(meta, runs, profile):
 
     # Targets
     p()
-    p("== issue 7 targets (from this run)")
-    def verdict(ok):
-        return "met    " if ok else "NOT MET"
+    p(f"== issue 7 targets ({int(s0):,} rows, median of {meta['runs']} paired rounds "
+      "[min–max of the per-round ratios])")
+    p()
+    trows = []
+
+    def exact(*ns):
+        ok = all(f"exact_{s0}_{n}" in meta for n in ns)
+        return "; exact" if ok else "; NOT checked for exactness"
+
+    def target(what, x, limit, higher=False, detail=""):
+        """one row: verdict on the median, and whether the runs' range straddles the limit"""
+        if not x:
+            trows.append(["not measured", what, "-", detail])
+            return
+        m = med(x)
+        ok = m >= limit if higher else m <= limit
+        allok = min(x) >= limit if higher else max(x) <= limit
+        nonok = max(x) < limit if higher else min(x) > limit
+        v = "met" if ok else "NOT met"
+        if ok and not allok or not ok and not nonok:
+            v += " (range straddles)"
+        trows.append([v, what, f"{m:.2f} [{min(x):.2f}–{max(x):.2f}]", detail])
+
+    def medk(n, k, sz=s0):
+        return med([r[k] for r in measured(runs, sz, n).values()])
+
     h = measured(runs, s0, "H")
+    xb = paired(runs, s0, "H", "L1", "backend")
+    target("H (-j1, HTTP, text COPY) wall ≤ 1.05 × L1", paired(runs, s0, "H", "L1"), 1.05,
+           detail=f"{medk('H', 'wall'):.2f} s vs L1 {medk('L1', 'wall'):.2f} s; backend CPU "
+           f"{med(xb):.2f} × L1's" if h else "")
+    if meta.get("have_bin") == "1":
+        target("Hbin (-j1, COPY binary) wall ≤ 0.90 × L1", paired(runs, s0, "Hbin", "L1"), 0.90,
+               detail=(f"{medk('Hbin', 'wall'):.2f} s{exact('Hbin')}; L1bin (server reads a "
+                       f"binary file): {med(paired(runs, s0, 'L1bin', 'L1')):.2f} × L1")
+               if measured(runs, s0, "Hbin") else "")
+    else:
+        trows.append(["NOT met", "binary COPY wall ≤ 0.90 × L1", "-",
+                      "--copy-format is not built"])
+    if meta.get("have_j") == "1":
+        target("-j2 speed-up, text: H wall / Hj2 wall ≥ 1.25", paired(runs, s0, "H", "Hj2"),
+               1.25, higher=True,
+               detail=f"Hj2 {medk('Hj2', 'wall'):.2f} s = {med(paired(runs, s0, 'Hj2', 'L1')):.2f}"
+               f" × L1{exact('Hj2')}" if measured(runs, s0, "Hj2") else "")
+        if meta.get("have_bin") == "1":
+            target("-j2 speed-up, binary: Hbin wall / Hj2bin wall ≥ 1.25",
+                   paired(runs, s0, "Hbin", "Hj2bin"), 1.25, higher=True,
+                   detail=f"Hj2bin {medk('Hj2bin', 'wall'):.2f} s = "
+                   f"{med(paired(runs, s0, 'Hj2bin', 'L1')):.2f} × L1{exact('Hj2bin')}"
+                   if measured(runs, s0, "Hj2bin") else "")
+    else:
+        trows.append(["NOT met", "-j2 ≥ 1.25 × faster than -j1", "-", "-j is not built"])
     if h:
-        x = paired(runs, s0, "H", "L1")
-        p(f"  {verdict(med(x) <= 1.05)} pgfeed -j1 over HTTP, text COPY: wall ≤ 1.05 × L1: "
-          f"{med(x):.2f} × L1 (paired, runs {min(x):.2f}–{max(x):.2f}; "
-          f"{med([r['wall'] for r in h.values()]):.2f} s vs L1 {med(l1):.2f} s)")
-        for sz in sizes:
-            xb = paired(runs, sz, "H", "L1", "backend")
-            xw = paired(runs, sz, "H", "L1")
-            if xb:
-                p(f"          at {int(sz):,} rows: wall {med(xw):.2f} × L1 [{min(xw):.2f}–"
-                  f"{max(xw):.2f}]; proxy, H's backend CPU: {med(xb):.2f} × L1's "
-                  f"[{min(xb):.2f}–{max(xb):.2f}]")
         x = [r["cpu"] / r["backend"] for r in h.values() if r["backend"] > 0]
-        p(f"  {verdict(med(x) <= 0.6)} pgfeed CPU ≤ 0.6 × server backend CPU: {med(x):.2f} × "
-          f"(pgfeed {med([r['cpu'] for r in h.values()]):.2f} s, backend "
-          f"{med([r['backend'] for r in h.values()]):.2f} s; runs {min(x):.2f}–{max(x):.2f})")
-        allrss = [r["rss"] for n in ("F", "H") for r in measured(runs, s0, n).values()]
-        p(f"  {verdict(max(allrss) <= 32)} peak RSS ≤ 32 MiB with default options: "
-          f"{max(allrss):.1f} MiB (max over the F and H runs)")
+        others = []
+        for n in ("Hbin", "Hj2", "Hj2bin"):
+            m = measured(runs, s0, n)
+            if m:
+                others.append(f"{n} {med([r['cpu'] / r['backend'] for r in m.values() if r['backend'] > 0]):.2f}")
+        target("pgfeed CPU / server backend CPU ≤ 0.6 (H)", x, 0.6,
+               detail=f"{medk('H', 'cpu'):.2f} s / {medk('H', 'backend'):.2f} s"
+               + (f"; {', '.join(others)}" if others else ""))
+        rss = [r["rss"] for n in ("F", "H") for r in measured(runs, s0, n).values()]
+        allp = [(max(r["rss"] for r in measured(runs, s0, n).values()), n)
+                for n in PGFEED if measured(runs, s0, n)]
+        top = max(allp)
+        trows.append(["met" if max(rss) <= 32 else "NOT met",
+                      "peak RSS ≤ 32 MiB, default options (F, H)", f"{max(rss):.1f} MiB",
+                      f"max over the runs; any pgfeed mode: {top[0]:.1f} MiB ({top[1]})"])
         if "H" in scal:
             ra, rb = scal["H"]
-            p(f"  {verdict(ra / rb <= 1.1)} peak RSS {int(sizes[0]):,} rows ≤ 1.1 × "
-              f"{int(sizes[1]):,} rows: {ra / rb:.3f} ({ra:.1f} / {rb:.1f} MiB, H medians)")
+            more = [f"{n} {scal[n][0] / scal[n][1]:.3f}" for n in ("F", "Hj2", "Hbin", "Hj2bin")
+                    if n in scal]
+            trows.append(["met" if ra / rb <= 1.1 else "NOT met",
+                          f"peak RSS {int(sizes[0]):,} rows ≤ 1.1 × {int(sizes[1]):,} rows (H)",
+                          f"{ra / rb:.3f}", f"{ra:.1f} / {rb:.1f} MiB, medians"
+                          + (f"; {', '.join(more)}" if more else "")])
         else:
-            p("  (not measured) peak RSS flat in input size: run with --scaling")
-    if meta.get("have_j") == "1" and measured(runs, s0, "Hj2"):
-        x = paired(runs, s0, "H", "Hj2")
-        p(f"  {verdict(med(x) >= 1.25)} -j2 faster than -j1 by ≥ 1.25×: {med(x):.2f}× (paired)")
-    else:
-        p("  NOT MET -j2 faster than -j1 by ≥ 1.25×: -j2 is not built yet")
-    if meta.get("have_bin") == "1" and measured(runs, s0, "Hbin"):
-        x = paired(runs, s0, "Hbin", "L1")
-        p(f"  {verdict(med(x) <= 0.90)} binary COPY mode: wall ≤ 0.90 × L1: {med(x):.2f} × L1")
-    else:
-        x = paired(runs, s0, "L1bin", "L1")
-        ref = f" (the server reading a binary file: {med(x):.2f} × L1)" if x else ""
-        p(f"  NOT MET binary COPY mode ≤ 0.90 × L1: --copy-format binary is not built yet{ref}")
-
+            trows.append(["not measured", "peak RSS flat in input size", "-",
+                          "run with --scaling"])
+    p(table(trows, ["verdict", "target", "measured", "detail"], left=(0, 1, 3)))
+    if len(sizes) == 2 and h:
+        sz = sizes[1]
+        x = paired(runs, sz, "H", "L1")
+        xb = paired(runs, sz, "H", "L1", "backend")
+        if x:
+            p(f"  at {int(sz):,} rows: H wall {med(x):.2f} × L1 [{min(x):.2f}–{max(x):.2f}], "
+              f"backend CPU {med(xb):.2f} × L1's")
+    p("  (range straddles): the median is on one side of the limit, some rounds on the other")
     p()
     p("== raw runs (round 0 = warm-up; seconds, MiB)")
     hdr = ["rows", "round", "contender", "wall", "client CPU", "client RSS", "backend CPU",
            "bg CPU", "httpd CPU", "others' CPUs"]
     raw = []
     for (sz, n), rr in runs.items():
+        if n in SUMS:
+            continue
         for k in sorted(rr):
             r = rr[k]
             raw.append((sz, k, n, r))
@@ -397,7 +528,9 @@ def main():
     if len(sys.argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
-    report(load_meta(sys.argv[1]), load_runs(sys.argv[2]),
+    runs = load_runs(sys.argv[2])
+    add_sums(runs)
+    report(load_meta(sys.argv[1]), runs,
            sys.argv[3] if len(sys.argv) == 4 else None)
     return 0
 
