@@ -1318,6 +1318,11 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
     SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* Read the socket in the pipeline's chunk size, not curl's 16 KiB default: 8x fewer
+     * recv calls and write callbacks (the decoder takes a write of any size). */
+    SETOPT(CURLOPT_BUFFERSIZE,
+           (long)(pgfeed__job_options(job)->chunk_size > 0 ? pgfeed__job_options(job)->chunk_size
+                                                           : 128u * 1024));
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, (void *)src);
     SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
