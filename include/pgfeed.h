@@ -101,7 +101,9 @@ typedef enum {
 /* How rows travel to the server (pgfeed_options.copy_format). */
 typedef enum {
     PGFEED_COPY_TEXT = 0, /* COPY text format */
-    PGFEED_COPY_BINARY    /* COPY binary where the target columns' types allow, else text */
+    PGFEED_COPY_BINARY,   /* COPY binary where the target columns' types allow, else text
+                           * with a notice */
+    PGFEED_COPY_AUTO      /* the same, saying why only at PGFEED_LOG_INFO */
 } pgfeed_copy_format_t;
 
 typedef enum {

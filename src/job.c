@@ -283,7 +283,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     if (csv && (unsigned char)job->opt.quote >= 0x80)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
-    if (job->opt.copy_format != PGFEED_COPY_TEXT && job->opt.copy_format != PGFEED_COPY_BINARY)
+    if (job->opt.copy_format != PGFEED_COPY_TEXT && job->opt.copy_format != PGFEED_COPY_BINARY &&
+        job->opt.copy_format != PGFEED_COPY_AUTO)
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
                             (int)job->opt.copy_format);
     if (job->opt.connections == 0)
@@ -1045,7 +1046,7 @@ static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column
 {
     free(job->target_bin);
     job->target_bin = NULL;
-    if (job->opt.copy_format != PGFEED_COPY_BINARY)
+    if (job->opt.copy_format != PGFEED_COPY_BINARY && job->opt.copy_format != PGFEED_COPY_AUTO)
         return 0;
     const char *why = NULL, *col = NULL, *type = NULL;
     if (job->opt.format == PGFEED_FORMAT_TEXT)
@@ -1071,12 +1072,12 @@ static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column
     job->target_bin = b;
     if (b == NULL && !job->bin_noticed) {
         job->bin_noticed = 1;
+        int level = job->opt.copy_format == PGFEED_COPY_AUTO ? PGFEED_LOG_INFO : PGFEED_LOG_NOTICE;
         if (col)
-            pgfeed__log(job, PGFEED_LOG_NOTICE,
-                        "using text COPY: column \"%s\" has type %s, which %s", col,
+            pgfeed__log(job, level, "using text COPY: column \"%s\" has type %s, which %s", col,
                         type ? type : "?", why);
         else
-            pgfeed__log(job, PGFEED_LOG_NOTICE, "using text COPY: %s", why);
+            pgfeed__log(job, level, "using text COPY: %s", why);
     }
     return 0;
 }

@@ -258,8 +258,10 @@ int main(int argc, char **argv)
                 opt.copy_format = PGFEED_COPY_TEXT;
             else if (strcmp(optarg, "binary") == 0)
                 opt.copy_format = PGFEED_COPY_BINARY;
+            else if (strcmp(optarg, "auto") == 0)
+                opt.copy_format = PGFEED_COPY_AUTO;
             else {
-                cli_usage_error("invalid value \"%s\" for --copy-format: use text or binary",
+                cli_usage_error("invalid value \"%s\" for --copy-format: use auto, text or binary",
                                 optarg);
                 return EXIT_USAGE;
             }
