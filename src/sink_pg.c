@@ -230,12 +230,13 @@ static int fail_conn(struct sink_pg *k, const char *what)
     }
     if (n && islower((unsigned char)detail[0]))
         detail[0] = (char)toupper((unsigned char)detail[0]);
-    return pgfeed__fail(
-        job_of(k), "sink", PGFEED_ECONNECT, detail,
-        k->state == S_CONNECTING
-            ? "Check --db (or DATABASE_URL and the PG* variables) and that the server is running."
-            : NULL,
-        "%s", what);
+    const char *hint = NULL;
+    if (k->state == S_CONNECTING && k->sh->nconns > 1)
+        hint = "With --connections N pgfeed opens N connections: check the server's "
+               "max_connections and the role's connection limit, or use fewer.";
+    else if (k->state == S_CONNECTING)
+        hint = "Check --db (or DATABASE_URL and the PG* variables) and that the server is running.";
+    return pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail, hint, "%s", what);
 }
 
 /* "COPY names, line 3, column birth_year: ..." -> 3 and "birth_year". */

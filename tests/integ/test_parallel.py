@@ -246,3 +246,23 @@ def test_refused_rows_in_several_batches(ctx):
     lines = rejects_lines(rej)
     eq(sorted(int(ln[0]) for ln in lines), [6, 1235, 2502, 4000], "rejected input lines")
     check(all(re.search(r"\S", ln[1]) for ln in lines), "every reject has a reason")
+
+
+@test()
+def test_connection_limit_reached_fails_clearly(ctx):
+    data = ctx.gen(1000, seed=65)
+    ctx.create_names()
+    ctx.sql("DROP ROLE IF EXISTS pgfeed_lim; CREATE ROLE pgfeed_lim LOGIN CONNECTION LIMIT 1;"
+            " GRANT ALL ON names TO pgfeed_lim; GRANT ALL ON SCHEMA public TO pgfeed_lim;")
+    try:
+        db = re.sub(r"user=\S+", "user=pgfeed_lim", ctx.conninfo)
+        res = ctx.pgfeed("-d", db, "-t", "names", "-j", "2", ctx.write("n.tsv", data), db=False)
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r"too many connections")
+        ctx.expect_err(res, r"hint: .*--connections")
+        eq(ctx.count(), 0, "rows committed")
+        res = ctx.pgfeed("-d", db, "-t", "names", "-j", "1", ctx.tmp / "n.tsv", db=False)
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data)
+    finally:
+        ctx.sql("DROP OWNED BY pgfeed_lim; DROP ROLE pgfeed_lim;")
