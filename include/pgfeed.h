@@ -75,6 +75,8 @@ PGFEED_API const char *pgfeed_strerror(int err);
 PGFEED_API const char *pgfeed_err_name(int err);
 /* "0.1.0"; static storage. */
 PGFEED_API const char *pgfeed_version(void);
+/* How this build was made, for --version: "inflate: zlib" or "inflate: ISA-L ..."; static. */
+PGFEED_API const char *pgfeed_build_info(void);
 
 /*
  * libcurl's global initialisation (curl_global_init). Call once from main,

@@ -16,8 +16,9 @@
 PGFEED_PG_BINDIR=${PGFEED_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
 # Packages a fresh Debian 12 needs to build pgfeed and run its tests and demo.
+# libisal-dev: ISA-L's inflate, used when meson finds it (-Disal=auto; zlib otherwise).
 PGFEED_BUILD_PKGS=(build-essential meson ninja-build pkg-config libuv1-dev
-    libcurl4-openssl-dev zlib1g-dev libpq-dev)
+    libcurl4-openssl-dev zlib1g-dev libpq-dev libisal-dev)
 PGFEED_RUN_PKGS=(postgresql-15 postgresql-client-15 python3 gzip)
 # Only the tests: tmux gives the progress bar a real terminal.
 PGFEED_TEST_PKGS=(tmux)

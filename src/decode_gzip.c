@@ -1298,13 +1298,6 @@ void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span)
     container_of(s, struct decoder, base)->span = span;
 }
 
-/*
- * Tests only (test_decode.c declares it): before the first write, on 0 makes
- * an ISA-L build inflate gzip with zlib alone, so that restart points can be
- * taken with one engine and resumed with the other. Returns 1 when pgfeed
- * was built with ISA-L, else 0.
- */
-int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on);
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on)
 {
 #ifdef PGFEED_HAVE_ISAL

@@ -47,6 +47,15 @@ const char *pgfeed_version(void)
     return PGFEED_VERSION_STRING;
 }
 
+const char *pgfeed_build_info(void)
+{
+#ifdef PGFEED_HAVE_ISAL
+    return "inflate: ISA-L igzip (zlib for headers and zlib streams)";
+#else
+    return "inflate: zlib";
+#endif
+}
+
 char *pgfeed__strdup_printf(const char *fmt, ...)
 {
     va_list ap;

@@ -272,6 +272,12 @@ int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, stru
                                   uint64_t *raw_offset);
 int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
                                  uint64_t decoded);
+/*
+ * Tests: before the first write, on = 0 makes a build with ISA-L (-Disal) inflate gzip with
+ * zlib alone, so that restart points taken by one engine can be resumed by the other.
+ * Returns 1 when pgfeed was built with ISA-L, else 0.
+ */
+int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on);
 /* Tests: decoded bytes at least between two access points (default 1 MiB; 0: every block). */
 void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span);
 

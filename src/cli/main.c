@@ -431,7 +431,7 @@ int main(int argc, char **argv)
             r.cli.verbose = 1;
             break;
         case OPT_VERSION:
-            printf("pgfeed %s\n", pgfeed_version());
+            printf("pgfeed %s (%s)\n", pgfeed_version(), pgfeed_build_info());
             return 0;
         case 'h':
             fputs(usage_text, stdout);

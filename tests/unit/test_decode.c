@@ -36,8 +36,6 @@
 #include "internal.h"
 #include "tap.h"
 
-/* decode_gzip.c, for tests: 1 in an ISA-L build, whose gzip inflating on 0 turns to zlib alone. */
-int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on);
 static int isal_build; /* pgfeed was built with ISA-L */
 
 /*
