@@ -113,6 +113,16 @@ def paired(runs, size, a, b, key="wall"):
     return [ra[k][key] / rb[k][key] for k in sorted(ra) if k in rb and rb[k][key] > 0]
 
 
+def best(runs, size, a, b):
+    """a's fastest measured run over b's fastest: robust to rounds that are slow for everyone"""
+    ra, rb = measured(runs, size, a), measured(runs, size, b)
+    if not ra or not rb:
+        return "-"
+    if a == b:
+        return "1"
+    return f"{min(r['wall'] for r in ra.values()) / min(r['wall'] for r in rb.values()):.2f}"
+
+
 def table(rows, header, left=(0,)):
     """a plain-text table; the columns in left are left-aligned, the others right-aligned"""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
@@ -150,7 +160,9 @@ def report(meta, runs, profile):
     p(f"method:    1 warm-up round + {meta['runs']} measured rounds; in every round each "
       "contender once, in the order of the table (interleaved, so drift hits all alike);")
     p("           median [min–max] over the measured rounds; ×L1 = median of the per-round "
-      "ratios to L1 (paired).")
+      "ratios to L1 (paired); best × L1's best =")
+    p("           the fastest run over L1's fastest (robust to rounds in which every contender "
+      "was slow).")
     p("           client CPU = user+sys of the client command and its children "
       "(/usr/bin/time); client RSS = its peak RSS")
     p("           (for a pipeline: of its largest process); backend CPU = the cluster's client "
@@ -196,14 +208,14 @@ def report(meta, runs, profile):
             x = paired(runs, s, n, "L1")
             xb = paired(runs, s, n, "L1", "backend")
             rows.append([n, span(g("wall"), "{:.2f}"), span(x, "{:.2f}") if n != "L1" else "1",
-                         span(g("cpu"), "{:.2f}"), span(g("rss"), "{:.1f}"),
-                         f"{med(g('others')):.2f}"])
+                         best(runs, s, n, "L1"), span(g("cpu"), "{:.2f}"),
+                         span(g("rss"), "{:.1f}"), f"{med(g('others')):.2f}"])
             rows2.append([n, span(g("backend"), "{:.2f}"),
                           span(xb, "{:.2f}") if n != "L1" else "1",
                           f"{med([r['backend'] / r['wall'] for r in v if r['wall'] > 0]):.2f}",
                           f"{med(g('bg')):.2f}", f"{med(g('httpd')):.2f}"])
-        p(table(rows, ["", "wall s", "wall × L1 (paired)", "client CPU s", "client RSS MiB",
-                       "others' CPUs"]))
+        p(table(rows, ["", "wall s", "wall × L1 (paired)", "best × L1's best", "client CPU s",
+                       "client RSS MiB", "others' CPUs"]))
         p()
         p(table(rows2, ["", "backend CPU s", "backend CPU × L1's (paired)",
                         "backend busy (CPU/wall)", "bg CPU s", "httpd CPU s"]))
@@ -249,11 +261,13 @@ def report(meta, runs, profile):
                 xb = paired(runs, s, n, "H", "backend")
                 krows.append([n, span(g("wall"), "{:.2f}"),
                               span(x, "{:.2f}") if n != "H" else "1",
+                              best(runs, s, n, "H"), best(runs, s, n, "L1"),
                               span(g("backend"), "{:.2f}"),
                               span(xb, "{:.2f}") if n != "H" else "1",
                               f"{med(g('cpu')):.2f}", f"{max(g('rss')):.1f}",
                               f"{med(g('others')):.2f}"])
-            p(table(krows, ["", "wall s", "wall × H (paired)", "backend CPU s",
+            p(table(krows, ["", "wall s", "wall × H (paired)", "best × H's", "best × L1's",
+                            "backend CPU s",
                             "backend CPU × H's", "client CPU s", "peak RSS MiB",
                             "others' CPUs"]))
             p()
@@ -303,11 +317,31 @@ def report(meta, runs, profile):
         p(f"noise: L1's wall time varies by {spread * 100:.0f}% (max-min over median) across "
           f"runs; other processes used {oth:.2f} of the {meta['nproc']} CPUs on average during "
           "the runs (median)")
+        slow = {}
+        for (sz, n), rr in runs.items():
+            if sz != s0 or n in SUMS:
+                continue
+            mw = med([r["wall"] for k, r in rr.items() if k >= 1])
+            for k, r in rr.items():
+                if k >= 1 and mw > 0:
+                    slow.setdefault(k, []).append(r["wall"] / mw)
+        if slow:
+            p("       each round's pace: the median over the contenders of a run's wall time over "
+              "its contender's median: "
+              + "; ".join(f"round {k} {med(v):.2f}" for k, v in sorted(slow.items())))
         if not noisy:
             p("       -- quiet: the ratios below should hold to a few percent")
         else:
             p("       -- NOISY: the times are not precise; a ratio is only resolved as far as its "
               "min–max range allows.")
+        if noisy and oth <= 0.25:
+            p("       No other load was visible on the machine, yet some runs were slow in the "
+              "backend's own CPU seconds as well:")
+            p("       probably something outside this machine's accounting (a virtual machine's "
+              "CPUs share the host's cores and caches).")
+            p("       Such slow stretches last tens of seconds and hit whichever contenders run "
+              "then; the paired and the best-of ratios")
+            p("       cancel part of it, the min–max ranges show the rest.")
         if oth > 0.25:
             p(f"       With other processes runnable, each of ours gets only a share of the "
               f"{meta['nproc']} CPUs, and that share changes")
