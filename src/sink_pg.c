@@ -75,6 +75,7 @@ struct sink {
     int any_batch;         /* a batch transaction has been started */
     int any_end;           /* end_batch has been called */
     uint64_t ended;        /* batches ended (end_batch calls taken) */
+    size_t queue_budget;   /* COPY bytes a connection may queue in libpq before it blocks */
     uv_timer_t turn_timer; /* while a batch waits for its turn: is the turn's holder stuck? */
     int turn_timer_inited;
 
@@ -110,6 +111,7 @@ struct sink_pg {
     int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
     int blocks_turn;     /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
     int trailer_sent;    /* COPY binary: this COPY's trailer is queued */
+    size_t queued;       /* bytes put since PQflush last sent everything (an upper bound) */
 
     /*
      * With --max-rejects > 0 the batch's COPY data is kept (at most
@@ -423,9 +425,18 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     int f = PQflush(k->conn);
     if (f < 0)
         return fail_conn(k, "could not send COPY data to the server");
+    if (f == 0)
+        k->queued = 0;
     if (f == 1) {
-        k->blocked = 1;
-        pgfeed__job_server_wait(job_of(k), 1);
+        /*
+         * With several connections each may queue up to queue_budget bytes in libpq
+         * before it holds the parser back: while the next batch goes to another
+         * connection, this one's server still has data to work on.
+         */
+        k->queued += n;
+        k->blocked = k->queued >= sh->queue_budget;
+        if (k->blocked)
+            pgfeed__job_server_wait(job_of(k), 1);
         rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
         if (rc != 0)
             return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL,
@@ -1433,6 +1444,8 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
             }
             return;
         }
+        if (f == 0)
+            k->queued = 0;
         if (f == 0 && k->state == S_SPLIT_COPYING) {
             split_send(k);
         } else if (f == 0) {
@@ -1848,6 +1861,9 @@ int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
     size_t n = o->connections ? o->connections : 1;
     if (n > PGFEED_MAX_CONNECTIONS)
         n = PGFEED_MAX_CONNECTIONS;
+    /* One connection: block as soon as the socket is full (at most one parser write queued).
+     * Several: up to a batch each (--batch-bytes), or they would take turns, not overlap. */
+    sh->queue_budget = n == 1 ? 0 : o->batch_bytes ? o->batch_bytes : (size_t)16 << 20;
     for (size_t i = 0; i < n; i++) {
         struct sink_pg *k = calloc(1, sizeof *k);
         if (k == NULL)
