@@ -228,7 +228,8 @@ struct pgfeed_options {
      * char, smallint, integer, bigint, boolean, numeric and arrays of these.
      * Values are checked as the server would (a bad integer is a rejected
      * row with the server's message). Another type, a domain, or format
-     * text: text COPY, with a notice. Default PGFEED_COPY_TEXT.
+     * text: text COPY, with a notice (PGFEED_COPY_AUTO: at info level).
+     * Default PGFEED_COPY_AUTO (binary measured ~10 % faster than text).
      */
     pgfeed_copy_format_t copy_format;
 };

@@ -114,6 +114,7 @@ void pgfeed_options_init(struct pgfeed_options *opt)
     opt->header = PGFEED_HEADER_AUTO;
     opt->batch_rows = 100000;
     opt->connections = 1;
+    opt->copy_format = PGFEED_COPY_AUTO;
     opt->max_line = 64u << 20;
     opt->chunk_size = 128u << 10;
     opt->log_level = PGFEED_LOG_INFO;
