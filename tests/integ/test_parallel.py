@@ -5,6 +5,7 @@ test holds, so what the other connection does meanwhile is observed in pg_stat_a
 (polled, never slept on): it finishes its COPY and waits, uncommitted, for its turn.
 """
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -114,20 +115,31 @@ def test_two_connections_exact(ctx):
     eq(checkpoint(ctx), ["60000", "t"], "checkpoint")
 
 
+@contextlib.contextmanager
+def gated_import(ctx, seed, jobs, want, fail=False):
+    """Starts a -j `jobs` import of 60,000 rows in batches of 20,000 whose batch 0 is held
+    back at its last row, and yields (data, p, errpath) once pg_stat_activity shows `want`
+    (backends waiting on the gate, backends idle in a transaction); the gate opens when
+    the block ends, also on failure."""
+    data = ctx.gen(60_000, seed=seed)
+    ctx.create_names()
+    gate_row(ctx, data, fail=fail)
+    release = hold_gate(ctx)
+    try:
+        p, errpath = ctx.spawn("-t", "names", "-j", str(jobs), "-b", "20000",
+                               ctx.write("n.tsv", data))
+        wait_for_activity(ctx, p, errpath, want)
+        yield data, p, errpath
+    finally:
+        release()
+
+
 @test()
 def test_later_batch_waits_for_its_turn(ctx):
     """Batch 1 COPYs while batch 0 is held back, then waits uncommitted; both commit after."""
-    data = ctx.gen(60_000, seed=62)
-    ctx.create_names()
-    gate_row(ctx, data)
-    release = hold_gate(ctx)
-    try:
-        p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", "20000", ctx.write("n.tsv", data))
-        # One backend waits on the lock (batch 0), the other finished batch 1's COPY.
-        wait_for_activity(ctx, p, errpath, (1, 1))
+    # One backend waits on the gate (batch 0), the other finished batch 1's COPY.
+    with gated_import(ctx, 62, jobs=2, want=(1, 1)) as (data, p, errpath):
         eq(ctx.count(), 0, "rows visible while batch 0 is held back")
-    finally:
-        release()
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 0)
     ctx.expect_err(res, r"batches committed:\s+3\b")
@@ -137,17 +149,9 @@ def test_later_batch_waits_for_its_turn(ctx):
 @test()
 def test_one_connection_does_not_start_a_second_batch(ctx):
     """The same gate with -j1: nothing else runs while batch 0 waits (the test can fail)."""
-    data = ctx.gen(60_000, seed=62)
-    ctx.create_names()
-    gate_row(ctx, data)
-    release = hold_gate(ctx)
-    try:
-        p, errpath = ctx.spawn("-t", "names", "-j", "1", "-b", "20000", ctx.write("n.tsv", data))
-        wait_for_activity(ctx, p, errpath, (1, 0))
+    with gated_import(ctx, 62, jobs=1, want=(1, 0)) as (data, p, errpath):
         n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed';")
         eq(n.strip(), "1", "pgfeed backends with -j1")
-    finally:
-        release()
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 0)
     ctx.expect_table(data)
@@ -156,15 +160,8 @@ def test_one_connection_does_not_start_a_second_batch(ctx):
 @test()
 def test_failed_batch_rolls_back_later_finished_batch(ctx):
     """Batch 0 fails after batch 1's COPY went through: batch 1 must not commit either."""
-    data = ctx.gen(60_000, seed=63)
-    ctx.create_names()
-    gate_row(ctx, data, fail=True)
-    release = hold_gate(ctx)
-    try:
-        p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", "20000", ctx.write("n.tsv", data))
-        wait_for_activity(ctx, p, errpath, (1, 1))
-    finally:
-        release()
+    with gated_import(ctx, 63, jobs=2, want=(1, 1), fail=True) as (data, p, errpath):
+        pass
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 1)
     ctx.expect_err(res, r"gate refused")
@@ -174,17 +171,9 @@ def test_failed_batch_rolls_back_later_finished_batch(ctx):
 
 @test()
 def test_sigint_while_later_batch_waits(ctx):
-    data = ctx.gen(60_000, seed=64)
-    ctx.create_names()
-    gate_row(ctx, data)
-    release = hold_gate(ctx)
-    try:
-        p, errpath = ctx.spawn("-t", "names", "-j", "3", "-b", "20000", ctx.write("n.tsv", data))
-        wait_for_activity(ctx, p, errpath, (1, 2))
+    with gated_import(ctx, 64, jobs=3, want=(1, 2)) as (data, p, errpath):
         p.send_signal(signal.SIGINT)
         res = ctx.finish(p, errpath, timeout=60)
-    finally:
-        release()
     ctx.expect_rc(res, 130)
     eq(ctx.count(), 0, "rows committed by an interrupted run whose first batch never finished")
     ctx.sql("DROP TRIGGER gate ON names;")
