@@ -47,3 +47,14 @@ void pgfeed__buf_free(struct pgfeed_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+/* Shared by the text and binary row encoders (encode_copy.c, encode_binary.c). */
+size_t pgfeed__count_fields(const char *p, const char *end, char delim)
+{
+    size_t n = 1;
+    while ((p = memchr(p, delim, (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}

@@ -430,16 +430,6 @@ char *pgfeed__encode_bin_field(char *dst, const char *p, size_t n, const struct 
 
 /* ---- rows ---- */
 
-static size_t count_fields(const char *p, const char *end, char delim)
-{
-    size_t n = 1;
-    while ((p = memchr(p, delim, (size_t)(end - p))) != NULL) {
-        n++;
-        p++;
-    }
-    return n;
-}
-
 /* A field equal to the null marker. */
 static inline int is_null(const struct pgfeed_row_spec *sp, const char *p, size_t len)
 {
@@ -551,7 +541,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
     size_t i = 0;
     err->code = 0;
     if (nf == 0)
-        return count_fields(line, end, delim);
+        return pgfeed__count_fields(line, end, delim);
     char *o = start_field(&c, &f[0], put16(*dst, (uint32_t)nf));
     while (p < end) {
         if (tail == NULL && (size_t)(end - p) < 2 * BLOCK) {
@@ -575,10 +565,10 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
             if (dm >> k & 1) {
                 if ((o = end_field(&c, sp, &f[i], fs, p + k, es, o, err)) == NULL) {
                     err->field = i;
-                    return i + 1 + count_fields(p + k + 1, end, delim);
+                    return i + 1 + pgfeed__count_fields(p + k + 1, end, delim);
                 }
                 if (++i == nf) /* one field too many at least: count them all */
-                    return nf + count_fields(p + k + 1, end, delim);
+                    return nf + pgfeed__count_fields(p + k + 1, end, delim);
                 fs = es = p + k + 1;
                 o = start_field(&c, &f[i], o);
             } else { /* a comma in a text array: the element ends */
@@ -617,7 +607,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
     char *o = *dst;
     err->code = 0;
     if (nf == 0)
-        return count_fields(line, end, delim);
+        return pgfeed__count_fields(line, end, delim);
     o = put16(o, (uint32_t)nf);
     for (size_t i = 0;; i++) {
         const char *d = memchr(p, delim, (size_t)(end - p));
@@ -632,7 +622,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
             o += len;
         } else if ((o = pgfeed__encode_bin_field(o, p, len, &f[i], err)) == NULL) {
             err->field = i;
-            return d == end ? i + 1 : i + 1 + count_fields(d + 1, end, delim);
+            return d == end ? i + 1 : i + 1 + pgfeed__count_fields(d + 1, end, delim);
         }
         if (d == end) {
             if (i + 1 != nf)
@@ -641,7 +631,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
             return nf;
         }
         if (i + 1 == nf) /* one field too many at least: count them all */
-            return nf + count_fields(d + 1, end, delim);
+            return nf + pgfeed__count_fields(d + 1, end, delim);
         p = d + 1;
     }
 }

@@ -243,16 +243,6 @@ static inline char *end_field(const struct pgfeed_row_spec *sp, int arr, const c
     return o + 2;
 }
 
-static size_t count_fields(const char *p, const char *end, char delim)
-{
-    size_t n = 1;
-    while ((p = memchr(p, delim, (size_t)(end - p))) != NULL) {
-        n++;
-        p++;
-    }
-    return n;
-}
-
 /*
  * Each block is copied to the output whole; then every byte in it that needs care is taken
  * in turn from one mask: the bytes before it are already in place, its escape is written
@@ -272,7 +262,7 @@ size_t pgfeed__encode_row(char **dst, const char *line, size_t n, const struct p
     char *o = *dst, *ofield = o;
     size_t i = 0;
     if (nf == 0)
-        return count_fields(line, end, delim);
+        return pgfeed__count_fields(line, end, delim);
     int arr = is_array && is_array[0];
     if (arr) {
         o[0] = '{';
@@ -303,7 +293,7 @@ size_t pgfeed__encode_row(char **dst, const char *line, size_t n, const struct p
             if (c == (unsigned char)delim) {
                 o = end_field(sp, arr, fstart, p + k, ofield, o);
                 if (++i == nf) /* one field too many at least: count them all */
-                    return nf + count_fields(p + k + 1, end, delim);
+                    return nf + pgfeed__count_fields(p + k + 1, end, delim);
                 *o++ = '\t';
                 fstart = p + k + 1;
                 ofield = o;

@@ -372,6 +372,8 @@ struct pgfeed_row_spec {
  */
 size_t pgfeed__encode_row(char **dst, const char *line, size_t n,
                           const struct pgfeed_row_spec *spec);
+/* buf.c: fields in p[0..end) split at every delim (at least 1), for rows with the wrong count. */
+size_t pgfeed__count_fields(const char *p, const char *end, char delim);
 
 /* ---- binary COPY (encode_binary.c) ---- */
 

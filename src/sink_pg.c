@@ -105,13 +105,12 @@ struct sink_pg {
     int poll_events;
     uv_timer_t connect_timer;
     int timer_inited;
-    int blocked;         /* PQflush returned 1: waiting for writable */
-    int last;            /* its batch is the input's last */
-    int finishing_batch; /* stopped while a whole batch was committing: commit, then close */
-    int holding_ref;     /* a stopping sink still talks to the server: the job must wait */
-    int blocks_turn;     /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
-    int trailer_sent;    /* COPY binary: this COPY's trailer is queued */
-    size_t queued;       /* bytes put since PQflush last sent everything (an upper bound) */
+    int blocked;      /* PQflush returned 1: waiting for writable */
+    int last;         /* its batch is the input's last */
+    int holding_ref;  /* a stopping sink still talks to the server: the job must wait */
+    int blocks_turn;  /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
+    int trailer_sent; /* COPY binary: this COPY's trailer is queued */
+    size_t queued;    /* bytes put since PQflush last sent everything (an upper bound) */
 
     /*
      * With --max-rejects > 0 the batch's COPY data is kept (at most
@@ -373,13 +372,17 @@ static int all_idle(struct sink *sh)
 
 /*
  * The connection that takes the current batch's rows, starting a batch on an
- * idle one when there is none; NULL (with EAGAIN or an error in *rc) until
+ * idle one when there is none; NULL (with EAGAIN, ECANCELED after a stop, or an error in *rc) until
  * one is in COPY_IN and not blocked.
  */
 static struct sink_pg *copy_conn(struct sink *sh, int *rc)
 {
     struct sink_pg *k = sh->cur;
     *rc = PGFEED_EAGAIN;
+    if (sh->stop_requested) {
+        *rc = PGFEED_ECANCELED;
+        return NULL;
+    }
     if (k == NULL) {
         k = idle_conn(sh);
         if (k == NULL) {
@@ -404,8 +407,6 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
 static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
 {
     struct sink *sh = sink_of(s);
-    if (sh->stop_requested)
-        return PGFEED_ECANCELED;
     int rc;
     struct sink_pg *k = copy_conn(sh, &rc);
     if (k == NULL)
@@ -490,8 +491,6 @@ static int end_copy(struct sink_pg *k)
 static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi)
 {
     struct sink *sh = sink_of(s);
-    if (sh->stop_requested)
-        return PGFEED_ECANCELED;
     int rc;
     struct sink_pg *k = copy_conn(sh, &rc);
     if (k == NULL)
@@ -1765,7 +1764,6 @@ static void conn_stop(struct sink_pg *k)
          * failure or cancel, so let it commit (the state machine carries on and
          * closes afterwards), within ABORT_WAIT_MS.
          */
-        k->finishing_batch = 1;
         k->holding_ref = 1;
         pgfeed__job_handle_closing(job_of(k));
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
