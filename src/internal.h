@@ -18,6 +18,17 @@
  *   rule and must be safe to call again after an EAGAIN.
  *   resume(s) is only ever called by job.c's deferred-resume machinery or by
  *   the downstream stage's resume, never from inside a write.
+ *
+ * The error-path rule (every stage that talks to a peer over a socket):
+ *   every state that waits for the socket to become writable also reads and
+ *   handles what the peer sends, and every state that waits for an answer
+ *   also looks at what the client library has already buffered. libpq reads
+ *   the socket inside PQputCopyData/PQflush whenever the socket is full, so
+ *   the server's ErrorResponse can sit in libpq's buffer with nothing left
+ *   in the kernel's, and a level-triggered poll never fires for it (issue 11:
+ *   a value refused mid-batch hung both sides). sink_pg.c's sink_watch
+ *   schedules a pass over libpq's buffer (kick_cb) with every watch it sets
+ *   outside COPY_IN.
  */
 #ifndef PGFEED_INTERNAL_H
 #define PGFEED_INTERNAL_H
@@ -145,6 +156,12 @@ int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char
 void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const char *column_name,
                      uint64_t decoded_offset, uint64_t raw_offset);
 void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate);
+/*
+ * The stored error's detail ends with "; N rows in M earlier batches are committed.",
+ * counted when the job ends: with several connections an earlier batch may still commit
+ * after a later one failed, so the count at the moment of failure can be short.
+ */
+void pgfeed__fail_count_committed(struct pgfeed_job *job);
 void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...) PGFEED_PRINTF(3, 4);
 
 /* printf into a new malloc'd string, or NULL. */

@@ -70,6 +70,7 @@ struct pgfeed_job {
     uint64_t server_wait_ns, server_wait_since, busy_ns;
     double last_wait_source;
     struct pgfeed_err_store err;
+    int err_count_committed; /* append the final committed counts to err's detail */
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
 
@@ -453,6 +454,30 @@ void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate)
     job->err.pub.sqlstate = job->err.sqlstate;
 }
 
+void pgfeed__fail_count_committed(struct pgfeed_job *job)
+{
+    job->err_count_committed = 1;
+}
+
+/* The detail as it stands when the job ends (see pgfeed__fail_count_committed). */
+static void finish_error_detail(struct pgfeed_job *job)
+{
+    if (!job->err_count_committed)
+        return;
+    job->err_count_committed = 0;
+    struct pgfeed_err_store *e = &job->err;
+    char *d = pgfeed__strdup_printf(
+        "%s%s%llu rows in %llu earlier batches are committed.", e->detail ? e->detail : "",
+        e->detail ? "; " : "",
+        (unsigned long long)(job->carry.rows_committed + job->stats.rows_committed),
+        (unsigned long long)(job->carry.batches_committed + job->stats.batches_committed));
+    if (d == NULL)
+        return;
+    free(e->detail);
+    e->detail = d;
+    e->pub.detail = d;
+}
+
 void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...)
 {
     if (job->opt.log_cb == NULL || level > job->opt.log_level)
@@ -546,6 +571,7 @@ static void job_check_closed(struct pgfeed_job *job)
         return;
     }
     if (job->state == JOB_STOPPING) {
+        finish_error_detail(job);
         job->state = JOB_DONE;
         job->stats.elapsed_s = elapsed_s(job);
         job->stats.done = 1;
@@ -785,6 +811,7 @@ static void schedule_retry(struct pgfeed_job *job)
                 delay, job->attempts, job->opt.retries);
 
     err_clear(&job->err);
+    job->err_count_committed = 0;
     job->status = 0;
     job->transient = 0;
     job->opt.resume = 1;

@@ -105,6 +105,8 @@ struct sink_pg {
     int poll_events;
     uv_timer_t connect_timer;
     int timer_inited;
+    uv_timer_t kick_timer; /* 0 ms: handle what libpq already holds (see sink_watch) */
+    int kick_inited;
     int blocked;      /* PQflush returned 1: waiting for writable */
     int last;         /* its batch is the input's last */
     int holding_ref;  /* a stopping sink still talks to the server: the job must wait */
@@ -135,6 +137,7 @@ struct sink_pg {
 };
 
 static void sink_poll_cb(uv_poll_t *h, int status, int events);
+static void kick_cb(uv_timer_t *t);
 static void turn_timer_cb(uv_timer_t *t);
 static void sink_process(struct sink_pg *k);
 static int sink_watch(struct sink_pg *k, int events);
@@ -178,11 +181,24 @@ static void poll_stop_close(struct sink_pg *k)
     k->poll = NULL;
 }
 
-/* Watches the connection's current socket for events; re-creates the poll if the socket changed. */
+/*
+ * Watches the connection's current socket for events; re-creates the poll if the socket changed.
+ *
+ * The error-path rule (internal.h): a state that waits for the server also handles what
+ * libpq has already read. PQputCopyData and PQflush read the socket whenever it is full
+ * (to avoid a deadlock with a server that is sending), so the server's answer -- an
+ * ErrorResponse in the middle of a COPY, say -- can sit in libpq's buffer with nothing
+ * left in the kernel's: a level-triggered poll then never fires, and both sides wait for
+ * each other forever. So every watch outside COPY_IN also schedules one pass over libpq's
+ * buffer on the next loop turn (kick_cb), outside the callback that sent.
+ */
 static int sink_watch(struct sink_pg *k, int events)
 {
     if (k->state == S_CLOSED)
         return 0; /* stopped from inside a callback: nothing more to watch */
+    if (k->kick_inited && k->state != S_COPY_IN && k->state != S_CONNECTING &&
+        k->state != S_SPLIT_COPYING && !uv_is_active((uv_handle_t *)&k->kick_timer))
+        uv_timer_start(&k->kick_timer, kick_cb, 0, 0);
     int fd = PQsocket(k->conn);
     if (fd < 0)
         return PGFEED_ECONNECT;
@@ -265,7 +281,6 @@ static uint64_t copy_context_line(const char *ctx, char *col, size_t colcap)
 static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
 {
     struct pgfeed_job *job = job_of(k);
-    const struct pgfeed_stats *st = pgfeed__job_stats(job);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *sdetail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
     const char *shint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
@@ -290,11 +305,8 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
             (unsigned long long)line, col[0] ? " (column \"" : "", col, col[0] ? "\")" : "");
     }
     if (in_batch && dl < sizeof detail)
-        snprintf(
-            detail + dl, sizeof detail - dl,
-            "The batch of lines %llu to %llu was rolled back; %llu rows in %llu earlier batches are committed.",
-            (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
-            (unsigned long long)st->rows_committed, (unsigned long long)st->batches_committed);
+        snprintf(detail + dl, sizeof detail - dl, "The batch of lines %llu to %llu was rolled back",
+                 (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line);
     int code = PGFEED_ESERVER;
     const char *hint = shint;
     if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
@@ -309,6 +321,8 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     pgfeed__fail(job, "sink", code, detail[0] ? detail : NULL, hint, "%s",
                  primary ? primary : PQresultErrorMessage(r));
     pgfeed__fail_sqlstate(job, sqlstate);
+    if (in_batch)
+        pgfeed__fail_count_committed(job);
     if (line)
         pgfeed__fail_at(job, line, 0, col[0] ? col : NULL, 0, 0);
     return code;
@@ -1422,6 +1436,20 @@ static void sink_process(struct sink_pg *k)
 
 static void connect_step(struct sink_pg *k);
 
+/* Reads what the server sent and acts on every complete result. */
+static void conn_readable(struct sink_pg *k)
+{
+    if (!PQconsumeInput(k->conn)) {
+        fail_conn(k, "lost the connection to the server");
+        if (k->sh->stop_requested) {
+            k->state = S_CLOSED;
+            close_all(k);
+        }
+        return;
+    }
+    sink_process(k);
+}
+
 static void sink_poll_cb(uv_poll_t *h, int status, int events)
 {
     struct sink_pg *k = h->data;
@@ -1456,17 +1484,18 @@ static void sink_poll_cb(uv_poll_t *h, int status, int events)
             }
         }
     }
-    if (events & UV_READABLE) {
-        if (!PQconsumeInput(k->conn)) {
-            fail_conn(k, "lost the connection to the server");
-            if (k->sh->stop_requested) {
-                k->state = S_CLOSED;
-                close_all(k);
-            }
-            return;
-        }
-        sink_process(k);
-    }
+    if (events & UV_READABLE)
+        conn_readable(k);
+}
+
+/* A pass over libpq's buffer that no socket event announces (see sink_watch). */
+static void kick_cb(uv_timer_t *t)
+{
+    struct sink_pg *k = t->data;
+    if (k->conn == NULL || k->state == S_CLOSED || k->state == S_CONNECTING ||
+        k->state == S_NEW || k->state == S_COPY_IN)
+        return;
+    conn_readable(k);
 }
 
 static void notice_cb(void *arg, const PGresult *r)
@@ -1545,6 +1574,9 @@ static int conn_start(struct sink_pg *k)
     uv_timer_init(pgfeed__job_loop(job), &k->connect_timer);
     k->connect_timer.data = k;
     k->timer_inited = 1;
+    uv_timer_init(pgfeed__job_loop(job), &k->kick_timer);
+    k->kick_timer.data = k;
+    k->kick_inited = 1;
     if (o->connect_timeout_s > 0)
         uv_timer_start(&k->connect_timer, connect_timer_cb,
                        (uint64_t)(o->connect_timeout_s * 1000.0), 0);
@@ -1718,6 +1750,12 @@ static void close_all(struct sink_pg *k)
         uv_timer_stop(&k->connect_timer);
         pgfeed__job_handle_closing(job_of(k));
         uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
+    }
+    if (k->kick_inited) {
+        k->kick_inited = 0;
+        uv_timer_stop(&k->kick_timer);
+        pgfeed__job_handle_closing(job_of(k));
+        uv_close((uv_handle_t *)&k->kick_timer, timer_close_cb);
     }
     if (k->holding_ref) {
         /* Dropped after the closes above were counted, so the job cannot finish here. */

@@ -223,3 +223,64 @@ def test_bad_conninfo(ctx):
         res = ctx.pgfeed("-d", bad, "-t", "names", path, db=False, timeout=60)
         expect_error(ctx, res, rc=BAD_CONNINFO_EXIT)
         ctx.expect_err(res, why)
+
+
+def _with_long_birth_year(ctx, rows, seed, line):
+    lines = ctx.gen(rows, seed=seed).decode().split("\n")
+    f = lines[line - 1].split("\t")
+    f[2] = "12345"
+    lines[line - 1] = "\t".join(f)
+    return "\n".join(lines).encode()
+
+
+@test(time_limit=400)
+def test_server_refusal_mid_batch_never_hangs(ctx):
+    # Issue 11.1: the server's error arrives while pgfeed is still sending the batch; libpq
+    # reads it into its buffer while flushing, no socket event follows, and both sides used to
+    # wait for each other forever. Every variant must end within seconds, with whole batches.
+    data = _with_long_birth_year(ctx, 30000, 41, 20011)  # data row 20010: batch 3 of -b 10000
+    path = ctx.write("late.tsv", data)
+    variants = [
+        ("-b", "10000", "--copy-format", "binary"),
+        ("-b", "10000", "--copy-format", "text"),
+        ("-b", "10000", "-j", "2"),
+        ("--copy-format", "text"),  # the default 100,000-row batch: one batch, nothing commits
+    ]
+    ctx.create_names()
+    for args in variants:
+        ctx.sql("TRUNCATE names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
+        res = ctx.pgfeed("-t", "names", *args, path, timeout=60)
+        expect_error(ctx, res)
+        ctx.expect_err(res, r"too long|varying\(4\)")
+        check(mentions_line(res, 20011), f"{args}: error does not locate line 20011:\n{res.describe()}")
+        want = 20000 if "10000" in args else 0
+        eq(ctx.count(), want, f"rows committed with {' '.join(args)}")
+        ctx.expect_table(data, limit=want, what=f"committed rows ({' '.join(args)})")
+        # The count in the message is the final one: with -j 2 an earlier batch may commit after
+        # the later one failed (issue 11.4).
+        ctx.expect_err(res, rf"\b{want} rows in {want // 10000} earlier batch")
+    # with --max-rejects the refused row goes to the rejects file and the rest commits
+    ctx.sql("TRUNCATE names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
+    rej = ctx.tmp / "late.rejects.tsv"
+    res = ctx.pgfeed("-t", "names", "-b", "10000", "-j", "2", "--max-rejects", "1",
+                     "--rejects", rej, path, timeout=60)
+    ctx.expect_rc(res, 0)
+    eq(ctx.count(), 29999, "rows committed with the refused row set aside")
+    check(rej.read_text().startswith("20011\t"), f"rejects file: {rej.read_text()[:200]!r}")
+
+
+@test(time_limit=300)
+def test_duplicate_key_mid_batch_never_hangs(ctx):
+    data = ctx.gen(30000, seed=42)
+    lines = data.decode().split("\n")
+    lines[15010] = lines[15010].replace(lines[15010].split("\t")[0], lines[5].split("\t")[0], 1)
+    data = "\n".join(lines).encode()
+    path = ctx.write("dup.tsv", data)
+    ctx.create_names()
+    ctx.sql("CREATE UNIQUE INDEX ON names (nconst)")
+    for args in (("-b", "10000"), ("-b", "10000", "-j", "2")):
+        ctx.sql("TRUNCATE names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
+        res = ctx.pgfeed("-t", "names", *args, path, timeout=60)
+        expect_error(ctx, res)
+        ctx.expect_err(res, r"duplicate key")
+        eq(ctx.count(), 10000, f"rows committed with {' '.join(args)}")
