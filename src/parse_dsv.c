@@ -1019,6 +1019,13 @@ static int csv_scan(struct parser *P, const char *start, size_t avail, int at_eo
                     size_t *eol)
 {
     const char Q = P->quote, D = P->delim;
+    /*
+     * Past max_line + 1 bytes (one more may be the CR of a CRLF) without a line end the
+     * record is too long: look no further, so that what the error says (a quote still open)
+     * is the state at that byte whether the input came whole or in pieces.
+     */
+    if (!at_eof && avail > P->max_line + 2)
+        avail = P->max_line + 2;
     const char *end = start + avail, *p = start + P->scanned, *lf = NULL;
     int lf_known = 0;
     for (;;) {

@@ -1714,6 +1714,24 @@ static const struct tcase cases[] = {
         .lines_read = 1,
     },
     {
+        /* The error is the state at the limit, also when the whole record came in one piece
+         * (it used to say the quote was open only when the input came in pieces). */
+        "csv: a record too long whose quote closes after max_line",
+        S("a,b\n\"0123456789,0123456789,0123456789\",x\n"),
+        .format = PGFEED_FORMAT_CSV,
+        .nfields = 2,
+        .names = two_fields,
+        .max_line = 20,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 2,
+        .decoded_offset = 4,
+        .message = "CSV record in line 2 is too long",
+        .detail = "The limit is 20 bytes; the record begins \"\"0123456789,012345678\". The quote "
+                  "opened at line 2, column 1 (\"a\"), is still open.",
+        .lines_read = 1,
+    },
+    {
         "csv: a complete record longer than max_line",
         S("0123456789,0123456789\n"),
         .format = PGFEED_FORMAT_CSV,
