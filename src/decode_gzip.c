@@ -9,8 +9,10 @@
  * Detection looks at the first two bytes, never at a name: 1f 8b is gzip; a
  * zlib header (CM 8, CINFO <= 7, no preset dictionary, (CMF << 8 | FLG) % 31
  * == 0) is zlib; anything else, including an input of 0 or 1 byte, is plain
- * and goes downstream untouched (same pointer, no copy). A first write of one
- * byte (a pipe) is held until the second byte arrives. Some text happens to
+ * and goes downstream untouched (same pointer, no copy), except an input that
+ * is the single byte 1f: a gzip file cut after its first byte, reported as
+ * truncated. A first write of one byte (a pipe) is held until the second byte
+ * arrives. Some text happens to
  * start with a valid zlib header (e.g. "X\t", "80", "x^"); such a file is
  * taken for zlib and fails as corrupt.
  *
@@ -339,6 +341,15 @@ static int fail_truncated(struct decoder *d)
         "The %s stream ends at compressed byte %llu before its end marker; the file is probably truncated.",
         kind_name(d), (unsigned long long)d->raw_off);
     return fail(d, PGFEED_EDECODE, detail,
+                "Download the file again, and check that the transfer completed.",
+                "unexpected end of compressed input", d->dec_off, d->raw_off);
+}
+
+/* The whole input is one byte, 1f: no text file is that, a gzip file cut short is. */
+static int fail_lone_magic(struct decoder *d)
+{
+    return fail(d, PGFEED_EDECODE,
+                pgfeed__strdup_printf("The input is a single byte, 0x1f, the first of the two that begin gzip data; the file is probably truncated."),
                 "Download the file again, and check that the transfer completed.",
                 "unexpected end of compressed input", d->dec_off, d->raw_off);
 }
@@ -1187,6 +1198,8 @@ static int dec_finish(struct pgfeed_stage *s)
     }
     if (d->state == ST_INFLATE || d->state == ST_CHECK || (d->state == ST_TRAIL && d->has_held))
         return fail_truncated(d);
+    if (d->state == ST_SNIFF && d->has_held && d->held == 0x1f)
+        return fail_lone_magic(d);
     if (d->state == ST_SNIFF) /* 0 or 1 byte in all */
         d->state = ST_PLAIN;
     if (d->state == ST_PLAIN && d->has_held && d->skip > 0) {
