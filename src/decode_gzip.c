@@ -348,10 +348,12 @@ static int fail_truncated(struct decoder *d)
 /* The whole input is one byte, 1f: no text file is that, a gzip file cut short is. */
 static int fail_lone_magic(struct decoder *d)
 {
-    return fail(d, PGFEED_EDECODE,
-                pgfeed__strdup_printf("The input is a single byte, 0x1f, the first of the two that begin gzip data; the file is probably truncated."),
-                "Download the file again, and check that the transfer completed.",
-                "unexpected end of compressed input", d->dec_off, d->raw_off);
+    return fail(
+        d, PGFEED_EDECODE,
+        pgfeed__strdup_printf(
+            "The input is a single byte, 0x1f, the first of the two that begin gzip data; the file is probably truncated."),
+        "Download the file again, and check that the transfer completed.",
+        "unexpected end of compressed input", d->dec_off, d->raw_off);
 }
 
 static int fail_garbage(struct decoder *d, uint64_t at, unsigned char b)

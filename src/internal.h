@@ -75,6 +75,9 @@ struct pgfeed_checkpoint {
     char *etag, *last_modified;
     int64_t size;
     char *updated_at;
+    /* Not found, but an unfinished checkpoint of another job matching the identity's
+     * `others` pattern is (fields above then describe that one). */
+    int other;
 };
 void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c);
 
@@ -114,6 +117,12 @@ struct pgfeed_stage_ops {
     int (*seek)(struct pgfeed_stage *s, uint64_t raw_offset,
                 const struct pgfeed_validators *expect);
     const struct pgfeed_validators *(*validators)(struct pgfeed_stage *s);
+    /*
+     * Sources only, optional (NULL: yes). Whether the bytes already read can be read
+     * again by a new source for the same input (a pipe cannot): an in-run retry
+     * re-reads from the checkpoint, so without it a retry would skip new bytes.
+     */
+    int (*rereadable)(struct pgfeed_stage *s);
 };
 
 struct pgfeed_stage {
@@ -243,6 +252,11 @@ int pgfeed__job_canceled(const struct pgfeed_job *job);
  * instead of failing, unless it was canceled.
  */
 void pgfeed__job_transient(struct pgfeed_job *job);
+/* The import has been running before this attempt (a retry): a failure to connect is
+ * then a server restarting or away for a moment, worth retrying too. */
+int pgfeed__job_retrying(const struct pgfeed_job *job);
+/* A batch committed: its rows, and the input line the checkpoint now stands at. */
+void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi);
 /*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
@@ -257,6 +271,14 @@ void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns);
 /* source_file.c: path or fd (path NULL). Starts reading on start(). */
 int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
                             struct pgfeed_stage **out);
+/*
+ * Before start: reads the first `want` bytes (fewer at end of input) into the source's
+ * own buffer, then calls cb with them from the loop; start delivers them first. For
+ * stdin, whose contents nothing else identifies (job.c fingerprints them). want must not
+ * exceed the chunk size. 0, or a negative code (error set).
+ */
+typedef void (*pgfeed_prefetch_cb)(struct pgfeed_job *job, const char *p, size_t n);
+int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb);
 /*
  * source_http.c: http://, https:// and file:// URLs through libcurl's multi
  * interface on the job's loop. multi is the shared transfer context or NULL
@@ -491,6 +513,9 @@ struct pgfeed_ckpt_identity {
     const char *key;     /* job identity: source id + " -> " + table */
     const char *source;  /* shown to people */
     const char *options; /* format options and targets */
+    /* A LIKE pattern for other jobs of the same kind whose unfinished checkpoint this
+     * run's --resume may have meant (stdin: another stream into the table), or NULL. */
+    const char *others;
 };
 int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_identity *id);
 /* Deletes the job's checkpoint now (--restart); the sink then goes on as usual. */

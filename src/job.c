@@ -73,6 +73,8 @@ struct pgfeed_job {
     int err_count_committed; /* append the final committed counts to err's detail */
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
+    uint64_t lines_committed;         /* input lines the checkpoint covers (all runs) */
+    char stdin_id[32]; /* stdin: "stdin:" + a hash of its first bytes, once read */
 
     /* Rejected rows not yet written: they belong to batches not yet committed. */
     struct pending_reject {
@@ -99,6 +101,7 @@ static int update_identity(struct pgfeed_job *job);
 static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
                            const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
+static void fail_not_rereadable(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
 
@@ -567,11 +570,18 @@ static void job_check_closed(struct pgfeed_job *job)
         return;
     if (job->state == JOB_STOPPING && job->transient && !job->cancel_requested &&
         !job->close_requested && job->attempts < job->opt.retries) {
-        schedule_retry(job);
-        return;
+        struct pgfeed_stage *src = job->source_stage;
+        int started = job->stats.bytes_read > 0 || job->carry.bytes_read > 0;
+        if (!started || src == NULL || src->ops->rereadable == NULL || src->ops->rereadable(src)) {
+            schedule_retry(job);
+            return;
+        }
+        fail_not_rereadable(job);
     }
     if (job->state == JOB_STOPPING) {
         finish_error_detail(job);
+        uv_timer_stop(&job->progress); /* kept running by job_shutdown for a retry */
+        uv_timer_stop(&job->timeout);
         job->state = JOB_DONE;
         job->stats.elapsed_s = elapsed_s(job);
         job->stats.done = 1;
@@ -687,6 +697,33 @@ static void timeout_cb(uv_timer_t *t)
                  "time limit of %g seconds reached", job->opt.timeout_s);
 }
 
+/* How much of stdin identifies the stream (its checkpoint's key). */
+#define STDIN_ID_BYTES (64u << 10)
+
+/* FNV-1a, 64 bits: a name for a stream's first bytes, not a defence against forgery. */
+static uint64_t fnv1a64(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* stdin's first bytes are in: name the stream by them, then look up its checkpoint. */
+static void stdin_prefetched(struct pgfeed_job *job, const char *p, size_t n)
+{
+    if (job->state != JOB_RUNNING)
+        return;
+    snprintf(job->stdin_id, sizeof job->stdin_id, "stdin:%016llx",
+             (unsigned long long)(fnv1a64(p, n) ^ (uint64_t)n));
+    int rc = pgfeed__sink_connect(job->sink);
+    if (rc != 0 && job->err.pub.code == 0)
+        pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
+                     pgfeed_strerror(rc));
+}
+
 /* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
 static int build_pipeline(struct pgfeed_job *job)
 {
@@ -705,7 +742,11 @@ static int build_pipeline(struct pgfeed_job *job)
         job->source_stage->next = job->decoder;
         job->decoder->prev = job->source_stage;
         pgfeed__job_server_wait(job, 1); /* until the table is known */
-        rc = pgfeed__sink_connect(job->sink);
+        if (strcmp(job->source, "-") == 0 && job->stdin_id[0] == '\0')
+            rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES,
+                                              stdin_prefetched);
+        else
+            rc = pgfeed__sink_connect(job->sink);
     }
     if (rc != 0 && job->err.pub.code == 0)
         pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
@@ -734,6 +775,73 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     if (build_pipeline(job) != 0)
         job_shutdown(job); /* reported through done_cb, from the loop */
     return 0;
+}
+
+int pgfeed__job_retrying(const struct pgfeed_job *job)
+{
+    return job->attempts > 0;
+}
+
+void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi)
+{
+    if (bi->last_line > job->lines_committed)
+        job->lines_committed = bi->last_line;
+}
+
+/*
+ * A retry would have to read the source again from the checkpoint, and this one
+ * (a pipe) gives its bytes once: fail now, saying what is committed and how to finish,
+ * rather than skip bytes never imported (issue 11).
+ */
+static void fail_not_rereadable(struct pgfeed_job *job)
+{
+    struct pgfeed_err_store *e = &job->err;
+    unsigned long long rows = job->carry.rows_committed + job->stats.rows_committed;
+    unsigned long long batches = job->carry.batches_committed + job->stats.batches_committed;
+    char *detail = pgfeed__strdup_printf(
+        "The import stopped with \"%s\"%s%s Rows committed by this run: %llu in %llu batches; "
+        "the checkpoint covers input lines 1 to %llu (the header included), and the batch in "
+        "flight was rolled back.",
+        e->message ? e->message : "the connection was lost", e->detail ? ": " : ".",
+        e->detail ? e->detail : "", rows, batches, (unsigned long long)job->lines_committed);
+    char *hint = pgfeed__strdup_printf(
+        "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
+        "(checking that the input starts as before) and imports the rest.");
+    char *msg = strdup("could not retry the import: standard input cannot be read again");
+    char *flat = detail ? malloc(2 * strlen(detail) + 1) : NULL;
+    if (flat) {
+        /* libpq's messages span lines ("...\n\tThis probably means..."): one line here. */
+        char *o = flat;
+        for (const char *q = detail; *q; q++) {
+            if (*q == '\n' || *q == '\t' || *q == '\r') {
+                if (*q == '\n' && o > flat && !strchr(".!?: ", o[-1]))
+                    *o++ = '.';
+                if (o > flat && o[-1] != ' ')
+                    *o++ = ' ';
+                continue;
+            }
+            *o++ = *q;
+        }
+        *o = '\0';
+    }
+    free(detail);
+    detail = flat;
+    if (detail == NULL || hint == NULL || msg == NULL) {
+        free(detail);
+        free(hint);
+        free(msg);
+        return; /* keep the original error */
+    }
+    free(e->message);
+    free(e->detail);
+    free(e->hint);
+    e->message = msg;
+    e->detail = detail;
+    e->hint = hint;
+    e->pub.message = msg;
+    e->pub.detail = detail;
+    e->pub.hint = hint;
+    job->err_count_committed = 0;
 }
 
 void pgfeed__job_transient(struct pgfeed_job *job)
@@ -1277,7 +1385,7 @@ static char *source_identity(const struct pgfeed_job *job)
 {
     const char *src = job->source;
     if (strcmp(src, "-") == 0)
-        return strdup("stdin");
+        return strdup(job->stdin_id[0] ? job->stdin_id : "stdin");
     if (is_url(src, "http://") || is_url(src, "https://"))
         return strip_credentials(src);
     const char *path = src;
@@ -1322,14 +1430,32 @@ static int update_identity(struct pgfeed_job *job)
     char *src = source_identity(job);
     char *key = src ? pgfeed__strdup_printf("%s -> %s", src, pgfeed__sink_table(job->sink)) : NULL;
     char *opts = options_text(job, 1);
+    char *others = NULL;
     int rc = UV_ENOMEM;
-    if (src && key && opts) {
-        struct pgfeed_ckpt_identity id = {.key = key, .source = src, .options = opts};
+    if (strcmp(job->source, "-") == 0 && key) {
+        /* Other streams' unfinished imports into this table: "stdin% -> " + table, LIKE-escaped. */
+        const char *t = pgfeed__sink_table(job->sink);
+        struct pgfeed_buf b = {0};
+        int bad = pgfeed__buf_append(&b, "stdin% -> ", 10);
+        for (; *t && !bad; t++) {
+            if (*t == '%' || *t == '_' || *t == '\\')
+                bad |= pgfeed__buf_append(&b, "\\", 1);
+            bad |= pgfeed__buf_append(&b, t, 1);
+        }
+        bad |= pgfeed__buf_append(&b, "", 1);
+        if (bad)
+            pgfeed__buf_free(&b);
+        others = b.data;
+    }
+    if (src && key && opts && (others || strcmp(job->source, "-") != 0)) {
+        struct pgfeed_ckpt_identity id = {
+            .key = key, .source = src, .options = opts, .others = others};
         rc = pgfeed__sink_set_identity(job->sink, &id);
     }
     free(src);
     free(key);
     free(opts);
+    free(others);
     if (rc == UV_ENOMEM)
         return pgfeed__fail(job, "job", rc, NULL, NULL, "out of memory");
     return rc;
@@ -1441,6 +1567,18 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
          (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
          (c->last_modified && v->last_modified && strcmp(c->last_modified, v->last_modified) != 0));
     char detail[1024];
+    if (!c->found && c->other && job->opt.resume && !job->opt.restart) {
+        snprintf(detail, sizeof detail,
+                 "An unfinished import of standard input into \"%s\" has %llu rows committed, "
+                 "the last at %s, up to input line %llu; this input's first bytes differ from "
+                 "that stream's, so its lines are not the ones the checkpoint counts.",
+                 job->table, (unsigned long long)c->rows,
+                 c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
+        return pgfeed__fail(
+            job, "job", PGFEED_ECHANGED, detail,
+            "Pipe the same input as the interrupted run with --resume, or leave out --resume to import this input as a new import.",
+            "cannot resume: standard input is not the stream the interrupted import read");
+    }
     if (!c->found)
         return 0;
     if (c->finished) {
@@ -1450,6 +1588,22 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                 "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
                 job->table, (unsigned long long)c->rows);
             return 2;
+        }
+        if (!changed && !job->opt.restart && !job->opt.truncate) {
+            /* The same, unchanged source again: appending would duplicate every row
+             * (--truncate empties the table first, so it may). */
+            snprintf(detail, sizeof detail,
+                     "Its checkpoint says the import finished at %s with %llu rows in %llu "
+                     "batches, and the source has not changed since%s.",
+                     c->updated_at ? c->updated_at : "an unknown time",
+                     (unsigned long long)c->rows, (unsigned long long)c->batches,
+                     strcmp(job->source, "-") == 0
+                         ? " (standard input: its first 64 kB are the same)"
+                         : "");
+            return pgfeed__fail(
+                job, "job", PGFEED_ECHECKPOINT, detail,
+                "Use --restart to import it again (with --truncate to replace the rows already there).",
+                "this source was already imported into \"%s\"", job->table);
         }
         return 0;
     }
@@ -1521,6 +1675,8 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
             return rc;
         job->base_rows = c->rows;
         job->base_batches = c->batches;
+        if (c->lines > job->lines_committed)
+            job->lines_committed = c->lines;
         if (job->opt.truncate) {
             /* The committed rows are part of this import: emptying the table would lose them. */
             if (job->attempts == 0)

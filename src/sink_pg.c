@@ -84,7 +84,7 @@ struct sink {
     size_t ncols;
     char *copy_sql; /* "COPY t (a, b) FROM STDIN" */
     char *state_table;
-    char *key, *source_name, *options;
+    char *key, *source_name, *options, *others;
     struct pgfeed_checkpoint ckpt; /* as read at start */
     int retain;                    /* keep each batch's rows (--max-rejects > 0) */
     size_t *target_idx;            /* the COPY's columns, for turning a row back into input */
@@ -233,8 +233,10 @@ static int sink_watch(struct sink_pg *k, int events)
 
 static int fail_conn(struct sink_pg *k, const char *what)
 {
-    if (k->state != S_CONNECTING && k->state != S_NEW)
-        pgfeed__job_transient(job_of(k)); /* it was up: a restart or a cut, worth retrying */
+    /* It was up, or the import ran before this attempt: a restart or a cut, worth retrying
+     * (a server restarting refuses connections, or answers 57P03, for a while). */
+    if ((k->state != S_CONNECTING && k->state != S_NEW) || pgfeed__job_retrying(job_of(k)))
+        pgfeed__job_transient(job_of(k));
     const char *m = PQerrorMessage(k->conn);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
@@ -877,6 +879,10 @@ static int read_checkpoint(struct sink_pg *k, PGresult *r)
     c->last_modified = dup_value(r, 9);
     c->size = PQgetisnull(r, 0, 10) ? -1 : strtoll(PQgetvalue(r, 0, 10), NULL, 10);
     c->updated_at = dup_value(r, 11);
+    if (PQgetvalue(r, 0, 12)[0] != 't') {
+        c->found = 0; /* another job's: only its numbers are of interest */
+        c->other = 1;
+    }
     return 0;
 }
 
@@ -1310,10 +1316,12 @@ static void sink_process(struct sink_pg *k)
             char *sql = pgfeed__strdup_printf(
                 "SELECT rows_committed, batches, lines_committed, decoded_offset, raw_offset,"
                 " encode(restart, 'hex'), finished, options, etag, last_modified, size,"
-                " to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM %s WHERE job_key = $1",
+                " to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ'), job_key = $1 FROM %s"
+                " WHERE job_key = $1 OR (job_key LIKE $2 AND NOT finished)"
+                " ORDER BY job_key = $1 DESC, updated_at DESC LIMIT 1",
                 k->sh->state_table);
-            const char *params[1] = {k->sh->key};
-            if (sql == NULL || !PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0)) {
+            const char *params[2] = {k->sh->key, k->sh->others};
+            if (sql == NULL || !PQsendQueryParams(k->conn, sql, 2, NULL, params, NULL, NULL, 0)) {
                 free(sql);
                 fail_conn(k, "could not read the checkpoint table");
                 return;
@@ -1391,6 +1399,7 @@ static void sink_process(struct sink_pg *k)
             if (k->state == S_COMMITTING) {
                 stats->rows_committed += k->batch.rows;
                 stats->batches_committed++;
+                pgfeed__job_batch_committed(job, &k->batch);
                 pgfeed__log(job, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                             (unsigned long long)k->batch.first_line,
                             (unsigned long long)k->batch.last_line,
@@ -1519,6 +1528,8 @@ static void connect_timer_cb(uv_timer_t *t)
     char detail[128];
     snprintf(detail, sizeof detail, "No connection was established within %g seconds.",
              pgfeed__job_options(job_of(k))->connect_timeout_s);
+    if (pgfeed__job_retrying(job_of(k)))
+        pgfeed__job_transient(job_of(k));
     pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail,
                  "Check --db and that the server is reachable.",
                  "could not connect to the database server");
@@ -1711,12 +1722,21 @@ int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_i
         free(opts);
         return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
+    char *others = id->others ? strdup(id->others) : NULL;
+    if (id->others && !others) {
+        free(key);
+        free(src);
+        free(opts);
+        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
     free(k->key);
     free(k->source_name);
     free(k->options);
+    free(k->others);
     k->key = key;
     k->source_name = src;
     k->options = opts;
+    k->others = others;
     return 0;
 }
 
@@ -1869,6 +1889,7 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(sh->key);
     free(sh->source_name);
     free(sh->options);
+    free(sh->others);
     pgfeed__checkpoint_clear(&sh->ckpt);
     free(sh->target_idx);
     free(sh);

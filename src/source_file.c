@@ -46,6 +46,8 @@ struct source_file {
     char mtime[48];
     int regular;      /* a regular file: lseek works */
     uint64_t discard; /* a pipe resumed mid-stream: bytes still to read and drop */
+    size_t prefetch;  /* > 0: reading the first bytes into buf, nothing pushed yet */
+    pgfeed_prefetch_cb prefetch_cb;
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -88,9 +90,38 @@ static int push(struct source_file *f)
     return 0;
 }
 
+/* Prefetch: reads into buf after what is there until `prefetch` bytes or end of input. */
+static void pump_prefetch(struct source_file *f)
+{
+    while (!f->stopped && f->pending < f->prefetch && !f->eof) {
+        ssize_t n = read(f->fd, f->buf + f->pending, f->prefetch - f->pending);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return; /* the poll will tell us */
+            stop_reading(f);
+            fail_errno(f, errno, "read");
+            return;
+        }
+        if (n == 0)
+            f->eof = 1;
+        f->pending += (size_t)n;
+    }
+    if (f->stopped)
+        return;
+    stop_reading(f);
+    f->prefetch = 0;
+    f->prefetch_cb(f->base.job, f->buf, f->pending);
+}
+
 /* Reads and pushes up to `rounds` chunks. */
 static void pump(struct source_file *f, int rounds)
 {
+    if (f->prefetch) {
+        pump_prefetch(f);
+        return;
+    }
     while (rounds-- > 0 && !f->stopped) {
         int rc = push(f);
         if (rc == PGFEED_EAGAIN) {
@@ -231,6 +262,9 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
 {
     struct source_file *f = src_of(s);
     (void)expect;
+    if (raw_offset == 0 && f->regular && !f->owns_fd && f->pending == 0 &&
+        lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
+        return fail_errno(f, errno, "seek in"); /* stdin from a file, on a retry */
     if (raw_offset == 0)
         return 0;
     /* The bytes before the restart point count as read: progress starts where it stopped. */
@@ -238,9 +272,33 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
     if (f->regular) {
         if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
             return fail_errno(f, errno, "seek in");
+        f->pending = 0; /* prefetched bytes are before the offset, or read again */
+        f->eof = 0;
         return 0;
     }
     f->discard = raw_offset;
+    if (f->pending) {
+        /* Prefetched bytes come first: drop what they hold of the committed part. */
+        size_t drop = f->discard < (uint64_t)f->pending ? (size_t)f->discard : f->pending;
+        memmove(f->buf, f->buf + drop, f->pending - drop);
+        f->pending -= drop;
+        f->discard -= drop;
+        if (f->eof && f->discard)
+            return pgfeed__fail(f->base.job, "source", PGFEED_ECHANGED, NULL,
+                                "Use --restart if the input is meant to be a new version.",
+                                "\"%s\" ends before the checkpoint's position", f->name);
+    }
+    return 0;
+}
+
+int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb)
+{
+    struct source_file *f = src_of(s);
+    if (want > f->cap)
+        want = f->cap;
+    f->prefetch = want ? want : 1;
+    f->prefetch_cb = cb;
+    start_reading(f);
     return 0;
 }
 
@@ -250,8 +308,15 @@ static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
     return f->owns_fd ? &f->v : NULL; /* stdin: nothing identifies its contents */
 }
 
+/* A pipe or terminal gives its bytes once; a regular file (stdin included) can be re-read. */
+static int source_rereadable(struct pgfeed_stage *s)
+{
+    return src_of(s)->regular;
+}
+
 static const struct pgfeed_stage_ops source_file_ops = {
     .name = "source",
+    .rereadable = source_rereadable,
     .validators = source_validators,
     .seek = source_seek,
     .resume = source_resume,
@@ -331,6 +396,9 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
     f->v.size = -1;
     if (S_ISREG(st.st_mode)) {
         f->regular = 1;
+        /* A retry reads stdin from a file again from its start (a pipe is never retried). */
+        if (!path && pgfeed__job_retrying(job) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
+            return fail_errno(f, errno, "seek in");
         pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
         f->v.size = (int64_t)st.st_size;
         snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
