@@ -7,11 +7,16 @@
 #   build-ci    -Dwerror=true
 #   build-asan  -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 #
+# Then each fuzz target (tests/fuzz/) runs for a short fixed time with a fixed seed, through
+# scripts/fuzz in its own clang tree (build-fuzz): one result per target.
+#
 # One throw-away PostgreSQL (scripts/lib.sh) serves both integration runs and is stopped on
 # exit, whatever happens. Environment knobs:
 #   PGFEED_ASAN_QUICK=1   integration tests in the ASan tree without the slow ones
 #   PGFEED_SKIP_ASAN=1    only the build-ci tree (for a quick local run)
 #   PGFEED_NO_INSTALL=1   never call apt-get
+#   PGFEED_SKIP_FUZZ=1    no fuzzing
+#   PGFEED_FUZZ_TIME=S    seconds per fuzz target (default 20)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -232,6 +237,28 @@ if [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-asan]:-}" ]; then
     else
         integ_tests build-asan
     fi
+fi
+
+# ---------------------------------------------------------------- fuzzing
+
+# Every libFuzzer target for PGFEED_FUZZ_TIME seconds, seed 1, from its seeds alone (a fresh
+# corpus), two at a time, with ASan and UBSan: a crash, a sanitizer report, a leak or a hang
+# fails that target, and scripts/fuzz prints the input and how to replay it (the input stays
+# in build-fuzz/fuzz-artifacts/). A build failure fails every target.
+if [ "${PGFEED_SKIP_FUZZ:-0}" != 1 ]; then
+    out=$WORK/fuzz.txt
+    scripts/fuzz --time "${PGFEED_FUZZ_TIME:-20}" --seed 1 --jobs 2 --corpus "$WORK/fuzz-corpus" \
+        >"$out" 2>&1
+    cat "$out"
+    for t in $(scripts/fuzz --list); do
+        if grep -q "^fuzz: $t: ok" "$out"; then
+            PASSED=$((PASSED + 1))
+            note "$(grep -m1 "^fuzz: $t: ok" "$out" | sed 's/^fuzz: /fuzz /')"
+        else
+            FAILED=$((FAILED + 1))
+            note "fuzz $t: FAILED (see above and build-fuzz/fuzz-logs/$t.log)"
+        fi
+    done
 fi
 
 # ---------------------------------------------------------------- summary
