@@ -282,8 +282,10 @@ class Cluster:
         self.dir = None
         self.owned = False
 
-    def start(self):
-        existing = os.environ.get("PGFEED_TEST_PGHOST")
+    def start(self, own=False):
+        """own: start a throw-away cluster even when PGFEED_TEST_PGHOST names one (for a
+        test that restarts its server and must not disturb anyone else's)."""
+        existing = None if own else os.environ.get("PGFEED_TEST_PGHOST")
         if existing:
             self.dir = existing
             self.wait_ready()
@@ -329,6 +331,23 @@ class Cluster:
 
     def conninfo(self, db="postgres"):
         return f"host={self.dir} port=5432 dbname={db} user=postgres"
+
+    def restart(self, mode="fast", timeout=60):
+        """pg_ctl restart -m MODE, as the user the server runs as, then waits until it
+        accepts connections. Only for a cluster this process started: one named by
+        PGFEED_TEST_PGHOST may serve other runs."""
+        if not self.owned:
+            raise Failure(f"refusing to restart the cluster on {self.dir}: not started here")
+        p = subprocess.run(
+            ["bash", "-c", '. "$1" && _pgfeed_as_pg "$2" "$PGFEED_PG_BINDIR/pg_ctl" -D "$2/data"'
+             ' -l "$2/server.log" -m "$3" -w -t "$4" restart', "bash", str(LIB_SH), self.dir,
+             mode, str(timeout)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=timeout + 30,
+        )
+        if p.returncode != 0:
+            raise Failure(f"pg_ctl restart failed ({p.returncode}): {p.stdout.decode()}")
+        self.wait_ready()
 
 
 # ---------------------------------------------------------------- per-test context
