@@ -308,6 +308,8 @@ static int fail_corrupt(struct decoder *d, const char *lib, const char *what, ui
     char msg[64];
 
     snprintf(msg, sizeof msg, "corrupt %s data", kind_name(d));
+    if (strstr(what, "incorrect data check") || strstr(what, "incorrect length check"))
+        pgfeed__job_damaged_member(d->base.job); /* its rows may be committed already */
     detail =
         pgfeed__strdup_printf("%s reported \"%s\" at compressed byte %llu, decoded byte %llu.", lib,
                               what, (unsigned long long)raw_at, (unsigned long long)dec_at);
@@ -991,6 +993,7 @@ static int trail(struct decoder *d)
 #endif
             d->member_raw = d->raw_off - 1;
             d->member_no++;
+            pgfeed__job_member_start(d->base.job, d->dec_off, d->member_raw);
             return feed_held(d); /* b stays in src for inflate */
         }
         if (b == 0)
@@ -1580,6 +1583,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         d->mlen_base = p.mlen;
         d->member_raw = p.member_raw;
         d->member_no = p.member_no;
+        pgfeed__job_member_start(d->base.job, p.dec - p.mlen, p.member_raw);
         d->raw_off = p.raw - (p.bits ? 1 : 0);
         d->expect_byte = p.bits != 0;
         d->expected = p.byte;

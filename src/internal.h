@@ -255,8 +255,31 @@ void pgfeed__job_transient(struct pgfeed_job *job);
 /* The import has been running before this attempt (a retry): a failure to connect is
  * then a server restarting or away for a moment, worth retrying too. */
 int pgfeed__job_retrying(const struct pgfeed_job *job);
-/* A batch committed: its rows, and the input line the checkpoint now stands at. */
-void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi);
+/*
+ * A batch committed: the input line the checkpoint now stands at, and the source offset a
+ * retry would read again from (the checkpoint's raw_offset; 0 without a restart point).
+ */
+void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi,
+                                 uint64_t restart_raw);
+/*
+ * Replay for a source that gives its bytes once (a pipe): the job keeps every byte read
+ * since the last committed restart point, at most (connections + 1) x --batch-bytes, so
+ * that an in-run retry can read them again. keep: the source read these n bytes next
+ * (offsets count from the stream's first byte). get: the kept bytes from offset on
+ * (*n = 0: none kept past it); UV_ENOENT when offset is not kept (or keeping gave up).
+ * ok: every byte a retry may need is still kept.
+ */
+void pgfeed__job_replay_keep(struct pgfeed_job *job, const char *p, size_t n);
+/*
+ * The decoder started a gzip member (zlib stream) at this decoded and compressed
+ * offset. Its CRC is checked only at its end, after batches holding its rows may have
+ * committed: a failed check then says which committed lines came from it
+ * (pgfeed__job_damaged_member, called by the decoder when the check fails).
+ */
+void pgfeed__job_member_start(struct pgfeed_job *job, uint64_t decoded, uint64_t raw);
+void pgfeed__job_damaged_member(struct pgfeed_job *job);
+int pgfeed__job_replay_get(struct pgfeed_job *job, uint64_t offset, const char **p, size_t *n);
+int pgfeed__job_replay_ok(const struct pgfeed_job *job);
 /*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a

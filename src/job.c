@@ -75,6 +75,16 @@ struct pgfeed_job {
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
     uint64_t lines_committed;         /* input lines the checkpoint covers (all runs) */
     char stdin_id[32]; /* stdin: "stdin:" + a hash of its first bytes, once read */
+    /* A pipe's bytes since the last committed restart point, for an in-run retry. */
+    struct pgfeed_buf replay;
+    uint64_t replay_start; /* stream offset of replay.data[0] */
+    int replay_lost;       /* a byte a retry would need was not kept */
+    /* The gzip member being read, and the committed batches holding its rows. */
+    struct {
+        uint64_t dec_start, raw_start;
+        uint64_t first_line, last_line, rows, batches;
+        int damaged;
+    } member;
 
     /* Rejected rows not yet written: they belong to batches not yet committed. */
     struct pending_reject {
@@ -101,6 +111,7 @@ static int update_identity(struct pgfeed_job *job);
 static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
                            const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
+static void finish_damaged_member(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
@@ -558,6 +569,7 @@ static void free_job(struct pgfeed_job *job)
     for (size_t i = 0; i < job->nrejects; i++)
         free(job->rejects[i].text);
     free(job->rejects);
+    pgfeed__buf_free(&job->replay);
     if (job->rejects_file)
         fclose(job->rejects_file);
     free(job->rejects_path);
@@ -580,6 +592,7 @@ static void job_check_closed(struct pgfeed_job *job)
     }
     if (job->state == JOB_STOPPING) {
         finish_error_detail(job);
+        finish_damaged_member(job);
         uv_timer_stop(&job->progress); /* kept running by job_shutdown for a retry */
         uv_timer_stop(&job->timeout);
         job->state = JOB_DONE;
@@ -782,10 +795,124 @@ int pgfeed__job_retrying(const struct pgfeed_job *job)
     return job->attempts > 0;
 }
 
-void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi)
+void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi,
+                                 uint64_t restart_raw)
 {
     if (bi->last_line > job->lines_committed)
         job->lines_committed = bi->last_line;
+    if (bi->end_decoded > job->member.dec_start) {
+        if (job->member.batches++ == 0)
+            job->member.first_line = bi->first_line;
+        job->member.last_line = bi->last_line;
+        job->member.rows += bi->rows;
+    }
+    /* A retry reads from the checkpoint's restart point on: what is before it can go. */
+    if (restart_raw > job->replay_start && !job->replay_lost) {
+        uint64_t drop = restart_raw - job->replay_start;
+        if (drop > job->replay.len)
+            drop = job->replay.len;
+        memmove(job->replay.data, job->replay.data + drop, job->replay.len - (size_t)drop);
+        job->replay.len -= (size_t)drop;
+        job->replay_start += drop;
+    }
+}
+
+void pgfeed__job_member_start(struct pgfeed_job *job, uint64_t decoded, uint64_t raw)
+{
+    if (job->member.raw_start == raw && job->member.dec_start == decoded)
+        return; /* the same member again, after a retry: its committed batches still count */
+    memset(&job->member, 0, sizeof job->member);
+    job->member.dec_start = decoded;
+    job->member.raw_start = raw;
+}
+
+void pgfeed__job_damaged_member(struct pgfeed_job *job)
+{
+    job->member.damaged = 1;
+}
+
+/*
+ * A gzip member failed its check after batches with its rows committed (streaming
+ * cannot check a CRC before the member's end): say which lines, and how to redo them.
+ */
+static void finish_damaged_member(struct pgfeed_job *job)
+{
+    struct pgfeed_err_store *e = &job->err;
+    if (!job->member.damaged || e->pub.code != PGFEED_EDECODE)
+        return;
+    job->member.damaged = 0;
+    char *d;
+    if (job->member.batches == 0)
+        d = pgfeed__strdup_printf(
+            "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu; none of "
+            "its rows were committed.",
+            e->detail ? e->detail : "", e->detail ? " " : "",
+            (unsigned long long)job->member.raw_start, (unsigned long long)job->member.dec_start);
+    else
+        d = pgfeed__strdup_printf(
+            "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu, and its "
+            "checksum is known only at its end: %llu batches holding its data were committed "
+            "before, input lines %llu to %llu (%llu rows, the first batch's earliest rows may "
+            "come from the member before). Their values may be altered.",
+            e->detail ? e->detail : "", e->detail ? " " : "",
+            (unsigned long long)job->member.raw_start, (unsigned long long)job->member.dec_start,
+            (unsigned long long)job->member.batches, (unsigned long long)job->member.first_line,
+            (unsigned long long)job->member.last_line, (unsigned long long)job->member.rows);
+    char *h = job->member.batches == 0
+                  ? NULL
+                  : strdup("Download the file again and import it with --restart --truncate, "
+                           "which replaces every row; \"gzip -t\" checks a copy before an "
+                           "import.");
+    if (d == NULL || (job->member.batches && h == NULL)) {
+        free(d);
+        free(h);
+        return;
+    }
+    free(e->detail);
+    e->detail = d;
+    e->pub.detail = d;
+    if (h) {
+        free(e->hint);
+        e->hint = h;
+        e->pub.hint = h;
+    }
+}
+
+/* How many bytes of a pipe the job keeps for a retry: every connection's batch and one more. */
+static size_t replay_cap(const struct pgfeed_job *job)
+{
+    size_t n = job->opt.connections ? job->opt.connections : 1;
+    return (n + 1) * job->opt.batch_bytes;
+}
+
+void pgfeed__job_replay_keep(struct pgfeed_job *job, const char *p, size_t n)
+{
+    if (job->replay_lost || n == 0)
+        return;
+    if (job->replay.len + n > replay_cap(job) || pgfeed__buf_append(&job->replay, p, n) != 0) {
+        job->replay_lost = 1;
+        pgfeed__buf_free(&job->replay);
+        job->replay.len = 0;
+        pgfeed__log(job, PGFEED_LOG_INFO,
+                    "more than %zu bytes of input are not committed yet: a lost connection can "
+                    "no longer be retried within this run",
+                    replay_cap(job));
+    }
+}
+
+int pgfeed__job_replay_get(struct pgfeed_job *job, uint64_t offset, const char **p, size_t *n)
+{
+    if (job->replay_lost || offset < job->replay_start ||
+        offset > job->replay_start + job->replay.len)
+        return UV_ENOENT;
+    *p = job->replay.data + (offset - job->replay_start);
+    *n = job->replay.len - (size_t)(offset - job->replay_start);
+    return 0;
+}
+
+int pgfeed__job_replay_ok(const struct pgfeed_job *job)
+{
+    return !job->replay_lost;
 }
 
 /*
@@ -799,11 +926,13 @@ static void fail_not_rereadable(struct pgfeed_job *job)
     unsigned long long rows = job->carry.rows_committed + job->stats.rows_committed;
     unsigned long long batches = job->carry.batches_committed + job->stats.batches_committed;
     char *detail = pgfeed__strdup_printf(
-        "The import stopped with \"%s\"%s%s Rows committed by this run: %llu in %llu batches; "
-        "the checkpoint covers input lines 1 to %llu (the header included), and the batch in "
-        "flight was rolled back.",
+        "The import stopped with \"%s\"%s%s Standard input is kept in memory for a retry up to "
+        "%zu bytes past the last commit ((connections + 1) x --batch-bytes), and more was not "
+        "committed yet. Rows committed by this run: %llu in %llu batches; the checkpoint covers "
+        "input lines 1 to %llu (the header included), and the batch in flight was rolled back.",
         e->message ? e->message : "the connection was lost", e->detail ? ": " : ".",
-        e->detail ? e->detail : "", rows, batches, (unsigned long long)job->lines_committed);
+        e->detail ? e->detail : "", replay_cap(job), rows, batches,
+        (unsigned long long)job->lines_committed);
     char *hint = pgfeed__strdup_printf(
         "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
         "(checking that the input starts as before) and imports the rest.");

@@ -133,6 +133,7 @@ struct sink_pg {
     int split_first;        /* the refused COPY was the batch's first try */
 
     struct pgfeed_batch_info batch; /* the batch being ended */
+    uint64_t ckpt_raw;              /* its checkpoint's raw_offset (0: no restart point) */
     uint64_t batch_rows_base;       /* rows_sent when the current batch started */
 };
 
@@ -296,7 +297,14 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     detail[0] = '\0';
     if (sdetail)
         dl += (size_t)snprintf(detail, sizeof detail, "%s ", sdetail);
-    if (in_batch && cline > 0) {
+    /* A COPY's context names the line it was reading, whatever stopped it: a shutdown, a
+     * lost connection, a deadlock or a full disk is not that line's fault. */
+    static const char *const not_the_row[] = {"08", "40", "53", "55", "57", "58", "XX"};
+    int row_fault = 1;
+    for (size_t i = 0; sqlstate && i < sizeof not_the_row / sizeof not_the_row[0]; i++)
+        if (strncmp(sqlstate, not_the_row[i], 2) == 0)
+            row_fault = 0;
+    if (in_batch && cline > 0 && row_fault) {
         /* The parser knows where row N of the batch started (csv records span lines). */
         line =
             k->sh->base.prev ? pgfeed__parser_row_line(k->sh->base.prev, k->batch.seq, cline) : 0;
@@ -772,6 +780,7 @@ static int send_checkpoint(struct sink_pg *k)
         raw_offset = 0;
     }
     pgfeed__buf_free(&blob);
+    k->ckpt_raw = raw_offset;
     u64s(raw, sizeof raw, raw_offset);
     int have_size = v && v->size >= 0;
     if (have_size)
@@ -1399,7 +1408,7 @@ static void sink_process(struct sink_pg *k)
             if (k->state == S_COMMITTING) {
                 stats->rows_committed += k->batch.rows;
                 stats->batches_committed++;
-                pgfeed__job_batch_committed(job, &k->batch);
+                pgfeed__job_batch_committed(job, &k->batch, k->ckpt_raw);
                 pgfeed__log(job, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                             (unsigned long long)k->batch.first_line,
                             (unsigned long long)k->batch.last_line,

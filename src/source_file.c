@@ -48,6 +48,8 @@ struct source_file {
     uint64_t discard; /* a pipe resumed mid-stream: bytes still to read and drop */
     size_t prefetch;  /* > 0: reading the first bytes into buf, nothing pushed yet */
     pgfeed_prefetch_cb prefetch_cb;
+    int replaying;        /* a retry of a pipe: bytes come from the job's replay first */
+    uint64_t replay_pos;  /* stream offset of the next byte to replay */
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -90,11 +92,47 @@ static int push(struct source_file *f)
     return 0;
 }
 
+/*
+ * The next bytes into buf at off (at most cap - off): from the job's replay while a
+ * retry re-reads a pipe, then from the descriptor. A pipe's bytes are kept for a later
+ * retry as they are read. Returns what read() would, with errno; a replay that lost
+ * the bytes it needs fails the job (returns -1 with errno 0).
+ */
+static ssize_t fill(struct source_file *f, size_t off)
+{
+    if (f->replaying) {
+        const char *p;
+        size_t n;
+        if (pgfeed__job_replay_get(f->base.job, f->replay_pos, &p, &n) != 0) {
+            f->replaying = 0;
+            pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL,
+                         "could not read \"%s\" again: the bytes to retry from are gone",
+                         f->name);
+            errno = 0;
+            return -1;
+        }
+        if (n > 0) {
+            if (n > f->cap - off)
+                n = f->cap - off;
+            memcpy(f->buf + off, p, n);
+            f->replay_pos += n;
+            return (ssize_t)n;
+        }
+        f->replaying = 0; /* all replayed: on with the descriptor */
+    }
+    ssize_t n = read(f->fd, f->buf + off, f->cap - off);
+    if (n > 0 && !f->regular)
+        pgfeed__job_replay_keep(f->base.job, f->buf + off, (size_t)n);
+    return n;
+}
+
 /* Prefetch: reads into buf after what is there until `prefetch` bytes or end of input. */
 static void pump_prefetch(struct source_file *f)
 {
     while (!f->stopped && f->pending < f->prefetch && !f->eof) {
         ssize_t n = read(f->fd, f->buf + f->pending, f->prefetch - f->pending);
+        if (n > 0 && !f->regular)
+            pgfeed__job_replay_keep(f->base.job, f->buf + f->pending, (size_t)n);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -132,14 +170,15 @@ static void pump(struct source_file *f, int rounds)
             stop_reading(f);
             return;
         }
-        ssize_t n = read(f->fd, f->buf, f->cap);
+        ssize_t n = fill(f, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return; /* the poll will tell us */
             stop_reading(f);
-            fail_errno(f, errno, "read");
+            if (errno != 0)
+                fail_errno(f, errno, "read");
             return;
         }
         if (n == 0)
@@ -165,6 +204,8 @@ static void pump(struct source_file *f, int rounds)
         int rc = push(f);
         if (rc == PGFEED_EAGAIN || rc < 0 || f->finished)
             stop_reading(f);
+        else if (f->replaying)
+            pgfeed__job_schedule_resume(f->base.job, &f->base); /* no poll event announces it */
     }
 }
 
@@ -211,6 +252,8 @@ static int source_start(struct pgfeed_stage *s)
 {
     struct source_file *f = src_of(s);
     start_reading(f);
+    if (f->replaying)
+        pgfeed__job_schedule_resume(s->job, s); /* the pipe may stay silent meanwhile */
     return 0;
 }
 
@@ -219,6 +262,12 @@ static void source_resume(struct pgfeed_stage *s)
     struct source_file *f = src_of(s);
     if (f->stopped || f->finished)
         return;
+    if (f->replaying) {
+        pump(f, READS_PER_TICK);
+        if (!f->stopped && !f->finished && f->pending == 0)
+            start_reading(f);
+        return;
+    }
     int rc = push(f);
     if (rc == 0 && !f->finished)
         start_reading(f);
@@ -265,6 +314,18 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
     if (raw_offset == 0 && f->regular && !f->owns_fd && f->pending == 0 &&
         lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
         return fail_errno(f, errno, "seek in"); /* stdin from a file, on a retry */
+    if (f->replaying) {
+        /* A retry of a pipe: the job kept the bytes from the last restart point on. */
+        const char *p;
+        size_t n;
+        if (pgfeed__job_replay_get(s->job, raw_offset, &p, &n) != 0)
+            return pgfeed__fail(s->job, "source", PGFEED_ESOURCE, NULL, NULL,
+                                "could not read \"%s\" again: the bytes to retry from are gone",
+                                f->name);
+        f->replay_pos = raw_offset;
+        pgfeed__job_stats(s->job)->bytes_read = raw_offset;
+        return 0;
+    }
     if (raw_offset == 0)
         return 0;
     /* The bytes before the restart point count as read: progress starts where it stopped. */
@@ -308,10 +369,10 @@ static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
     return f->owns_fd ? &f->v : NULL; /* stdin: nothing identifies its contents */
 }
 
-/* A pipe or terminal gives its bytes once; a regular file (stdin included) can be re-read. */
+/* A pipe or terminal gives its bytes once: read again from what the job kept of them. */
 static int source_rereadable(struct pgfeed_stage *s)
 {
-    return src_of(s)->regular;
+    return src_of(s)->regular || pgfeed__job_replay_ok(s->job);
 }
 
 static const struct pgfeed_stage_ops source_file_ops = {
@@ -396,7 +457,7 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
     f->v.size = -1;
     if (S_ISREG(st.st_mode)) {
         f->regular = 1;
-        /* A retry reads stdin from a file again from its start (a pipe is never retried). */
+        /* A retry reads stdin from a file again from its start. */
         if (!path && pgfeed__job_retrying(job) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
             return fail_errno(f, errno, "seek in");
         pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
@@ -405,6 +466,10 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
                  (long)st.st_mtim.tv_nsec);
         f->v.last_modified = f->mtime;
     } else {
+        if (pgfeed__job_retrying(job)) {
+            f->replaying = 1; /* a pipe: from the job's replay first (seek says where) */
+            f->replay_pos = 0;
+        }
         int flags = fcntl(f->fd, F_GETFL);
         if (flags >= 0 && !(flags & O_NONBLOCK) && fcntl(f->fd, F_SETFL, flags | O_NONBLOCK) == 0)
             f->restore_flags = flags;

@@ -120,37 +120,54 @@ def run_piped(ctx, args, chunks, between=None, timeout=120):
     return res
 
 
+def drop_after_first_commit(ctx, rows):
+    def between(p):
+        wait_for("a committed batch", lambda: committed_rows(ctx) >= rows or p.poll() is not None)
+        check(p.poll() is None, "pgfeed ended before the connection could be dropped")
+        check(terminate_pgfeed_backends(ctx) != "0", "no pgfeed backend to terminate")
+    return between
+
+
 @test(time_limit=300)
-def test_stdin_pipe_dropped_connection_fails_loudly_then_resume_is_exact(ctx):
+def test_stdin_pipe_dropped_connection_retried_from_memory(ctx):
     # issue 11.2: the in-run retry used to skip the checkpoint's byte offset of *new* pipe data
-    # (exit 0 with rows missing, or a misaligned row). Now: exit 1, whole batches committed, the
-    # message says so; the same bytes piped again with --resume finish the import exactly.
+    # (exit 0 with rows missing, or a misaligned row). The bytes since the last commit are kept,
+    # so the retry reads them again and the import ends exact.
     data = ctx.gen(60000, seed=51)
     gz = gzip.compress(data, compresslevel=1, mtime=0)
     half = len(gz) // 2
     ctx.create_names()
     for extra in ((), ("-j", "2")):
         ctx.sql("TRUNCATE names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
-
-        def drop_after_first_commit(p):
-            wait_for("a committed batch", lambda: committed_rows(ctx) >= 5000 or p.poll() is not None)
-            check(p.poll() is None, "pgfeed ended before the connection could be dropped")
-            check(terminate_pgfeed_backends(ctx) != "0", "no pgfeed backend to terminate")
-
         res = run_piped(ctx, ("-t", "names", "-b", "5000", "--progress", "none") + extra,
-                        [gz[:half], gz[half:]], between=drop_after_first_commit)
-        ctx.expect_rc(res, 1)
-        ctx.expect_err(res, r"^pgfeed: error: could not retry the import: standard input cannot "
-                            r"be read again", flags=re.M)
-        ctx.expect_err(res, r"--resume")
-        n = ctx.count()
-        check(n > 0 and n % 5000 == 0, f"{n} rows committed: not whole 5000-row batches")
-        ctx.expect_table(data, limit=n, what="committed prefix")
-        ctx.expect_err(res, rf"covers input lines 1 to {n + 1}\b")
-        # the same bytes again with --resume: exact
-        res = run_piped(ctx, ("-t", "names", "-b", "5000", "--resume") + extra, [gz])
+                        [gz[:half], gz[half:]], between=drop_after_first_commit(ctx, 5000))
         ctx.expect_rc(res, 0)
-        ctx.expect_table(data, what=f"names after --resume ({' '.join(extra) or '-j 1'})")
+        ctx.expect_err(res, r"retrying in")
+        ctx.expect_table(data, what=f"names after a retry from memory ({' '.join(extra) or '-j 1'})")
+
+
+@test(time_limit=300)
+def test_stdin_pipe_beyond_replay_memory_fails_loudly_then_resume_is_exact(ctx):
+    # More uncommitted input than (connections + 1) x --batch-bytes: the retry cannot read it
+    # again, so the run fails at once saying what is committed; the same bytes piped again with
+    # --resume finish the import exactly.
+    data = ctx.gen(60000, seed=58)  # plain tsv: a 5000-row batch is ~350 kB, over 2 x 100 kB
+    half = len(data) // 2
+    ctx.create_names()
+    res = run_piped(ctx, ("-t", "names", "-b", "5000", "--batch-bytes", "100000", "--progress",
+                          "none"), [data[:half], data[half:]],
+                    between=drop_after_first_commit(ctx, 5000))
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"^pgfeed: error: could not retry the import: standard input cannot "
+                        r"be read again", flags=re.M)
+    ctx.expect_err(res, r"^pgfeed: hint: .*--resume", flags=re.M)
+    n = ctx.count()
+    check(n > 0 and n % 5000 == 0, f"{n} rows committed: not whole 5000-row batches")
+    ctx.expect_table(data, limit=n, what="committed prefix")
+    ctx.expect_err(res, rf"covers input lines 1 to {n + 1}\b")
+    res = run_piped(ctx, ("-t", "names", "-b", "5000", "--resume"), [data])
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data, what="names after --resume")
 
 
 @test(time_limit=300)
