@@ -807,7 +807,7 @@ void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_bat
         job->member.rows += bi->rows;
     }
     /* A retry reads from the checkpoint's restart point on: what is before it can go. */
-    if (restart_raw > job->replay_start && !job->replay_lost) {
+    if (restart_raw > job->replay_start && !job->replay_lost && job->replay.data) {
         uint64_t drop = restart_raw - job->replay_start;
         if (drop > job->replay.len)
             drop = job->replay.len;
