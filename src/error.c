@@ -107,31 +107,37 @@ static size_t utf8_len(const char *p, size_t n)
     return len;
 }
 
-char *pgfeed__quote_input(const char *p, size_t n)
+/*
+ * Writes p[0..n) to out, which has room for 4 * n + 1 bytes, with every byte a terminal
+ * could act on escaped as \xNN: C0 controls, DEL, the C1 controls U+0080..U+009F and
+ * bytes that are not valid UTF-8. quote (input being quoted): a tab is \t and a
+ * backslash \\, so that the escapes are unambiguous. Otherwise (a whole message) each
+ * run of tabs, CRs and LFs becomes one space (libpq's "...\n\tThis probably means...")
+ * and a backslash stays as it is, so that text escaped once comes out unchanged.
+ * Returns the length written (out is NUL-terminated).
+ */
+static size_t escape_into(char *out, const char *p, size_t n, int quote)
 {
-    size_t take = n > QUOTE_LIMIT ? QUOTE_LIMIT : n;
-    /* Do not cut a UTF-8 sequence in half. */
-    if (take < n)
-        while (take > 0 && ((unsigned char)p[take] & 0xC0) == 0x80)
-            take--;
-    char *out = malloc(take * 4 + 4);
-    if (out == NULL)
-        return NULL;
     char *o = out;
-    for (size_t i = 0; i < take; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c == '\t') {
+        if (!quote && (c == '\t' || c == '\n' || c == '\r')) {
+            while (i + 1 < n && (p[i + 1] == '\t' || p[i + 1] == '\n' || p[i + 1] == '\r'))
+                i++;
+            if (o > out && o[-1] != ' ' && i + 1 < n)
+                *o++ = ' ';
+        } else if (quote && c == '\t') {
             *o++ = '\\';
             *o++ = 't';
-        } else if (c == '\\') {
+        } else if (quote && c == '\\') {
             *o++ = '\\';
             *o++ = '\\';
         } else if (c < 0x20 || c == 0x7f) {
             o += sprintf(o, "\\x%02x", c);
         } else if (c >= 0x80) {
-            /* Copy a valid UTF-8 sequence; escape a byte that does not start one. */
-            size_t len = utf8_len(p + i, take - i);
-            if (len == 0) {
+            /* Copy a valid UTF-8 sequence; escape a byte that does not start one, and C1. */
+            size_t len = utf8_len(p + i, n - i);
+            if (len == 0 || (c == 0xC2 && (unsigned char)p[i + 1] < 0xA0)) {
                 o += sprintf(o, "\\x%02x", c);
             } else {
                 memcpy(o, p + i, len);
@@ -142,10 +148,37 @@ char *pgfeed__quote_input(const char *p, size_t n)
             *o++ = (char)c;
         }
     }
-    if (take < n) {
-        memcpy(o, "...", 3);
-        o += 3;
-    }
     *o = '\0';
+    return (size_t)(o - out);
+}
+
+char *pgfeed__quote_input(const char *p, size_t n)
+{
+    size_t take = n > QUOTE_LIMIT ? QUOTE_LIMIT : n;
+    /* Do not cut a UTF-8 sequence in half. */
+    if (take < n)
+        while (take > 0 && ((unsigned char)p[take] & 0xC0) == 0x80)
+            take--;
+    char *out = malloc(take * 4 + 4);
+    if (out == NULL)
+        return NULL;
+    size_t len = escape_into(out, p, take, 1);
+    if (take < n)
+        memcpy(out + len, "...", 4);
     return out;
+}
+
+char *pgfeed__escape_text(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 4 + 1);
+    if (out == NULL)
+        return NULL;
+    escape_into(out, s, n, 0);
+    return out;
+}
+
+size_t pgfeed__utf8_len(const char *p, size_t n)
+{
+    return utf8_len(p, n);
 }

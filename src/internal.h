@@ -177,6 +177,16 @@ void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...) PGFEED
 char *pgfeed__strdup_printf(const char *fmt, ...) PGFEED_PRINTF(1, 2);
 /* Quotes input for a message: at most 100 bytes then "...", unprintables as \xNN. */
 char *pgfeed__quote_input(const char *p, size_t n);
+/*
+ * A message (or a name in one) made safe to print: control characters, DEL, C1 controls
+ * and bytes that are not UTF-8 as \xNN, runs of tabs and line ends as one space,
+ * everything else (backslashes included) as it is, so that escaping twice changes
+ * nothing. pgfeed__fail, pgfeed__fail_at and pgfeed__log pass what they store through
+ * it. A new malloc'd string, or NULL.
+ */
+char *pgfeed__escape_text(const char *s);
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is not one. */
+size_t pgfeed__utf8_len(const char *p, size_t n);
 
 /* ---- column description, filled by the sink from the catalog ---- */
 struct pgfeed_column {

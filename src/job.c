@@ -419,21 +419,39 @@ void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns)
 
 /* ---------------------------------------------------------------- errors */
 
+/* vsnprintf into buf; a text too long for it is cut at a character and ends in "...". */
+static void PGFEED_PRINTF(3, 0) format_cut(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, cap, fmt, ap);
+    if (n >= 0 && (size_t)n < cap)
+        return;
+    size_t end = cap - 4;
+    while (end > 0 && ((unsigned char)buf[end] & 0xC0) == 0x80)
+        end--;
+    memcpy(buf + end, "...", 4);
+}
+
+/* A stored copy of a text from anywhere (input, the server, libcurl), safe to print. */
+static char *escaped_or_null(const char *s)
+{
+    return s ? pgfeed__escape_text(s) : NULL;
+}
+
 int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char *detail,
                  const char *hint, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    format_cut(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (job->err.pub.code != 0) {
         pgfeed__log(job, PGFEED_LOG_DEBUG, "later error ignored: %s", msg);
     } else {
         struct pgfeed_err_store *e = &job->err;
-        e->message = strdup(msg);
-        e->detail = dup_or_null(detail);
-        e->hint = dup_or_null(hint);
+        e->message = pgfeed__escape_text(msg);
+        e->detail = escaped_or_null(detail);
+        e->hint = escaped_or_null(hint);
         e->pub.code = code;
         e->pub.stage = stage;
         e->pub.message = e->message ? e->message : "out of memory";
@@ -455,7 +473,7 @@ void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const ch
     e->pub.line = line;
     e->pub.column = column;
     free(e->column_name);
-    e->column_name = dup_or_null(column_name);
+    e->column_name = escaped_or_null(column_name);
     e->pub.column_name = e->column_name;
     e->pub.decoded_offset = decoded_offset;
     e->pub.raw_offset = raw_offset;
@@ -496,12 +514,14 @@ void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...)
 {
     if (job->opt.log_cb == NULL || level > job->opt.log_level)
         return;
-    char msg[2048];
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    format_cut(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    job->opt.log_cb(job->opt.log_arg, level, msg);
+    char *safe = pgfeed__escape_text(msg);
+    job->opt.log_cb(job->opt.log_arg, level, safe ? safe : "out of memory");
+    free(safe);
 }
 
 /* ---------------------------------------------------- deferred execution */
@@ -1377,11 +1397,30 @@ static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
     return rc;
 }
 
-static void append_names(char *out, size_t cap, const struct pgfeed_column *cols, size_t ncols)
+/* How many names a header message lists before "and N more". */
+#define NAMES_SHOWN 10
+
+/* Appends a name from the input to a list in a message: quoted, cut, escaped. */
+static int append_quoted_name(struct pgfeed_buf *b, size_t nth, const char *p, size_t n)
 {
-    size_t o = strlen(out);
-    for (size_t i = 0; i < ncols && o + 4 < cap; i++)
-        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : "", cols[i].name);
+    char *q = pgfeed__quote_input(p, n);
+    if (q == NULL)
+        return UV_ENOMEM;
+    int rc = pgfeed__buf_append(b, nth ? ", \"" : "\"", nth ? 3 : 1);
+    rc |= pgfeed__buf_append(b, q, strlen(q));
+    rc |= pgfeed__buf_append(b, "\"", 1);
+    free(q);
+    return rc;
+}
+
+/* ", and N more" after a list of NAMES_SHOWN of total names; then the final NUL. */
+static int end_list(struct pgfeed_buf *b, size_t total)
+{
+    char more[48];
+    int n = total > NAMES_SHOWN
+                ? snprintf(more, sizeof more, ", and %zu more", total - NAMES_SHOWN)
+                : 0;
+    return pgfeed__buf_append(b, more, (size_t)n) | pgfeed__buf_append(b, "", 1);
 }
 
 /* Maps a header line to the table's columns; see the contract's "Header auto". */
@@ -1401,13 +1440,11 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
     for (size_t i = 0; i < n; i++)
         nf += line[i] == job->opt.delimiter;
     size_t *idx = calloc(nf, sizeof *idx);
-    char *unmatched = calloc(1, 2048);
-    if (idx == NULL || unmatched == NULL) {
-        free(idx);
-        free(unmatched);
+    struct pgfeed_buf unmatched = {0}; /* the first NAMES_SHOWN names not found, quoted */
+    if (idx == NULL)
         return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    }
-    size_t nbad = 0, f = 0, start = 0, ulen = 0;
+    size_t nbad = 0, f = 0, start = 0;
+    int nomem = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && line[i] != job->opt.delimiter)
             continue;
@@ -1416,15 +1453,20 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
             if (idx[k] == (size_t)c)
                 c = -1; /* two fields for one column: not a name match */
         if (c < 0) {
+            if (nbad < NAMES_SHOWN)
+                nomem |= append_quoted_name(&unmatched, nbad, line + start, i - start);
             nbad++;
-            if (ulen + 8 < 2048)
-                ulen += (size_t)snprintf(unmatched + ulen, 2048 - ulen, "%s\"%.*s\"",
-                                         nbad > 1 ? ", " : "", (int)(i - start), line + start);
         } else {
             idx[f] = (size_t)c;
         }
         f++;
         start = i + 1;
+    }
+    nomem |= end_list(&unmatched, nbad);
+    if (nomem) {
+        free(idx);
+        pgfeed__buf_free(&unmatched);
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     int rc;
     if (nbad == 0) {
@@ -1437,26 +1479,28 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
         pgfeed__log(
             job, PGFEED_LOG_NOTICE,
             "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
-            unmatched, job->table, nf);
+            unmatched.data, job->table, nf);
         rc = set_targets(job, idx, nf);
     } else {
-        char detail[4096];
-        snprintf(
-            detail, sizeof detail,
-            "Header fields not found among the columns of \"%s\": %s. The file has %zu fields; the table has %zu columns: ",
-            job->table, unmatched, nf, ncols);
-        append_names(detail, sizeof detail, cols, ncols);
-        size_t dl = strlen(detail);
-        if (dl + 2 < sizeof detail)
-            memcpy(detail + dl, ".", 2);
+        struct pgfeed_buf names = {0};
+        for (size_t i = 0; i < ncols && i < NAMES_SHOWN && !nomem; i++)
+            nomem |= append_quoted_name(&names, i, cols[i].name, strlen(cols[i].name));
+        nomem |= end_list(&names, ncols);
+        char *detail = nomem ? NULL
+                             : pgfeed__strdup_printf(
+                                   "Header fields not found among the columns of \"%s\": %s. The "
+                                   "file has %zu fields; the table has %zu columns: %s.",
+                                   job->table, unmatched.data, nf, ncols, names.data);
+        pgfeed__buf_free(&names);
         rc = pgfeed__fail(
             job, "job", PGFEED_EHEADER, detail,
             "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
             "header of the input does not match table \"%s\"", job->table);
         pgfeed__fail_at(job, 1, 0, NULL, 0, 0);
+        free(detail);
     }
     free(idx);
-    free(unmatched);
+    pgfeed__buf_free(&unmatched);
     return rc;
 }
 
@@ -1490,16 +1534,22 @@ static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout
         if (c < 0)
             c = find_column(cols, ncols, name, nl);
         if (c < 0) {
-            char detail[4096];
-            snprintf(detail, sizeof detail, "The table's columns are: ");
-            append_names(detail, sizeof detail, cols, ncols);
-            size_t dl = strlen(detail);
-            if (dl + 2 < sizeof detail)
-                memcpy(detail + dl, ".", 2);
+            struct pgfeed_buf names = {0};
+            int nomem = 0;
+            for (size_t i = 0; i < ncols && i < NAMES_SHOWN && !nomem; i++)
+                nomem |= append_quoted_name(&names, i, cols[i].name, strlen(cols[i].name));
+            nomem |= end_list(&names, ncols);
+            char *detail =
+                nomem ? NULL : pgfeed__strdup_printf("The table's columns are: %s.", names.data);
+            char *q = pgfeed__quote_input(name, nl);
+            pgfeed__buf_free(&names);
             free(idx);
-            return pgfeed__fail(job, "job", PGFEED_EUSAGE, detail, "Check --columns.",
-                                "column \"%.*s\" of --columns does not exist in table \"%s\"",
-                                (int)nl, name, job->table);
+            int rc = pgfeed__fail(job, "job", PGFEED_EUSAGE, detail, "Check --columns.",
+                                  "column \"%s\" of --columns does not exist in table \"%s\"",
+                                  q ? q : "?", job->table);
+            free(detail);
+            free(q);
+            return rc;
         }
         idx[k++] = (size_t)c;
         s += len + (s[len] == ',');

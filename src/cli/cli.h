@@ -20,6 +20,8 @@ struct cli {
     int bar_drawn;       /* a bar line is on the screen */
 };
 
+/* On stderr: prefix, s with control characters escaped (as \xNN), suffix. */
+void cli_put(const char *prefix, const char *s, const char *suffix);
 void cli_print_error(const struct pgfeed_error *e);
 void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int status);
 void cli_log_cb(void *arg, int level, const char *msg);

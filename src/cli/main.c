@@ -544,7 +544,7 @@ int main(int argc, char **argv)
                           exit_code);
     cli_print_summary(&r.cli, &st, r.status);
     if (!r.cli.quiet && pgfeed_job_rejects_path(r.job))
-        fprintf(stderr, "pgfeed: rejects file:      %s\n", pgfeed_job_rejects_path(r.job));
+        cli_put("pgfeed: rejects file:      ", pgfeed_job_rejects_path(r.job), "\n");
 
     uv_close((uv_handle_t *)&r.sigint, NULL);
     uv_close((uv_handle_t *)&r.sigterm, NULL);

@@ -1,28 +1,46 @@
 /*
  * print.c -- how the pgfeed command talks: errors in PostgreSQL's client
  * style (pgfeed: error: / detail: / hint:), log lines, and the summary.
+ *
+ * Every text that can hold something from outside (input, the server, the
+ * command line) is printed through cli_put(), which escapes control characters
+ * with the library's own escaping (the CLI links libpgfeed statically). The
+ * library escapes what it stores the same way, and escaping twice changes
+ * nothing, so nothing is escaped twice.
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "internal.h" /* pgfeed__escape_text */
+
+void cli_put(const char *prefix, const char *s, const char *suffix)
+{
+    char *safe = pgfeed__escape_text(s);
+    fprintf(stderr, "%s%s%s", prefix, safe ? safe : "(out of memory)", suffix);
+    free(safe);
+}
 
 void cli_usage_error(const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
-    fprintf(stderr, "pgfeed: error: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\npgfeed: hint: Try \"pgfeed --help\" for more information.\n");
+    if (n >= (int)sizeof msg)
+        memcpy(msg + sizeof msg - 4, "...", 4);
+    cli_put("pgfeed: error: ", msg, "\n");
+    fprintf(stderr, "pgfeed: hint: Try \"pgfeed --help\" for more information.\n");
 }
 
 void cli_print_error(const struct pgfeed_error *e)
 {
-    fprintf(stderr, "pgfeed: error: %s\n", e->message ? e->message : pgfeed_strerror(e->code));
+    cli_put("pgfeed: error: ", e->message ? e->message : pgfeed_strerror(e->code), "\n");
     if (e->detail)
-        fprintf(stderr, "pgfeed: detail: %s\n", e->detail);
+        cli_put("pgfeed: detail: ", e->detail, "\n");
     if (e->line > 0 || e->decoded_offset > 0 || e->raw_offset > 0) {
         fprintf(stderr, "pgfeed: context: ");
         const char *sep = "";
@@ -30,8 +48,10 @@ void cli_print_error(const struct pgfeed_error *e)
             fprintf(stderr, "input line %llu", (unsigned long long)e->line);
             sep = ", ";
         }
-        if (e->column_name)
-            fprintf(stderr, "%scolumn \"%s\"", sep, e->column_name);
+        if (e->column_name) {
+            fprintf(stderr, "%scolumn \"", sep);
+            cli_put("", e->column_name, "\"");
+        }
         else if (e->column > 0)
             fprintf(stderr, "%sfield %d", sep, e->column);
         if (e->column_name || e->column > 0)
@@ -46,9 +66,9 @@ void cli_print_error(const struct pgfeed_error *e)
         fprintf(stderr, "\n");
     }
     if (e->hint)
-        fprintf(stderr, "pgfeed: hint: %s\n", e->hint);
+        cli_put("pgfeed: hint: ", e->hint, "\n");
     if (e->sqlstate)
-        fprintf(stderr, "pgfeed: sqlstate: %s\n", e->sqlstate);
+        cli_put("pgfeed: sqlstate: ", e->sqlstate, "\n");
 }
 
 void cli_log_cb(void *arg, int level, const char *msg)
@@ -63,7 +83,8 @@ void cli_log_cb(void *arg, int level, const char *msg)
         cli_progress_clear();
         c->bar_drawn = 0;
     }
-    fprintf(stderr, "pgfeed: %s: %s\n", names[level < 0 ? 0 : level > 4 ? 4 : level], msg);
+    fprintf(stderr, "pgfeed: %s: ", names[level < 0 ? 0 : level > 4 ? 4 : level]);
+    cli_put("", msg, "\n");
 }
 
 static void human_bytes(char *out, size_t cap, double b)
@@ -85,8 +106,8 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
     human_bytes(rd, sizeof rd, (double)st->bytes_read);
     human_bytes(inf, sizeof inf, (double)st->bytes_inflated);
     double t = st->elapsed_s > 0 ? st->elapsed_s : 1e-9;
-    fprintf(stderr, "pgfeed: rows imported:     %llu into \"%s\"\n",
-            (unsigned long long)st->rows_committed, c->table);
+    fprintf(stderr, "pgfeed: rows imported:     %llu into \"", (unsigned long long)st->rows_committed);
+    cli_put("", c->table, "\"\n");
     fprintf(stderr, "pgfeed: rows rejected:     %llu\n", (unsigned long long)st->rows_rejected);
     fprintf(stderr, "pgfeed: batches committed: %llu\n", (unsigned long long)st->batches_committed);
     fprintf(stderr, "pgfeed: bytes read:        %llu (%s)\n", (unsigned long long)st->bytes_read,
