@@ -16,10 +16,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -111,6 +114,7 @@ static int update_identity(struct pgfeed_job *job);
 static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
                            const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
+static int rejects_check(struct pgfeed_job *job);
 static void finish_damaged_member(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
 
@@ -309,6 +313,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
                             "Give a number of connections from 1 to 16.",
                             "invalid number of connections: %d", job->opt.connections);
+    int rc = rejects_check(job);
+    if (rc != 0)
+        return rc;
     /* The job has not started: the failures above must not leave it "stopping". */
     return 0;
 }
@@ -1205,6 +1212,196 @@ int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
 }
 
 /*
+ * Appends one part of a table name to b as a file name may hold it: letters, digits,
+ * '_', '-', '.' and printable non-ASCII characters stay; any other byte (a '/', a space,
+ * a control character, a byte that is not UTF-8) becomes '_'. At most 63 bytes, as the
+ * server keeps of an identifier.
+ */
+static int append_file_safe(struct pgfeed_buf *b, const char *p, size_t n)
+{
+    int rc = 0;
+    size_t used = 0;
+    for (size_t i = 0; i < n && used < 63 && rc == 0;) {
+        unsigned char c = (unsigned char)p[i];
+        size_t len = c >= 0x80 ? pgfeed__utf8_len(p + i, n - i) : 1;
+        int keep = c < 0x80 ? (isalnum(c) || c == '_' || c == '-' || c == '.')
+                            : len > 0 && !(c == 0xC2 && (unsigned char)p[i + 1] < 0xA0);
+        if (!keep)
+            len = 1;
+        if (used + len > 63)
+            break;
+        rc = keep ? pgfeed__buf_append(b, p + i, len) : pgfeed__buf_append(b, "_", 1);
+        used += len;
+        i += len;
+    }
+    return rc;
+}
+
+/*
+ * The default rejects file: the relation name, after the schema when -t names one,
+ * joined by '.', then ".rejects.tsv" -- read from -t as the server reads a table name
+ * (`"My Schema".T` is the schema `My Schema` and the table `t`), made file-safe by
+ * append_file_safe and never starting with '.', so that it is one new file in the
+ * working directory whatever -t holds. NULL on ENOMEM.
+ */
+static char *default_rejects_path(const char *table)
+{
+    /* Split like the server's SplitIdentifierString: '.' between parts, "..." quoted
+     * with "" for a quote, unquoted parts folded to lower case, spaces around parts. */
+    struct pgfeed_buf part[3] = {{0}};
+    size_t nparts = 0;
+    const char *p = table;
+    int bad = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        struct pgfeed_buf *b = &part[nparts < 3 ? nparts : 2];
+        b->len = 0;
+        if (*p == '"') {
+            for (p++; *p && !(p[0] == '"' && p[1] != '"'); p++) {
+                if (*p == '"')
+                    p++; /* "" */
+                bad |= pgfeed__buf_append(b, p, 1);
+            }
+            if (*p != '"') {
+                bad |= 2; /* unterminated: the server refuses the name; use it as given */
+                break;
+            }
+            p++;
+        } else {
+            for (; *p && *p != '.' && *p != ' ' && *p != '\t'; p++) {
+                char c = (char)tolower((unsigned char)*p);
+                bad |= pgfeed__buf_append(b, &c, 1);
+            }
+        }
+        if (nparts < 3)
+            nparts++;
+        else {
+            /* db.schema.table.more: not a table name the server takes */
+            bad |= 2;
+            break;
+        }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p != '.')
+            break;
+        p++;
+    }
+    if (*p != '\0' || nparts == 0)
+        bad |= 2;
+    struct pgfeed_buf out = {0};
+    if (bad & 2) {
+        bad = append_file_safe(&out, table, strlen(table));
+    } else {
+        /* rel, schema.rel, or db.schema.rel (the database is the connection's) */
+        size_t first = nparts == 3 ? 1 : 0;
+        for (size_t i = first; i < nparts && !bad; i++) {
+            if (i > first)
+                bad |= pgfeed__buf_append(&out, ".", 1);
+            bad |= append_file_safe(&out, part[i].data ? part[i].data : "", part[i].len);
+        }
+    }
+    for (size_t i = 0; i < 3; i++)
+        pgfeed__buf_free(&part[i]);
+    if (!bad && out.len > 0 && out.data[0] == '.')
+        out.data[0] = '_';
+    if (!bad)
+        bad = pgfeed__buf_append(&out, ".rejects.tsv", sizeof ".rejects.tsv");
+    if (bad) {
+        pgfeed__buf_free(&out);
+        return NULL;
+    }
+    return out.data;
+}
+
+static int fail_rejects_exists(struct pgfeed_job *job)
+{
+    return pgfeed__fail(job, "job", UV_EEXIST,
+                        "Without --resume, rejected rows go to a new file: pgfeed neither appends "
+                        "to nor overwrites an existing one.",
+                        "Remove the file, choose another with --rejects, or use --resume if it "
+                        "belongs to the interrupted import being continued.",
+                        "rejects file \"%s\" already exists", job->rejects_path);
+}
+
+static int fail_rejects_symlink(struct pgfeed_job *job)
+{
+    return pgfeed__fail(job, "job", UV_ELOOP,
+                        "pgfeed does not follow a symbolic link for the rejects file, so that "
+                        "rows are written to the file named and nowhere else.",
+                        "Give the path of the file itself with --rejects.",
+                        "rejects file \"%s\" is a symbolic link", job->rejects_path);
+}
+
+/*
+ * Decides where rejects go, before anything runs: --rejects FILE, else the default name.
+ * A new import (no --resume; --restart is one too) writes a new file, so a file that
+ * exists is refused now, before a row is committed, rather than mixed into or
+ * overwritten; --resume appends to the interrupted import's file. A symbolic link is
+ * never followed. A character device (/dev/null) may be named in any case.
+ */
+static int rejects_check(struct pgfeed_job *job)
+{
+    if (job->opt.max_rejects == 0)
+        return 0; /* the first bad row fails the import: nothing is ever written */
+    job->rejects_path =
+        job->rejects_opt ? strdup(job->rejects_opt) : default_rejects_path(job->table);
+    if (job->rejects_path == NULL)
+        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    struct stat st;
+    if (lstat(job->rejects_path, &st) != 0)
+        return 0; /* absent (or unreachable: opening it says why) */
+    if (S_ISLNK(st.st_mode))
+        return fail_rejects_symlink(job);
+    if (S_ISCHR(st.st_mode) || (job->opt.resume && S_ISREG(st.st_mode)))
+        return 0;
+    if (S_ISREG(st.st_mode))
+        return fail_rejects_exists(job);
+    return pgfeed__fail(job, "job", UV_EINVAL, NULL,
+                        "Name a regular file (or /dev/null) with --rejects.",
+                        "rejects file \"%s\" is not a regular file", job->rejects_path);
+}
+
+/* Opens job->rejects_path as rejects_check decided: created new, or appended to. */
+static int rejects_open(struct pgfeed_job *job)
+{
+    const char *path = job->rejects_path;
+    struct stat st;
+    int dev = lstat(path, &st) == 0 && S_ISCHR(st.st_mode);
+    int append = job->opt.resume || dev;
+    /* O_NONBLOCK: a FIFO put there since the check must not block the loop in open. */
+    int fd = open(path,
+                  O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+                      (append ? O_APPEND : O_EXCL),
+                  0666);
+    int err = errno;
+    if (fd >= 0 && (fstat(fd, &st) != 0 ||
+                    !(S_ISREG(st.st_mode) || (dev && S_ISCHR(st.st_mode))) ||
+                    (S_ISREG(st.st_mode) && !job->opt.resume && append))) {
+        /* Swapped for something else since the check. */
+        err = S_ISREG(st.st_mode) ? EEXIST : EINVAL;
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0)
+        job->rejects_file = fdopen(fd, "a");
+    if (fd >= 0 && job->rejects_file == NULL) {
+        err = errno;
+        close(fd);
+    }
+    if (job->rejects_file != NULL)
+        return 0;
+    if (err == EEXIST)
+        return fail_rejects_exists(job);
+    if (err == ELOOP)
+        return fail_rejects_symlink(job);
+    char detail[512];
+    snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
+    return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
+                        "could not open the rejects file \"%s\"", path);
+}
+
+/*
  * Writes the pending rejects of lines up to `upto` (the batch about to
  * commit) to the rejects file, opened (created) on first use. Rejects of a
  * batch that is rolled back are never written: resuming reads those rows again.
@@ -1219,20 +1416,12 @@ int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
             continue;
         }
         if (job->rejects_file == NULL) {
-            if (job->rejects_path == NULL)
-                job->rejects_path = job->rejects_opt
-                                        ? strdup(job->rejects_opt)
-                                        : pgfeed__strdup_printf("%s.rejects.tsv", job->table);
-            if (job->rejects_path)
-                job->rejects_file = fopen(job->rejects_path, "a");
-            if (job->rejects_file == NULL) {
-                char detail[512];
-                snprintf(detail, sizeof detail, "The system said: %s.", strerror(errno));
-                return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail,
-                                    "Choose another place with --rejects.",
-                                    "could not open the rejects file \"%s\"",
-                                    job->rejects_path ? job->rejects_path : "");
-            }
+            if (job->rejects_path == NULL) /* max_rejects 0: never here */
+                return pgfeed__fail(job, "job", PGFEED_EINTERNAL, NULL, NULL,
+                                    "a row was rejected with no rejects file chosen");
+            int rc = rejects_open(job);
+            if (rc != 0)
+                return rc;
         }
         if (fwrite(pr->text, 1, pr->len, job->rejects_file) != pr->len) {
             return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,

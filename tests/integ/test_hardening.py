@@ -88,6 +88,100 @@ def test_control_chars_escaped(ctx):
     ctx.expect_err(res, r'^pgfeed: error: invalid value "\\x1b\[2J" for --format', re.M)
 
 
+# ---------------------------------------------------------------- b) rejects file
+
+
+@test(name="hardening_rejects_file_created_new")
+def test_rejects_file_created_new(ctx):
+    """A fresh run refuses an existing rejects file up front (no row committed), never
+    writes through a symbolic link, and appends only with --resume; --restart is fresh."""
+    ctx.sql(INT_DDL)
+    data = nums_tsv(50, bad={10: "10\tbad\tx"})
+    path = ctx.write("nums.tsv", data)
+    rej = ctx.tmp / "r.tsv"
+    old = b"1\tan earlier run's reject\told row\n"
+    rej.write_bytes(old)
+    for extra in ([], ["--restart"]):
+        res = ctx.pgfeed("-t", "nums", "--max-rejects", "5", "--rejects", rej, *extra, path)
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r'^pgfeed: error: rejects file ".*r\.tsv" already exists$', re.M)
+        ctx.expect_err(res, r"^pgfeed: hint: Remove the file, choose another with --rejects, "
+                            r"or use --resume", re.M)
+        eq(ctx.count("nums"), 0, f"rows committed {extra}")
+        eq(rej.read_bytes(), old, f"the existing file after a refused run {extra}")
+
+    # a symbolic link: refused fresh and with --resume, its target untouched
+    target = ctx.tmp / "target.txt"
+    target.write_bytes(b"keep me\n")
+    link = ctx.tmp / "link.tsv"
+    link.symlink_to(target)
+    dangling = ctx.tmp / "dangling.tsv"
+    dangling.symlink_to(ctx.tmp / "nowhere.tsv")
+    for lk, extra in ((link, []), (link, ["--resume"]), (dangling, [])):
+        res = ctx.pgfeed("-t", "nums", "--max-rejects", "5", "--rejects", lk, *extra, path)
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r'^pgfeed: error: rejects file ".*" is a symbolic link$', re.M)
+        eq(ctx.count("nums"), 0, f"rows committed ({lk.name} {extra})")
+    eq(target.read_bytes(), b"keep me\n", "the link's target")
+    check(not (ctx.tmp / "nowhere.tsv").exists(), "a dangling link's target was created")
+
+    # --resume appends to the interrupted run's file
+    res = ctx.pgfeed("-t", "nums", "--max-rejects", "5", "--rejects", rej, "--resume", path)
+    ctx.expect_rc(res, 0)
+    eq(ctx.count("nums"), 49, "rows imported with --resume")
+    lines = rej.read_bytes().split(b"\n")
+    eq(lines[0] + b"\n", old, "the earlier line kept")
+    check(lines[1].startswith(b"11\t"), f"the new reject appended: {lines!r}")
+
+    # a new file: created, and the default name follows the same rule
+    ctx.sql("TRUNCATE nums; DROP TABLE pgfeed_checkpoints;")
+    fresh = ctx.tmp / "fresh.tsv"
+    res = ctx.pgfeed("-t", "nums", "--max-rejects", "5", "--rejects", fresh, path)
+    ctx.expect_rc(res, 0)
+    check(fresh.read_bytes().startswith(b"11\t"), "the new rejects file")
+    work = ctx.tmp / "work"
+    work.mkdir()
+    (work / "nums.rejects.tsv").write_bytes(old)
+    ctx.sql("TRUNCATE nums; DROP TABLE pgfeed_checkpoints;")
+    res = run_in(ctx, work, "-t", "nums", "--max-rejects", "5", path)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r'rejects file "nums\.rejects\.tsv" already exists')
+    eq(ctx.count("nums"), 0, "rows committed with the default file present")
+    eq((work / "nums.rejects.tsv").read_bytes(), old, "the default file untouched")
+    # /dev/null stays usable for throwing rejects away
+    res = ctx.pgfeed("-t", "nums", "--max-rejects", "5", "--rejects", "/dev/null", path)
+    ctx.expect_rc(res, 0)
+    eq(ctx.count("nums"), 49, "rows imported with --rejects /dev/null")
+
+
+# ---------------------------------------------------------------- c) default rejects path
+
+
+@test(name="hardening_default_rejects_path_from_table_name")
+def test_default_rejects_path_from_table_name(ctx):
+    """The default rejects file is named from the unquoted table name (schema.relation),
+    path characters replaced: it stays one file in the working directory."""
+    ctx.sql('CREATE SCHEMA "a/../../b"; CREATE TABLE "a/../../b".t (id int, n int, label text);'
+            'CREATE TABLE "We ird" (id int, n int, label text);'
+            'CREATE TABLE ".hidden" (id int, n int, label text);' + INT_DDL)
+    path = ctx.write("nums.tsv", nums_tsv(20, bad={5: "5\tbad\tx"}))
+    work = ctx.tmp / "w1" / "w2"
+    work.mkdir(parents=True)
+    cases = [('"a/../../b".t', "a_.._.._b.t.rejects.tsv", '"a/../../b".t'),
+             ('public."We ird"', "public.We_ird.rejects.tsv", '"We ird"'),
+             ('".hidden"', "_hidden.rejects.tsv", '".hidden"'),
+             ("NUMS", "nums.rejects.tsv", "nums")]
+    for table, want, sql_name in cases:
+        before = set(p for p in ctx.tmp.rglob("*"))
+        res = run_in(ctx, work, "-t", table, "--max-rejects", "1", path)
+        ctx.expect_rc(res, 0)
+        eq(int(ctx.sql(f"SELECT count(*) FROM {sql_name};")), 19, f"rows in {table}")
+        made = sorted(str(p.relative_to(ctx.tmp)) for p in set(ctx.tmp.rglob("*")) - before)
+        eq(made, [f"w1/w2/{want}"], f"files made for -t {table}")
+        check((work / want).read_bytes().startswith(b"6\t"), f"the reject in {want}")
+        ctx.expect_err(res, rf"^pgfeed: rejects file:\s+{re.escape(want)}$", re.M)
+
+
 # ---------------------------------------------------------------- f) long header errors
 
 
