@@ -490,7 +490,7 @@ static int check_response(struct http_source *src)
                                           src->reason[0] ? ")" : "");
         const char *hint = NULL;
         if (st == 401 || st == 403)
-            hint = "Check the credentials and the access rights for this URL.";
+            hint = "Check the credentials (in the URL or in ~/.netrc) and the access rights for this URL.";
         else if (st == 404 || st == 410)
             hint = "Check the URL.";
         else if (st >= 300 && st < 400)
@@ -1353,7 +1353,10 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
         SETOPT(CURLOPT_CAINFO, opt->ca_file);
     if (opt->ca_path)
         SETOPT(CURLOPT_CAPATH, opt->ca_path);
-    /* Proxies: libcurl reads http_proxy, https_proxy and no_proxy itself. */
+    /* Proxies: libcurl reads http_proxy, https_proxy and no_proxy itself. Credentials
+     * that are not in the URL come from ~/.netrc when it has the host (so that no password
+     * needs to be on the command line); a password in the URL wins. */
+    SETOPT(CURLOPT_NETRC, (long)CURL_NETRC_OPTIONAL);
 
     *out = &src->base;
     return 0;

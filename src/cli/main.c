@@ -175,6 +175,132 @@ static int parse_delimiter(const char *s, char *out)
     return 0;
 }
 
+/*
+ * Passwords on the command line. Any user can read another's /proc/PID/cmdline, so,
+ * as database clients do, pgfeed copies the options it needs and then overwrites the
+ * secret part of each argument in place (with 'x's, keeping the rest readable):
+ * password=... in a conninfo string, the password of a postgres:// URI (in its
+ * user:password@ or its ?password= parameter), and the password of an http(s) URL.
+ * The copies are what the import uses.
+ */
+static void blank(char *p, char *end)
+{
+    for (; p < end; p++)
+        *p = 'x';
+}
+
+static int has_prefix(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* scheme://user:password@host... : the password; the authority ends at one of `stops`. */
+static void hide_userinfo_password(char *s, const char *stops)
+{
+    char *auth = strstr(s, "://");
+    if (auth == NULL)
+        return;
+    auth += 3;
+    char *end = auth + strcspn(auth, stops);
+    char *at = NULL;
+    for (char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q; /* the last one: a password may hold an unescaped '@' */
+    if (at == NULL)
+        return;
+    char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon)
+        blank(colon + 1, at);
+}
+
+/* postgres[ql]://user:password@host/db?password=... */
+static void hide_uri_password(char *s)
+{
+    hide_userinfo_password(s, "/?");
+    char *q = strchr(s, '?');
+    while (q) {
+        q++;
+        size_t n = strcspn(q, "&");
+        if (strncmp(q, "password=", 9) == 0)
+            blank(q + 9, q + n);
+        q = q[n] ? q + n : NULL;
+    }
+}
+
+/* "host=h password='s e c r e t' dbname=d", or a URI. */
+static void hide_conninfo_password(char *s)
+{
+    if (has_prefix(s, "postgresql://") || has_prefix(s, "postgres://")) {
+        hide_uri_password(s);
+        return;
+    }
+    char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (*p == '\0')
+            return;
+        char *key = p;
+        while (*p && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            p++;
+        size_t klen = (size_t)(p - key);
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (*p != '=')
+            return; /* not a conninfo string libpq accepts; it will say so */
+        p++;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        char *val = p, *val_end;
+        if (*p == '\'') {
+            val = ++p;
+            while (*p && *p != '\'') {
+                if (*p == '\\' && p[1])
+                    p++;
+                p++;
+            }
+            val_end = p;
+            if (*p)
+                p++;
+        } else {
+            while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+                if (*p == '\\' && p[1])
+                    p++;
+                p++;
+            }
+            val_end = p;
+        }
+        if (klen == 8 && strncmp(key, "password", 8) == 0)
+            blank(val, val_end);
+        else if (klen == 6 && strncmp(key, "dbname", 6) == 0 &&
+                 (has_prefix(val, "postgresql://") || has_prefix(val, "postgres://"))) {
+            char saved = *val_end;
+            *val_end = '\0';
+            hide_uri_password(val);
+            *val_end = saved;
+        }
+    }
+}
+
+/* A copy of an argument for the import, the argument itself with its password blanked. */
+static const char *take_secret_arg(char *arg, void (*hide)(char *), char **copy)
+{
+    free(*copy);
+    *copy = strdup(arg);
+    if (*copy == NULL) {
+        fprintf(stderr, "pgfeed: error: out of memory\n");
+        exit(EXIT_IMPORT_FAILED);
+    }
+    hide(arg);
+    return *copy;
+}
+
+static void hide_url_password(char *s)
+{
+    if (has_prefix(s, "http://") || has_prefix(s, "https://"))
+        hide_userinfo_password(s, "/?#");
+}
+
 static void signal_cb(uv_signal_t *h, int signum)
 {
     struct run *r = h->data;
@@ -229,7 +355,8 @@ static void done_cb(pgfeed_job_t *job, int status)
     uv_signal_stop(&r->sigusr1);
 }
 
-int main(int argc, char **argv)
+/* Everything but freeing the copies of secret arguments, which main does on every path. */
+static int run_cli(int argc, char **argv, char **conninfo_copy, char **source_copy)
 {
     struct pgfeed_options opt;
     struct run r;
@@ -246,7 +373,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":d:t:c:f:b:j:kqvh", long_options, NULL)) != -1) {
         switch (c) {
         case 'd':
-            opt.conninfo = optarg;
+            opt.conninfo = take_secret_arg(optarg, hide_conninfo_password, conninfo_copy);
             break;
         case 't':
             opt.table = optarg;
@@ -459,7 +586,7 @@ int main(int argc, char **argv)
         cli_usage_error("too many arguments: \"%s\" after the source", argv[optind + 1]);
         return EXIT_USAGE;
     }
-    opt.source = argv[optind];
+    opt.source = take_secret_arg(argv[optind], hide_url_password, source_copy);
     if (opt.table == NULL) {
         cli_usage_error("no target table given: use --table");
         return EXIT_USAGE;
@@ -556,4 +683,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "pgfeed: debug: the loop still had open handles at exit\n");
     pgfeed_library_cleanup();
     return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    char *conninfo_copy = NULL, *source_copy = NULL;
+    int rc = run_cli(argc, argv, &conninfo_copy, &source_copy);
+    free(conninfo_copy);
+    free(source_copy);
+    return rc;
 }

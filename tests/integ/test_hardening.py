@@ -182,6 +182,147 @@ def test_default_rejects_path_from_table_name(ctx):
         ctx.expect_err(res, rf"^pgfeed: rejects file:\s+{re.escape(want)}$", re.M)
 
 
+# ---------------------------------------------------------------- d) secrets in argv
+
+
+def hold_names_lock(ctx):
+    from test_http import hold_lock
+    return hold_lock(ctx)
+
+
+def waiting_backends(ctx):
+    return set(ctx.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+                       " AND wait_event_type = 'Lock';").split())
+
+
+def wait_blocked(ctx, p, errpath, before=frozenset(), timeout=60):
+    """Until a new backend of pgfeed (not in `before`: a killed client's backend waits on
+    the lock until it is granted) waits on the lock. Bounded; says what it saw if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if waiting_backends(ctx) - set(before):
+            return
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    act = ctx.sql("SELECT application_name, state, wait_event_type, left(query, 80) "
+                  "FROM pg_stat_activity WHERE datname = current_database();")
+    raise Failure(f"pgfeed never waited on the lock (exit {p.poll()}); sessions:\n{act}\n"
+                  f"stderr: {errpath.read_text('utf-8', 'replace')}")
+
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[:-1]
+
+
+def stop(ctx, p, errpath):
+    p.terminate()
+    res = ctx.finish(p, errpath)
+    ctx.expect_rc(res, 143)
+    return res
+
+
+@test(name="hardening_passwords_hidden_from_cmdline")
+def test_passwords_hidden_from_cmdline(ctx):
+    """While pgfeed runs, /proc/PID/cmdline shows no password given in -d (conninfo or
+    URI) or in an http URL: the secret part is overwritten, the rest is as typed."""
+    from test_http import Httpd
+    ctx.create_names()
+    data = ctx.gen(2000, seed=3)
+    src = ctx.write("names.tsv", data)
+    ctx.write("names.tsv.gz", data, gz=True)
+    srv = Httpd(ctx.tmp)
+    _, release = hold_names_lock(ctx)
+    try:
+        # conninfo keyword, quoted value with a space; file source
+        conn = ctx.conninfo + " password='s3cr3t pw' connect_timeout=30"
+        before = waiting_backends(ctx)
+        p, errpath = ctx.spawn("-d", conn, "-t", "names", src, db=False)
+        wait_blocked(ctx, p, errpath, before)
+        args = cmdline(p.pid)
+        stop(ctx, p, errpath)
+        check(not any(b"s3cr3t" in a for a in args), f"password in cmdline: {args!r}")
+        want = (ctx.conninfo + " password='xxxxxxxxx' connect_timeout=30").encode()
+        eq(args[1:], [b"-d", want, b"-t", b"names", str(src).encode()], "cmdline")
+
+        # URI with user:password@ and ?password=, given as --db=...; an http URL with
+        # user:password@ (the server ignores them)
+        host = ctx.cfg.cluster.dir.replace("/", "%2F")
+        uri = f"postgresql://postgres:ur1pw@/{ctx.db}?host={host}&password=qu3rypw&port=5432"
+        url = f"http://alice:h77ppw@127.0.0.1:{srv.port}/names.tsv.gz"
+        before = waiting_backends(ctx)
+        p, errpath = ctx.spawn(f"--db={uri}", "-t", "names", url, db=False)
+        wait_blocked(ctx, p, errpath, before)
+        args = cmdline(p.pid)
+        stop(ctx, p, errpath)
+        for secret in (b"ur1pw", b"qu3rypw", b"h77ppw"):
+            check(not any(secret in a for a in args), f"{secret!r} in cmdline: {args!r}")
+        eq(args[1:], [f"--db=postgresql://postgres:xxxxx@/{ctx.db}?host={host}"
+                      f"&password=xxxxxxx&port=5432".encode(), b"-t", b"names",
+                      f"http://alice:xxxxxx@127.0.0.1:{srv.port}/names.tsv.gz".encode()],
+           "cmdline")
+        release()
+        # the copies kept for the import are intact: it connects and downloads
+        res = ctx.pgfeed("--db=" + uri, "-t", "names", url, db=False)
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data)
+    finally:
+        release()
+        srv.stop()
+
+
+class AuthHandler(BaseHTTPRequestHandler):
+    """Serves the server's body to requests with the right Basic credentials only."""
+
+    def do_GET(self):
+        srv = self.server
+        srv.seen.append(self.headers.get("Authorization"))
+        if self.headers.get("Authorization") != srv.want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="pgfeed-test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(srv.body)))
+        self.end_headers()
+        self.wfile.write(srv.body)
+
+    def log_message(self, *a):
+        pass
+
+
+@test(name="hardening_http_credentials_from_netrc")
+def test_http_credentials_from_netrc(ctx):
+    """No password on the command line: ~/.netrc gives it for the host."""
+    ctx.create_names()
+    data = ctx.gen(300, seed=5)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), AuthHandler)
+    httpd.body = data
+    httpd.want = "Basic " + base64.b64encode(b"alice:n3trcpw").decode()
+    httpd.seen = []
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/names.tsv"
+        home = ctx.tmp / "home"
+        home.mkdir()
+        res = ctx.pgfeed("-t", "names", "--retries", "0", url, env={"HOME": str(home)})
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r"HTTP status 401")
+        netrc = home / ".netrc"
+        netrc.write_text('machine 127.0.0.1 login alice password n3trcpw\n')
+        netrc.chmod(0o600)
+        res = ctx.pgfeed("-t", "names", "--retries", "0", url, env={"HOME": str(home)})
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data)
+        check("n3trc" not in res.err, f"the password was printed:\n{res.describe()}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 # ---------------------------------------------------------------- f) long header errors
 
 
