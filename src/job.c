@@ -114,8 +114,8 @@ static int update_identity(struct pgfeed_job *job);
 static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
                            const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
-static int rejects_check(struct pgfeed_job *job);
 static void finish_damaged_member(struct pgfeed_job *job);
+static int rejects_check(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
@@ -688,12 +688,27 @@ static void job_shutdown(struct pgfeed_job *job)
             stages[i]->ops->stop(stages[i]);
 }
 
+/* A finished import that read no row at all says so: it is seldom what was meant. */
+static void warn_no_rows(struct pgfeed_job *job)
+{
+    struct pgfeed_stats st = job->stats;
+    merge_counters(&st, &job->carry, &job->stats);
+    if (job->parser == NULL || job->base_batches > 0 || st.rows_read > 0)
+        return; /* nothing to resume, or resumed: the rows are counted elsewhere */
+    pgfeed__log(job, PGFEED_LOG_WARNING, "the input has no rows: %s",
+                st.bytes_inflated == 0                  ? "it is empty"
+                : job->opt.header != PGFEED_HEADER_NONE ? "it holds only a header line"
+                                                        : "it holds no data line");
+}
+
 void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
 {
     if (job->state != JOB_RUNNING)
         return;
     if (status != 0 && job->status == 0)
         job->status = status;
+    if (job->status == 0)
+        warn_no_rows(job);
     job_shutdown(job);
 }
 

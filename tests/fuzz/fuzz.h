@@ -58,6 +58,11 @@ struct fuzz_sink {
     int refused_kind;          /* what was refused, to be offered again */
     struct pgfeed_buf refused; /* its bytes */
     int finished;
+    /* Optional, called after a write or end_batch was taken (the stage above is still
+     * inside its call, as when the real sink asks the job for a restart point). */
+    void (*on_write)(struct fuzz_sink *k);
+    void (*on_end_batch)(struct fuzz_sink *k, const struct pgfeed_batch_info *bi);
+    void *arg;
 };
 void fuzz_sink_init(struct fuzz_sink *k, pgfeed_job_t *job, unsigned eagain, uint64_t seed);
 void fuzz_sink_free(struct fuzz_sink *k);

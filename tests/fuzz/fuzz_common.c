@@ -115,6 +115,8 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     }
     if (pgfeed__buf_append(&k->got, p, n) != 0)
         fuzz_die("out of memory");
+    if (k->on_write)
+        k->on_write(k);
     return 0;
 }
 
@@ -124,6 +126,8 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     int rc = gate(k, FUZZ_END_BATCH, bi, sizeof *bi);
     if (rc == 0 && pgfeed__buf_append(&k->batches, bi, sizeof *bi) != 0)
         fuzz_die("out of memory");
+    if (rc == 0 && k->on_end_batch)
+        k->on_end_batch(k, bi);
     return rc;
 }
 

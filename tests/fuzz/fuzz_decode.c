@@ -11,16 +11,15 @@
  * The run is then repeated whole, without EAGAIN and with 64 KiB out: result and output
  * must agree (on a failure, the output delivered before it may differ only in length). Built
  * with ISA-L, the whole run is also made with zlib alone: both succeed with the same output,
- * or both fail. After a success, a restart point for a decoded offset chosen by the input
- * must resume (in a fresh decoder, with either engine, fed from its raw offset in pieces)
- * to the same output from that offset on.
+ * or both fail. Restart points are asked for now and then from inside the decoder's writes
+ * (as the sink asks at batch ends) and once after the end, at decoded offsets the input
+ * chooses; after a success each must resume (in a fresh decoder, with either engine, fed
+ * from its raw offset in pieces) to the same output from its offset on.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
-
-#define LIMIT ((size_t)1 << 18) /* decoded bytes a run may deliver */
 
 struct run {
     int rc;
@@ -37,10 +36,89 @@ struct cfg {
     uint64_t seed, skip;
     int restart; /* try a restart point after a success */
     uint64_t pick;
+    size_t limit; /* decoded bytes a run may deliver: less with tiny out_chunk, which is slow */
 };
 
-static void restart_check(struct pgfeed_stage *dec, const struct cfg *g, const uint8_t *in,
-                          size_t n, const struct run *r);
+/* A restart point the decoder handed out: where it was asked for, and its blob. */
+struct sample {
+    uint64_t at, raw;
+    struct pgfeed_buf blob;
+};
+#define SAMPLES 3
+
+/* Points asked for during the run, from inside the decoder's write, as the sink does. */
+struct taker {
+    struct pgfeed_stage *dec;
+    uint64_t skip, rng;
+    int n;
+    struct sample s[SAMPLES];
+};
+
+static int ask_point(struct pgfeed_stage *dec, uint64_t at, struct sample *sm)
+{
+    memset(sm, 0, sizeof *sm);
+    sm->at = at;
+    int rc = pgfeed__decoder_restart_point(dec, at, &sm->blob, &sm->raw);
+    if (rc == 0)
+        return 1;
+    pgfeed__buf_free(&sm->blob);
+    if (rc != 1 && rc != UV_ENOMEM)
+        fuzz_die("restart_point returned %d", rc);
+    return 0;
+}
+
+static void take_point(struct fuzz_sink *k)
+{
+    struct taker *t = k->arg;
+    if (t->n == SAMPLES || fuzz_rng(&t->rng) % 16 != 0)
+        return;
+    uint64_t at = t->skip + fuzz_rng(&t->rng) % (k->got.len + 1);
+    t->n += ask_point(t->dec, at, &t->s[t->n]);
+}
+
+/*
+ * A point taken in a successful run whose output (r, from decoded offset g->skip on) is
+ * known: a fresh decoder restarted from it, fed the input from its raw offset, must give
+ * the output from sm->at on.
+ */
+static void verify_point(const struct cfg *g, const uint8_t *in, size_t n, const struct run *r,
+                         const struct sample *sm, int isal, int first)
+{
+    uint64_t total = g->skip + r->out.len;
+    if (sm->raw > n || sm->at > total)
+        fuzz_die("restart point at raw offset %llu for decoded %llu, of %zu bytes in, %llu out",
+                 (unsigned long long)sm->raw, (unsigned long long)sm->at, n,
+                 (unsigned long long)total);
+    pgfeed_job_t *job = fuzz_job_new(0);
+    struct pgfeed_stage *d2 = NULL;
+    struct fuzz_sink k;
+    uint64_t rng = g->seed * 31 + sm->at;
+    if (pgfeed__decoder_new(job, first ? g->out_chunk : 65536, &d2) != 0)
+        fuzz_die("pgfeed__decoder_new failed");
+    pgfeed__decoder_use_isal(d2, isal); /* either engine reads the blob */
+    /* The first point as the run went, the others fast: whole, 64 KiB out. */
+    fuzz_sink_init(&k, job, first ? g->eagain : 0, rng);
+    k.limit = g->limit;
+    d2->next = &k.base;
+    k.base.prev = d2;
+    int rc = pgfeed__decoder_restart_from(d2, sm->blob.data, sm->blob.len, sm->at);
+    if (rc != 0)
+        fuzz_die("a restart point the decoder made is refused: %s: %s", pgfeed_err_name(rc),
+                 pgfeed_job_error(job)->detail ? pgfeed_job_error(job)->detail : "-");
+    rc = fuzz_feed(d2, &k, in + sm->raw, n - (size_t)sm->raw, first ? g->max_piece : 0, &rng);
+    if (rc != 0)
+        fuzz_die("resumed at decoded %llu (raw %llu): %s: %s", (unsigned long long)sm->at,
+                 (unsigned long long)sm->raw, pgfeed_err_name(rc),
+                 pgfeed_job_error(job)->message ? pgfeed_job_error(job)->message : "-");
+    if (k.got.len != total - sm->at ||
+        memcmp(k.got.data, r->out.data + (sm->at - g->skip), (size_t)(total - sm->at)) != 0)
+        fuzz_die("resumed at decoded %llu (raw %llu): %zu bytes differ from the %llu expected",
+                 (unsigned long long)sm->at, (unsigned long long)sm->raw, k.got.len,
+                 (unsigned long long)(total - sm->at));
+    fuzz_sink_free(&k);
+    d2->ops->destroy(d2);
+    fuzz_job_close(job);
+}
 
 static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run *r)
 {
@@ -57,9 +135,14 @@ static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run 
     if (g->skip)
         pgfeed__decoder_skip_output(dec, g->skip);
     fuzz_sink_init(&k, job, g->eagain, g->seed ^ 0x5555);
-    k.limit = LIMIT;
+    k.limit = g->limit;
     dec->next = &k.base;
     k.base.prev = dec;
+    struct taker t = {.dec = dec, .skip = g->skip, .rng = g->pick + 1};
+    if (g->restart) {
+        k.on_write = take_point;
+        k.arg = &t;
+    }
 
     r->rc = fuzz_feed(dec, &k, in, n, g->max_piece, &rng);
     r->over = k.over_limit;
@@ -81,59 +164,18 @@ static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run 
                  (unsigned long long)g->skip);
     r->out = k.got;
     k.got.data = NULL;
-    if (r->rc == 0 && g->restart && !r->over)
-        restart_check(dec, g, in, n, r);
+    if (r->rc == 0 && g->restart && !r->over) {
+        /* One more, asked after the end, then each is resumed from. */
+        if (t.n < SAMPLES)
+            t.n += ask_point(dec, g->skip + g->pick % (r->out.len + 1), &t.s[t.n]);
+        for (int i = 0; i < t.n; i++)
+            verify_point(g, in, n, r, &t.s[i], (int)(g->pick >> (20 + i)) & 1, i == 0);
+    }
+    for (int i = 0; i < t.n; i++)
+        pgfeed__buf_free(&t.s[i].blob);
     fuzz_sink_free(&k);
     dec->ops->destroy(dec);
     fuzz_job_close(job);
-}
-
-/* r: a successful run of dec, whose output starts at decoded offset g->skip. */
-static void restart_check(struct pgfeed_stage *dec, const struct cfg *g, const uint8_t *in,
-                          size_t n, const struct run *r)
-{
-    uint64_t total = g->skip + r->out.len, at = g->skip + g->pick % (r->out.len + 1), raw = 0;
-    struct pgfeed_buf blob = {0};
-    int rc = pgfeed__decoder_restart_point(dec, at, &blob, &raw);
-    if (rc == 1 || rc == UV_ENOMEM) {
-        pgfeed__buf_free(&blob);
-        return;
-    }
-    if (rc != 0)
-        fuzz_die("restart_point returned %d", rc);
-    if (raw > n)
-        fuzz_die("restart point at raw offset %llu of a %zu-byte input", (unsigned long long)raw,
-                 n);
-
-    pgfeed_job_t *job = fuzz_job_new(0);
-    struct pgfeed_stage *d2 = NULL;
-    struct fuzz_sink k;
-    uint64_t rng = g->seed * 31 + 7;
-    if (pgfeed__decoder_new(job, g->out_chunk, &d2) != 0)
-        fuzz_die("pgfeed__decoder_new failed");
-    pgfeed__decoder_use_isal(d2, (int)(g->pick >> 20) & 1); /* either engine reads the blob */
-    fuzz_sink_init(&k, job, g->eagain, rng);
-    k.limit = LIMIT;
-    d2->next = &k.base;
-    k.base.prev = d2;
-    rc = pgfeed__decoder_restart_from(d2, blob.data, blob.len, at);
-    if (rc != 0)
-        fuzz_die("a restart point the decoder made is refused: %s: %s", pgfeed_err_name(rc),
-                 pgfeed_job_error(job)->detail ? pgfeed_job_error(job)->detail : "-");
-    rc = fuzz_feed(d2, &k, in + raw, n - (size_t)raw, g->max_piece, &rng);
-    if (rc != 0)
-        fuzz_die("resumed at decoded %llu (raw %llu): %s: %s", (unsigned long long)at,
-                 (unsigned long long)raw, pgfeed_err_name(rc),
-                 pgfeed_job_error(job)->message ? pgfeed_job_error(job)->message : "-");
-    if (k.got.len != total - at ||
-        memcmp(k.got.data, r->out.data + (at - g->skip), (size_t)(total - at)) != 0)
-        fuzz_die("resumed at decoded %llu (raw %llu): %zu bytes differ from the %llu expected",
-                 (unsigned long long)at, (unsigned long long)raw, k.got.len,
-                 (unsigned long long)(total - at));
-    fuzz_sink_free(&k);
-    d2->ops->destroy(d2);
-    fuzz_job_close(job);
-    pgfeed__buf_free(&blob);
 }
 
 /* Two runs of the same input: the same result, and output that agrees. */
@@ -169,6 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .restart = !(b0 & 64),
         .pick = (uint64_t)b3 * 0x10001u + (b1 << 8),
     };
+    g.limit = g.out_chunk < 64 ? (size_t)1 << 15 : (size_t)1 << 18;
     struct run a, b, c;
 
     decode(&g, in.p, in.n, &a);

@@ -3,7 +3,9 @@
  *
  * Input: 4 configuration bytes, one kind byte per field, then the line (or tuple).
  *   byte 0  bits 0-2 fields - 1; bit 3: the rest is a tuple to read, not a line to encode;
- *           bits 4-5 the null marker ("", \N, NULL, \); bit 6 csv for the way back
+ *           bits 4-5 the null marker ("", \N, NULL, \); bit 6 csv for the way back; bit 7
+ *           (with bit 3): the rest describes the tuple's values, which are put together
+ *           with the right lengths (build_tuple)
  *   byte 1  which fields are arrays
  *   byte 2  the delimiter (tab , | ; space \ x)
  *   byte 3  unused
@@ -14,7 +16,10 @@
  * gets a message; a tuple is one tuple for pgfeed__bin_tuple_len (and none when cut), and
  * pgfeed__bin_row_as_input prints it back to a line that encodes to the same tuple.
  * Reading: arbitrary bytes as a tuple, for pgfeed__bin_tuple_len and
- * pgfeed__bin_row_as_input, which must refuse what is not nfields fields of those kinds.
+ * pgfeed__bin_row_as_input, which must refuse what is not nfields fields of those kinds;
+ * or a tuple whose lengths are right and whose values are arbitrary (numerics with any
+ * digits, weight, sign and scale; arrays of any element count), so that the checks behind
+ * the lengths are reached.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +101,78 @@ static void read_tuple(const char *p, size_t n, const struct pgfeed_bin_field *f
     pgfeed__buf_free(&b);
 }
 
+static void put_be(struct pgfeed_buf *b, uint64_t v, unsigned bytes)
+{
+    char x[8];
+    for (unsigned i = 0; i < bytes; i++)
+        x[i] = (char)(v >> (8 * (bytes - 1 - i)));
+    if (pgfeed__buf_append(b, x, bytes) != 0)
+        fuzz_die("out of memory");
+}
+
+/* One value of kind, its bytes drawn from in, with its int32 length in front. */
+static void build_value(struct pgfeed_buf *b, int kind, struct fuzz_in *in)
+{
+    static const unsigned sizes[] = {0, 2, 4, 8, 1};
+    size_t at = b->len;
+    put_be(b, 0, 4);
+    if (kind == PGFEED_BIN_NUMERIC) {
+        unsigned nd = fuzz_take(in);
+        put_be(b, nd, 2);
+        put_be(b, fuzz_take_n(in, 2), 2); /* weight */
+        unsigned s = fuzz_take(in);       /* sign: mostly a valid one */
+        put_be(b, s < 0xf0 ? (uint64_t)(s & 3) << 14 : fuzz_take_n(in, 2), 2);
+        put_be(b, fuzz_take_n(in, 2), 2); /* dscale */
+        for (unsigned i = 0; i < nd; i++)
+            put_be(b, fuzz_take_n(in, 2), 2);
+    } else {
+        size_t n = kind == PGFEED_BIN_TEXT ? fuzz_take(in) : sizes[kind];
+        if (fuzz_take(in) == 0xff) /* now and then a wrong length */
+            n = fuzz_take(in) % 12;
+        for (size_t i = 0; i < n; i++) {
+            char c = (char)fuzz_take(in);
+            if (pgfeed__buf_append(b, &c, 1) != 0)
+                fuzz_die("out of memory");
+        }
+    }
+    uint32_t len = (uint32_t)(b->len - at - 4);
+    for (int i = 0; i < 4; i++)
+        b->data[at + (size_t)i] = (char)(len >> (24 - 8 * i));
+}
+
+/* A tuple of nf fields of f whose lengths are right: NULLs, values, arrays of values. */
+static void build_tuple(struct pgfeed_buf *b, const struct pgfeed_bin_field *f, size_t nf,
+                        struct fuzz_in *in)
+{
+    put_be(b, nf, 2);
+    for (size_t i = 0; i < nf; i++) {
+        unsigned how = fuzz_take(in);
+        if (how == 0xff) {
+            put_be(b, UINT32_MAX, 4); /* NULL */
+            continue;
+        }
+        if (!f[i].is_array) {
+            build_value(b, f[i].kind, in);
+            continue;
+        }
+        size_t at = b->len;
+        put_be(b, 0, 4);
+        unsigned k = how % 16;
+        put_be(b, how & 0x80 ? 0 : 1, 4); /* ndim */
+        put_be(b, 0, 4);
+        put_be(b, f[i].elem_oid, 4);
+        if (!(how & 0x80)) {
+            put_be(b, k, 4);
+            put_be(b, 1, 4);
+            for (unsigned j = 0; j < k; j++)
+                build_value(b, f[i].kind, in);
+        }
+        uint32_t len = (uint32_t)(b->len - at - 4);
+        for (int j = 0; j < 4; j++)
+            b->data[at + (size_t)j] = (char)(len >> (24 - 8 * j));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const nulls[] = {"", "\\N", "NULL", "\\"};
@@ -116,6 +193,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *line = (const char *)in.p;
     size_t n = in.n;
+    if ((b0 & 0x88) == 0x88) {
+        struct pgfeed_buf t = {0};
+        build_tuple(&t, f, nf, &in);
+        char *exact = malloc(t.len); /* so that reading past it is a report */
+        if (!exact)
+            fuzz_die("out of memory");
+        memcpy(exact, t.data, t.len);
+        read_tuple(exact, t.len, f, nf, delim, null, quote);
+        free(exact);
+        pgfeed__buf_free(&t);
+        return 0;
+    }
     if (b0 & 8) {
         read_tuple(line, n, f, nf, delim, null, quote);
         return 0;

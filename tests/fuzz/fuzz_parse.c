@@ -12,10 +12,10 @@
  *   byte 5  max_line, EAGAIN from the fake sink, the largest piece a write gets
  *   byte 6  seed of the piece sizes and of the EAGAINs
  *   byte 7  unused (kept for later options)
- * The run is repeated whole without EAGAIN: output, batches, error and counters must be the
- * same. The output is then checked for its form: binary tuples of the right field count
- * that pgfeed__bin_row_as_input can print back, or COPY text rows of the right field count
- * with only COPY's escapes.
+ * The run is repeated whole without EAGAIN: output, batches, the rows' start lines (asked at
+ * each batch end, as the sink does), error and counters must be the same. The output is then
+ * checked for its form: binary tuples of the right field count that pgfeed__bin_row_as_input can
+ * print back, or COPY text rows of the right field count with only COPY's escapes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +41,7 @@ struct cfg {
 struct result {
     int rc;
     struct pgfeed_buf out, batches;
+    struct pgfeed_buf lines; /* uint64_t: every batch's rows' start lines, as the sink asks */
     struct pgfeed_stats stats;
     int code, column;
     uint64_t line, decoded_offset;
@@ -61,6 +62,25 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
         return pgfeed__fail(job, "job", PGFEED_EHEADER, NULL, NULL, "header refused");
     pgfeed__parser_set_fields(c->parser, c->g->nfields, c->g->is_array, c->g->names);
     return 0;
+}
+
+/* At each batch end the sink asks where each of its rows starts (the server's COPY line N). */
+static void row_lines(struct fuzz_sink *k, const struct pgfeed_batch_info *bi)
+{
+    struct result *r = k->arg;
+    uint64_t prev = 0;
+    for (uint64_t i = 1; i <= bi->rows && i <= 1000; i++) {
+        uint64_t line = pgfeed__parser_row_line(k->base.prev, bi->seq, i);
+        if (line == 0 || line <= prev || line < bi->first_line || line > bi->last_line ||
+            (i == 1 && line != bi->first_line))
+            fuzz_die("batch %llu row %llu: line %llu (previous %llu, batch lines %llu..%llu)",
+                     (unsigned long long)bi->seq, (unsigned long long)i, (unsigned long long)line,
+                     (unsigned long long)prev, (unsigned long long)bi->first_line,
+                     (unsigned long long)bi->last_line);
+        prev = line;
+        if (pgfeed__buf_append(&r->lines, &line, sizeof line) != 0)
+            fuzz_die("out of memory");
+    }
 }
 
 static char *dup_str(const char *s)
@@ -88,6 +108,8 @@ static int run(const struct cfg *g, const uint8_t *in, size_t n, size_t max_piec
     if (g->position)
         pgfeed__parser_set_position(c.parser, 7, 1000);
     fuzz_sink_init(&k, job, eagain, g->seed ^ 0xabcdef);
+    k.on_end_batch = row_lines;
+    k.arg = r;
     c.parser->next = &k.base;
     k.base.prev = c.parser;
 
@@ -118,6 +140,7 @@ static void result_free(struct result *r)
 {
     pgfeed__buf_free(&r->out);
     pgfeed__buf_free(&r->batches);
+    pgfeed__buf_free(&r->lines);
     free(r->message);
     free(r->detail);
 }
@@ -138,6 +161,9 @@ static void compare(const struct result *a, const struct result *b)
     if (a->batches.len != b->batches.len ||
         (a->batches.len && memcmp(a->batches.data, b->batches.data, a->batches.len)))
         fuzz_die("pieces and whole: batches differ");
+    if (a->lines.len != b->lines.len ||
+        (a->lines.len && memcmp(a->lines.data, b->lines.data, a->lines.len)))
+        fuzz_die("pieces and whole: the rows' start lines differ");
     if (a->code != b->code || a->column != b->column || a->line != b->line ||
         a->decoded_offset != b->decoded_offset || !same_str(a->message, b->message) ||
         !same_str(a->detail, b->detail))

@@ -45,6 +45,12 @@ static void adds(struct bytes *b, const char *s)
     add(b, s, strlen(s));
 }
 
+static void addb(struct bytes *b, unsigned c)
+{
+    unsigned char x = (unsigned char)c;
+    add(b, &x, 1);
+}
+
 /* Writes head (configuration bytes) + body as the next seed of target. */
 static void seed(const char *target, const void *head, size_t hn, const void *body, size_t bn)
 {
@@ -357,6 +363,33 @@ static void encode_seeds(void)
         }
         free(buf);
     }
+    /* Tuples put together from values (fuzz_encode_binary.c's build_tuple): numerics with
+     * many digits, an int4 array, text, a NULL. */
+    struct bytes t = {0};
+    unsigned char h[8] = {0x88 | 3, 0x02, 0, 0, 5, 2, 0, 5};
+    add(&t, h, 8);
+    for (int f = 0; f < 4; f++) {
+        if (f == 1) {
+            addb(&t, 3); /* an array of 3 */
+            for (int j = 0; j < 3; j++)
+                add(&t, "\x00\x7f\x00\x00\x01", 5);
+            continue;
+        }
+        if (f == 2) {
+            addb(&t, 0xff); /* NULL */
+            continue;
+        }
+        addb(&t, 0);
+        unsigned nd = f == 0 ? 40 : 200;
+        addb(&t, nd);
+        add(&t, f == 0 ? "\x0a\x00" : "\x00\xc8", 2); /* weight */
+        addb(&t, 1);                                  /* negative */
+        add(&t, "\x00\x10", 2);                       /* dscale */
+        for (unsigned j = 0; j < nd; j++)
+            add(&t, j % 2 ? "\x27\x0f" : "\x04\xd2", 2);
+    }
+    seed("fuzz_encode_binary", NULL, 0, t.p, t.n);
+    free(t.p);
 }
 
 int main(int argc, char **argv)

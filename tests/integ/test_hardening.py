@@ -323,6 +323,31 @@ def test_http_credentials_from_netrc(ctx):
         httpd.server_close()
 
 
+# ---------------------------------------------------------------- e) empty input
+
+
+@test(name="hardening_empty_input_warns")
+def test_empty_input_warns(ctx):
+    """0 bytes, a header only, an empty .gz, empty stdin: exit 0 with a warning."""
+    ctx.sql(INT_DDL)
+    cases = [("empty.tsv", b"", False, "it is empty", []),
+             ("header.tsv", b"id\tn\tlabel\n", False, "it holds only a header line", []),
+             ("empty.tsv.gz", b"", True, "it is empty", []),
+             ("header.csv", b"id,n,label\r\n", False, "it holds only a header line", [])]
+    for name, body, gz, why, extra in cases:
+        path = ctx.write(name, body, gz=gz)
+        res = ctx.pgfeed("-t", "nums", *extra, path)
+        ctx.expect_rc(res, 0)
+        ctx.expect_err(res, rf"^pgfeed: warning: the input has no rows: {why}$", re.M)
+    res = ctx.pgfeed("-t", "nums", "-q", "-", input=b"")
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"^pgfeed: warning: the input has no rows: it is empty$", re.M)
+    res = ctx.pgfeed("-t", "nums", ctx.write("one.tsv", nums_tsv(1)))
+    ctx.expect_rc(res, 0)
+    check("no rows" not in res.err, f"a warning for an input with a row:\n{res.describe()}")
+    eq(ctx.count("nums"), 1, "rows")
+
+
 # ---------------------------------------------------------------- f) long header errors
 
 
