@@ -236,6 +236,8 @@ static int fail_conn(struct sink_pg *k, const char *what)
 {
     /* It was up, or the import ran before this attempt: a restart or a cut, worth retrying
      * (a server restarting refuses connections, or answers 57P03, for a while). */
+    if (k->conn == NULL || k->sh->stop_requested)
+        return PGFEED_ECANCELED; /* closed by a stop: nothing went wrong on the wire */
     if ((k->state != S_CONNECTING && k->state != S_NEW) || pgfeed__job_retrying(job_of(k)))
         pgfeed__job_transient(job_of(k));
     const char *m = PQerrorMessage(k->conn);
@@ -1443,6 +1445,8 @@ static void sink_process(struct sink_pg *k)
         default:
             return;
         }
+        if (k->state == S_CLOSED || k->conn == NULL)
+            return; /* the job stopped the sink from the call above (nothing left to resume) */
         int f = PQflush(k->conn);
         if (f < 0) {
             fail_conn(k, "lost the connection to the server");

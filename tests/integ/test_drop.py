@@ -233,6 +233,14 @@ def test_finished_import_not_appended_again(ctx):
     ctx.expect_err(res, r"this source was already imported into \"names\"")
     ctx.expect_err(res, r"^pgfeed: hint: .*--restart", flags=re.M)
     eq(ctx.count(), 1500, "rows after a refused second import")
+    # --resume of a finished import has nothing to do, with several connections too (it used
+    # to take the closing second connection for a lost one and retry five times)
+    for j in ("1", "2"):
+        res = ctx.pgfeed("-t", "names", "-j", j, "--resume", path)
+        ctx.expect_rc(res, 0)
+        ctx.expect_err(res, r"already finished .*nothing to resume")
+        check("retrying" not in res.err, f"-j {j}: a retry after nothing to resume:\n{res.err}")
+    eq(ctx.count(), 1500, "rows after --resume of a finished import")
     # the same from stdin
     ctx.sql("TRUNCATE names; DROP TABLE pgfeed_checkpoints;")
     ctx.expect_rc(ctx.pgfeed("-t", "names", "-", input=data), 0)
