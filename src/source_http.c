@@ -859,7 +859,8 @@ static void schedule_retry(struct http_source *src, const char *why)
     }
     uint64_t ms = backoff_ms(src, src->retries_used);
     src->retries_used++;
-    pgfeed__log(job, PGFEED_LOG_INFO,
+    pgfeed__job_stats(job)->retries++; /* one count for every retry, download or database */
+    pgfeed__log(job, PGFEED_LOG_WARNING,
                 "could not download \"%s\": %s; retry %d of %d in %.1f s from byte %" PRIu64,
                 src->shown, why, src->retries_used, max, (double)ms / 1000.0, src->delivered);
     src->state = SRC_BACKOFF;

@@ -170,6 +170,13 @@ def test_http_drop_healed_by_range(ctx):
     check(log[1]["if_range"] and log[1]["if_range"].startswith('"'),
           f"Range not guarded by If-Range with the strong ETag: {log[1]}")
     check(re.search(r"retry", res.err, re.I), f"the retry is not logged with -v:\n{res.describe()}")
+    # without -v too, and counted with the database's retries in the progress output
+    ctx.sql("TRUNCATE names; DROP TABLE pgfeed_checkpoints;")
+    res = run(ctx, srv, srv.url("names.tsv.gz", drop=size // 2), "--progress", "json")
+    exact(ctx, res, want)
+    ctx.expect_err(res, r"^pgfeed: warning: could not download .*retry 1 of", re.M)
+    last = [l for l in res.err.splitlines() if l.startswith("{")][-1]
+    check('"retries":1' in last.replace(" ", ""), f"retries not counted: {last}")
 
 
 @test(name="http_ignored_range_rereads_and_discards")
