@@ -719,6 +719,12 @@ static int numeric_text(struct pgfeed_buf *b, const char *d, size_t len)
         return pgfeed__buf_append(b, word, strlen(word));
     if (sign != NUMERIC_POS && sign != NUMERIC_NEG)
         return UV_EINVAL;
+    /* numeric_recv's checks: the room below counts 4 characters per base-10000 digit */
+    if (dscale > NUMERIC_DSCALE_MAX)
+        return UV_EINVAL;
+    for (size_t i = 0; i < nd; i++)
+        if (get16(d + 8 + 2 * i) > 9999)
+            return UV_EINVAL;
     /* sign, integer part, point, 4 per fractional digit, rounded up */
     size_t need = 2 + (weight >= 0 ? 4 * (size_t)weight + 4 : 1) + 1 + (size_t)dscale + 4;
     if (pgfeed__buf_reserve(b, need) != 0)

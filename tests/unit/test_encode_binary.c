@@ -649,6 +649,40 @@ static void test_as_input(void)
     ASSERT_EQ_INT(pgfeed__bin_row_as_input(&b, t, tn, kinds, 6, ',', "", '"'), UV_EINVAL,
                   "as_input: text where an int2 should be is EINVAL");
     ASSERT_EQ_INT(b.len, 0, "  and out is left as it was");
+
+    /*
+     * A numeric whose base-10000 digits are not digits (numeric_recv refuses them), or whose
+     * scale is past the maximum: EINVAL. Found by fuzzing: digits of 65535 printed as 5
+     * characters each, past the room counted for 4, and wrote past the buffer.
+     */
+    static const struct pgfeed_bin_field num1[] = {{PGFEED_BIN_NUMERIC, 0, 0}};
+    struct pgfeed_buf tup = {0};
+    size_t nd = 600;
+    char head[14] = {0, 1, 0, 0, 0, 0, (char)(nd >> 8), (char)nd, 0x02, 0x57, 0, 0, 0, 0};
+    uint32_t vlen = 8 + 2 * (uint32_t)nd;
+    head[2] = (char)(vlen >> 24), head[3] = (char)(vlen >> 16), head[4] = (char)(vlen >> 8);
+    head[5] = (char)vlen; /* weight 599: every digit before the point */
+    pgfeed__buf_append(&tup, head, sizeof head);
+    for (size_t i = 0; i < nd; i++)
+        pgfeed__buf_append(&tup, "\xff\xff", 2);
+    char *g = tap_guard(tup.data, tup.len);
+    ASSERT_EQ_INT(pgfeed__bin_row_as_input(&b, g, tup.len, num1, 1, '\t', "\\N", 0), UV_EINVAL,
+                  "as_input: numeric digits of 65535 are EINVAL");
+    ASSERT_EQ_INT(b.len, 0, "  and out is left as it was");
+    g[14] = 0x27, g[15] = 0x10; /* the first digit 10000 */
+    memset(g + 16, 0, 2 * (nd - 1));
+    ASSERT_EQ_INT(pgfeed__bin_row_as_input(&b, g, tup.len, num1, 1, '\t', "\\N", 0), UV_EINVAL,
+                  "as_input: a numeric digit of 10000 is EINVAL");
+    g[14] = 0x27, g[15] = 0x0f; /* 9999, then zeros: valid */
+    ASSERT_EQ_INT(pgfeed__bin_row_as_input(&b, g, tup.len, num1, 1, '\t', "\\N", 0), 0,
+                  "as_input: numeric digits of 9999 and 0 are fine");
+    ASSERT_TRUE(b.len == 4 + 4 * (nd - 1) && memcmp(b.data, "9999", 4) == 0,
+                "  and print as 4 characters each");
+    b.len = 0;
+    g[12] = 0x40, g[13] = 0x00; /* dscale 16384 */
+    ASSERT_EQ_INT(pgfeed__bin_row_as_input(&b, g, tup.len, num1, 1, '\t', "\\N", 0), UV_EINVAL,
+                  "as_input: a numeric scale past 16383 is EINVAL");
+    pgfeed__buf_free(&tup);
     pgfeed__buf_free(&b);
 }
 
