@@ -195,7 +195,11 @@ struct pgfeed_options {
      * and written to rejects_path, one line each: LINE<TAB>REASON<TAB>ROW
      * (the row as read, newlines escaped as \n); one more fails the import.
      * Default 0: the first bad row fails it. rejects_path NULL: TABLE.rejects.tsv
-     * in the working directory, created only when a row is rejected.
+     * in the working directory (TABLE as the server reads it, schema.table, with
+     * characters unsafe in a file name replaced by '_'), created only when a row
+     * is rejected. A new import (resume 0, restart included) creates the file new:
+     * with max_rejects > 0, pgfeed_job_new fails with UV_EEXIST if it exists
+     * (/dev/null excepted) and with UV_ELOOP for a symbolic link; resume 1 appends.
      */
     uint64_t max_rejects;
     const char *rejects_path;
