@@ -1,5 +1,5 @@
 /*
- * cli.h -- what the pgfeed command's two files share. The CLI is the only
+ * cli.h -- what the pgfeed command's files share. The CLI is the only
  * code in pgfeed that prints.
  */
 #ifndef PGFEED_CLI_H
@@ -19,6 +19,28 @@ struct cli {
     int progress;        /* PROGRESS_NONE, _BAR, _JSON */
     int bar_drawn;       /* a bar line is on the screen */
 };
+
+/* Exit statuses besides 0 and 128 + signal; CLI_RUN: the command line asks for an import. */
+#define CLI_RUN         (-1)
+#define CLI_EXIT_FAILED 1
+#define CLI_EXIT_USAGE  2
+
+/* What the command line says (options.c). */
+struct cli_args {
+    struct pgfeed_options opt; /* conninfo from $DATABASE_URL unless --db; no callbacks set */
+    struct cli cli;            /* table, quiet, verbose, progress (never PROGRESS_AUTO) */
+    double progress_interval;  /* --progress-interval seconds; 0: not given */
+    char *conninfo_copy;       /* the copies of arguments blanked in argv, which opt points to */
+    char *source_copy;
+};
+
+/*
+ * Fills *a from argv, blanking passwords in argv. Returns CLI_RUN, or the exit status when
+ * the command ends here: 0 after --help or --version, CLI_EXIT_USAGE after printing a usage
+ * error. Call cli_args_free(a) in every case.
+ */
+int cli_parse_args(struct cli_args *a, int argc, char **argv);
+void cli_args_free(struct cli_args *a);
 
 /* On stderr: prefix, s with control characters escaped (as \xNN), suffix. */
 void cli_put(const char *prefix, const char *s, const char *suffix);

@@ -1,0 +1,563 @@
+/*
+ * options.c -- the pgfeed command line: one table of options, the parsers of
+ * their values, --help and --version, and the passwords blanked in argv.
+ *
+ * Turns argv into struct cli_args (the library's struct pgfeed_options plus
+ * the CLI's own settings); running the job and printing its outcome are
+ * main.c's. Each row of `options` is one option: its names, the name of its
+ * value in --help, the parser for that kind of value, the field it sets, and
+ * its help lines, so adding an option is adding a row. Every usage error
+ * prints "pgfeed: error: ..." plus the --help hint and makes the exit status 2.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* A parser's answer: the value was stored, was refused, or ends the run (--help). */
+enum { OPT_STORED, OPT_INVALID, OPT_EXIT_OK };
+
+struct cli_option;
+typedef int (*cli_parse_fn)(const struct cli_option *o, char *value, struct cli_args *a);
+
+/* A word an option accepts and the enum value it stands for. */
+struct word {
+    const char *word;
+    int value;
+};
+
+struct cli_option {
+    const char *name;         /* --name */
+    const char *alias;        /* another --name for the same option, not shown in --help */
+    char letter;              /* -x, or 0 */
+    const char *arg;          /* the value's name in --help; NULL: the option takes no value */
+    cli_parse_fn parse;       /* stores the value at `off` */
+    size_t off, size;         /* the field of struct cli_args it sets (see TO) */
+    uint64_t min, max;        /* parse_uint: accepted range */
+    const struct word *words; /* parse_word: accepted words, ending with {NULL} */
+    const char *want;         /* ends the usage error: invalid value "V" for --NAME: WANT */
+    const char *help;         /* lines after the option in --help, separated by '\n' */
+};
+
+/*
+ * A row of `options`, by kind of value: l the letter (0: none), n the long name, a the
+ * value's name in --help, f the field it sets, h the help lines, w the end of the usage
+ * error for a bad value. TO(f) is f's offset in struct cli_args and its size, which the
+ * parsers check.
+ */
+#define TO(f) .off = offsetof(struct cli_args, f), .size = sizeof(((struct cli_args *)0)->f)
+
+#define ACTION(l, n, p, h)      .letter = l, .name = n, .parse = p, .help = h
+#define FLAG(l, n, f, h)        ACTION(l, n, parse_flag, h), TO(f)
+#define VALUE(p, l, n, a, f, h) ACTION(l, n, p, h), .arg = a, TO(f)
+#define STRING(l, n, a, f, h)   VALUE(parse_string, l, n, a, f, h)
+#define UINT(l, n, a, f, lo, hi, w, h)                                                             \
+    VALUE(parse_uint, l, n, a, f, h), .min = lo, .max = hi, .want = w
+#define WORD(l, n, a, f, ws, w, h) VALUE(parse_word, l, n, a, f, h), .words = ws, .want = w
+#define CHAR(p, n, f, h)           VALUE(p, 0, n, "C", f, h), .want = "give one character"
+#define SECONDS(n, f, h)                                                                           \
+    VALUE(parse_seconds, 0, n, "SECONDS", f, h), .want = "give a positive number of seconds"
+
+static int parse_string(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_conninfo(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_flag(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_uint(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_seconds(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_word(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_char(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_delimiter(const struct cli_option *o, char *value, struct cli_args *a);
+static int show_version(const struct cli_option *o, char *value, struct cli_args *a);
+static int show_help(const struct cli_option *o, char *value, struct cli_args *a);
+
+static const struct word formats[] = {{"tsv", PGFEED_FORMAT_TSV},
+                                      {"text", PGFEED_FORMAT_TEXT},
+                                      {"csv", PGFEED_FORMAT_CSV},
+                                      {NULL, 0}};
+static const struct word header_modes[] = {{"auto", PGFEED_HEADER_AUTO},
+                                           {"match", PGFEED_HEADER_MATCH},
+                                           {"skip", PGFEED_HEADER_SKIP},
+                                           {"none", PGFEED_HEADER_NONE},
+                                           {NULL, 0}};
+static const struct word copy_formats[] = {{"text", PGFEED_COPY_TEXT},
+                                           {"binary", PGFEED_COPY_BINARY},
+                                           {"auto", PGFEED_COPY_AUTO},
+                                           {NULL, 0}};
+static const struct word progress_modes[] = {{"auto", PROGRESS_AUTO},
+                                             {"bar", PROGRESS_BAR},
+                                             {"json", PROGRESS_JSON},
+                                             {"none", PROGRESS_NONE},
+                                             {NULL, 0}};
+
+/* In --help's order. */
+static const struct cli_option options[] = {
+    {VALUE(parse_conninfo, 'd', "db", "CONNINFO", opt.conninfo,
+           "libpq conninfo string or postgres:// URI\n"
+           "(default: $DATABASE_URL, else libpq's PG* environment)")},
+    {STRING('t', "table", "NAME", opt.table,
+            "target table, optionally schema-qualified (required)")},
+    {STRING('c', "columns", "A,B,...", opt.columns,
+            "target columns, in the order of the input fields")},
+    {WORD('f', "format", "FMT", opt.format, formats, "use tsv, csv or text",
+          "tsv | csv | text (default: csv if the source's path ends in\n"
+          ".csv or .csv.gz, else tsv)")},
+    {WORD(0, "header", "MODE", opt.header, header_modes, "use auto, match, skip or none",
+          "auto | match | skip | none (default auto)")},
+    {STRING(0, "null", "STR", opt.null_marker,
+            "null marker (default \\N; csv: an unquoted empty field)")},
+    {CHAR(parse_delimiter, "delimiter", opt.delimiter,
+          "field delimiter (default tab; csv: comma)")},
+    {CHAR(parse_char, "quote", opt.quote, "csv quote character (default \")")},
+    {UINT('b', "batch-rows", "N", opt.batch_rows, 0, UINT64_MAX, "give a whole number",
+          "rows per transaction (default 100000; 0 = one transaction)")},
+    {UINT('j', "connections", "N", opt.connections, 1, 16, "give a number from 1 to 16",
+          "parallel COPY connections, 1 to 16 (default 1)")},
+    {WORD(0, "copy-format", "F", opt.copy_format, copy_formats, "use auto, text or binary",
+          "auto | binary | text: how rows travel to the server (default\n"
+          "auto: binary where the columns' types allow, else text)")},
+    {FLAG(0, "truncate", opt.truncate, "empty the table in the first batch's transaction")},
+    {UINT(0, "max-rejects", "N", opt.max_rejects, 0, UINT64_MAX, "give a whole number",
+          "rows that may be rejected before the import fails (default 0)")},
+    {STRING(0, "rejects", "FILE", opt.rejects_path,
+            "where rejected rows go (default TABLE.rejects.tsv, made only if needed;\n"
+            "a new file unless --resume)")},
+    {UINT(0, "batch-bytes", "N", opt.batch_bytes, 4096, (uint64_t)1 << 40,
+          "give a number of bytes from 4096 up",
+          "also end a batch at N bytes of COPY data (default 16777216)")},
+    {FLAG(0, "resume", opt.resume,
+          "continue an interrupted import of the same source into the same table")},
+    {FLAG(0, "restart", opt.restart, "forget an interrupted import's checkpoint and start over")},
+    {STRING(0, "state-table", "NAME", opt.state_table,
+            "where checkpoints are kept (default pgfeed_checkpoints)")},
+    {SECONDS("timeout", opt.timeout_s, "give up after this long (default: no limit)")},
+    {UINT(0, "retries", "N", opt.retries, 0, 100, "give a number from 0 to 100",
+          "retries for transient network failures (default 5)")},
+    {STRING(0, "cacert", "FILE", opt.ca_file,
+            "CA bundle for https (default: the system's); also --ca-file"),
+     .alias = "ca-file"},
+    {STRING(0, "capath", "DIR", opt.ca_path, "CA directory for https; also --ca-path"),
+     .alias = "ca-path"},
+    {SECONDS("connect-timeout", opt.connect_timeout_s,
+             "give up connecting after this long (default 30)")},
+    {SECONDS("low-speed-time", opt.low_speed_time_s,
+             "retry a download stalled this long (default 60)")},
+    {FLAG('k', "insecure", opt.insecure, "do not verify the server's TLS certificate")},
+    {WORD(0, "progress", "MODE", cli.progress, progress_modes, "use auto, bar, json or none",
+          "auto | bar | json | none (default auto: bar when stderr is a\n"
+          "terminal); json: one object per line on stderr")},
+    {SECONDS("progress-interval", progress_interval,
+             "how often progress is shown (default 0.25 bar, 1 json)")},
+    {FLAG('q', "quiet", cli.quiet, "print errors only")},
+    {FLAG('v', "verbose", cli.verbose, "print progress details")},
+    {ACTION(0, "version", show_version, "print the version and exit")},
+    {ACTION('h', "help", show_help, "print this help and exit")},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static const char help_head[] =
+    "pgfeed streams a (gzipped) TSV or text file into a PostgreSQL table with COPY.\n"
+    "\n"
+    "Usage:\n"
+    "  pgfeed [OPTIONS] SOURCE\n"
+    "\n"
+    "SOURCE is a path, a file://, http:// or https:// URL, or - for standard input.\n"
+    "Compression (gzip, zlib or none) is detected from the first bytes.\n"
+    "\n"
+    "Options:\n";
+static const char help_tail[] =
+    "\n"
+    "Exit status: 0 imported, 1 import failed, 2 usage error, 130 SIGINT, 143 SIGTERM.\n";
+
+/* ------------------------------------------------------------- storing values */
+
+static void *target(const struct cli_option *o, struct cli_args *a)
+{
+    return (char *)a + o->off;
+}
+
+/* Integers of every width the table uses (int, enums, char, size_t, uint64_t). */
+static void store_uint(const struct cli_option *o, struct cli_args *a, uint64_t v)
+{
+    uint8_t v8 = (uint8_t)v;
+    uint32_t v32 = (uint32_t)v;
+    switch (o->size) {
+    case 1:
+        memcpy(target(o, a), &v8, 1);
+        break;
+    case 4:
+        memcpy(target(o, a), &v32, 4);
+        break;
+    default:
+        assert(o->size == sizeof v);
+        memcpy(target(o, a), &v, sizeof v);
+    }
+}
+
+static int parse_string(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    const char *s = value;
+    assert(o->size == sizeof s);
+    memcpy(target(o, a), &s, sizeof s);
+    return OPT_STORED;
+}
+
+static int parse_flag(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    store_uint(o, a, 1);
+    return OPT_STORED;
+}
+
+/* A whole number in [min, max]: digits only, no sign. */
+static int parse_uint(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    char *end;
+    if (value[0] == '-' || value[0] == '\0')
+        return OPT_INVALID;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno || *end || v < o->min || v > o->max)
+        return OPT_INVALID;
+    store_uint(o, a, v);
+    return OPT_STORED;
+}
+
+/* A positive number of seconds, up to 1e9. */
+static int parse_seconds(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || *end || end == value || !(v > 0) || v > 1e9)
+        return OPT_INVALID;
+    assert(o->size == sizeof v);
+    memcpy(target(o, a), &v, sizeof v);
+    return OPT_STORED;
+}
+
+static int parse_word(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    for (const struct word *w = o->words; w->word; w++)
+        if (strcmp(value, w->word) == 0) {
+            store_uint(o, a, (uint64_t)w->value);
+            return OPT_STORED;
+        }
+    return OPT_INVALID;
+}
+
+static int parse_char(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    if (strlen(value) != 1)
+        return OPT_INVALID;
+    store_uint(o, a, (unsigned char)value[0]);
+    return OPT_STORED;
+}
+
+/* "\t", "tab", "\\t" or one character. */
+static int parse_delimiter(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    if (strcmp(value, "\\t") == 0 || strcmp(value, "tab") == 0 || strcmp(value, "\t") == 0) {
+        store_uint(o, a, '\t');
+        return OPT_STORED;
+    }
+    return parse_char(o, value, a);
+}
+
+static int show_version(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    printf("pgfeed %s (%s)\n", pgfeed_version(), pgfeed_build_info());
+    return OPT_EXIT_OK;
+}
+
+/*
+ * Each option's names start in column 2, its help in column 26; when the names are too
+ * long for that, 2 spaces after them, aligned with the row before if it was long too.
+ */
+static int show_help(const struct cli_option *unused, char *value, struct cli_args *a)
+{
+    int col = 26;
+    fputs(help_head, stdout);
+    for (const struct cli_option *o = options; o < options + N_OPTIONS; o++) {
+        int n = o->letter ? printf("  -%c, ", o->letter) : printf("      ");
+        n += printf("--%s", o->name);
+        if (o->arg)
+            n += printf(" %s", o->arg);
+        if (n + 2 <= 26)
+            col = 26;
+        else if (col == 26 || n + 2 > col)
+            col = n + 2;
+        printf("%*s", col - n, "");
+        for (const char *h = o->help; *h; h++)
+            if (*h == '\n')
+                printf("\n%26s", "");
+            else
+                putchar(*h);
+        putchar('\n');
+    }
+    fputs(help_tail, stdout);
+    return OPT_EXIT_OK;
+}
+
+/* ------------------------------------------------------------- secrets in argv */
+
+/*
+ * Passwords on the command line. Any user can read another's /proc/PID/cmdline, so,
+ * as database clients do, pgfeed copies the options it needs and then overwrites the
+ * secret part of each argument in place (with 'x's, keeping the rest readable):
+ * password=... in a conninfo string, the password of a postgres:// URI (in its
+ * user:password@ or its ?password= parameter), and the password of an http(s) URL.
+ * The copies are what the import uses.
+ */
+static void blank(char *p, char *end)
+{
+    for (; p < end; p++)
+        *p = 'x';
+}
+
+static int has_prefix(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* scheme://user:password@host... : the password; the authority ends at one of `stops`. */
+static void hide_userinfo_password(char *s, const char *stops)
+{
+    char *auth = strstr(s, "://");
+    if (auth == NULL)
+        return;
+    auth += 3;
+    char *end = auth + strcspn(auth, stops);
+    char *at = NULL;
+    for (char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q; /* the last one: a password may hold an unescaped '@' */
+    if (at == NULL)
+        return;
+    char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (colon)
+        blank(colon + 1, at);
+}
+
+/* postgres[ql]://user:password@host/db?password=... */
+static void hide_uri_password(char *s)
+{
+    hide_userinfo_password(s, "/?");
+    char *q = strchr(s, '?');
+    while (q) {
+        q++;
+        size_t n = strcspn(q, "&");
+        if (strncmp(q, "password=", 9) == 0)
+            blank(q + 9, q + n);
+        q = q[n] ? q + n : NULL;
+    }
+}
+
+/* "host=h password='s e c r e t' dbname=d", or a URI. */
+static void hide_conninfo_password(char *s)
+{
+    if (has_prefix(s, "postgresql://") || has_prefix(s, "postgres://")) {
+        hide_uri_password(s);
+        return;
+    }
+    char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (*p == '\0')
+            return;
+        char *key = p;
+        while (*p && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            p++;
+        size_t klen = (size_t)(p - key);
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (*p != '=')
+            return; /* not a conninfo string libpq accepts; it will say so */
+        p++;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        char *val = p, *val_end;
+        if (*p == '\'') {
+            val = ++p;
+            while (*p && *p != '\'') {
+                if (*p == '\\' && p[1])
+                    p++;
+                p++;
+            }
+            val_end = p;
+            if (*p)
+                p++;
+        } else {
+            while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+                if (*p == '\\' && p[1])
+                    p++;
+                p++;
+            }
+            val_end = p;
+        }
+        if (klen == 8 && strncmp(key, "password", 8) == 0)
+            blank(val, val_end);
+        else if (klen == 6 && strncmp(key, "dbname", 6) == 0 &&
+                 (has_prefix(val, "postgresql://") || has_prefix(val, "postgres://"))) {
+            char saved = *val_end;
+            *val_end = '\0';
+            hide_uri_password(val);
+            *val_end = saved;
+        }
+    }
+}
+
+static void hide_url_password(char *s)
+{
+    if (has_prefix(s, "http://") || has_prefix(s, "https://"))
+        hide_userinfo_password(s, "/?#");
+}
+
+/* A copy of an argument for the import, the argument itself with its password blanked. */
+static const char *take_secret_arg(char *arg, void (*hide)(char *), char **copy)
+{
+    free(*copy);
+    *copy = strdup(arg);
+    if (*copy == NULL) {
+        fprintf(stderr, "pgfeed: error: out of memory\n");
+        exit(CLI_EXIT_FAILED);
+    }
+    hide(arg);
+    return *copy;
+}
+
+static int parse_conninfo(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    const char *s = take_secret_arg(value, hide_conninfo_password, &a->conninfo_copy);
+    assert(o->size == sizeof s);
+    memcpy(target(o, a), &s, sizeof s);
+    return OPT_STORED;
+}
+
+/* ------------------------------------------------------------- the command line */
+
+/* getopt_long's val for an option: its letter, else 256 + its row. */
+static int option_val(const struct cli_option *o)
+{
+    return o->letter ? o->letter : 256 + (int)(o - options);
+}
+
+static const struct cli_option *option_by_val(int val)
+{
+    for (const struct cli_option *o = options; o < options + N_OPTIONS; o++)
+        if (option_val(o) == val)
+            return o;
+    return NULL;
+}
+
+/* getopt_long's tables, made from `options`: ":d:t:...", and one entry per name. */
+static void getopt_tables(char *shorts, struct option *longs)
+{
+    *shorts++ = ':'; /* a missing value returns ':', so it gets its own message */
+    for (const struct cli_option *o = options; o < options + N_OPTIONS; o++) {
+        int has_arg = o->arg ? required_argument : no_argument;
+        if (o->letter) {
+            *shorts++ = o->letter;
+            if (o->arg)
+                *shorts++ = ':';
+        }
+        *longs++ = (struct option){o->name, has_arg, NULL, option_val(o)};
+        if (o->alias)
+            *longs++ = (struct option){o->alias, has_arg, NULL, option_val(o)};
+    }
+    *shorts = '\0';
+    *longs = (struct option){NULL, 0, NULL, 0};
+}
+
+/*
+ * getopt's complaints, in our format. optopt is the option's val: a letter is named
+ * as -x (also for its long name); an option without a letter, or one getopt did not
+ * know (optopt 0), as it was written.
+ */
+static int getopt_error(int c, char **argv)
+{
+    if (c == ':') {
+        if (optopt > 0 && optopt < 256)
+            cli_usage_error("option -%c needs an argument", optopt);
+        else
+            cli_usage_error("option \"%s\" needs an argument", argv[optind - 1]);
+    } else {
+        if (optopt > 0 && optopt < 256)
+            cli_usage_error("unknown option -%c", optopt);
+        else
+            cli_usage_error("unknown option \"%s\"", argv[optind - 1]);
+    }
+    return CLI_EXIT_USAGE;
+}
+
+/* What the options leave to the operands and to each other: SOURCE, --table, progress. */
+static int finish_args(struct cli_args *a, int argc, char **argv)
+{
+    if (optind >= argc) {
+        cli_usage_error("no source given");
+        return CLI_EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        cli_usage_error("too many arguments: \"%s\" after the source", argv[optind + 1]);
+        return CLI_EXIT_USAGE;
+    }
+    a->opt.source = take_secret_arg(argv[optind], hide_url_password, &a->source_copy);
+    if (a->opt.table == NULL) {
+        cli_usage_error("no target table given: use --table");
+        return CLI_EXIT_USAGE;
+    }
+    a->cli.table = a->opt.table;
+    if (a->cli.progress == PROGRESS_AUTO)
+        a->cli.progress = isatty(STDERR_FILENO) && !a->cli.quiet ? PROGRESS_BAR : PROGRESS_NONE;
+    if (a->cli.progress != PROGRESS_NONE) {
+        double interval = a->progress_interval;
+        if (interval <= 0)
+            interval = a->cli.progress == PROGRESS_BAR ? 0.25 : 1.0;
+        a->opt.progress_interval_ms = (uint64_t)(interval * 1000.0);
+        if (a->opt.progress_interval_ms == 0)
+            a->opt.progress_interval_ms = 1;
+    }
+    return CLI_RUN;
+}
+
+int cli_parse_args(struct cli_args *a, int argc, char **argv)
+{
+    char shorts[2 + 2 * N_OPTIONS];
+    struct option longs[2 * N_OPTIONS + 1];
+    memset(a, 0, sizeof *a);
+    pgfeed_options_init(&a->opt);
+    a->opt.conninfo = getenv("DATABASE_URL");
+    getopt_tables(shorts, longs);
+
+    int c;
+    opterr = 0; /* we print getopt's complaints ourselves, in our own format */
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const struct cli_option *o = option_by_val(c);
+        if (o == NULL)
+            return getopt_error(c, argv);
+        switch (o->parse(o, optarg, a)) {
+        case OPT_STORED:
+            break;
+        case OPT_EXIT_OK:
+            return 0;
+        default:
+            cli_usage_error("invalid value \"%s\" for --%s: %s", optarg, o->name, o->want);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return finish_args(a, argc, argv);
+}
+
+void cli_args_free(struct cli_args *a)
+{
+    free(a->conninfo_copy);
+    free(a->source_copy);
+    a->conninfo_copy = a->source_copy = NULL;
+}
