@@ -63,10 +63,16 @@ def interrupted_import(ctx, signals, want_rc, gz=False):
 @test(slow=True)
 def test_sigint_keeps_whole_batches(ctx):
     res, n, dt = interrupted_import(ctx, [signal.SIGINT], 130)
-    # no connection is left behind holding the rolled-back batch
-    left = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid();").strip()
-    check(left == "0", f"{left} server sessions left after pgfeed exited")
+    # no connection is left behind holding the rolled-back batch. pgfeed has hung up when it
+    # exits, but the backend ends on its own a moment later: await that, for at most 10 s
+    deadline = time.monotonic() + 10
+    while True:
+        left = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid();").strip()
+        if left == "0" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    check(left == "0", f"{left} server sessions left 10 s after pgfeed exited")
 
 
 @test(slow=True)
