@@ -289,8 +289,8 @@ static int set_failed(struct decoder *d, int rc)
 static int fail(struct decoder *d, int code, char *detail, const char *hint, const char *msg,
                 uint64_t dec_at, uint64_t raw_at)
 {
-    pgfeed__fail(d->base.job, "decoder", code, detail, hint, "%s", msg);
-    pgfeed__fail_at(d->base.job, 0, 0, NULL, dec_at, raw_at);
+    pgfeed__fail(d->base.ctx, "decoder", code, detail, hint, "%s", msg);
+    pgfeed__fail_at(d->base.ctx, 0, 0, NULL, dec_at, raw_at);
     free(detail);
     return set_failed(d, code);
 }
@@ -309,7 +309,7 @@ static int fail_corrupt(struct decoder *d, const char *lib, const char *what, ui
 
     snprintf(msg, sizeof msg, "corrupt %s data", kind_name(d));
     if (strstr(what, "incorrect data check") || strstr(what, "incorrect length check"))
-        pgfeed__job_damaged_member(d->base.job); /* its rows may be committed already */
+        pgfeed__ctx_damaged_member(d->base.ctx); /* its rows may be committed already */
     detail =
         pgfeed__strdup_printf("%s reported \"%s\" at compressed byte %llu, decoded byte %llu.", lib,
                               what, (unsigned long long)raw_at, (unsigned long long)dec_at);
@@ -380,7 +380,7 @@ static int fail_garbage(struct decoder *d, uint64_t at, unsigned char b)
 static void count_taken(struct decoder *d, size_t k)
 {
     d->dec_off += k;
-    pgfeed__job_stats(d->base.job)->bytes_inflated += k;
+    pgfeed__ctx_stats(d->base.ctx)->bytes_inflated += k;
 }
 
 /* Decoded bytes dropped for a resume: they count as decoded too. */
@@ -437,7 +437,7 @@ static int feed_held(struct decoder *d)
     if (zret != Z_OK)
         return fail_zlib(d, zret, d->dec_off);
     if (d->zs.avail_in != 0 || d->zs.avail_out != d->out_cap) {
-        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                      "zlib did not take a header byte");
         return set_failed(d, PGFEED_EINTERNAL);
     }
@@ -600,7 +600,7 @@ static int inflate_step(struct decoder *d)
     case Z_BUF_ERROR: /* no progress possible: zlib needs more input */
         d->more_out = 0;
         if (used == 0 && made == 0 && d->src_left > 0) {
-            pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                          "zlib made no progress");
             return set_failed(d, PGFEED_EINTERNAL);
         }
@@ -844,7 +844,7 @@ static int isal_end(struct decoder *d, const unsigned char *buf, ptrdiff_t took)
     } else {
         for (uint64_t at = d->raw_off - (uint64_t)-keep; at < d->raw_off; at++)
             if (d->trl_n == sizeof d->trl || !hist_byte(d, at, &d->trl[d->trl_n++])) {
-                pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+                pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                              "ISA-L read %ld bytes past the deflate data", -(long)keep);
                 return set_failed(d, PGFEED_EINTERNAL);
             }
@@ -942,7 +942,7 @@ static int isal_step(struct decoder *d)
         if (ret != ISAL_DECOMP_OK)
             return fail_isal(d, ret, dec_at + made);
         if (took == 0 && made == before && d->src_left > 0 && st->avail_out > 0) {
-            pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                          "ISA-L made no progress");
             return set_failed(d, PGFEED_EINTERNAL);
         }
@@ -978,7 +978,7 @@ static int trail(struct decoder *d)
                 return fail_garbage(d, d->raw_off - 1, d->held);
             /* windowBits again: a member resumed raw may end here. */
             if (inflateReset2(&d->zs, 15 + 16) != Z_OK) {
-                pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+                pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                              "could not reset zlib for the next gzip member");
                 return set_failed(d, PGFEED_EINTERNAL);
             }
@@ -993,7 +993,7 @@ static int trail(struct decoder *d)
 #endif
             d->member_raw = d->raw_off - 1;
             d->member_no++;
-            pgfeed__job_member_start(d->base.job, d->dec_off, d->member_raw);
+            pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->member_raw);
             return feed_held(d); /* b stays in src for inflate */
         }
         if (b == 0)
@@ -1073,7 +1073,7 @@ static int begin(struct decoder *d, enum dec_kind kind, int window_bits)
     if (zret == Z_MEM_ERROR)
         return fail_nomem(d);
     if (zret != Z_OK) {
-        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                      "could not initialize zlib: %s", zError(zret));
         return set_failed(d, PGFEED_EINTERNAL);
     }
@@ -1127,7 +1127,7 @@ static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
     if (d->state == ST_FAILED)
         return d->err;
     if (d->state == ST_DONE) {
-        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL, "input after its end");
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL, "input after its end");
         return set_failed(d, PGFEED_EINTERNAL);
     }
     if (busy(d)) {
@@ -1281,7 +1281,7 @@ void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n)
     d->skip_total += n;
 }
 
-int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_stage **out)
+int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_stage **out)
 {
     struct decoder *d;
 
@@ -1298,7 +1298,7 @@ int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_
     }
     d->out_cap = out_chunk;
     d->base.ops = &decoder_ops;
-    d->base.job = job;
+    d->base.ctx = ctx;
     d->state = ST_SNIFF;
     d->span = SPAN;
     d->ring[0].seq = d->seq = 1; /* the start of the input */
@@ -1449,7 +1449,7 @@ static int prime(struct decoder *d, const struct access_point *p, enum rp_mode m
         d->isal->read_in = p->bits ? (uint64_t)(p->byte >> (8 - p->bits)) : 0;
         d->isal->read_in_length = p->bits;
         if (p->wlen && isal_inflate_set_dict(d->isal, d->windows, p->wlen) != COMP_OK) {
-            pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                          "ISA-L refused a restart point");
             return set_failed(d, PGFEED_EINTERNAL);
         }
@@ -1462,7 +1462,7 @@ static int prime(struct decoder *d, const struct access_point *p, enum rp_mode m
 #endif
     if ((p->bits && inflatePrime(&d->zs, p->bits, p->byte >> (8 - p->bits)) != Z_OK) ||
         (p->wlen && inflateSetDictionary(&d->zs, d->windows, p->wlen) != Z_OK)) {
-        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                      "zlib refused a restart point");
         return set_failed(d, PGFEED_EINTERNAL);
     }
@@ -1488,7 +1488,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
     int rc;
 
     if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted) {
-        pgfeed__fail(d->base.job, "decoder", PGFEED_EINTERNAL, NULL, NULL,
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                      "restart point set after input or twice");
         return set_failed(d, PGFEED_EINTERNAL);
     }
@@ -1583,7 +1583,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         d->mlen_base = p.mlen;
         d->member_raw = p.member_raw;
         d->member_no = p.member_no;
-        pgfeed__job_member_start(d->base.job, p.dec - p.mlen, p.member_raw);
+        pgfeed__ctx_member_start(d->base.ctx, p.dec - p.mlen, p.member_raw);
         d->raw_off = p.raw - (p.bits ? 1 : 0);
         d->expect_byte = p.bits != 0;
         d->expected = p.byte;
@@ -1595,7 +1595,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         break;
     }
     d->dec_off = p.dec;
-    pgfeed__job_stats(d->base.job)->bytes_inflated += p.dec;
+    pgfeed__ctx_stats(d->base.ctx)->bytes_inflated += p.dec;
     d->skip = decoded - p.dec;
     d->skip_total = decoded;
     return 0;

@@ -50,7 +50,7 @@
 #define PGFEED_PRINTF(f, a)
 #endif
 
-struct pgfeed_job;
+struct pgfeed_ctx;
 struct pgfeed_stage;
 
 /* What identifies one version of a source; strings may be NULL, size -1 when unknown. */
@@ -100,7 +100,7 @@ struct pgfeed_stage_ops {
     int (*finish)(struct pgfeed_stage *s);
     void (*resume)(struct pgfeed_stage *s);
     /* Stops all activity and closes the stage's handles; every uv_close goes
-     * through pgfeed__job_handle_closing()/pgfeed__job_close_cb. May be NULL. */
+     * through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb. May be NULL. */
     void (*stop)(struct pgfeed_stage *s);
     void (*destroy)(struct pgfeed_stage *s); /* frees memory; handles already closed */
     /* Sources only: begin producing (called once, after the table is known). */
@@ -129,7 +129,7 @@ struct pgfeed_stage {
     const struct pgfeed_stage_ops *ops;
     struct pgfeed_stage *next; /* downstream */
     struct pgfeed_stage *prev; /* upstream */
-    struct pgfeed_job *job;
+    struct pgfeed_ctx *ctx;
 };
 
 /* Calls prev->ops->resume when there is an upstream stage. */
@@ -154,24 +154,25 @@ struct pgfeed_err_store {
 };
 
 /*
- * Records the job's first failure (later ones are logged at DEBUG and
- * dropped) and asks the job to stop. Returns code so a stage can write
- * `return pgfeed__fail(...)`. fmt is the primary message; detail and hint are
- * optional (NULL) plain strings.
+ * Records the import's first failure (later ones are logged at DEBUG and
+ * dropped) and asks the pipeline's owner to stop. Returns code so a stage can
+ * write `return pgfeed__fail(...)`. fmt is the primary message; detail and hint
+ * are optional (NULL) plain strings. Everything stored is escaped for printing.
  */
-int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char *detail,
+int pgfeed__fail(struct pgfeed_ctx *ctx, const char *stage, int code, const char *detail,
                  const char *hint, const char *fmt, ...) PGFEED_PRINTF(6, 7);
-/* Fills position fields of the job's error (after pgfeed__fail). */
-void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const char *column_name,
+/* Fills position fields of the stored error (after pgfeed__fail). */
+void pgfeed__fail_at(struct pgfeed_ctx *ctx, uint64_t line, int column, const char *column_name,
                      uint64_t decoded_offset, uint64_t raw_offset);
-void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate);
+void pgfeed__fail_sqlstate(struct pgfeed_ctx *ctx, const char *sqlstate);
 /*
  * The stored error's detail ends with "; N rows in M earlier batches are committed.",
- * counted when the job ends: with several connections an earlier batch may still commit
+ * counted when the import ends: with several connections an earlier batch may still commit
  * after a later one failed, so the count at the moment of failure can be short.
  */
-void pgfeed__fail_count_committed(struct pgfeed_job *job);
-void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...) PGFEED_PRINTF(3, 4);
+void pgfeed__fail_count_committed(struct pgfeed_ctx *ctx);
+void pgfeed__log(struct pgfeed_ctx *ctx, int level, const char *fmt, ...) PGFEED_PRINTF(3, 4);
+void pgfeed__err_clear(struct pgfeed_err_store *e);
 
 /* printf into a new malloc'd string, or NULL. */
 char *pgfeed__strdup_printf(const char *fmt, ...) PGFEED_PRINTF(1, 2);
@@ -197,36 +198,12 @@ struct pgfeed_column {
     char *type_name;   /* format_type(): "character varying(255)[]" */
 };
 
-/* ---- the job (job.c) ---- */
-struct pgfeed_job;
+/* ---- the context below every stage (ctx.c) ---- */
 
-/*
- * Handle close bookkeeping. Call pgfeed__job_handle_closing(job) before each
- * uv_close of a handle a stage owns, then either set h->data = job and pass
- * pgfeed__job_close_cb to uv_close, or call pgfeed__job_handle_closed(job) at
- * the end of the stage's own close callback. The job's done_cb runs only
- * once every such close has finished; stage memory is freed later, in destroy.
- */
-void pgfeed__job_handle_closing(struct pgfeed_job *job);
-void pgfeed__job_handle_closed(struct pgfeed_job *job);
-void pgfeed__job_close_cb(uv_handle_t *h);
-
-uv_loop_t *pgfeed__job_loop(struct pgfeed_job *job);
-const struct pgfeed_options *pgfeed__job_options(struct pgfeed_job *job);
-struct pgfeed_stats *pgfeed__job_stats(struct pgfeed_job *job);
-/* Runs s->ops->resume(s) soon, from a uv_check/timer, never re-entrantly. */
-void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s);
-/* The sink calls this when the table is known (after the catalog query)... */
-int pgfeed__job_table_ready(struct pgfeed_job *job);
-/* ... and this once the job's checkpoint has been read; the job then starts the source. */
-int pgfeed__job_checkpoint_ready(struct pgfeed_job *job);
 /*
  * A row refused before it reaches the server (wrong field count, invalid
- * UTF-8, a NUL byte, an unterminated quote...). Strings are borrowed for the
- * call. Returns 0 when the row is rejected (counted in rows_rejected, kept for
- * the rejects file) and the caller goes on with the next row, or a negative
- * code when the import fails instead (--max-rejects reached, or 0): the job's
- * error is then set from message/detail/hint and position, as pgfeed__fail does.
+ * UTF-8, a NUL byte, an unterminated quote...) or by the server. Strings are
+ * borrowed for the call.
  */
 struct pgfeed_reject {
     const char *stage; /* "parser" */
@@ -240,69 +217,127 @@ struct pgfeed_reject {
     const char *raw;     /* the record as read (without its line end) */
     size_t raw_len;
 };
-int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r);
-/* The sink, before committing a batch: write the rejects of lines <= upto. 0 or failure. */
-int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto);
 
-/* Source validators for the checkpoint, and the decoder's restart point (may be NULL). */
-const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job);
-/* The decoder's restart point for a batch ending at decoded offset `decoded` (see
- * pgfeed__decoder_restart_point): 0 and the blob appended to out, 1 none, or UV_ENOMEM. */
-int pgfeed__job_restart_point(struct pgfeed_job *job, uint64_t decoded, struct pgfeed_buf *out,
-                              uint64_t *raw_offset);
-/* rows/batches committed before this run (from a resumed checkpoint). */
-void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches);
-/* The sink calls this when everything is committed (status 0) or it stopped. */
-void pgfeed__job_sink_done(struct pgfeed_job *job, int status);
-int pgfeed__job_canceled(const struct pgfeed_job *job);
+/* What the owner of the pipeline (job.c) does for the context; set before any stage runs. */
+struct pgfeed_ctx_hooks {
+    void *owner;
+    /* The first (and every later) pgfeed__fail: stop the pipeline if it runs. */
+    void (*failed)(void *owner, int code);
+    /* A handle close finished (pending_closes was decremented). */
+    void (*closed)(void *owner);
+    /* Run s->ops->resume(s) soon, from a timer, never re-entrantly. */
+    void (*schedule_resume)(void *owner, struct pgfeed_stage *s);
+    /* A rejected row: 0 when it is set aside and the stage goes on, or the failure code
+     * when the import fails instead (--max-rejects reached or 0; the error is then set). */
+    int (*reject)(void *owner, const struct pgfeed_reject *r);
+    /* Before a batch commits: write the rejects of lines <= upto. 0 or failure. */
+    int (*flush_rejects)(void *owner, uint64_t upto);
+};
+
+/* A pipe's bytes since the last committed restart point, for an in-run retry. */
+struct pgfeed_replay {
+    struct pgfeed_buf buf;
+    uint64_t start; /* stream offset of buf.data[0] */
+    int lost;       /* a byte a retry would need was not kept */
+};
+
+struct pgfeed_ctx {
+    uv_loop_t *loop;
+    const struct pgfeed_options *opt; /* resolved; the owner's */
+    const char *display;              /* the source as messages show it */
+    struct pgfeed_ctx_hooks hooks;
+    int running;  /* the pipeline runs: stages may resume one another */
+    int canceled; /* a cancel was asked for: nothing is transient any more */
+
+    struct pgfeed_stats stats; /* live counters of the current attempt */
+    struct pgfeed_err_store err;
+    int err_count_committed; /* append the final committed counts to err's detail */
+    unsigned pending_closes;
+    uint64_t server_wait_ns, server_wait_since, busy_ns;
+
+    int transient;            /* the failure being handled may go away: retry */
+    int attempts;             /* retries done */
+    uint64_t lines_committed; /* input lines the checkpoint covers (all runs) */
+    struct pgfeed_replay replay;
+    /* The gzip member being read, and the committed batches holding its rows. */
+    struct {
+        uint64_t dec_start, raw_start;
+        uint64_t first_line, last_line, rows, batches;
+        int damaged;
+    } member;
+};
+
+uv_loop_t *pgfeed__ctx_loop(struct pgfeed_ctx *ctx);
+const struct pgfeed_options *pgfeed__ctx_options(struct pgfeed_ctx *ctx);
+struct pgfeed_stats *pgfeed__ctx_stats(struct pgfeed_ctx *ctx);
 /*
- * Call right before pgfeed__fail for a failure that may go away (a lost
- * server connection, SQLSTATE 08xxx, 57P0x, 40001, 40P01): the job then
- * retries (up to --retries, with backoff) from the last committed checkpoint
- * instead of failing, unless it was canceled.
+ * Handle close bookkeeping. Call pgfeed__ctx_handle_closing(ctx) before each
+ * uv_close of a handle a stage owns, then either set h->data = ctx and pass
+ * pgfeed__ctx_close_cb to uv_close, or call pgfeed__ctx_handle_closed(ctx) at
+ * the end of the stage's own close callback. The import ends only once every
+ * such close has finished; stage memory is freed later, in destroy.
  */
-void pgfeed__job_transient(struct pgfeed_job *job);
-/* The import has been running before this attempt (a retry): a failure to connect is
- * then a server restarting or away for a moment, worth retrying too. */
-int pgfeed__job_retrying(const struct pgfeed_job *job);
-/*
- * A batch committed: the input line the checkpoint now stands at, and the source offset a
- * retry would read again from (the checkpoint's raw_offset; 0 without a restart point).
- */
-void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi,
-                                 uint64_t restart_raw);
-/*
- * Replay for a source that gives its bytes once (a pipe): the job keeps every byte read
- * since the last committed restart point, at most (connections + 1) x --batch-bytes, so
- * that an in-run retry can read them again. keep: the source read these n bytes next
- * (offsets count from the stream's first byte). get: the kept bytes from offset on
- * (*n = 0: none kept past it); UV_ENOENT when offset is not kept (or keeping gave up).
- * ok: every byte a retry may need is still kept.
- */
-void pgfeed__job_replay_keep(struct pgfeed_job *job, const char *p, size_t n);
-/*
- * The decoder started a gzip member (zlib stream) at this decoded and compressed
- * offset. Its CRC is checked only at its end, after batches holding its rows may have
- * committed: a failed check then says which committed lines came from it
- * (pgfeed__job_damaged_member, called by the decoder when the check fails).
- */
-void pgfeed__job_member_start(struct pgfeed_job *job, uint64_t decoded, uint64_t raw);
-void pgfeed__job_damaged_member(struct pgfeed_job *job);
-int pgfeed__job_replay_get(struct pgfeed_job *job, uint64_t offset, const char **p, size_t *n);
-int pgfeed__job_replay_ok(const struct pgfeed_job *job);
+void pgfeed__ctx_handle_closing(struct pgfeed_ctx *ctx);
+void pgfeed__ctx_handle_closed(struct pgfeed_ctx *ctx);
+void pgfeed__ctx_close_cb(uv_handle_t *h);
+/* Runs s->ops->resume(s) soon, from a timer, never re-entrantly. */
+void pgfeed__ctx_schedule_resume(struct pgfeed_ctx *ctx, struct pgfeed_stage *s);
+/* A rejected row (see the hooks): 0 to go on, or the failure code. */
+int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r);
+int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t upto);
 /*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
  * source adds the time it spent inside downstream calls (from since_ns, a
  * uv_hrtime() value). Time in neither is time spent waiting for input.
  */
-void pgfeed__job_server_wait(struct pgfeed_job *job, int waiting);
-void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns);
+void pgfeed__ctx_server_wait(struct pgfeed_ctx *ctx, int waiting);
+void pgfeed__ctx_busy(struct pgfeed_ctx *ctx, uint64_t since_ns);
+/*
+ * Call right before pgfeed__fail for a failure that may go away (a lost
+ * server connection, SQLSTATE 08xxx, 57P0x, 40001, 40P01): the owner then
+ * retries (up to --retries, with backoff) from the last committed checkpoint
+ * instead of failing, unless it was canceled.
+ */
+void pgfeed__ctx_transient(struct pgfeed_ctx *ctx);
+/* The import has been running before this attempt (a retry): a failure to connect is
+ * then a server restarting or away for a moment, worth retrying too. */
+int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx);
+/*
+ * A batch committed: the input line the checkpoint now stands at, and the source offset a
+ * retry would read again from (the checkpoint's raw_offset; 0 without a restart point).
+ */
+void pgfeed__ctx_batch_committed(struct pgfeed_ctx *ctx, const struct pgfeed_batch_info *bi,
+                                 uint64_t restart_raw);
+/*
+ * Replay for a source that gives its bytes once (a pipe): every byte read since the last
+ * committed restart point is kept, at most (connections + 1) x --batch-bytes (cap), so
+ * that an in-run retry can read them again. keep: the source read these n bytes next
+ * (offsets count from the stream's first byte). get: the kept bytes from offset on
+ * (*n = 0: none kept past it); UV_ENOENT when offset is not kept (or keeping gave up).
+ * ok: every byte a retry may need is still kept.
+ */
+size_t pgfeed__ctx_replay_cap(const struct pgfeed_ctx *ctx);
+void pgfeed__ctx_replay_keep(struct pgfeed_ctx *ctx, const char *p, size_t n);
+int pgfeed__ctx_replay_get(struct pgfeed_ctx *ctx, uint64_t offset, const char **p, size_t *n);
+int pgfeed__ctx_replay_ok(const struct pgfeed_ctx *ctx);
+/*
+ * The decoder started a gzip member (zlib stream) at this decoded and compressed
+ * offset. Its CRC is checked only at its end, after batches holding its rows may have
+ * committed: a failed check then says which committed lines came from it
+ * (damaged_member, called by the decoder when the check fails).
+ */
+void pgfeed__ctx_member_start(struct pgfeed_ctx *ctx, uint64_t decoded, uint64_t raw);
+void pgfeed__ctx_damaged_member(struct pgfeed_ctx *ctx);
+/* Frees what the context owns (the stored error, the replay buffer). */
+void pgfeed__ctx_free(struct pgfeed_ctx *ctx);
+/* job.c: the context of a job, for the code that builds stages on it (the job, tests). */
+struct pgfeed_ctx *pgfeed__job_ctx(pgfeed_job_t *job);
 
 /* ---- stage constructors ---- */
 
 /* source_file.c: path or fd (path NULL). Starts reading on start(). */
-int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
+int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
                             struct pgfeed_stage **out);
 /*
  * Before start: reads the first `want` bytes (fewer at end of input) into the source's
@@ -310,19 +345,20 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
  * stdin, whose contents nothing else identifies (job.c fingerprints them). want must not
  * exceed the chunk size. 0, or a negative code (error set).
  */
-typedef void (*pgfeed_prefetch_cb)(struct pgfeed_job *job, const char *p, size_t n);
-int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb);
+typedef void (*pgfeed_prefetch_cb)(void *arg, const char *p, size_t n);
+int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb,
+                                 void *arg);
 /*
  * source_http.c: http://, https:// and file:// URLs through libcurl's multi
  * interface on the job's loop. multi is the shared transfer context or NULL
  * (the source then makes its own). Counts bytes_read and sets bytes_total.
  */
 struct pgfeed_http;
-int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfeed_http *shared,
+int pgfeed__source_http_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_http *shared,
                             struct pgfeed_stage **out);
 
 /* decode_gzip.c: gzip (multi-member), zlib or plain, detected from the first bytes. */
-int pgfeed__decoder_new(struct pgfeed_job *job, size_t out_chunk, struct pgfeed_stage **out);
+int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_stage **out);
 /* Before the first write: discard the first n bytes of decoded output (a re-read resume). */
 void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
 /*
@@ -377,12 +413,13 @@ struct pgfeed_parse_config {
      * Without a header, the fields below are used from the start.
      */
     int has_header;
-    int (*on_header)(struct pgfeed_job *job, const char *line, size_t n);
+    int (*on_header)(void *arg, const char *line, size_t n);
+    void *on_header_arg;
     size_t nfields;                 /* expected fields per row */
     const int *is_array;            /* nfields flags, borrowed */
     const char *const *field_names; /* nfields names for messages, borrowed */
 };
-int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config *cfg,
+int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config *cfg,
                        struct pgfeed_stage **out);
 /* Before the first write: the input starts at this line and decoded offset, with no header. */
 void pgfeed__parser_set_position(struct pgfeed_stage *s, uint64_t line, uint64_t decoded_offset);
@@ -531,9 +568,37 @@ int pgfeed__bin_row_as_input(struct pgfeed_buf *out, const char *tuple, size_t n
                              const char *null_marker, char quote);
 
 /* sink_pg.c */
-int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out);
-int pgfeed__sink_connect(struct pgfeed_stage *s); /* connect + catalog, then job_table_ready */
-/* The sink's columns, valid after pgfeed__job_table_ready was called. */
+
+/*
+ * What the sink reports upward, and asks of the stages it does not know, given at
+ * creation. Every callback runs from the sink's own loop callbacks; a non-zero return
+ * of table_described / checkpoint_read is a failure already recorded with pgfeed__fail.
+ */
+struct pgfeed_sink_events {
+    void *arg;
+    /* The catalog was read: pgfeed__sink_columns is valid; set targets and identity. */
+    int (*table_described)(void *arg);
+    /* The checkpoint was read (pgfeed__sink_checkpoint): set the parser up, start the
+     * source, or ask for pgfeed__sink_forget_checkpoint. */
+    int (*checkpoint_read)(void *arg);
+    /* Everything is committed (status 0), or the sink gave up. */
+    void (*done)(void *arg, int status);
+    /* For a batch's checkpoint: the source's validators (NULL when unknown), and the
+     * decoder's restart point for decoded offset `decoded` (0, 1 none, or UV_ENOMEM). */
+    const struct pgfeed_validators *(*validators)(void *arg);
+    int (*restart_point)(void *arg, uint64_t decoded, struct pgfeed_buf *out,
+                         uint64_t *raw_offset);
+    /* For a server error's line: where row n of batch seq starts (0 unknown), and what the
+     * last, partial batch holds at finish (see pgfeed__parser_row_line, _pending_batch). */
+    uint64_t (*row_line)(void *arg, uint64_t seq, uint64_t n);
+    int (*pending_batch)(void *arg, struct pgfeed_batch_info *bi); /* 0, or -1: no parser */
+    /* Rows and batches committed before this run (a resumed checkpoint's). */
+    void (*committed_base)(void *arg, uint64_t *rows, uint64_t *batches);
+};
+int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev,
+                     struct pgfeed_stage **out);
+int pgfeed__sink_connect(struct pgfeed_stage *s); /* connect + catalog, then table_described */
+/* The sink's columns, valid once table_described was called. */
 const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n);
 /* Sets the column list of the COPY statement (indexes into sink columns). */
 /* bin: NULL for COPY text, else n field kinds (borrowed) for COPY binary. */

@@ -5,7 +5,7 @@
  * and three timers: `defer` (0 ms: deferred resumes and the shutdown step, so
  * that no stage is resumed or torn down inside its own callback), `progress`
  * and `timeout`. Stages own their own handles; every handle close in the job
- * goes through pgfeed__job_handle_closing()/pgfeed__job_close_cb so the job
+ * goes through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb so the job
  * knows when the last one is gone.
  *
  * States: NEW -> RUNNING -> STOPPING (stages stopped, waiting for closes)
@@ -35,6 +35,7 @@ enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
 #define RING         41 /* 10 s of samples, plus the current one */
 
 struct pgfeed_job {
+    struct pgfeed_ctx ctx; /* what the stages share: error, counters, closes, retry state */
     uv_loop_t *loop;
     struct pgfeed_options opt; /* strings below are owned copies */
     char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
@@ -52,17 +53,13 @@ struct pgfeed_job {
     struct pgfeed_stage *source_stage, *decoder, *parser, *sink;
 
     uv_timer_t defer, progress, timeout, retry;
-    int transient;             /* the failure being handled may go away: retry the import */
     int retrying;              /* stages are closing for a retry, or its backoff is running */
-    int attempts;              /* retries done */
     struct pgfeed_stats carry; /* counters of the runs before a retry */
     struct pgfeed_stage *deferred[MAX_DEFERRED];
     size_t ndeferred;
     int shutdown_pending;
-    unsigned pending_closes;
 
     uint64_t start_ns;
-    struct pgfeed_stats stats;
 
     /* Progress sampling: every SAMPLE_MS, a ring of (time, counters) for the rates. */
     struct sample {
@@ -70,24 +67,10 @@ struct pgfeed_job {
     } samples[RING];
     size_t nsamples, sample_head;
     uint64_t last_progress_ns;
-    uint64_t server_wait_ns, server_wait_since, busy_ns;
     double last_wait_source;
-    struct pgfeed_err_store err;
-    int err_count_committed; /* append the final committed counts to err's detail */
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
-    uint64_t lines_committed;         /* input lines the checkpoint covers (all runs) */
     char stdin_id[32]; /* stdin: "stdin:" + a hash of its first bytes, once read */
-    /* A pipe's bytes since the last committed restart point, for an in-run retry. */
-    struct pgfeed_buf replay;
-    uint64_t replay_start; /* stream offset of replay.data[0] */
-    int replay_lost;       /* a byte a retry would need was not kept */
-    /* The gzip member being read, and the committed batches holding its rows. */
-    struct {
-        uint64_t dec_start, raw_start;
-        uint64_t first_line, last_line, rows, batches;
-        int damaged;
-    } member;
 
     /* Rejected rows not yet written: they belong to batches not yet committed. */
     struct pending_reject {
@@ -109,6 +92,19 @@ struct pgfeed_job {
 };
 
 static void job_shutdown(struct pgfeed_job *job);
+static void ctx_failed(void *arg, int code);
+static void ctx_closed(void *arg);
+static void schedule_resume(void *arg, struct pgfeed_stage *s);
+static int reject(void *arg, const struct pgfeed_reject *r);
+static int flush_rejects(void *arg, uint64_t upto);
+static void sink_done(void *arg, int status);
+
+/* The state, and the context's view of it: stages resume one another only while it runs. */
+static void set_state(struct pgfeed_job *job, enum job_state st)
+{
+    job->state = st;
+    job->ctx.running = st == JOB_RUNNING;
+}
 static void schedule_retry(struct pgfeed_job *job);
 static int update_identity(struct pgfeed_job *job);
 static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
@@ -169,17 +165,6 @@ static void free_option_copies(struct pgfeed_job *job)
     free(job->ca_path);
     free(job->state_table);
     free(job->rejects_opt);
-}
-
-/* Frees the stored error's strings and zeroes it (no error). */
-static void err_clear(struct pgfeed_err_store *e)
-{
-    free(e->message);
-    free(e->detail);
-    free(e->hint);
-    free(e->sqlstate);
-    free(e->column_name);
-    memset(e, 0, sizeof *e);
 }
 
 static char *dup_or_null(const char *s)
@@ -251,7 +236,16 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         job->opt.chunk_size = 4096;
     if (job->opt.max_line < 1024)
         job->opt.max_line = 1024;
-    job->stats.bytes_total = -1;
+    job->ctx.stats.bytes_total = -1;
+    job->ctx.loop = loop;
+    job->ctx.opt = &job->opt;
+    job->ctx.display = job->display;
+    job->ctx.hooks = (struct pgfeed_ctx_hooks){.owner = job,
+                                               .failed = ctx_failed,
+                                               .closed = ctx_closed,
+                                               .schedule_resume = schedule_resume,
+                                               .reject = reject,
+                                               .flush_rejects = flush_rejects};
 
     uv_timer_init(loop, &job->defer);
     uv_timer_init(loop, &job->progress);
@@ -261,10 +255,10 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     *out = job;
 
     if (job->source == NULL || job->source[0] == '\0')
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
                             "Give a path, a URL, or - for standard input.", "no source given");
     if (job->table == NULL || job->table[0] == '\0')
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
                             "no target table given");
     if (job->opt.format == PGFEED_FORMAT_AUTO)
         job->opt.format = (source_path_ends_with(job->source, ".csv") ||
@@ -273,7 +267,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
                               : PGFEED_FORMAT_TSV;
     if (job->opt.resume && job->opt.restart)
         return pgfeed__fail(
-            job, "job", PGFEED_EUSAGE, NULL,
+            &job->ctx, "job", PGFEED_EUSAGE, NULL,
             "Use --resume to continue the interrupted import, or --restart to start over.",
             "--resume and --restart cannot be used together");
     int csv = job->opt.format == PGFEED_FORMAT_CSV;
@@ -285,32 +279,32 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         free(job->null_marker);
         job->null_marker = strdup("\\N");
         if (job->null_marker == NULL)
-            return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
         job->opt.null_marker = job->null_marker;
     }
     if (csv &&
         (job->opt.quote == job->opt.delimiter || job->opt.quote == '\n' || job->opt.quote == '\r'))
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL,
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL,
                             "the quote character must differ from the delimiter and line ends");
     if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT && !csv)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
                             (int)job->opt.format);
     if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\' ||
         (unsigned char)job->opt.delimiter >= 0x80)
         return pgfeed__fail(
-            job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+            &job->ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
             "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
     if (csv && (unsigned char)job->opt.quote >= 0x80)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
     if (job->opt.copy_format != PGFEED_COPY_TEXT && job->opt.copy_format != PGFEED_COPY_BINARY &&
         job->opt.copy_format != PGFEED_COPY_AUTO)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
                             (int)job->opt.copy_format);
     if (job->opt.connections == 0)
         job->opt.connections = 1;
     if (job->opt.connections < 1 || job->opt.connections > PGFEED_MAX_CONNECTIONS)
-        return pgfeed__fail(job, "job", PGFEED_EUSAGE, NULL,
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
                             "Give a number of connections from 1 to 16.",
                             "invalid number of connections: %d", job->opt.connections);
     int rc = rejects_check(job);
@@ -322,24 +316,9 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
 
 /* ------------------------------------------------------------- accessors */
 
-uv_loop_t *pgfeed__job_loop(struct pgfeed_job *job)
+struct pgfeed_ctx *pgfeed__job_ctx(pgfeed_job_t *job)
 {
-    return job->loop;
-}
-
-const struct pgfeed_options *pgfeed__job_options(struct pgfeed_job *job)
-{
-    return &job->opt;
-}
-
-struct pgfeed_stats *pgfeed__job_stats(struct pgfeed_job *job)
-{
-    return &job->stats;
-}
-
-int pgfeed__job_canceled(const struct pgfeed_job *job)
-{
-    return job->cancel_requested;
+    return &job->ctx;
 }
 
 void pgfeed_job_set_data(pgfeed_job_t *job, void *data)
@@ -354,7 +333,7 @@ void *pgfeed_job_get_data(const pgfeed_job_t *job)
 
 const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job)
 {
-    return &job->err.pub;
+    return &job->ctx.err.pub;
 }
 
 static double elapsed_s(const struct pgfeed_job *job)
@@ -367,11 +346,11 @@ static double elapsed_s(const struct pgfeed_job *job)
 static void fill_derived(const struct pgfeed_job *job, struct pgfeed_stats *out)
 {
     uint64_t now = uv_hrtime();
-    uint64_t server = job->server_wait_ns;
-    if (job->server_wait_since)
-        server += now - job->server_wait_since;
+    uint64_t server = job->ctx.server_wait_ns;
+    if (job->ctx.server_wait_since)
+        server += now - job->ctx.server_wait_since;
     out->wait_server_s = (double)server / 1e9;
-    double src = out->elapsed_s - out->wait_server_s - (double)job->busy_ns / 1e9;
+    double src = out->elapsed_s - out->wait_server_s - (double)job->ctx.busy_ns / 1e9;
     out->wait_source_s = src > job->last_wait_source ? src : job->last_wait_source;
     out->rate_rows_s = out->rate_bytes_s = out->rate_inflated_s = 0;
     out->eta_s = -1;
@@ -402,114 +381,25 @@ static void fill_derived(const struct pgfeed_job *job, struct pgfeed_stats *out)
 
 void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out)
 {
-    *out = job->stats;
-    merge_counters(out, &job->carry, &job->stats);
+    *out = job->ctx.stats;
+    merge_counters(out, &job->carry, &job->ctx.stats);
     if (job->state == JOB_RUNNING || job->state == JOB_STOPPING)
         out->elapsed_s = elapsed_s(job);
     fill_derived(job, out);
 }
 
-void pgfeed__job_server_wait(struct pgfeed_job *job, int waiting)
-{
-    if (waiting && job->server_wait_since == 0) {
-        job->server_wait_since = uv_hrtime();
-    } else if (!waiting && job->server_wait_since != 0) {
-        job->server_wait_ns += uv_hrtime() - job->server_wait_since;
-        job->server_wait_since = 0;
-    }
-}
-
-void pgfeed__job_busy(struct pgfeed_job *job, uint64_t since_ns)
-{
-    job->busy_ns += uv_hrtime() - since_ns;
-}
-
-/* ---------------------------------------------------------------- errors */
-
-/* vsnprintf into buf; a text too long for it is cut at a character and ends in "...". */
-static void PGFEED_PRINTF(3, 0) format_cut(char *buf, size_t cap, const char *fmt, va_list ap)
-{
-    int n = vsnprintf(buf, cap, fmt, ap);
-    if (n >= 0 && (size_t)n < cap)
-        return;
-    size_t end = cap - 4;
-    while (end > 0 && ((unsigned char)buf[end] & 0xC0) == 0x80)
-        end--;
-    memcpy(buf + end, "...", 4);
-}
-
-/* A stored copy of a text from anywhere (input, the server, libcurl), safe to print. */
-static char *escaped_or_null(const char *s)
-{
-    return s ? pgfeed__escape_text(s) : NULL;
-}
-
-int pgfeed__fail(struct pgfeed_job *job, const char *stage, int code, const char *detail,
-                 const char *hint, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    format_cut(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (job->err.pub.code != 0) {
-        pgfeed__log(job, PGFEED_LOG_DEBUG, "later error ignored: %s", msg);
-    } else {
-        struct pgfeed_err_store *e = &job->err;
-        e->message = pgfeed__escape_text(msg);
-        e->detail = escaped_or_null(detail);
-        e->hint = escaped_or_null(hint);
-        e->pub.code = code;
-        e->pub.stage = stage;
-        e->pub.message = e->message ? e->message : "out of memory";
-        e->pub.detail = e->detail;
-        e->pub.hint = e->hint;
-        e->pub.url = job->display;
-    }
-    if (job->state == JOB_RUNNING) {
-        job->status = job->status ? job->status : code;
-        job_shutdown(job);
-    }
-    return code;
-}
-
-void pgfeed__fail_at(struct pgfeed_job *job, uint64_t line, int column, const char *column_name,
-                     uint64_t decoded_offset, uint64_t raw_offset)
-{
-    struct pgfeed_err_store *e = &job->err;
-    e->pub.line = line;
-    e->pub.column = column;
-    free(e->column_name);
-    e->column_name = escaped_or_null(column_name);
-    e->pub.column_name = e->column_name;
-    e->pub.decoded_offset = decoded_offset;
-    e->pub.raw_offset = raw_offset;
-}
-
-void pgfeed__fail_sqlstate(struct pgfeed_job *job, const char *sqlstate)
-{
-    free(job->err.sqlstate);
-    job->err.sqlstate = dup_or_null(sqlstate);
-    job->err.pub.sqlstate = job->err.sqlstate;
-}
-
-void pgfeed__fail_count_committed(struct pgfeed_job *job)
-{
-    job->err_count_committed = 1;
-}
-
-/* The detail as it stands when the job ends (see pgfeed__fail_count_committed). */
+//* The detail as it stands when the job ends (see pgfeed__fail_count_committed). */
 static void finish_error_detail(struct pgfeed_job *job)
 {
-    if (!job->err_count_committed)
+    if (!job->ctx.err_count_committed)
         return;
-    job->err_count_committed = 0;
-    struct pgfeed_err_store *e = &job->err;
+    job->ctx.err_count_committed = 0;
+    struct pgfeed_err_store *e = &job->ctx.err;
     char *d = pgfeed__strdup_printf(
         "%s%s%llu rows in %llu earlier batches are committed.", e->detail ? e->detail : "",
         e->detail ? "; " : "",
-        (unsigned long long)(job->carry.rows_committed + job->stats.rows_committed),
-        (unsigned long long)(job->carry.batches_committed + job->stats.batches_committed));
+        (unsigned long long)(job->carry.rows_committed + job->ctx.stats.rows_committed),
+        (unsigned long long)(job->carry.batches_committed + job->ctx.stats.batches_committed));
     if (d == NULL)
         return;
     free(e->detail);
@@ -517,27 +407,25 @@ static void finish_error_detail(struct pgfeed_job *job)
     e->pub.detail = d;
 }
 
-void pgfeed__log(struct pgfeed_job *job, int level, const char *fmt, ...)
+/* ------------------------------------------------------- context hooks */
+
+/* A stage failed (pgfeed__fail): the first failure of a running import stops it. */
+static void ctx_failed(void *arg, int code)
 {
-    if (job->opt.log_cb == NULL || level > job->opt.log_level)
-        return;
-    char msg[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    format_cut(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    char *safe = pgfeed__escape_text(msg);
-    job->opt.log_cb(job->opt.log_arg, level, safe ? safe : "out of memory");
-    free(safe);
+    struct pgfeed_job *job = arg;
+    if (job->state == JOB_RUNNING) {
+        job->status = job->status ? job->status : code;
+        job_shutdown(job);
+    }
+}
+
+/* A handle close finished: the lifecycle may go on. */
+static void ctx_closed(void *arg)
+{
+    job_check_closed(arg);
 }
 
 /* ---------------------------------------------------- deferred execution */
-
-void pgfeed__stage_resume_upstream(struct pgfeed_stage *s)
-{
-    if (s->prev && s->prev->ops->resume && s->job->state == JOB_RUNNING)
-        s->prev->ops->resume(s->prev);
-}
 
 static void defer_cb(uv_timer_t *t)
 {
@@ -546,7 +434,7 @@ static void defer_cb(uv_timer_t *t)
         job->shutdown_pending = 0;
         job->ndeferred = 0;
         /* Balances the reference taken in job_shutdown. */
-        job->pending_closes--;
+        job->ctx.pending_closes--;
         job_check_closed(job);
         return;
     }
@@ -560,8 +448,9 @@ static void defer_cb(uv_timer_t *t)
             run[i]->ops->resume(run[i]);
 }
 
-void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s)
+static void schedule_resume(void *arg, struct pgfeed_stage *s)
 {
+    struct pgfeed_job *job = arg;
     if (job->state != JOB_RUNNING)
         return;
     for (size_t i = 0; i < job->ndeferred; i++)
@@ -575,18 +464,13 @@ void pgfeed__job_schedule_resume(struct pgfeed_job *job, struct pgfeed_stage *s)
 
 /* ------------------------------------------------------------- lifecycle */
 
-void pgfeed__job_handle_closing(struct pgfeed_job *job)
-{
-    job->pending_closes++;
-}
-
 static void free_job(struct pgfeed_job *job)
 {
     struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
     for (int i = 0; i < 4; i++)
         if (stages[i] && stages[i]->ops->destroy)
             stages[i]->ops->destroy(stages[i]);
-    err_clear(&job->err);
+    pgfeed__err_clear(&job->ctx.err);
     free(job->target_idx);
     free(job->target_is_array);
     free(job->target_bin);
@@ -596,7 +480,7 @@ static void free_job(struct pgfeed_job *job)
     for (size_t i = 0; i < job->nrejects; i++)
         free(job->rejects[i].text);
     free(job->rejects);
-    pgfeed__buf_free(&job->replay);
+    pgfeed__buf_free(&job->ctx.replay.buf);
     if (job->rejects_file)
         fclose(job->rejects_file);
     free(job->rejects_path);
@@ -605,12 +489,12 @@ static void free_job(struct pgfeed_job *job)
 
 static void job_check_closed(struct pgfeed_job *job)
 {
-    if (job->pending_closes != 0)
+    if (job->ctx.pending_closes != 0)
         return;
-    if (job->state == JOB_STOPPING && job->transient && !job->cancel_requested &&
-        !job->close_requested && job->attempts < job->opt.retries) {
+    if (job->state == JOB_STOPPING && job->ctx.transient && !job->cancel_requested &&
+        !job->close_requested && job->ctx.attempts < job->opt.retries) {
         struct pgfeed_stage *src = job->source_stage;
-        int started = job->stats.bytes_read > 0 || job->carry.bytes_read > 0;
+        int started = job->ctx.stats.bytes_read > 0 || job->carry.bytes_read > 0;
         if (!started || src == NULL || src->ops->rereadable == NULL || src->ops->rereadable(src)) {
             schedule_retry(job);
             return;
@@ -622,14 +506,14 @@ static void job_check_closed(struct pgfeed_job *job)
         finish_damaged_member(job);
         uv_timer_stop(&job->progress); /* kept running by job_shutdown for a retry */
         uv_timer_stop(&job->timeout);
-        job->state = JOB_DONE;
-        job->stats.elapsed_s = elapsed_s(job);
-        job->stats.done = 1;
+        set_state(job, JOB_DONE);
+        job->ctx.stats.elapsed_s = elapsed_s(job);
+        job->ctx.stats.done = 1;
         if (job->close_requested) {
             pgfeed_job_close(job, job->close_cb);
             return;
         }
-        pgfeed__job_server_wait(job, 0);
+        pgfeed__ctx_server_wait(&job->ctx, 0);
         if (job->opt.progress_cb) {
             struct pgfeed_stats st;
             pgfeed_job_stats(job, &st);
@@ -640,23 +524,12 @@ static void job_check_closed(struct pgfeed_job *job)
     }
 }
 
-void pgfeed__job_handle_closed(struct pgfeed_job *job)
-{
-    job->pending_closes--;
-    job_check_closed(job);
-}
-
-void pgfeed__job_close_cb(uv_handle_t *h)
-{
-    pgfeed__job_handle_closed(h->data);
-}
-
 /* The job's own timers, closed only by pgfeed_job_close. */
 static void job_timer_close_cb(uv_handle_t *h)
 {
     struct pgfeed_job *job = h->data;
-    job->pending_closes--;
-    if (job->pending_closes == 0 && job->state == JOB_CLOSING) {
+    job->ctx.pending_closes--;
+    if (job->ctx.pending_closes == 0 && job->state == JOB_CLOSING) {
         /* Like libuv's close callbacks: the last moment the job is valid. */
         if (job->close_cb)
             job->close_cb(job);
@@ -673,13 +546,13 @@ static void job_shutdown(struct pgfeed_job *job)
 {
     if (job->state != JOB_RUNNING)
         return;
-    job->state = JOB_STOPPING;
+    set_state(job, JOB_STOPPING);
     uv_timer_stop(&job->retry);
-    if (!(job->transient && job->attempts < job->opt.retries)) {
+    if (!(job->ctx.transient && job->ctx.attempts < job->opt.retries)) {
         uv_timer_stop(&job->progress);
         uv_timer_stop(&job->timeout);
     }
-    job->pending_closes++;
+    job->ctx.pending_closes++;
     job->shutdown_pending = 1;
     uv_timer_start(&job->defer, defer_cb, 0, 0);
     struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
@@ -691,18 +564,19 @@ static void job_shutdown(struct pgfeed_job *job)
 /* A finished import that read no row at all says so: it is seldom what was meant. */
 static void warn_no_rows(struct pgfeed_job *job)
 {
-    struct pgfeed_stats st = job->stats;
-    merge_counters(&st, &job->carry, &job->stats);
+    struct pgfeed_stats st = job->ctx.stats;
+    merge_counters(&st, &job->carry, &job->ctx.stats);
     if (job->parser == NULL || job->base_batches > 0 || st.rows_read > 0)
         return; /* nothing to resume, or resumed: the rows are counted elsewhere */
-    pgfeed__log(job, PGFEED_LOG_WARNING, "the input has no rows: %s",
+    pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "the input has no rows: %s",
                 st.bytes_inflated == 0                  ? "it is empty"
                 : job->opt.header != PGFEED_HEADER_NONE ? "it holds only a header line"
                                                         : "it holds no data line");
 }
 
-void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
+static void sink_done(void *arg, int status)
 {
+    struct pgfeed_job *job = arg;
     if (job->state != JOB_RUNNING)
         return;
     if (status != 0 && job->status == 0)
@@ -715,8 +589,8 @@ void pgfeed__job_sink_done(struct pgfeed_job *job, int status)
 static void take_sample(struct pgfeed_job *job)
 {
     struct sample *sm = &job->samples[job->sample_head];
-    struct pgfeed_stats st = job->stats;
-    merge_counters(&st, &job->carry, &job->stats);
+    struct pgfeed_stats st = job->ctx.stats;
+    merge_counters(&st, &job->carry, &job->ctx.stats);
     sm->t_ns = uv_hrtime();
     sm->rows = st.rows_read;
     sm->bytes = st.bytes_read;
@@ -746,7 +620,7 @@ static void progress_cb(uv_timer_t *t)
 static void timeout_cb(uv_timer_t *t)
 {
     struct pgfeed_job *job = t->data;
-    pgfeed__fail(job, "job", PGFEED_ETIMEDOUT,
+    pgfeed__fail(&job->ctx, "job", PGFEED_ETIMEDOUT,
                  "The batch in flight was rolled back; committed batches stay.",
                  "Raise --timeout, or leave it out for no limit.",
                  "time limit of %g seconds reached", job->opt.timeout_s);
@@ -767,54 +641,93 @@ static uint64_t fnv1a64(const char *p, size_t n)
 }
 
 /* stdin's first bytes are in: name the stream by them, then look up its checkpoint. */
-static void stdin_prefetched(struct pgfeed_job *job, const char *p, size_t n)
+static void stdin_prefetched(void *arg, const char *p, size_t n)
 {
+    struct pgfeed_job *job = arg;
     if (job->state != JOB_RUNNING)
         return;
     snprintf(job->stdin_id, sizeof job->stdin_id, "stdin:%016llx",
              (unsigned long long)(fnv1a64(p, n) ^ (uint64_t)n));
     int rc = pgfeed__sink_connect(job->sink);
-    if (rc != 0 && job->err.pub.code == 0)
-        pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
+    if (rc != 0 && job->ctx.err.pub.code == 0)
+        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
                      pgfeed_strerror(rc));
 }
+
+/* The parser's answers to the sink's questions about a batch's lines. */
+static uint64_t row_line(void *arg, uint64_t seq, uint64_t n)
+{
+    struct pgfeed_job *job = arg;
+    return job->parser ? pgfeed__parser_row_line(job->parser, seq, n) : 0;
+}
+
+static int pending_batch(void *arg, struct pgfeed_batch_info *bi)
+{
+    struct pgfeed_job *job = arg;
+    if (job->parser == NULL)
+        return -1;
+    pgfeed__parser_pending_batch(job->parser, bi);
+    return 0;
+}
+
+static int table_ready(void *arg);
+static int checkpoint_ready(void *arg);
+static const struct pgfeed_validators *source_validators(void *arg);
+static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset);
+static void committed_base(void *arg, uint64_t *rows, uint64_t *batches);
+
+static const struct pgfeed_sink_events sink_events = {
+    .arg = NULL, /* the job, set when the sink is made */
+    .table_described = table_ready,
+    .checkpoint_read = checkpoint_ready,
+    .done = sink_done,
+    .validators = source_validators,
+    .restart_point = restart_point,
+    .row_line = row_line,
+    .pending_batch = pending_batch,
+    .committed_base = committed_base,
+};
 
 /* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
 static int build_pipeline(struct pgfeed_job *job)
 {
     int rc;
     if (is_url(job->source, "http://") || is_url(job->source, "https://"))
-        rc = pgfeed__source_http_new(job, job->source, job->opt.http, &job->source_stage);
+        rc = pgfeed__source_http_new(&job->ctx, job->source, job->opt.http, &job->source_stage);
     else if (strcmp(job->source, "-") == 0)
-        rc = pgfeed__source_file_new(job, NULL, job->opt.source_fd, &job->source_stage);
+        rc = pgfeed__source_file_new(&job->ctx, NULL, job->opt.source_fd, &job->source_stage);
     else
-        rc = pgfeed__source_file_new(job, job->source, -1, &job->source_stage);
+        rc = pgfeed__source_file_new(&job->ctx, job->source, -1, &job->source_stage);
     if (rc == 0)
-        rc = pgfeed__decoder_new(job, job->opt.chunk_size * 2, &job->decoder);
-    if (rc == 0)
-        rc = pgfeed__sink_new(job, &job->sink);
+        rc = pgfeed__decoder_new(&job->ctx, job->opt.chunk_size * 2, &job->decoder);
+    {
+        struct pgfeed_sink_events ev = sink_events;
+        ev.arg = job;
+        if (rc == 0)
+            rc = pgfeed__sink_new(&job->ctx, &ev, &job->sink);
+    }
     if (rc == 0) {
         job->source_stage->next = job->decoder;
         job->decoder->prev = job->source_stage;
-        pgfeed__job_server_wait(job, 1); /* until the table is known */
+        pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
         if (strcmp(job->source, "-") == 0 && job->stdin_id[0] == '\0')
             rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES,
-                                              stdin_prefetched);
+                                              stdin_prefetched, job);
         else
             rc = pgfeed__sink_connect(job->sink);
     }
-    if (rc != 0 && job->err.pub.code == 0)
-        pgfeed__fail(job, "job", rc, NULL, NULL, "could not start the import: %s",
+    if (rc != 0 && job->ctx.err.pub.code == 0)
+        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
                      pgfeed_strerror(rc));
     return rc;
 }
 
 int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
 {
-    if (job->state != JOB_NEW || job->err.pub.code != 0)
+    if (job->state != JOB_NEW || job->ctx.err.pub.code != 0)
         return job->cancel_requested ? PGFEED_ECANCELED : UV_EINVAL;
     job->done_cb = done_cb;
-    job->state = JOB_RUNNING;
+    set_state(job, JOB_RUNNING);
     job->start_ns = uv_hrtime();
     take_sample(job);
     job->last_progress_ns = job->start_ns;
@@ -832,64 +745,23 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     return 0;
 }
 
-int pgfeed__job_retrying(const struct pgfeed_job *job)
-{
-    return job->attempts > 0;
-}
-
-void pgfeed__job_batch_committed(struct pgfeed_job *job, const struct pgfeed_batch_info *bi,
-                                 uint64_t restart_raw)
-{
-    if (bi->last_line > job->lines_committed)
-        job->lines_committed = bi->last_line;
-    if (bi->end_decoded > job->member.dec_start) {
-        if (job->member.batches++ == 0)
-            job->member.first_line = bi->first_line;
-        job->member.last_line = bi->last_line;
-        job->member.rows += bi->rows;
-    }
-    /* A retry reads from the checkpoint's restart point on: what is before it can go. */
-    if (restart_raw > job->replay_start && !job->replay_lost && job->replay.data) {
-        uint64_t drop = restart_raw - job->replay_start;
-        if (drop > job->replay.len)
-            drop = job->replay.len;
-        memmove(job->replay.data, job->replay.data + drop, job->replay.len - (size_t)drop);
-        job->replay.len -= (size_t)drop;
-        job->replay_start += drop;
-    }
-}
-
-void pgfeed__job_member_start(struct pgfeed_job *job, uint64_t decoded, uint64_t raw)
-{
-    if (job->member.raw_start == raw && job->member.dec_start == decoded)
-        return; /* the same member again, after a retry: its committed batches still count */
-    memset(&job->member, 0, sizeof job->member);
-    job->member.dec_start = decoded;
-    job->member.raw_start = raw;
-}
-
-void pgfeed__job_damaged_member(struct pgfeed_job *job)
-{
-    job->member.damaged = 1;
-}
-
 /*
  * A gzip member failed its check after batches with its rows committed (streaming
  * cannot check a CRC before the member's end): say which lines, and how to redo them.
  */
 static void finish_damaged_member(struct pgfeed_job *job)
 {
-    struct pgfeed_err_store *e = &job->err;
-    if (!job->member.damaged || e->pub.code != PGFEED_EDECODE)
+    struct pgfeed_err_store *e = &job->ctx.err;
+    if (!job->ctx.member.damaged || e->pub.code != PGFEED_EDECODE)
         return;
-    job->member.damaged = 0;
+    job->ctx.member.damaged = 0;
     char *d;
-    if (job->member.batches == 0)
+    if (job->ctx.member.batches == 0)
         d = pgfeed__strdup_printf(
             "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu; none of "
             "its rows were committed.",
             e->detail ? e->detail : "", e->detail ? " " : "",
-            (unsigned long long)job->member.raw_start, (unsigned long long)job->member.dec_start);
+            (unsigned long long)job->ctx.member.raw_start, (unsigned long long)job->ctx.member.dec_start);
     else
         d = pgfeed__strdup_printf(
             "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu, and its "
@@ -897,15 +769,15 @@ static void finish_damaged_member(struct pgfeed_job *job)
             "before, input lines %llu to %llu (%llu rows, the first batch's earliest rows may "
             "come from the member before). Their values may be altered.",
             e->detail ? e->detail : "", e->detail ? " " : "",
-            (unsigned long long)job->member.raw_start, (unsigned long long)job->member.dec_start,
-            (unsigned long long)job->member.batches, (unsigned long long)job->member.first_line,
-            (unsigned long long)job->member.last_line, (unsigned long long)job->member.rows);
-    char *h = job->member.batches == 0
+            (unsigned long long)job->ctx.member.raw_start, (unsigned long long)job->ctx.member.dec_start,
+            (unsigned long long)job->ctx.member.batches, (unsigned long long)job->ctx.member.first_line,
+            (unsigned long long)job->ctx.member.last_line, (unsigned long long)job->ctx.member.rows);
+    char *h = job->ctx.member.batches == 0
                   ? NULL
                   : strdup("Download the file again and import it with --restart --truncate, "
                            "which replaces every row; \"gzip -t\" checks a copy before an "
                            "import.");
-    if (d == NULL || (job->member.batches && h == NULL)) {
+    if (d == NULL || (job->ctx.member.batches && h == NULL)) {
         free(d);
         free(h);
         return;
@@ -920,43 +792,6 @@ static void finish_damaged_member(struct pgfeed_job *job)
     }
 }
 
-/* How many bytes of a pipe the job keeps for a retry: every connection's batch and one more. */
-static size_t replay_cap(const struct pgfeed_job *job)
-{
-    size_t n = job->opt.connections ? job->opt.connections : 1;
-    return (n + 1) * job->opt.batch_bytes;
-}
-
-void pgfeed__job_replay_keep(struct pgfeed_job *job, const char *p, size_t n)
-{
-    if (job->replay_lost || n == 0)
-        return;
-    if (job->replay.len + n > replay_cap(job) || pgfeed__buf_append(&job->replay, p, n) != 0) {
-        job->replay_lost = 1;
-        pgfeed__buf_free(&job->replay);
-        job->replay.len = 0;
-        pgfeed__log(job, PGFEED_LOG_INFO,
-                    "more than %zu bytes of input are not committed yet: a lost connection can "
-                    "no longer be retried within this run",
-                    replay_cap(job));
-    }
-}
-
-int pgfeed__job_replay_get(struct pgfeed_job *job, uint64_t offset, const char **p, size_t *n)
-{
-    if (job->replay_lost || offset < job->replay_start ||
-        offset > job->replay_start + job->replay.len)
-        return UV_ENOENT;
-    *p = job->replay.data + (offset - job->replay_start);
-    *n = job->replay.len - (size_t)(offset - job->replay_start);
-    return 0;
-}
-
-int pgfeed__job_replay_ok(const struct pgfeed_job *job)
-{
-    return !job->replay_lost;
-}
-
 /*
  * A retry would have to read the source again from the checkpoint, and this one
  * (a pipe) gives its bytes once: fail now, saying what is committed and how to finish,
@@ -964,17 +799,17 @@ int pgfeed__job_replay_ok(const struct pgfeed_job *job)
  */
 static void fail_not_rereadable(struct pgfeed_job *job)
 {
-    struct pgfeed_err_store *e = &job->err;
-    unsigned long long rows = job->carry.rows_committed + job->stats.rows_committed;
-    unsigned long long batches = job->carry.batches_committed + job->stats.batches_committed;
+    struct pgfeed_err_store *e = &job->ctx.err;
+    unsigned long long rows = job->carry.rows_committed + job->ctx.stats.rows_committed;
+    unsigned long long batches = job->carry.batches_committed + job->ctx.stats.batches_committed;
     char *detail = pgfeed__strdup_printf(
         "The import stopped with \"%s\"%s%s Standard input is kept in memory for a retry up to "
         "%zu bytes past the last commit ((connections + 1) x --batch-bytes), and more was not "
         "committed yet. Rows committed by this run: %llu in %llu batches; the checkpoint covers "
         "input lines 1 to %llu (the header included), and the batch in flight was rolled back.",
         e->message ? e->message : "the connection was lost", e->detail ? ": " : ".",
-        e->detail ? e->detail : "", replay_cap(job), rows, batches,
-        (unsigned long long)job->lines_committed);
+        e->detail ? e->detail : "", pgfeed__ctx_replay_cap(&job->ctx), rows, batches,
+        (unsigned long long)job->ctx.lines_committed);
     char *hint = pgfeed__strdup_printf(
         "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
         "(checking that the input starts as before) and imports the rest.");
@@ -1012,13 +847,7 @@ static void fail_not_rereadable(struct pgfeed_job *job)
     e->pub.message = msg;
     e->pub.detail = detail;
     e->pub.hint = hint;
-    job->err_count_committed = 0;
-}
-
-void pgfeed__job_transient(struct pgfeed_job *job)
-{
-    if (job->err.pub.code == 0 && !job->cancel_requested)
-        job->transient = 1;
+    job->ctx.err_count_committed = 0;
 }
 
 static void retry_cb(uv_timer_t *t)
@@ -1067,36 +896,36 @@ static void schedule_retry(struct pgfeed_job *job)
     /* Rejects of uncommitted batches come back when their rows are read again. */
     for (size_t i = 0; i < job->nrejects; i++)
         free(job->rejects[i].text);
-    job->stats.rows_rejected -= job->nrejects;
+    job->ctx.stats.rows_rejected -= job->nrejects;
     job->nrejects = 0;
     struct pgfeed_stats merged = job->carry;
-    merge_counters(&merged, &job->carry, &job->stats);
-    merged.bytes_total = job->stats.bytes_total;
+    merge_counters(&merged, &job->carry, &job->ctx.stats);
+    merged.bytes_total = job->ctx.stats.bytes_total;
     job->carry = merged;
-    int64_t total = job->stats.bytes_total;
-    memset(&job->stats, 0, sizeof job->stats);
-    job->stats.bytes_total = total;
+    int64_t total = job->ctx.stats.bytes_total;
+    memset(&job->ctx.stats, 0, sizeof job->ctx.stats);
+    job->ctx.stats.bytes_total = total;
     job->carry.retries++;
-    job->attempts++;
+    job->ctx.attempts++;
     job->base_rows = job->base_batches = 0;
 
-    double delay = 0.2 * (double)(1u << (job->attempts > 8 ? 8 : job->attempts - 1));
+    double delay = 0.2 * (double)(1u << (job->ctx.attempts > 8 ? 8 : job->ctx.attempts - 1));
     uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)job;
     double jitter = 0.75 + 0.5 * (double)(seed % 1000) / 1000.0;
     delay = delay * jitter > 30 ? 30 : delay * jitter;
-    pgfeed__log(job, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
-                job->err.pub.message ? job->err.pub.message : "connection lost",
-                job->err.pub.detail ? ": " : "", job->err.pub.detail ? job->err.pub.detail : "",
-                delay, job->attempts, job->opt.retries);
+    pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
+                job->ctx.err.pub.message ? job->ctx.err.pub.message : "connection lost",
+                job->ctx.err.pub.detail ? ": " : "", job->ctx.err.pub.detail ? job->ctx.err.pub.detail : "",
+                delay, job->ctx.attempts, job->opt.retries);
 
-    err_clear(&job->err);
-    job->err_count_committed = 0;
+    pgfeed__err_clear(&job->ctx.err);
+    job->ctx.err_count_committed = 0;
     job->status = 0;
-    job->transient = 0;
+    job->ctx.transient = 0;
     job->opt.resume = 1;
     job->opt.restart = 0;
     job->retrying = 1;
-    job->state = JOB_RUNNING;
+    set_state(job, JOB_RUNNING);
     uv_timer_start(&job->retry, retry_cb, (uint64_t)(delay * 1000.0), 0);
 }
 
@@ -1105,17 +934,18 @@ void pgfeed_job_cancel(pgfeed_job_t *job)
     if (job->cancel_requested)
         return;
     job->cancel_requested = 1;
+    job->ctx.canceled = 1;
     if (job->state == JOB_RUNNING) {
         char detail[256];
         snprintf(detail, sizeof detail,
                  "The batch in flight was rolled back; %llu rows in %llu batches are committed.",
-                 (unsigned long long)(job->carry.rows_committed + job->stats.rows_committed),
-                 (unsigned long long)(job->carry.batches_committed + job->stats.batches_committed));
-        pgfeed__fail(job, "job", PGFEED_ECANCELED, detail, NULL, "import canceled");
-    } else if (job->state == JOB_NEW && job->err.pub.code == 0) {
-        job->err.pub.code = PGFEED_ECANCELED;
-        job->err.message = strdup("import canceled");
-        job->err.pub.message = job->err.message ? job->err.message : "import canceled";
+                 (unsigned long long)(job->carry.rows_committed + job->ctx.stats.rows_committed),
+                 (unsigned long long)(job->carry.batches_committed + job->ctx.stats.batches_committed));
+        pgfeed__fail(&job->ctx, "job", PGFEED_ECANCELED, detail, NULL, "import canceled");
+    } else if (job->state == JOB_NEW && job->ctx.err.pub.code == 0) {
+        job->ctx.err.pub.code = PGFEED_ECANCELED;
+        job->ctx.err.message = strdup("import canceled");
+        job->ctx.err.pub.message = job->ctx.err.message ? job->ctx.err.message : "import canceled";
     }
 }
 
@@ -1132,10 +962,10 @@ void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
     }
     if (job->state == JOB_CLOSING)
         return;
-    job->state = JOB_CLOSING;
+    set_state(job, JOB_CLOSING);
     uv_timer_t *timers[4] = {&job->defer, &job->progress, &job->timeout, &job->retry};
     for (int i = 0; i < 4; i++) {
-        job->pending_closes++;
+        job->ctx.pending_closes++;
         uv_close((uv_handle_t *)timers[i], job_timer_close_cb);
     }
 }
@@ -1162,26 +992,27 @@ static int append_escaped(struct pgfeed_buf *b, const char *p, size_t n, int esc
     return 0;
 }
 
-int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
+static int reject(void *arg, const struct pgfeed_reject *r)
 {
+    struct pgfeed_job *job = arg;
     if (job->state != JOB_RUNNING && job->state != JOB_NEW) /* NEW: parser unit tests */
         return job->status ? job->status : PGFEED_ECANCELED;
-    if (job->stats.rows_rejected >= job->opt.max_rejects) {
+    if (job->ctx.stats.rows_rejected >= job->opt.max_rejects) {
         char *detail = NULL;
         if (job->opt.max_rejects > 0)
             detail = pgfeed__strdup_printf(
                 "%s%sThis is rejected row %llu; --max-rejects allows %llu. The batch in flight was rolled back.",
                 r->detail ? r->detail : "", r->detail ? " " : "",
-                (unsigned long long)job->stats.rows_rejected + 1,
+                (unsigned long long)job->ctx.stats.rows_rejected + 1,
                 (unsigned long long)job->opt.max_rejects);
         const char *hint = r->hint;
         if (job->opt.max_rejects == 0 && hint == NULL)
             hint = "Fix the row, or allow bad rows to be skipped with --max-rejects.";
         int code = r->stage && strcmp(r->stage, "sink") == 0 ? PGFEED_ESERVER : PGFEED_EPARSE;
-        pgfeed__fail(job, r->stage ? r->stage : "parser", code, detail ? detail : r->detail, hint,
+        pgfeed__fail(&job->ctx, r->stage ? r->stage : "parser", code, detail ? detail : r->detail, hint,
                      "%s", r->message);
-        pgfeed__fail_at(job, r->line, r->column, r->column_name, r->decoded_offset,
-                        job->stats.bytes_read);
+        pgfeed__fail_at(&job->ctx, r->line, r->column, r->column_name, r->decoded_offset,
+                        job->ctx.stats.bytes_read);
         free(detail);
         return code;
     }
@@ -1214,14 +1045,14 @@ int pgfeed__job_reject(struct pgfeed_job *job, const struct pgfeed_reject *r)
     }
     if (rc != 0) {
         pgfeed__buf_free(&b);
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     job->rejects[job->nrejects].line = r->line;
     job->rejects[job->nrejects].text = b.data;
     job->rejects[job->nrejects].len = b.len;
     job->nrejects++;
-    job->stats.rows_rejected++;
-    pgfeed__log(job, PGFEED_LOG_INFO, "line %llu rejected: %s", (unsigned long long)r->line,
+    job->ctx.stats.rows_rejected++;
+    pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "line %llu rejected: %s", (unsigned long long)r->line,
                 r->message);
     return 0;
 }
@@ -1331,7 +1162,7 @@ static char *default_rejects_path(const char *table)
 
 static int fail_rejects_exists(struct pgfeed_job *job)
 {
-    return pgfeed__fail(job, "job", UV_EEXIST,
+    return pgfeed__fail(&job->ctx, "job", UV_EEXIST,
                         "Without --resume, rejected rows go to a new file: pgfeed neither appends "
                         "to nor overwrites an existing one.",
                         "Remove the file, choose another with --rejects, or use --resume if it "
@@ -1341,7 +1172,7 @@ static int fail_rejects_exists(struct pgfeed_job *job)
 
 static int fail_rejects_symlink(struct pgfeed_job *job)
 {
-    return pgfeed__fail(job, "job", UV_ELOOP,
+    return pgfeed__fail(&job->ctx, "job", UV_ELOOP,
                         "pgfeed does not follow a symbolic link for the rejects file, so that "
                         "rows are written to the file named and nowhere else.",
                         "Give the path of the file itself with --rejects.",
@@ -1362,7 +1193,7 @@ static int rejects_check(struct pgfeed_job *job)
     job->rejects_path =
         job->rejects_opt ? strdup(job->rejects_opt) : default_rejects_path(job->table);
     if (job->rejects_path == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     struct stat st;
     if (lstat(job->rejects_path, &st) != 0)
         return 0; /* absent (or unreachable: opening it says why) */
@@ -1372,7 +1203,7 @@ static int rejects_check(struct pgfeed_job *job)
         return 0;
     if (S_ISREG(st.st_mode))
         return fail_rejects_exists(job);
-    return pgfeed__fail(job, "job", UV_EINVAL, NULL,
+    return pgfeed__fail(&job->ctx, "job", UV_EINVAL, NULL,
                         "Name a regular file (or /dev/null) with --rejects.",
                         "rejects file \"%s\" is not a regular file", job->rejects_path);
 }
@@ -1412,7 +1243,7 @@ static int rejects_open(struct pgfeed_job *job)
         return fail_rejects_symlink(job);
     char detail[512];
     snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-    return pgfeed__fail(job, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
+    return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
                         "could not open the rejects file \"%s\"", path);
 }
 
@@ -1421,8 +1252,9 @@ static int rejects_open(struct pgfeed_job *job)
  * commit) to the rejects file, opened (created) on first use. Rejects of a
  * batch that is rolled back are never written: resuming reads those rows again.
  */
-int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
+static int flush_rejects(void *arg, uint64_t upto)
 {
+    struct pgfeed_job *job = arg;
     size_t keep = 0;
     for (size_t i = 0; i < job->nrejects; i++) {
         struct pending_reject *pr = &job->rejects[i];
@@ -1432,21 +1264,21 @@ int pgfeed__job_flush_rejects(struct pgfeed_job *job, uint64_t upto)
         }
         if (job->rejects_file == NULL) {
             if (job->rejects_path == NULL) /* max_rejects 0: never here */
-                return pgfeed__fail(job, "job", PGFEED_EINTERNAL, NULL, NULL,
+                return pgfeed__fail(&job->ctx, "job", PGFEED_EINTERNAL, NULL, NULL,
                                     "a row was rejected with no rejects file chosen");
             int rc = rejects_open(job);
             if (rc != 0)
                 return rc;
         }
         if (fwrite(pr->text, 1, pr->len, job->rejects_file) != pr->len) {
-            return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,
+            return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, NULL, NULL,
                                 "could not write the rejects file \"%s\"", job->rejects_path);
         }
         free(pr->text);
     }
     job->nrejects = keep;
     if (job->rejects_file && fflush(job->rejects_file) != 0)
-        return pgfeed__fail(job, "job", PGFEED_ESOURCE, NULL, NULL,
+        return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, NULL, NULL,
                             "could not write the rejects file \"%s\"", job->rejects_path);
     return 0;
 }
@@ -1542,7 +1374,7 @@ static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column
         why = "format text is passed through to the server as it is";
     struct pgfeed_bin_field *b = why ? NULL : calloc(job->ntargets ? job->ntargets : 1, sizeof *b);
     if (why == NULL && b == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     for (size_t i = 0; b && i < job->ntargets; i++) {
         const struct pgfeed_column *c = &cols[job->target_idx[i]];
         int kind = bin_kind(c->is_array ? c->elem_oid : c->type_oid);
@@ -1563,10 +1395,10 @@ static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column
         job->bin_noticed = 1;
         int level = job->opt.copy_format == PGFEED_COPY_AUTO ? PGFEED_LOG_INFO : PGFEED_LOG_NOTICE;
         if (col)
-            pgfeed__log(job, level, "using text COPY: column \"%s\" has type %s, which %s", col,
+            pgfeed__log(&job->ctx, level, "using text COPY: column \"%s\" has type %s, which %s", col,
                         type ? type : "?", why);
         else
-            pgfeed__log(job, level, "using text COPY: %s", why);
+            pgfeed__log(&job->ctx, level, "using text COPY: %s", why);
     }
     return 0;
 }
@@ -1582,7 +1414,7 @@ static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
     job->target_is_array = malloc(n * sizeof *job->target_is_array);
     job->target_names = malloc(n * sizeof *job->target_names);
     if (!job->target_idx || !job->target_is_array || !job->target_names)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     job->ntargets = n;
     for (size_t i = 0; i < n; i++) {
         job->target_idx[i] = idx[i];
@@ -1628,8 +1460,9 @@ static int end_list(struct pgfeed_buf *b, size_t total)
 }
 
 /* Maps a header line to the table's columns; see the contract's "Header auto". */
-static int on_header(struct pgfeed_job *job, const char *line, size_t n)
+static int on_header(void *arg, const char *line, size_t n)
 {
+    struct pgfeed_job *job = arg;
     size_t ncols;
     const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
     if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL) {
@@ -1646,7 +1479,7 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
     size_t *idx = calloc(nf, sizeof *idx);
     struct pgfeed_buf unmatched = {0}; /* the first NAMES_SHOWN names not found, quoted */
     if (idx == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     size_t nbad = 0, f = 0, start = 0;
     int nomem = 0;
     for (size_t i = 0; i <= n; i++) {
@@ -1670,18 +1503,18 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
     if (nomem) {
         free(idx);
         pgfeed__buf_free(&unmatched);
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     int rc;
     if (nbad == 0) {
-        pgfeed__log(job, PGFEED_LOG_INFO, "header mapped by name to the columns of \"%s\"",
+        pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "header mapped by name to the columns of \"%s\"",
                     job->table);
         rc = set_targets(job, idx, nf);
     } else if (job->opt.header == PGFEED_HEADER_AUTO && nf == ncols) {
         for (size_t i = 0; i < ncols; i++)
             idx[i] = i;
         pgfeed__log(
-            job, PGFEED_LOG_NOTICE,
+            &job->ctx, PGFEED_LOG_NOTICE,
             "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
             unmatched.data, job->table, nf);
         rc = set_targets(job, idx, nf);
@@ -1697,10 +1530,10 @@ static int on_header(struct pgfeed_job *job, const char *line, size_t n)
                                    job->table, unmatched.data, nf, ncols, names.data);
         pgfeed__buf_free(&names);
         rc = pgfeed__fail(
-            job, "job", PGFEED_EHEADER, detail,
+            &job->ctx, "job", PGFEED_EHEADER, detail,
             "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
             "header of the input does not match table \"%s\"", job->table);
-        pgfeed__fail_at(job, 1, 0, NULL, 0, 0);
+        pgfeed__fail_at(&job->ctx, 1, 0, NULL, 0, 0);
         free(detail);
     }
     free(idx);
@@ -1719,7 +1552,7 @@ static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout
         n += *p == ',';
     size_t *idx = calloc(n, sizeof *idx);
     if (idx == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     size_t k = 0;
     while (k < n) {
         size_t len = strcspn(s, ",");
@@ -1748,7 +1581,7 @@ static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout
             char *q = pgfeed__quote_input(name, nl);
             pgfeed__buf_free(&names);
             free(idx);
-            int rc = pgfeed__fail(job, "job", PGFEED_EUSAGE, detail, "Check --columns.",
+            int rc = pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, detail, "Check --columns.",
                                   "column \"%s\" of --columns does not exist in table \"%s\"",
                                   q ? q : "?", job->table);
             free(detail);
@@ -1840,28 +1673,30 @@ static int update_identity(struct pgfeed_job *job)
     free(opts);
     free(others);
     if (rc == UV_ENOMEM)
-        return pgfeed__fail(job, "job", rc, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "out of memory");
     return rc;
 }
 
-const struct pgfeed_validators *pgfeed__job_source_validators(struct pgfeed_job *job)
+static const struct pgfeed_validators *source_validators(void *arg)
 {
+    struct pgfeed_job *job = arg;
     struct pgfeed_stage *src = job->source_stage;
     if (src == NULL || src->ops->validators == NULL)
         return NULL;
     return src->ops->validators(src);
 }
 
-int pgfeed__job_restart_point(struct pgfeed_job *job, uint64_t decoded, struct pgfeed_buf *out,
-                              uint64_t *raw_offset)
+static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset)
 {
+    struct pgfeed_job *job = arg;
     if (job->decoder == NULL)
         return 1;
     return pgfeed__decoder_restart_point(job->decoder, decoded, out, raw_offset);
 }
 
-void pgfeed__job_committed_base(struct pgfeed_job *job, uint64_t *rows, uint64_t *batches)
+static void committed_base(void *arg, uint64_t *rows, uint64_t *batches)
 {
+    struct pgfeed_job *job = arg;
     *rows = job->base_rows;
     *batches = job->base_batches;
 }
@@ -1877,9 +1712,10 @@ void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c)
     c->size = -1;
 }
 
-int pgfeed__job_table_ready(struct pgfeed_job *job)
+static int table_ready(void *arg)
 {
-    pgfeed__job_server_wait(job, 0);
+    struct pgfeed_job *job = arg;
+    pgfeed__ctx_server_wait(&job->ctx, 0);
     size_t ncols;
     pgfeed__sink_columns(job->sink, &ncols);
     int rc;
@@ -1892,7 +1728,7 @@ int pgfeed__job_table_ready(struct pgfeed_job *job)
         n = ncols;
         idx = malloc((n ? n : 1) * sizeof *idx);
         if (idx == NULL)
-            return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
         for (size_t i = 0; i < n; i++)
             idx[i] = i;
     }
@@ -1917,7 +1753,7 @@ static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
         n += *p == ',';
     size_t *idx = calloc(n, sizeof *idx);
     if (idx == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     for (size_t k = 0; k < n; k++) {
         size_t len = strcspn(t, ",");
         long c = -1;
@@ -1926,7 +1762,7 @@ static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
                 c = (long)i;
         if (c < 0) {
             free(idx);
-            return pgfeed__fail(job, "job", PGFEED_ECHECKPOINT,
+            return pgfeed__fail(&job->ctx, "job", PGFEED_ECHECKPOINT,
                                 "The checkpoint names a column that the table no longer has.",
                                 "Run with --restart to start over.",
                                 "cannot resume the import into \"%s\": column \"%.*s\" is gone",
@@ -1943,7 +1779,7 @@ static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
 /* Decides what a found checkpoint means for this run. 1: resume, 0: fresh start, <0: failed. */
 static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
 {
-    const struct pgfeed_validators *v = pgfeed__job_source_validators(job);
+    const struct pgfeed_validators *v = source_validators(job);
     int changed =
         v &&
         ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
@@ -1958,7 +1794,7 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                  job->table, (unsigned long long)c->rows,
                  c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
         return pgfeed__fail(
-            job, "job", PGFEED_ECHANGED, detail,
+            &job->ctx, "job", PGFEED_ECHANGED, detail,
             "Pipe the same input as the interrupted run with --resume, or leave out --resume to import this input as a new import.",
             "cannot resume: standard input is not the stream the interrupted import read");
     }
@@ -1967,7 +1803,7 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
     if (c->finished) {
         if (job->opt.resume && !changed) {
             pgfeed__log(
-                job, PGFEED_LOG_NOTICE,
+                &job->ctx, PGFEED_LOG_NOTICE,
                 "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
                 job->table, (unsigned long long)c->rows);
             return 2;
@@ -1984,7 +1820,7 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                          ? " (standard input: its first 64 kB are the same)"
                          : "");
             return pgfeed__fail(
-                job, "job", PGFEED_ECHECKPOINT, detail,
+                &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
                 "Use --restart to import it again (with --truncate to replace the rows already there).",
                 "this source was already imported into \"%s\"", job->table);
         }
@@ -1992,7 +1828,7 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
     }
     if (job->opt.restart) {
         pgfeed__log(
-            job, PGFEED_LOG_NOTICE,
+            &job->ctx, PGFEED_LOG_NOTICE,
             "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
             (unsigned long long)c->rows, job->table,
             job->opt.truncate ? " until the first batch truncates the table" : "");
@@ -2005,13 +1841,13 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                  (unsigned long long)c->rows, (unsigned long long)c->batches,
                  c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
         return pgfeed__fail(
-            job, "job", PGFEED_ECHECKPOINT, detail,
+            &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
             "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
             "an unfinished import of this source into \"%s\" exists", job->table);
     }
     char *mine = options_text(job, 0);
     if (mine == NULL)
-        return pgfeed__fail(job, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     size_t ml = strlen(mine);
     int same = c->options && strncmp(c->options, mine, ml) == 0 &&
                (c->options[ml] == '\0' || c->options[ml] == ' ');
@@ -2021,7 +1857,7 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
                  c->options ? c->options : "", mine);
         free(mine);
         return pgfeed__fail(
-            job, "job", PGFEED_ECHECKPOINT, detail,
+            &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
             "Resume with the options of the interrupted run, or use --restart.",
             "cannot resume: the format options differ from the interrupted import's");
     }
@@ -2033,21 +1869,22 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
             (long long)c->size, c->last_modified ? ", modified " : "",
             c->last_modified ? c->last_modified : "", (long long)v->size,
             v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
-        return pgfeed__fail(job, "job", PGFEED_ECHANGED, detail,
+        return pgfeed__fail(&job->ctx, "job", PGFEED_ECHANGED, detail,
                             "Use --restart (with --truncate to replace the rows already imported).",
                             "the source changed since the checkpoint");
     }
     return 1;
 }
 
-int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
+static int checkpoint_ready(void *arg)
 {
+    struct pgfeed_job *job = arg;
     const struct pgfeed_checkpoint *c = pgfeed__sink_checkpoint(job->sink);
     int decision = weigh_checkpoint(job, c);
     if (decision < 0)
         return decision;
     if (decision == 2) {
-        pgfeed__job_sink_done(job, 0);
+        sink_done(job, 0);
         return 0;
     }
     int resume = decision == 1;
@@ -2058,16 +1895,16 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
             return rc;
         job->base_rows = c->rows;
         job->base_batches = c->batches;
-        if (c->lines > job->lines_committed)
-            job->lines_committed = c->lines;
+        if (c->lines > job->ctx.lines_committed)
+            job->ctx.lines_committed = c->lines;
         if (job->opt.truncate) {
             /* The committed rows are part of this import: emptying the table would lose them. */
-            if (job->attempts == 0)
-                pgfeed__log(job, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
+            if (job->ctx.attempts == 0)
+                pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
             job->opt.truncate = 0;
         }
         pgfeed__log(
-            job, PGFEED_LOG_NOTICE,
+            &job->ctx, PGFEED_LOG_NOTICE,
             "resuming after input line %llu: %llu rows in %llu batches are already committed",
             (unsigned long long)c->lines, (unsigned long long)c->rows,
             (unsigned long long)c->batches);
@@ -2088,13 +1925,14 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
             job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
         .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
         .on_header = on_header,
+        .on_header_arg = job,
         .nfields = job->ntargets,
         .is_array = job->target_is_array,
         .field_names = job->target_names,
     };
-    rc = pgfeed__parser_new(job, &pc, &job->parser);
+    rc = pgfeed__parser_new(&job->ctx, &pc, &job->parser);
     if (rc != 0)
-        return pgfeed__fail(job, "job", rc, NULL, NULL, "could not create the parser: %s",
+        return pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not create the parser: %s",
                             pgfeed_strerror(rc));
     pgfeed__parser_set_binary(job->parser, job->target_bin);
     job->decoder->next = job->parser;
@@ -2112,7 +1950,7 @@ int pgfeed__job_checkpoint_ready(struct pgfeed_job *job)
                                                   c->decoded_offset);
             if (rc != 0)
                 return rc;
-            pgfeed__log(job, PGFEED_LOG_INFO, "restarting at byte %llu of the source",
+            pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "restarting at byte %llu of the source",
                         (unsigned long long)c->raw_offset);
         } else {
             /* Re-read from the start and discard what is committed. */

@@ -2,7 +2,7 @@
  * parse_dsv.c -- the parser stage: decoded bytes in, COPY text rows out, in batches.
  *
  * Owns record splitting, the header record, the client-side row checks (field count, UTF-8,
- * zero bytes, unterminated quotes, turned into rejections through pgfeed__job_reject), line
+ * zero bytes, unterminated quotes, turned into rejections through pgfeed__ctx_reject), line
  * numbers and decoded offsets, and batch boundaries. Escaping is encode_copy.c's
  * (pgfeed__encode_row turns a tsv line into a COPY row in one pass), or, for binary COPY
  * (pgfeed__parser_set_binary; tsv and csv), encode_binary.c's, whose values the server would
@@ -28,7 +28,7 @@
  * client_encoding UTF8, and PostgreSQL never takes 0x00 in text); it is checked before it is
  * encoded, a buffer at a time rather than a record at a time (utf8_record), with the
  * fast path of pgfeed__utf8_check. Then the field count. A record that fails either is
- * refused with pgfeed__job_reject and the next one parsed; a line too long for max_line,
+ * refused with pgfeed__ctx_reject and the next one parsed; a line too long for max_line,
  * "\." followed by more data (text) and a failed header are errors that stop the import.
  *
  * Lines: a record's line is the physical line (LF-ended) where it starts; quoted newlines
@@ -98,7 +98,8 @@ struct parser {
     char quote; /* csv */
     size_t max_line;
     uint64_t batch_rows;
-    int (*on_header)(struct pgfeed_job *job, const char *line, size_t n);
+    int (*on_header)(void *arg, const char *line, size_t n);
+    void *on_header_arg;
     int want_header; /* the next record is the header */
     int bom_pending; /* csv: the input may still begin with a BOM */
 
@@ -143,7 +144,7 @@ static struct parser *parser_of(struct pgfeed_stage *s)
 
 static int fail_nomem(struct parser *P)
 {
-    return pgfeed__fail(P->base.job, "parser", UV_ENOMEM, NULL, NULL, "out of memory");
+    return pgfeed__fail(P->base.ctx, "parser", UV_ENOMEM, NULL, NULL, "out of memory");
 }
 
 /* The first c in [p, end), or end. */
@@ -450,7 +451,7 @@ static int reject(struct parser *P, const char *raw, size_t n, uint64_t lineno, 
         .raw = raw,
         .raw_len = n,
     };
-    return pgfeed__job_reject(P->base.job, &r);
+    return pgfeed__ctx_reject(P->base.ctx, &r);
 }
 
 static int reject_field_count(struct parser *P, const char *line, size_t n, size_t found,
@@ -538,9 +539,9 @@ static int fail_line(struct parser *P, const char *line, size_t n, uint64_t line
 {
     char *quoted = pgfeed__quote_input(line, n);
     char *detail = pgfeed__strdup_printf("%s The line is \"%s\".", why, quoted ? quoted : "");
-    int rc = pgfeed__fail(P->base.job, "parser", PGFEED_EPARSE, detail, hint, "%s in line %llu",
+    int rc = pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail, hint, "%s in line %llu",
                           what, (unsigned long long)lineno);
-    pgfeed__fail_at(P->base.job, lineno, 0, NULL, off, P->stats->bytes_read);
+    pgfeed__fail_at(P->base.ctx, lineno, 0, NULL, off, P->stats->bytes_read);
     free(quoted);
     free(detail);
     return rc;
@@ -569,11 +570,11 @@ static int fail_too_long(struct parser *P, const char *line, size_t n, uint64_t 
         detail = pgfeed__strdup_printf("The limit is %zu bytes; the %s begins \"%s\".", P->max_line,
                                        unit(P), quoted ? quoted : "");
     }
-    int rc = pgfeed__fail(P->base.job, "parser", PGFEED_EPARSE, detail, hint,
+    int rc = pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail, hint,
                           P->format == PGFEED_FORMAT_CSV ? "CSV record in line %llu is too long"
                                                          : "input line %llu is too long",
                           (unsigned long long)lineno);
-    pgfeed__fail_at(P->base.job, lineno, 0, NULL, off, P->stats->bytes_read);
+    pgfeed__fail_at(P->base.ctx, lineno, 0, NULL, off, P->stats->bytes_read);
     free(quoted);
     free(detail);
     return rc;
@@ -823,9 +824,9 @@ static int reject_value(struct parser *P, const char *rec, size_t n, uint64_t li
         return fail_nomem(P);
     int rc = reject(P, rec, n, lineno, off, (int)err->field + 1, msg, NULL, NULL);
     if (rc != 0) {
-        const struct pgfeed_error *e = pgfeed_job_error(P->base.job);
+        const struct pgfeed_error *e = (&P->base.ctx->err.pub);
         if (e->sqlstate == NULL && e->message && strcmp(e->message, msg) == 0)
-            pgfeed__fail_sqlstate(P->base.job, pgfeed__bin_error_sqlstate(err));
+            pgfeed__fail_sqlstate(P->base.ctx, pgfeed__bin_error_sqlstate(err));
     }
     free(msg);
     return rc;
@@ -956,7 +957,7 @@ static int take_line(struct parser *P, const char *line, size_t n, size_t eol)
     }
     if (P->want_header) {
         P->want_header = 0;
-        return P->on_header ? P->on_header(P->base.job, line, n) : 0;
+        return P->on_header ? P->on_header(P->on_header_arg, line, n) : 0;
     }
     if (P->text_ended)
         return fail_line(P, line, n, lineno, off, "data after the end-of-copy marker",
@@ -985,7 +986,7 @@ static int csv_header(struct parser *P, const char *r, size_t n)
             rc = UV_ENOMEM;
     }
     if (rc == 0)
-        rc = P->on_header ? P->on_header(P->base.job, h.data, h.len) : 0;
+        rc = P->on_header ? P->on_header(P->on_header_arg, h.data, h.len) : 0;
     else
         rc = fail_nomem(P);
     pgfeed__buf_free(&h);
@@ -1129,9 +1130,9 @@ static int csv_unterminated(struct parser *P, const char *start, size_t n)
     int rc;
     if (P->want_header) {
         P->want_header = 0;
-        rc = pgfeed__fail(P->base.job, "parser", PGFEED_EPARSE, detail, hint,
+        rc = pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail, hint,
                           "unterminated quoted field in the CSV header");
-        pgfeed__fail_at(P->base.job, lineno, col, NULL, off, P->stats->bytes_read);
+        pgfeed__fail_at(P->base.ctx, lineno, col, NULL, off, P->stats->bytes_read);
     } else {
         P->stats->rows_read++;
         snprintf(msg, sizeof msg, "unterminated quoted field in CSV input in line %llu",
@@ -1292,7 +1293,7 @@ static int parser_write(struct pgfeed_stage *s, const char *p, size_t n)
     if (P->blocked)
         return PGFEED_EAGAIN;
     if (P->at_eof)
-        return settle(P, pgfeed__fail(s->job, "parser", PGFEED_EINTERNAL, NULL, NULL,
+        return settle(P, pgfeed__fail(s->ctx, "parser", PGFEED_EINTERNAL, NULL, NULL,
                                       "input written after its end"));
     if (n == 0)
         return 0;
@@ -1385,7 +1386,7 @@ static int bad_char(char c)
     return c == '\0' || c == '\n' || c == '\r' || (unsigned char)c >= 0x80;
 }
 
-int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config *cfg,
+int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config *cfg,
                        struct pgfeed_stage **out)
 {
     *out = NULL;
@@ -1398,8 +1399,8 @@ int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config 
     if (P == NULL)
         return UV_ENOMEM;
     P->base.ops = &parser_ops;
-    P->base.job = job;
-    P->stats = pgfeed__job_stats(job);
+    P->base.ctx = ctx;
+    P->stats = pgfeed__ctx_stats(ctx);
     P->format = cfg->format;
     P->delim = delim;
     P->quote = quote;
@@ -1414,6 +1415,7 @@ int pgfeed__parser_new(struct pgfeed_job *job, const struct pgfeed_parse_config 
     P->batch_rows = cfg->batch_rows;
     P->batch_bytes = cfg->batch_bytes;
     P->on_header = cfg->on_header;
+    P->on_header_arg = cfg->on_header_arg;
     P->want_header = cfg->has_header;
     P->bom_pending = cfg->format == PGFEED_FORMAT_CSV;
     pgfeed__parser_set_fields(&P->base, cfg->nfields, cfg->is_array, cfg->field_names);

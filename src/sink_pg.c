@@ -1,9 +1,14 @@
 /*
  * sink_pg.c -- libpq nonblocking COPY FROM STDIN, one transaction per batch.
  *
- * Owns the PGconn, the uv_poll on its socket and a connect timer. Takes
- * COPY text rows from the parser and leaves parsing, encoding and batch
- * sizing to it; tells job.c the table's columns (job.c maps the header).
+ * Owns the PGconns (1..N, --connections), the uv_poll on each socket and
+ * its timers. Takes COPY rows (text or binary tuples) from the parser and
+ * leaves parsing, encoding and batch sizing to it. Reaches the rest of the
+ * import only through its context (ctx.c: failing, logging, counters,
+ * rejects) and the events it was given at creation (struct
+ * pgfeed_sink_events: table described, checkpoint read, done, and what it
+ * asks of other stages: validators, restart point, row lines); it calls
+ * neither job.c nor the parser.
  *
  * States: CONNECTING (PQconnectPoll on uv_poll; the socket may change after
  * every poll call) -> SETUP (session settings) -> CATALOG (column query) ->
@@ -66,6 +71,7 @@ struct sink_pg;
 /* The stage: what every connection shares, and which connection takes which batch. */
 struct sink {
     struct pgfeed_stage base;
+    struct pgfeed_sink_events ev; /* what the sink reports, and asks of other stages */
     struct sink_pg *conns[PGFEED_MAX_CONNECTIONS]; /* conns[0] also reads the catalog etc. */
     size_t nconns;
     struct sink_pg *cur; /* the connection taking the current batch's rows, or NULL */
@@ -157,18 +163,18 @@ static struct sink *sink_of(struct pgfeed_stage *s)
     return container_of(s, struct sink, base);
 }
 
-static struct pgfeed_job *job_of(struct sink_pg *k)
+static struct pgfeed_ctx *ctx_of(struct sink_pg *k)
 {
-    return k->sh->base.job;
+    return k->sh->base.ctx;
 }
 
 /* ------------------------------------------------------------ poll handling */
 
 static void poll_close_cb(uv_handle_t *h)
 {
-    struct pgfeed_job *job = h->data;
+    struct pgfeed_ctx *ctx = h->data;
     free(h);
-    pgfeed__job_handle_closed(job);
+    pgfeed__ctx_handle_closed(ctx);
 }
 
 static void poll_stop_close(struct sink_pg *k)
@@ -176,8 +182,8 @@ static void poll_stop_close(struct sink_pg *k)
     if (k->poll == NULL)
         return;
     uv_poll_stop(k->poll);
-    pgfeed__job_handle_closing(job_of(k));
-    k->poll->data = job_of(k);
+    pgfeed__ctx_handle_closing(ctx_of(k));
+    k->poll->data = ctx_of(k);
     uv_close((uv_handle_t *)k->poll, poll_close_cb);
     k->poll = NULL;
 }
@@ -211,7 +217,7 @@ static int sink_watch(struct sink_pg *k, int events)
         uv_poll_t *p = malloc(sizeof *p);
         if (p == NULL)
             return UV_ENOMEM;
-        int rc = uv_poll_init_socket(pgfeed__job_loop(job_of(k)), p, fd);
+        int rc = uv_poll_init_socket(pgfeed__ctx_loop(ctx_of(k)), p, fd);
         if (rc != 0) {
             free(p);
             return rc;
@@ -238,8 +244,8 @@ static int fail_conn(struct sink_pg *k, const char *what)
      * (a server restarting refuses connections, or answers 57P03, for a while). */
     if (k->conn == NULL || k->sh->stop_requested)
         return PGFEED_ECANCELED; /* closed by a stop: nothing went wrong on the wire */
-    if ((k->state != S_CONNECTING && k->state != S_NEW) || pgfeed__job_retrying(job_of(k)))
-        pgfeed__job_transient(job_of(k));
+    if ((k->state != S_CONNECTING && k->state != S_NEW) || pgfeed__ctx_retrying(ctx_of(k)))
+        pgfeed__ctx_transient(ctx_of(k));
     const char *m = PQerrorMessage(k->conn);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
@@ -258,7 +264,7 @@ static int fail_conn(struct sink_pg *k, const char *what)
                "max_connections and the role's connection limit, or use fewer.";
     else if (k->state == S_CONNECTING)
         hint = "Check --db (or DATABASE_URL and the PG* variables) and that the server is running.";
-    return pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail, hint, "%s", what);
+    return pgfeed__fail(ctx_of(k), "sink", PGFEED_ECONNECT, detail, hint, "%s", what);
 }
 
 /* "COPY names, line 3, column birth_year: ..." -> 3 and "birth_year". */
@@ -285,14 +291,14 @@ static uint64_t copy_context_line(const char *ctx, char *col, size_t colcap)
 
 static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
 {
-    struct pgfeed_job *job = job_of(k);
+    struct pgfeed_ctx *ctx = ctx_of(k);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *sdetail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
     const char *shint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
     const char *sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *ctx = PQresultErrorField(r, PG_DIAG_CONTEXT);
+    const char *context = PQresultErrorField(r, PG_DIAG_CONTEXT);
     char col[128];
-    uint64_t cline = copy_context_line(ctx, col, sizeof col);
+    uint64_t cline = copy_context_line(context, col, sizeof col);
     uint64_t line = 0;
     char detail[2048];
     size_t dl = 0;
@@ -309,7 +315,7 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     if (in_batch && cline > 0 && row_fault) {
         /* The parser knows where row N of the batch started (csv records span lines). */
         line =
-            k->sh->base.prev ? pgfeed__parser_row_line(k->sh->base.prev, k->batch.seq, cline) : 0;
+            k->sh->ev.row_line ? k->sh->ev.row_line(k->sh->ev.arg, k->batch.seq, cline) : 0;
         if (line == 0)
             line = k->batch.first_line + cline - 1;
         dl += (size_t)snprintf(
@@ -323,20 +329,20 @@ static int fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     const char *hint = shint;
     if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
                      strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0))
-        pgfeed__job_transient(job); /* connection trouble, shutdown, serialization, deadlock */
+        pgfeed__ctx_transient(ctx); /* connection trouble, shutdown, serialization, deadlock */
     if (sqlstate && strcmp(sqlstate, "42P01") == 0) {
         code = PGFEED_ETABLE;
         hint = "Create the table first, or check --table and the search_path.";
     } else if (sqlstate && strncmp(sqlstate, "42", 2) == 0 && k->state == S_CATALOG) {
         code = PGFEED_ETABLE;
     }
-    pgfeed__fail(job, "sink", code, detail[0] ? detail : NULL, hint, "%s",
+    pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "%s",
                  primary ? primary : PQresultErrorMessage(r));
-    pgfeed__fail_sqlstate(job, sqlstate);
+    pgfeed__fail_sqlstate(ctx, sqlstate);
     if (in_batch)
-        pgfeed__fail_count_committed(job);
+        pgfeed__fail_count_committed(ctx);
     if (line)
-        pgfeed__fail_at(job, line, 0, col[0] ? col : NULL, 0, 0);
+        pgfeed__fail_at(ctx, line, 0, col[0] ? col : NULL, 0, 0);
     return code;
 }
 
@@ -356,17 +362,17 @@ static int send_query(struct sink_pg *k, const char *sql, enum sink_state next)
 static int start_batch(struct sink_pg *k)
 {
     struct sink *sh = k->sh;
-    const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
+    const struct pgfeed_options *o = pgfeed__ctx_options(ctx_of(k));
     char *sql;
     if (o->truncate && !sh->any_batch)
         sql = pgfeed__strdup_printf("BEGIN; TRUNCATE %s; %s", sh->qualified, sh->copy_sql);
     else
         sql = pgfeed__strdup_printf("BEGIN; %s", sh->copy_sql);
     if (sql == NULL)
-        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     k->batch_truncates = o->truncate && !sh->any_batch;
     sh->any_batch = 1;
-    k->batch_rows_base = pgfeed__job_stats(job_of(k))->rows_sent;
+    k->batch_rows_base = pgfeed__ctx_stats(ctx_of(k))->rows_sent;
     k->kept.len = 0;
     k->nrows = 0;
     k->last = 0;
@@ -412,18 +418,18 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
     if (k == NULL) {
         k = idle_conn(sh);
         if (k == NULL) {
-            pgfeed__job_server_wait(sh->base.job, 1);
+            pgfeed__ctx_server_wait(sh->base.ctx, 1);
             return NULL;
         }
         int r = start_batch(k);
         if (r != 0)
             *rc = r;
         else
-            pgfeed__job_server_wait(sh->base.job, 1);
+            pgfeed__ctx_server_wait(sh->base.ctx, 1);
         return NULL;
     }
     if (k->state != S_COPY_IN || k->blocked) {
-        pgfeed__job_server_wait(sh->base.job, 1);
+        pgfeed__ctx_server_wait(sh->base.ctx, 1);
         return NULL;
     }
     *rc = 0;
@@ -440,7 +446,7 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     if (n == 0)
         return 0;
     if (sh->retain && pgfeed__buf_append(&k->kept, p, n) != 0)
-        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int r = PQputCopyData(k->conn, p, (int)n);
     if (r == 0) {
         if (sh->retain)
@@ -463,10 +469,10 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
         k->queued += n;
         k->blocked = k->queued >= sh->queue_budget;
         if (k->blocked)
-            pgfeed__job_server_wait(job_of(k), 1);
+            pgfeed__ctx_server_wait(ctx_of(k), 1);
         rc = sink_watch(k, UV_READABLE | UV_WRITABLE);
         if (rc != 0)
-            return pgfeed__fail(job_of(k), "sink", rc, NULL, NULL,
+            return pgfeed__fail(ctx_of(k), "sink", rc, NULL, NULL,
                                 "could not watch the connection: %s", uv_strerror(rc));
     }
     return 0;
@@ -536,17 +542,15 @@ static int sink_finish(struct pgfeed_stage *s)
     struct sink_pg *k = sh->cur;
     if (k != NULL) {
         if (k->state != S_COPY_IN || k->blocked) {
-            pgfeed__job_server_wait(sh->base.job, 1);
+            pgfeed__ctx_server_wait(sh->base.ctx, 1);
             return PGFEED_EAGAIN;
         }
         /* The last, partial batch: no end_batch for it; the parser says where it is. */
-        const struct pgfeed_stats *st = pgfeed__job_stats(job_of(k));
+        const struct pgfeed_stats *st = pgfeed__ctx_stats(ctx_of(k));
         sh->eof = 1;
         k->last = 1;
-        if (sh->base.prev) {
-            pgfeed__parser_pending_batch(sh->base.prev, &k->batch);
+        if (sh->ev.pending_batch(sh->ev.arg, &k->batch) == 0)
             return end_copy(k);
-        }
         k->batch.seq = sh->ended;
         k->batch.rows = st->rows_sent - k->batch_rows_base;
         k->batch.last_line = st->lines_read;
@@ -559,18 +563,18 @@ static int sink_finish(struct pgfeed_stage *s)
     }
     if (!all_idle(sh)) {
         /* Earlier batches are still committing: called again after resume. */
-        pgfeed__job_server_wait(sh->base.job, 1);
+        pgfeed__ctx_server_wait(sh->base.ctx, 1);
         return PGFEED_EAGAIN;
     }
     sh->eof = 1;
     k = sh->conns[0];
     k->last = 1;
-    const struct pgfeed_options *o = pgfeed__job_options(sh->base.job);
+    const struct pgfeed_options *o = pgfeed__ctx_options(sh->base.ctx);
     if (o->truncate && !sh->any_batch) {
         /* An empty input with --truncate still empties the table. */
         char *sql = pgfeed__strdup_printf("TRUNCATE %s", sh->qualified);
         if (sql == NULL)
-            return pgfeed__fail(sh->base.job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(sh->base.ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
         sh->any_batch = 1;
         int rc = send_query(k, sql, S_TRUNCATING);
         free(sql);
@@ -587,9 +591,9 @@ static void sink_resume(struct pgfeed_stage *s)
 /* Runs after each state change that frees room for the parser. */
 static void wake_upstream(struct sink_pg *k)
 {
-    pgfeed__job_server_wait(job_of(k), 0);
+    pgfeed__ctx_server_wait(ctx_of(k), 0);
     if (k->sh->base.prev)
-        pgfeed__job_schedule_resume(job_of(k), k->sh->base.prev);
+        pgfeed__ctx_schedule_resume(ctx_of(k), k->sh->base.prev);
 }
 
 /*
@@ -684,11 +688,11 @@ static int turn_check_done(struct sink_pg *k)
                  "the later one ends. The later batch is rolled back.",
                  sh->nconns, (unsigned long long)b->batch.first_line,
                  (unsigned long long)b->batch.last_line);
-        pgfeed__job_transient(job_of(k)); /* retried from the checkpoint, as for a deadlock */
-        pgfeed__fail(job_of(k), "sink", PGFEED_ESERVER, detail,
+        pgfeed__ctx_transient(ctx_of(k)); /* retried from the checkpoint, as for a deadlock */
+        pgfeed__fail(ctx_of(k), "sink", PGFEED_ESERVER, detail,
                      "Input whose rows may repeat a unique key loads with -j 1.",
                      "the batch whose turn it is to commit waits for a lock held by a later batch");
-        pgfeed__fail_sqlstate(job_of(k), "40P01");
+        pgfeed__fail_sqlstate(ctx_of(k), "40P01");
         return -1;
     }
     return checkpoint_when_turn(k);
@@ -719,13 +723,13 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
 {
     int nt = PQntuples(r);
     if (nt == 0) {
-        return pgfeed__fail(job_of(k), "sink", PGFEED_ETABLE,
+        return pgfeed__fail(ctx_of(k), "sink", PGFEED_ETABLE,
                             "A table without columns cannot be loaded.", NULL,
-                            "table \"%s\" has no columns", pgfeed__job_options(job_of(k))->table);
+                            "table \"%s\" has no columns", pgfeed__ctx_options(ctx_of(k))->table);
     }
     k->sh->cols = calloc((size_t)nt, sizeof *k->sh->cols);
     if (k->sh->cols == NULL)
-        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     k->sh->ncols = (size_t)nt;
     for (int i = 0; i < nt; i++) {
         k->sh->cols[i].name = strdup(PQgetvalue(r, i, 1));
@@ -734,11 +738,11 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
         k->sh->cols[i].elem_oid = (uint32_t)strtoul(PQgetvalue(r, i, 4), NULL, 10);
         k->sh->cols[i].type_name = strdup(PQgetvalue(r, i, 5));
         if (k->sh->cols[i].name == NULL || k->sh->cols[i].type_name == NULL)
-            return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     k->sh->qualified = strdup(PQgetvalue(r, 0, 0));
     if (k->sh->qualified == NULL)
-        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
 }
 
@@ -754,11 +758,11 @@ static char *u64s(char *buf, size_t cap, uint64_t v)
  */
 static int send_checkpoint(struct sink_pg *k)
 {
-    struct pgfeed_job *job = job_of(k);
-    const struct pgfeed_stats *st = pgfeed__job_stats(job);
-    const struct pgfeed_validators *v = pgfeed__job_source_validators(job);
+    struct pgfeed_ctx *ctx = ctx_of(k);
+    const struct pgfeed_stats *st = pgfeed__ctx_stats(ctx);
+    const struct pgfeed_validators *v = k->sh->ev.validators(k->sh->ev.arg);
     uint64_t base_rows, base_batches;
-    pgfeed__job_committed_base(job, &base_rows, &base_batches);
+    k->sh->ev.committed_base(k->sh->ev.arg, &base_rows, &base_batches);
     char rows[24], batches[24], lines[24], dec[24], raw[24], size[24];
     u64s(rows, sizeof rows, base_rows + st->rows_committed + k->batch.rows);
     u64s(batches, sizeof batches, base_batches + st->batches_committed + 1);
@@ -767,7 +771,7 @@ static int send_checkpoint(struct sink_pg *k)
     /* Where a resume can restart reading: the decoder's access point before the batch end. */
     struct pgfeed_buf blob = {0}, hex = {0};
     uint64_t raw_offset = 0;
-    int have_point = pgfeed__job_restart_point(job, k->batch.end_decoded, &blob, &raw_offset) == 0;
+    int have_point = k->sh->ev.restart_point(k->sh->ev.arg, k->batch.end_decoded, &blob, &raw_offset) == 0;
     if (have_point && pgfeed__buf_reserve(&hex, 2 * blob.len + 3) == 0) {
         static const char digits[] = "0123456789abcdef";
         hex.data[hex.len++] = '\\';
@@ -817,7 +821,7 @@ static int send_checkpoint(struct sink_pg *k)
         k->sh->state_table);
     if (sql == NULL) {
         pgfeed__buf_free(&hex);
-        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     int ok = PQsendQueryParams(k->conn, sql, 14, NULL, params, NULL, NULL, 0);
     free(sql);
@@ -829,14 +833,14 @@ static int send_checkpoint(struct sink_pg *k)
 
 static int mark_finished(struct sink_pg *k)
 {
-    int rc = pgfeed__job_flush_rejects(job_of(k), UINT64_MAX);
+    int rc = pgfeed__ctx_flush_rejects(ctx_of(k), UINT64_MAX);
     if (rc != 0)
         return rc;
     char *sql = pgfeed__strdup_printf(
         "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", k->sh->state_table);
     const char *params[1] = {k->sh->key};
     if (sql == NULL)
-        return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
     free(sql);
     if (!ok)
@@ -879,7 +883,7 @@ static int read_checkpoint(struct sink_pg *k, PGresult *r)
         size_t n = strlen(hex) / 2;
         c->restart = malloc(n ? n : 1);
         if (c->restart == NULL)
-            return pgfeed__fail(job_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(ctx_of(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
         for (size_t i = 0; i < n; i++)
             c->restart[i] = (char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
         c->restart_len = n;
@@ -998,7 +1002,7 @@ static int unarray(struct pgfeed_buf *out, const char *p, size_t n)
  */
 static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
 {
-    const struct pgfeed_options *o = pgfeed__job_options(job_of(k));
+    const struct pgfeed_options *o = pgfeed__ctx_options(ctx_of(k));
     const char *p = k->kept.data + k->row_off[i];
     size_t n = k->row_off[i + 1] - k->row_off[i];
     if (k->sh->bin) {
@@ -1063,10 +1067,10 @@ static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
 /* Rejects row i (0-based in the batch) with the server's error. 0, or <0: the import fails. */
 static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
 {
-    struct pgfeed_job *job = job_of(k);
+    struct pgfeed_ctx *ctx = ctx_of(k);
     uint64_t line = 0;
     if (k->sh->base.prev)
-        line = pgfeed__parser_row_line(k->sh->base.prev, k->batch.seq, i + 1);
+        line = k->sh->ev.row_line(k->sh->ev.arg, k->batch.seq, i + 1);
     if (line == 0)
         line = k->batch.first_line + i;
     char col[128];
@@ -1074,7 +1078,7 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
     struct pgfeed_buf raw = {0};
     if (row_as_input(k, i, &raw) != 0) {
         pgfeed__buf_free(&raw);
-        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     struct pgfeed_reject rj = {
@@ -1087,9 +1091,9 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
         .raw = raw.data,
         .raw_len = raw.len,
     };
-    int rc = pgfeed__job_reject(job, &rj);
+    int rc = pgfeed__ctx_reject(ctx, &rj);
     if (rc != 0)
-        pgfeed__fail_sqlstate(job, PQresultErrorField(r, PG_DIAG_SQLSTATE));
+        pgfeed__fail_sqlstate(ctx, PQresultErrorField(r, PG_DIAG_SQLSTATE));
     pgfeed__buf_free(&raw);
     if (rc == 0)
         k->batch.rows--; /* committed rows of this batch */
@@ -1103,15 +1107,15 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
  */
 static int split_refused(struct sink_pg *k, const PGresult *r)
 {
-    struct pgfeed_job *job = job_of(k);
+    struct pgfeed_ctx *ctx = ctx_of(k);
     int first = k->state == S_ENDING;
     if (first) {
         if (index_rows(k) != 0)
-            return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+            return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
         k->nstack = 0;
         k->cur.a = 0;
         k->cur.b = k->nrows;
-        pgfeed__log(job, PGFEED_LOG_INFO,
+        pgfeed__log(ctx, PGFEED_LOG_INFO,
                     "the server refused the batch of lines %llu to %llu; isolating the bad rows",
                     (unsigned long long)k->batch.first_line,
                     (unsigned long long)k->batch.last_line);
@@ -1133,7 +1137,7 @@ static int split_refused(struct sink_pg *k, const PGresult *r)
     }
     if (rc != 0) {
         if (rc == UV_ENOMEM)
-            pgfeed__fail(job, "sink", rc, NULL, NULL, "out of memory");
+            pgfeed__fail(ctx, "sink", rc, NULL, NULL, "out of memory");
         return rc; /* the job stops; the aborted transaction dies with the connection */
     }
     /* The rollback is sent once libpq has handed over the last result (NULL). */
@@ -1209,7 +1213,7 @@ static void split_send(struct sink_pg *k)
 /* Consumes every available result; advances the state machine. */
 static void sink_process(struct sink_pg *k)
 {
-    struct pgfeed_job *job = job_of(k);
+    struct pgfeed_ctx *ctx = ctx_of(k);
     for (;;) {
         if (k->state == S_COPY_IN || k->state == S_CLOSED)
             return;
@@ -1286,7 +1290,7 @@ static void sink_process(struct sink_pg *k)
                 return;
             }
             {
-                const char *params[1] = {pgfeed__job_options(job)->table};
+                const char *params[1] = {pgfeed__ctx_options(ctx)->table};
                 if (!PQsendQueryParams(
                         k->conn,
                         "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A',"
@@ -1304,7 +1308,7 @@ static void sink_process(struct sink_pg *k)
                 break;
             }
         case S_CATALOG: {
-            if (pgfeed__job_table_ready(job) != 0)
+            if (k->sh->ev.table_described(k->sh->ev.arg) != 0)
                 return;
             char *sql = pgfeed__strdup_printf(
                 "CREATE TABLE IF NOT EXISTS %s (job_key text PRIMARY KEY, source text NOT NULL,"
@@ -1343,7 +1347,7 @@ static void sink_process(struct sink_pg *k)
         }
         case S_STATE_READ:
             k->state = S_READY;
-            if (pgfeed__job_checkpoint_ready(job) != 0)
+            if (k->sh->ev.checkpoint_read(k->sh->ev.arg) != 0)
                 return;
             if (k->state != S_READY)
                 break; /* the job asked for a DELETE: flush it below */
@@ -1363,7 +1367,7 @@ static void sink_process(struct sink_pg *k)
         case S_CHECKPOINT:
             /* Rejects of this batch go to the file before its rows commit: a crash
              * in between may repeat them on resume, but never loses one. */
-            if (pgfeed__job_flush_rejects(job, k->last ? UINT64_MAX : k->batch.last_line) != 0)
+            if (pgfeed__ctx_flush_rejects(ctx, k->last ? UINT64_MAX : k->batch.last_line) != 0)
                 return;
             if (!PQsendQuery(k->conn, "COMMIT")) {
                 fail_conn(k, "could not commit");
@@ -1373,7 +1377,7 @@ static void sink_process(struct sink_pg *k)
             break;
         case S_MARK_FINISHED:
             k->state = S_FINISHED;
-            pgfeed__job_sink_done(job, 0);
+            k->sh->ev.done(k->sh->ev.arg, 0);
             return;
         case S_SPLIT_ROLLBACK: {
             char *sql = k->batch_truncates
@@ -1406,12 +1410,12 @@ static void sink_process(struct sink_pg *k)
             break;
         case S_COMMITTING:
         case S_TRUNCATING: {
-            struct pgfeed_stats *stats = pgfeed__job_stats(job);
+            struct pgfeed_stats *stats = pgfeed__ctx_stats(ctx);
             if (k->state == S_COMMITTING) {
                 stats->rows_committed += k->batch.rows;
                 stats->batches_committed++;
-                pgfeed__job_batch_committed(job, &k->batch, k->ckpt_raw);
-                pgfeed__log(job, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
+                pgfeed__ctx_batch_committed(ctx, &k->batch, k->ckpt_raw);
+                pgfeed__log(ctx, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                             (unsigned long long)k->batch.first_line,
                             (unsigned long long)k->batch.last_line,
                             (unsigned long long)k->batch.rows);
@@ -1432,7 +1436,7 @@ static void sink_process(struct sink_pg *k)
                     break;
                 }
                 k->state = S_FINISHED;
-                pgfeed__job_sink_done(job, 0);
+                k->sh->ev.done(k->sh->ev.arg, 0);
                 return;
             }
             wake_upstream(k);
@@ -1528,7 +1532,7 @@ static void notice_cb(void *arg, const PGresult *r)
         return; /* "relation ... already exists, skipping": our CREATE TABLE IF NOT EXISTS */
     const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    pgfeed__log(job_of(k),
+    pgfeed__log(ctx_of(k),
                 sev && strcmp(sev, "WARNING") == 0 ? PGFEED_LOG_WARNING : PGFEED_LOG_NOTICE,
                 "server: %s", msg ? msg : "");
 }
@@ -1540,10 +1544,10 @@ static void connect_timer_cb(uv_timer_t *t)
         return;
     char detail[128];
     snprintf(detail, sizeof detail, "No connection was established within %g seconds.",
-             pgfeed__job_options(job_of(k))->connect_timeout_s);
-    if (pgfeed__job_retrying(job_of(k)))
-        pgfeed__job_transient(job_of(k));
-    pgfeed__fail(job_of(k), "sink", PGFEED_ECONNECT, detail,
+             pgfeed__ctx_options(ctx_of(k))->connect_timeout_s);
+    if (pgfeed__ctx_retrying(ctx_of(k)))
+        pgfeed__ctx_transient(ctx_of(k));
+    pgfeed__fail(ctx_of(k), "sink", PGFEED_ECONNECT, detail,
                  "Check --db and that the server is reachable.",
                  "could not connect to the database server");
 }
@@ -1577,28 +1581,28 @@ static void connect_step(struct sink_pg *k)
         fail_conn(k, "could not connect to the database server");
         return;
     }
-    if (rc != 0 && pgfeed_job_error(job_of(k))->code == 0)
-        pgfeed__fail(job_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
+    if (rc != 0 && ctx_of(k)->err.pub.code == 0)
+        pgfeed__fail(ctx_of(k), "sink", rc, NULL, NULL, "could not watch the connection: %s",
                      uv_strerror(rc));
 }
 
 /* Starts connection k; conninfo was checked by pgfeed__sink_connect. */
 static int conn_start(struct sink_pg *k)
 {
-    struct pgfeed_job *job = job_of(k);
-    const struct pgfeed_options *o = pgfeed__job_options(job);
+    struct pgfeed_ctx *ctx = ctx_of(k);
+    const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
     const char *keys[] = {"dbname", "fallback_application_name", NULL};
     const char *vals[] = {o->conninfo ? o->conninfo : "", "pgfeed", NULL};
     k->conn = PQconnectStartParams(keys, vals, 1);
     if (k->conn == NULL)
-        return pgfeed__fail(job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     k->state = S_CONNECTING;
     if (PQstatus(k->conn) == CONNECTION_BAD)
         return fail_conn(k, "could not connect to the database server");
-    uv_timer_init(pgfeed__job_loop(job), &k->connect_timer);
+    uv_timer_init(pgfeed__ctx_loop(ctx), &k->connect_timer);
     k->connect_timer.data = k;
     k->timer_inited = 1;
-    uv_timer_init(pgfeed__job_loop(job), &k->kick_timer);
+    uv_timer_init(pgfeed__ctx_loop(ctx), &k->kick_timer);
     k->kick_timer.data = k;
     k->kick_inited = 1;
     if (o->connect_timeout_s > 0)
@@ -1606,7 +1610,7 @@ static int conn_start(struct sink_pg *k)
                        (uint64_t)(o->connect_timeout_s * 1000.0), 0);
     int rc = sink_watch(k, UV_WRITABLE);
     if (rc != 0)
-        return pgfeed__fail(job, "sink", rc, NULL, NULL, "could not watch the connection: %s",
+        return pgfeed__fail(ctx, "sink", rc, NULL, NULL, "could not watch the connection: %s",
                             uv_strerror(rc));
     return 0;
 }
@@ -1614,7 +1618,7 @@ static int conn_start(struct sink_pg *k)
 int pgfeed__sink_connect(struct pgfeed_stage *s)
 {
     struct sink *sh = sink_of(s);
-    const struct pgfeed_options *o = pgfeed__job_options(s->job);
+    const struct pgfeed_options *o = pgfeed__ctx_options(s->ctx);
     if (o->conninfo && (strchr(o->conninfo, '=') || strstr(o->conninfo, "://"))) {
         /* Say "invalid", not "could not connect", for a string libpq cannot read. */
         char *err = NULL;
@@ -1631,14 +1635,14 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
                 memcpy(detail + n, ".", 2);
             PQfreemem(err);
             return pgfeed__fail(
-                s->job, "sink", PGFEED_ECONNECT, detail,
+                s->ctx, "sink", PGFEED_ECONNECT, detail,
                 "Give --db a conninfo string such as \"host=/run/postgresql dbname=imdb\" or a URI such as postgresql://user@host/db.",
                 "invalid connection string");
         }
         PQconninfoFree(parsed);
     }
     if (sh->nconns > 1) {
-        uv_timer_init(pgfeed__job_loop(s->job), &sh->turn_timer);
+        uv_timer_init(pgfeed__ctx_loop(s->ctx), &sh->turn_timer);
         sh->turn_timer.data = sh;
         sh->turn_timer_inited = 1;
     }
@@ -1680,7 +1684,7 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     const char *tail = bin ? ") FROM STDIN WITH (FORMAT binary)" : ") FROM STDIN";
     if (rc == 0)
         rc = pgfeed__buf_append(&b, tail, strlen(tail));
-    const struct pgfeed_options *o = pgfeed__job_options(s->job);
+    const struct pgfeed_options *o = pgfeed__ctx_options(s->ctx);
     const char *null = o->null_marker ? o->null_marker : "\\N";
     if (rc == 0 && !bin && o->format == PGFEED_FORMAT_TEXT &&
         (o->delimiter != '\t' || strcmp(null, "\\N"))) {
@@ -1700,13 +1704,13 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
         rc = pgfeed__buf_append(&b, "", 1);
     if (rc != 0) {
         pgfeed__buf_free(&b);
-        return pgfeed__fail(s->job, "sink", rc, NULL, NULL, "out of memory");
+        return pgfeed__fail(s->ctx, "sink", rc, NULL, NULL, "out of memory");
     }
     free(k->sh->copy_sql);
     k->sh->copy_sql = b.data;
     size_t *t = malloc((n ? n : 1) * sizeof *t);
     if (t == NULL)
-        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     memcpy(t, idx, n * sizeof *t);
     free(k->sh->target_idx);
     k->sh->target_idx = t;
@@ -1733,14 +1737,14 @@ int pgfeed__sink_set_identity(struct pgfeed_stage *s, const struct pgfeed_ckpt_i
         free(key);
         free(src);
         free(opts);
-        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     char *others = id->others ? strdup(id->others) : NULL;
     if (id->others && !others) {
         free(key);
         free(src);
         free(opts);
-        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     free(k->key);
     free(k->source_name);
@@ -1759,7 +1763,7 @@ int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s)
     char *sql = pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1", k->sh->state_table);
     const char *params[1] = {k->sh->key};
     if (sql == NULL)
-        return pgfeed__fail(s->job, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
     free(sql);
     if (!ok)
@@ -1771,7 +1775,7 @@ int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s)
 static void timer_close_cb(uv_handle_t *h)
 {
     struct sink_pg *k = h->data;
-    pgfeed__job_handle_closed(job_of(k));
+    pgfeed__ctx_handle_closed(ctx_of(k));
 }
 
 /* Closes the socket's poll and the timer; libpq's connection goes in destroy. */
@@ -1781,19 +1785,19 @@ static void close_all(struct sink_pg *k)
     if (k->timer_inited) {
         k->timer_inited = 0;
         uv_timer_stop(&k->connect_timer);
-        pgfeed__job_handle_closing(job_of(k));
+        pgfeed__ctx_handle_closing(ctx_of(k));
         uv_close((uv_handle_t *)&k->connect_timer, timer_close_cb);
     }
     if (k->kick_inited) {
         k->kick_inited = 0;
         uv_timer_stop(&k->kick_timer);
-        pgfeed__job_handle_closing(job_of(k));
+        pgfeed__ctx_handle_closing(ctx_of(k));
         uv_close((uv_handle_t *)&k->kick_timer, timer_close_cb);
     }
     if (k->holding_ref) {
         /* Dropped after the closes above were counted, so the job cannot finish here. */
         k->holding_ref = 0;
-        pgfeed__job_handle_closed(job_of(k));
+        pgfeed__ctx_handle_closed(ctx_of(k));
     }
 }
 
@@ -1801,7 +1805,7 @@ static void close_all(struct sink_pg *k)
 static void abort_timer_cb(uv_timer_t *t)
 {
     struct sink_pg *k = t->data;
-    pgfeed__log(job_of(k), PGFEED_LOG_WARNING,
+    pgfeed__log(ctx_of(k), PGFEED_LOG_WARNING,
                 "the server did not answer within %d ms; closing the connection", ABORT_WAIT_MS);
     k->state = S_CLOSED;
     close_all(k);
@@ -1836,7 +1840,7 @@ static void conn_stop(struct sink_pg *k)
          * closes afterwards), within ABORT_WAIT_MS.
          */
         k->holding_ref = 1;
-        pgfeed__job_handle_closing(job_of(k));
+        pgfeed__ctx_handle_closing(ctx_of(k));
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;
     }
@@ -1845,7 +1849,7 @@ static void conn_stop(struct sink_pg *k)
     if (wait && k->poll && k->timer_inited) {
         k->state = S_ABORTING;
         k->holding_ref = 1;
-        pgfeed__job_handle_closing(job_of(k));
+        pgfeed__ctx_handle_closing(ctx_of(k));
         sink_watch(k, UV_READABLE | UV_WRITABLE);
         uv_timer_start(&k->connect_timer, abort_timer_cb, ABORT_WAIT_MS, 0);
         return;
@@ -1867,9 +1871,9 @@ static void sink_stop(struct pgfeed_stage *s)
     if (sh->turn_timer_inited) {
         sh->turn_timer_inited = 0;
         uv_timer_stop(&sh->turn_timer);
-        pgfeed__job_handle_closing(s->job);
-        sh->turn_timer.data = s->job;
-        uv_close((uv_handle_t *)&sh->turn_timer, pgfeed__job_close_cb);
+        pgfeed__ctx_handle_closing(s->ctx);
+        sh->turn_timer.data = s->ctx;
+        uv_close((uv_handle_t *)&sh->turn_timer, pgfeed__ctx_close_cb);
     }
     /* Only the batch whose turn it is may still commit; later ones are rolled back. */
     for (size_t i = 0; i < sh->nconns; i++)
@@ -1918,16 +1922,18 @@ static const struct pgfeed_stage_ops sink_ops = {
     .end_batch = sink_end_batch,
 };
 
-int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
+int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev,
+                     struct pgfeed_stage **out)
 {
     struct sink *sh = calloc(1, sizeof *sh);
     if (sh == NULL)
         return UV_ENOMEM;
     sh->base.ops = &sink_ops;
-    sh->base.job = job;
+    sh->base.ctx = ctx;
+    sh->ev = *ev;
     sh->next_first_line = 1;
     *out = &sh->base;
-    const struct pgfeed_options *o = pgfeed__job_options(job);
+    const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
     size_t n = o->connections ? o->connections : 1;
     if (n > PGFEED_MAX_CONNECTIONS)
         n = PGFEED_MAX_CONNECTIONS;
@@ -1951,7 +1957,7 @@ int pgfeed__sink_new(struct pgfeed_job *job, struct pgfeed_stage **out)
     for (const char *p = sh->state_table; *p; p++)
         if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '"'))
             return pgfeed__fail(
-                job, "sink", PGFEED_EUSAGE, NULL,
+                ctx, "sink", PGFEED_EUSAGE, NULL,
                 "Use letters, digits, underscores, and a dot before the table name.",
                 "invalid state table name \"%s\"", sh->state_table);
     return 0;

@@ -48,6 +48,7 @@ struct source_file {
     uint64_t discard; /* a pipe resumed mid-stream: bytes still to read and drop */
     size_t prefetch;  /* > 0: reading the first bytes into buf, nothing pushed yet */
     pgfeed_prefetch_cb prefetch_cb;
+    void *prefetch_arg;
     int replaying;        /* a retry of a pipe: bytes come from the job's replay first */
     uint64_t replay_pos;  /* stream offset of the next byte to replay */
 };
@@ -64,7 +65,7 @@ static int fail_errno(struct source_file *f, int err, const char *what)
 {
     char detail[512];
     snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-    return pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, detail, NULL, "could not %s \"%s\"",
+    return pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, detail, NULL, "could not %s \"%s\"",
                         what, f->name);
 }
 
@@ -75,16 +76,16 @@ static int push(struct source_file *f)
     if (f->pending) {
         uint64_t t0 = uv_hrtime();
         int rc = next->ops->write(next, f->buf, f->pending);
-        pgfeed__job_busy(f->base.job, t0);
+        pgfeed__ctx_busy(f->base.ctx, t0);
         if (rc != 0)
             return rc;
-        pgfeed__job_stats(f->base.job)->bytes_read += f->pending;
+        pgfeed__ctx_stats(f->base.ctx)->bytes_read += f->pending;
         f->pending = 0;
     }
     if (f->eof && !f->finished) {
         uint64_t t0 = uv_hrtime();
         int rc = next->ops->finish(next);
-        pgfeed__job_busy(f->base.job, t0);
+        pgfeed__ctx_busy(f->base.ctx, t0);
         if (rc != 0)
             return rc;
         f->finished = 1;
@@ -103,9 +104,9 @@ static ssize_t fill(struct source_file *f, size_t off)
     if (f->replaying) {
         const char *p;
         size_t n;
-        if (pgfeed__job_replay_get(f->base.job, f->replay_pos, &p, &n) != 0) {
+        if (pgfeed__ctx_replay_get(f->base.ctx, f->replay_pos, &p, &n) != 0) {
             f->replaying = 0;
-            pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL,
+            pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, NULL, NULL,
                          "could not read \"%s\" again: the bytes to retry from are gone",
                          f->name);
             errno = 0;
@@ -122,7 +123,7 @@ static ssize_t fill(struct source_file *f, size_t off)
     }
     ssize_t n = read(f->fd, f->buf + off, f->cap - off);
     if (n > 0 && !f->regular)
-        pgfeed__job_replay_keep(f->base.job, f->buf + off, (size_t)n);
+        pgfeed__ctx_replay_keep(f->base.ctx, f->buf + off, (size_t)n);
     return n;
 }
 
@@ -132,7 +133,7 @@ static void pump_prefetch(struct source_file *f)
     while (!f->stopped && f->pending < f->prefetch && !f->eof) {
         ssize_t n = read(f->fd, f->buf + f->pending, f->prefetch - f->pending);
         if (n > 0 && !f->regular)
-            pgfeed__job_replay_keep(f->base.job, f->buf + f->pending, (size_t)n);
+            pgfeed__ctx_replay_keep(f->base.ctx, f->buf + f->pending, (size_t)n);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -150,7 +151,7 @@ static void pump_prefetch(struct source_file *f)
         return;
     stop_reading(f);
     f->prefetch = 0;
-    f->prefetch_cb(f->base.job, f->buf, f->pending);
+    f->prefetch_cb(f->prefetch_arg, f->buf, f->pending);
 }
 
 /* Reads and pushes up to `rounds` chunks. */
@@ -193,7 +194,7 @@ static void pump(struct source_file *f, int rounds)
         }
         if (f->eof && f->discard) {
             stop_reading(f);
-            pgfeed__fail(f->base.job, "source", PGFEED_ECHANGED, NULL,
+            pgfeed__fail(f->base.ctx, "source", PGFEED_ECHANGED, NULL,
                          "Use --restart if the input is meant to be a new version.",
                          "\"%s\" ends before the checkpoint's position", f->name);
             return;
@@ -205,7 +206,7 @@ static void pump(struct source_file *f, int rounds)
         if (rc == PGFEED_EAGAIN || rc < 0 || f->finished)
             stop_reading(f);
         else if (f->replaying)
-            pgfeed__job_schedule_resume(f->base.job, &f->base); /* no poll event announces it */
+            pgfeed__ctx_schedule_resume(f->base.ctx, &f->base); /* no poll event announces it */
     }
 }
 
@@ -214,7 +215,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     struct source_file *f = h->data;
     if (status < 0) {
         stop_reading(f);
-        pgfeed__fail(f->base.job, "source", PGFEED_ESOURCE, NULL, NULL, "could not read \"%s\": %s",
+        pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, NULL, NULL, "could not read \"%s\": %s",
                      f->name, uv_strerror(status));
         return;
     }
@@ -253,7 +254,7 @@ static int source_start(struct pgfeed_stage *s)
     struct source_file *f = src_of(s);
     start_reading(f);
     if (f->replaying)
-        pgfeed__job_schedule_resume(s->job, s); /* the pipe may stay silent meanwhile */
+        pgfeed__ctx_schedule_resume(s->ctx, s); /* the pipe may stay silent meanwhile */
     return 0;
 }
 
@@ -276,7 +277,7 @@ static void source_resume(struct pgfeed_stage *s)
 static void close_cb(uv_handle_t *h)
 {
     struct source_file *f = h->data;
-    pgfeed__job_handle_closed(f->base.job);
+    pgfeed__ctx_handle_closed(f->base.ctx);
 }
 
 static void source_stop(struct pgfeed_stage *s)
@@ -288,7 +289,7 @@ static void source_stop(struct pgfeed_stage *s)
     f->stopped = 1;
     if (f->h_inited) {
         f->h_inited = 0;
-        pgfeed__job_handle_closing(s->job);
+        pgfeed__ctx_handle_closing(s->ctx);
         uv_close((uv_handle_t *)&f->h, close_cb);
     }
 }
@@ -318,18 +319,18 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
         /* A retry of a pipe: the job kept the bytes from the last restart point on. */
         const char *p;
         size_t n;
-        if (pgfeed__job_replay_get(s->job, raw_offset, &p, &n) != 0)
-            return pgfeed__fail(s->job, "source", PGFEED_ESOURCE, NULL, NULL,
+        if (pgfeed__ctx_replay_get(s->ctx, raw_offset, &p, &n) != 0)
+            return pgfeed__fail(s->ctx, "source", PGFEED_ESOURCE, NULL, NULL,
                                 "could not read \"%s\" again: the bytes to retry from are gone",
                                 f->name);
         f->replay_pos = raw_offset;
-        pgfeed__job_stats(s->job)->bytes_read = raw_offset;
+        pgfeed__ctx_stats(s->ctx)->bytes_read = raw_offset;
         return 0;
     }
     if (raw_offset == 0)
         return 0;
     /* The bytes before the restart point count as read: progress starts where it stopped. */
-    pgfeed__job_stats(s->job)->bytes_read = raw_offset;
+    pgfeed__ctx_stats(s->ctx)->bytes_read = raw_offset;
     if (f->regular) {
         if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
             return fail_errno(f, errno, "seek in");
@@ -345,20 +346,22 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
         f->pending -= drop;
         f->discard -= drop;
         if (f->eof && f->discard)
-            return pgfeed__fail(f->base.job, "source", PGFEED_ECHANGED, NULL,
+            return pgfeed__fail(f->base.ctx, "source", PGFEED_ECHANGED, NULL,
                                 "Use --restart if the input is meant to be a new version.",
                                 "\"%s\" ends before the checkpoint's position", f->name);
     }
     return 0;
 }
 
-int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb)
+int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb,
+                                 void *arg)
 {
     struct source_file *f = src_of(s);
     if (want > f->cap)
         want = f->cap;
     f->prefetch = want ? want : 1;
     f->prefetch_cb = cb;
+    f->prefetch_arg = arg;
     start_reading(f);
     return 0;
 }
@@ -372,7 +375,7 @@ static const struct pgfeed_validators *source_validators(struct pgfeed_stage *s)
 /* A pipe or terminal gives its bytes once: read again from what the job kept of them. */
 static int source_rereadable(struct pgfeed_stage *s)
 {
-    return src_of(s)->regular || pgfeed__job_replay_ok(s->job);
+    return src_of(s)->regular || pgfeed__ctx_replay_ok(s->ctx);
 }
 
 static const struct pgfeed_stage_ops source_file_ops = {
@@ -415,15 +418,15 @@ static char *path_from_source(const char *path)
     return out;
 }
 
-int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
+int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
                             struct pgfeed_stage **out)
 {
-    const struct pgfeed_options *o = pgfeed__job_options(job);
+    const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
     struct source_file *f = calloc(1, sizeof *f);
     if (f == NULL)
         return UV_ENOMEM;
     f->base.ops = &source_file_ops;
-    f->base.job = job;
+    f->base.ctx = ctx;
     f->fd = -1;
     f->restore_flags = -1;
     f->cap = o->chunk_size;
@@ -431,14 +434,14 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
     f->name = path ? path_from_source(path) : strdup("standard input");
     *out = &f->base;
     if (f->buf == NULL || f->name == NULL)
-        return pgfeed__fail(job, "source", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
     if (path) {
         f->fd = open(f->name, O_RDONLY | O_CLOEXEC);
         if (f->fd < 0) {
             int err = errno;
             char detail[512];
             snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-            return pgfeed__fail(job, "source", PGFEED_ESOURCE, detail,
+            return pgfeed__fail(ctx, "source", PGFEED_ESOURCE, detail,
                                 err == ENOENT ? "Check the path, or give - to read standard input."
                                               : NULL,
                                 "could not open \"%s\"", f->name);
@@ -451,22 +454,22 @@ int pgfeed__source_file_new(struct pgfeed_job *job, const char *path, int fd,
     if (fstat(f->fd, &st) != 0)
         return fail_errno(f, errno, "inspect");
     if (S_ISDIR(st.st_mode))
-        return pgfeed__fail(job, "source", PGFEED_ESOURCE, NULL, NULL,
+        return pgfeed__fail(ctx, "source", PGFEED_ESOURCE, NULL, NULL,
                             "could not read \"%s\": it is a directory", f->name);
-    uv_loop_t *loop = pgfeed__job_loop(job);
+    uv_loop_t *loop = pgfeed__ctx_loop(ctx);
     f->v.size = -1;
     if (S_ISREG(st.st_mode)) {
         f->regular = 1;
         /* A retry reads stdin from a file again from its start. */
-        if (!path && pgfeed__job_retrying(job) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
+        if (!path && pgfeed__ctx_retrying(ctx) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
             return fail_errno(f, errno, "seek in");
-        pgfeed__job_stats(job)->bytes_total = (int64_t)st.st_size;
+        pgfeed__ctx_stats(ctx)->bytes_total = (int64_t)st.st_size;
         f->v.size = (int64_t)st.st_size;
         snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
                  (long)st.st_mtim.tv_nsec);
         f->v.last_modified = f->mtime;
     } else {
-        if (pgfeed__job_retrying(job)) {
+        if (pgfeed__ctx_retrying(ctx)) {
             f->replaying = 1; /* a pipe: from the job's replay first (seek says where) */
             f->replay_pos = 0;
         }

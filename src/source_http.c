@@ -3,7 +3,7 @@
  *
  * Owns the shared transfer context (struct pgfeed_http: one CURLM, one
  * uv_timer_t for libcurl's timeout, one uv_poll_t per socket libcurl asks us
- * to watch) and, per job, one easy handle and one uv_timer_t (deferred
+ * to watch) and, per ctx, one easy handle and one uv_timer_t (deferred
  * unpause and retry backoff). Leaves decompression to the decoder (bytes are
  * passed on exactly as the server sent them) and deciding when to pause to
  * the stages downstream: a write that answers EAGAIN pauses the transfer,
@@ -447,7 +447,7 @@ static void src_fail(struct http_source *src, int code, const char *detail, cons
 {
     src->state = SRC_FAILED;
     src->aborted = 1;
-    pgfeed__fail(src->base.job, "source", code, detail, hint, "%s", what);
+    pgfeed__fail(src->base.ctx, "source", code, detail, hint, "%s", what);
 }
 
 /* The source changed: bytes already imported cannot be mixed with the new version. */
@@ -473,7 +473,7 @@ static void fail_changed(struct http_source *src, const char *why)
 /* Returns 1 when the body may be delivered, 0 to abort the transfer. */
 static int check_response(struct http_source *src)
 {
-    struct pgfeed_job *job = src->base.job;
+    struct pgfeed_ctx *ctx = src->base.ctx;
     long st = src->status;
     char buf[512];
 
@@ -582,7 +582,7 @@ static int check_response(struct http_source *src)
     }
     if (src->delivered > 0 && ((!src->etag && !src->last_modified && src->length < 0) ||
                                (!src->cur_etag && !src->cur_lm && full < 0)))
-        pgfeed__log(job, PGFEED_LOG_INFO,
+        pgfeed__log(ctx, PGFEED_LOG_INFO,
                     "\"%s\" has no ETag, Last-Modified or length: cannot check that it is "
                     "unchanged",
                     src->shown);
@@ -598,7 +598,7 @@ static int check_response(struct http_source *src)
         src->have_first = 1;
     }
     if (st == 200 && src->delivered > 0) {
-        pgfeed__log(job, PGFEED_LOG_INFO,
+        pgfeed__log(ctx, PGFEED_LOG_INFO,
                     "the server ignored the Range request: reading \"%s\" again and skipping "
                     "the %" PRIu64 " bytes already imported",
                     src->shown, src->delivered);
@@ -606,7 +606,7 @@ static int check_response(struct http_source *src)
     }
     src->total = full;
     if (full >= 0)
-        pgfeed__job_stats(job)->bytes_total = full;
+        pgfeed__ctx_stats(ctx)->bytes_total = full;
     src->hdr_ok = 1;
     return 1;
 }
@@ -682,7 +682,7 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *arg)
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg)
 {
     struct http_source *src = arg;
-    struct pgfeed_job *job = src->base.job;
+    struct pgfeed_ctx *ctx = src->base.ctx;
     size_t n = size * nmemb;
 
     src->offers++;
@@ -712,7 +712,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg)
             return 0;
         }
         src->delivered += n - k;
-        pgfeed__job_stats(job)->bytes_read += n - k;
+        pgfeed__ctx_stats(ctx)->bytes_read += n - k;
     }
     src->skip -= k;
     return n;
@@ -797,10 +797,10 @@ static void start_attempt(struct http_source *src)
         return;
     }
     if (src->req_start > 0)
-        pgfeed__log(src->base.job, PGFEED_LOG_DEBUG, "GET %s (Range: bytes=%s)", src->shown,
+        pgfeed__log(src->base.ctx, PGFEED_LOG_DEBUG, "GET %s (Range: bytes=%s)", src->shown,
                     src->range);
     else
-        pgfeed__log(src->base.job, PGFEED_LOG_DEBUG, "GET %s", src->shown);
+        pgfeed__log(src->base.ctx, PGFEED_LOG_DEBUG, "GET %s", src->shown);
     src->state = SRC_RUNNING;
     h->in_curl++;
     CURLMcode mc = curl_multi_add_handle(h->multi, src->easy);
@@ -839,8 +839,8 @@ static void timer_tick_cb(uv_timer_t *t);
 
 static void schedule_retry(struct http_source *src, const char *why)
 {
-    struct pgfeed_job *job = src->base.job;
-    const struct pgfeed_options *opt = pgfeed__job_options(job);
+    struct pgfeed_ctx *ctx = src->base.ctx;
+    const struct pgfeed_options *opt = pgfeed__ctx_options(ctx);
     if (src->delivered > src->attempt_start)
         src->retries_used = 0; /* progress was made: the budget counts failures in a row */
     int max = opt->retries > 0 ? opt->retries : 0;
@@ -859,8 +859,8 @@ static void schedule_retry(struct http_source *src, const char *why)
     }
     uint64_t ms = backoff_ms(src, src->retries_used);
     src->retries_used++;
-    pgfeed__job_stats(job)->retries++; /* one count for every retry, download or database */
-    pgfeed__log(job, PGFEED_LOG_WARNING,
+    pgfeed__ctx_stats(ctx)->retries++; /* one count for every retry, download or database */
+    pgfeed__log(ctx, PGFEED_LOG_WARNING,
                 "could not download \"%s\": %s; retry %d of %d in %.1f s from byte %" PRIu64,
                 src->shown, why, src->retries_used, max, (double)ms / 1000.0, src->delivered);
     src->state = SRC_BACKOFF;
@@ -870,7 +870,7 @@ static void schedule_retry(struct http_source *src, const char *why)
 /* The transfer ended (CURLMSG_DONE, or a judged DONE_PAUSED); the easy handle is out. */
 static void src_complete(struct http_source *src, CURLcode rc)
 {
-    struct pgfeed_job *job = src->base.job;
+    struct pgfeed_ctx *ctx = src->base.ctx;
     char why[CURL_ERROR_SIZE + 128];
     const char *hint = NULL;
     int transient = 0;
@@ -900,7 +900,7 @@ static void src_complete(struct http_source *src, CURLcode rc)
             return;
         }
         src->state = SRC_FINISHING;
-        pgfeed__log(job, PGFEED_LOG_DEBUG, "downloaded %" PRIu64 " bytes from %s", src->delivered,
+        pgfeed__log(ctx, PGFEED_LOG_DEBUG, "downloaded %" PRIu64 " bytes from %s", src->delivered,
                     src->shown);
         struct pgfeed_stage *next = src->base.next;
         int frc = next->ops->finish(next);
@@ -1000,7 +1000,7 @@ static void src_transfer_done(struct http_source *src, CURLcode rc)
         /* libcurl 7.88 can finish a transfer whose last chunk it still holds for us. */
         src->state = SRC_DONE_PAUSED;
         src->done_rc = rc;
-        pgfeed__log(src->base.job, PGFEED_LOG_DEBUG,
+        pgfeed__log(src->base.ctx, PGFEED_LOG_DEBUG,
                     "transfer finished while paused: delivering its last chunk on resume");
         return;
     }
@@ -1043,7 +1043,7 @@ static void timer_tick_cb(uv_timer_t *t)
         src->state = SRC_RUNNING;
         if (src->offers == offers) {
             /* The held chunk is gone: what we have is exact, fetch the rest. */
-            pgfeed__log(src->base.job, PGFEED_LOG_DEBUG,
+            pgfeed__log(src->base.ctx, PGFEED_LOG_DEBUG,
                         "libcurl finished the transfer without the chunk it held for us");
             schedule_retry(src, "the transfer ended while paused");
         } else {
@@ -1111,7 +1111,7 @@ static void http_resume(struct pgfeed_stage *s)
 static void own_h_closed_cb(pgfeed_http_t *h)
 {
     struct http_source *src = h->owner;
-    uv_close((uv_handle_t *)&src->timer, pgfeed__job_close_cb);
+    uv_close((uv_handle_t *)&src->timer, pgfeed__ctx_close_cb);
 }
 
 /* The easy handle is out of the multi: let go of the context and close our timer. */
@@ -1126,7 +1126,7 @@ static void src_detach(struct http_source *src)
         /* Our timer closes after the private context; the job counted it in stop. */
         pgfeed_http_close(h, own_h_closed_cb);
     } else {
-        uv_close((uv_handle_t *)&src->timer, pgfeed__job_close_cb);
+        uv_close((uv_handle_t *)&src->timer, pgfeed__ctx_close_cb);
         if (h->close_requested && h->users == 0 && h->in_curl == 0 && !h->in_after)
             http_begin_close(h);
     }
@@ -1142,7 +1142,7 @@ static void http_stop(struct pgfeed_stage *s)
     if (!src->started)
         return;
     uv_timer_stop(&src->timer);
-    pgfeed__job_handle_closing(s->job); /* our timer; closed by src_detach */
+    pgfeed__ctx_handle_closing(s->ctx); /* our timer; closed by src_detach */
     src_remove_easy(src);
     if (!src->attached)
         src_detach(src);
@@ -1204,27 +1204,27 @@ static const struct pgfeed_validators *http_validators(struct pgfeed_stage *s)
 static int http_start(struct pgfeed_stage *s)
 {
     struct http_source *src = src_of(s);
-    struct pgfeed_job *job = s->job;
+    struct pgfeed_ctx *ctx = s->ctx;
     if (src->stopped)
         return PGFEED_ECANCELED;
     if (src->state != SRC_IDLE)
         return UV_EINVAL;
     if (src->h == NULL) {
-        int rc = pgfeed_http_new(pgfeed__job_loop(job), &src->h);
+        int rc = pgfeed_http_new(pgfeed__ctx_loop(ctx), &src->h);
         if (rc != 0)
-            return pgfeed__fail(job, "source", rc, NULL, NULL,
+            return pgfeed__fail(ctx, "source", rc, NULL, NULL,
                                 "could not set up the HTTP transfer context: %s",
                                 pgfeed_strerror(rc));
         src->own_h = 1;
         src->h->owner = src;
     }
-    uv_timer_init(pgfeed__job_loop(job), &src->timer);
-    src->timer.data = job; /* pgfeed__job_close_cb finds the job there */
+    uv_timer_init(pgfeed__ctx_loop(ctx), &src->timer);
+    src->timer.data = ctx; /* pgfeed__ctx_close_cb finds the job there */
     src->started = 1;
     src->h->users++;
     start_attempt(src);
     if (src->state == SRC_FAILED) {
-        int code = pgfeed_job_error(job)->code;
+        int code = ctx->err.pub.code;
         return code ? code : PGFEED_EINTERNAL;
     }
     return 0;
@@ -1257,26 +1257,26 @@ static const struct pgfeed_stage_ops http_ops = {
  * file inside one libcurl call and cannot pause, so it would block the loop
  * and defeat backpressure. Only an empty host or "localhost" is local.
  */
-static int file_url_new(struct pgfeed_job *job, const char *url, struct pgfeed_stage **out)
+static int file_url_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_stage **out)
 {
     char *host = NULL, *path = NULL;
     int rc = 0;
     CURLU *u = curl_url();
     if (u == NULL)
-        return pgfeed__fail(job, "source", UV_ENOMEM, NULL, NULL, "out of memory");
+        return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
     if (uc == CURLUE_OK)
         uc = curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE);
     if (uc != CURLUE_OK) {
-        rc = pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
+        rc = pgfeed__fail(ctx, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
                           "invalid file URL \"%s\": %s", url, curl_url_strerror(uc));
     } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
                strcasecmp(host, "localhost") != 0) {
         rc =
-            pgfeed__fail(job, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
+            pgfeed__fail(ctx, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
                          "cannot read file URL \"%s\": host \"%s\" is not this machine", url, host);
     } else {
-        rc = pgfeed__source_file_new(job, path, -1, out);
+        rc = pgfeed__source_file_new(ctx, path, -1, out);
     }
     curl_free(host);
     curl_free(path);
@@ -1284,19 +1284,19 @@ static int file_url_new(struct pgfeed_job *job, const char *url, struct pgfeed_s
     return rc;
 }
 
-int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfeed_http *shared,
+int pgfeed__source_http_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_http *shared,
                             struct pgfeed_stage **out)
 {
-    const struct pgfeed_options *opt = pgfeed__job_options(job);
+    const struct pgfeed_options *opt = pgfeed__ctx_options(ctx);
     int rc;
     *out = NULL;
     if (strncasecmp(url, "file:", 5) == 0)
-        return file_url_new(job, url, out);
+        return file_url_new(ctx, url, out);
     struct http_source *src = calloc(1, sizeof *src);
     if (src == NULL)
         return UV_ENOMEM;
     src->base.ops = &http_ops;
-    src->base.job = job;
+    src->base.ctx = ctx;
     src->h = shared;
     src->state = SRC_IDLE;
     src->length = -1;
@@ -1307,7 +1307,7 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
     src->easy = curl_easy_init();
     if (src->url == NULL || src->shown == NULL || src->easy == NULL) {
         rc = UV_ENOMEM;
-        pgfeed__fail(job, "source", rc, NULL, NULL, "out of memory");
+        pgfeed__fail(ctx, "source", rc, NULL, NULL, "out of memory");
         goto fail;
     }
 
@@ -1322,7 +1322,7 @@ int pgfeed__source_http_new(struct pgfeed_job *job, const char *url, struct pgfe
     /* Read the socket in the pipeline's chunk size, not curl's 16 KiB default: 8x fewer
      * recv calls and write callbacks (the decoder takes a write of any size). */
     SETOPT(CURLOPT_BUFFERSIZE,
-           (long)(pgfeed__job_options(job)->chunk_size > 0 ? pgfeed__job_options(job)->chunk_size
+           (long)(pgfeed__ctx_options(ctx)->chunk_size > 0 ? pgfeed__ctx_options(ctx)->chunk_size
                                                            : 128u * 1024));
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, (void *)src);

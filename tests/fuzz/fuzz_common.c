@@ -111,7 +111,7 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
         return rc;
     if (k->limit && k->got.len + n > k->limit) {
         k->over_limit = 1;
-        return pgfeed__fail(s->job, "sink", UV_E2BIG, NULL, NULL, "fuzz output limit");
+        return pgfeed__fail(s->ctx, "sink", UV_E2BIG, NULL, NULL, "fuzz output limit");
     }
     if (pgfeed__buf_append(&k->got, p, n) != 0)
         fuzz_die("out of memory");
@@ -157,7 +157,7 @@ void fuzz_sink_init(struct fuzz_sink *k, pgfeed_job_t *job, unsigned eagain, uin
 {
     memset(k, 0, sizeof *k);
     k->base.ops = &sink_ops;
-    k->base.job = job;
+    k->base.ctx = pgfeed__job_ctx(job);
     k->eagain = eagain;
     k->rng = seed;
     if (pgfeed__buf_reserve(&k->got, 1) != 0) /* data never NULL */

@@ -93,7 +93,7 @@ static void verify_point(const struct cfg *g, const uint8_t *in, size_t n, const
     struct pgfeed_stage *d2 = NULL;
     struct fuzz_sink k;
     uint64_t rng = g->seed * 31 + sm->at;
-    if (pgfeed__decoder_new(job, first ? g->out_chunk : 65536, &d2) != 0)
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), first ? g->out_chunk : 65536, &d2) != 0)
         fuzz_die("pgfeed__decoder_new failed");
     pgfeed__decoder_use_isal(d2, isal); /* either engine reads the blob */
     /* The first point as the run went, the others fast: whole, 64 KiB out. */
@@ -127,7 +127,7 @@ static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run 
     struct fuzz_sink k;
     uint64_t rng = g->seed;
 
-    if (pgfeed__decoder_new(job, g->out_chunk, &dec) != 0)
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), g->out_chunk, &dec) != 0)
         fuzz_die("pgfeed__decoder_new failed");
     pgfeed__decoder_use_isal(dec, g->isal);
     if (g->span_set)
@@ -158,9 +158,9 @@ static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run 
     }
     if (r->rc == 0 && pgfeed_job_error(job)->code != 0)
         fuzz_die("success with the job's error set: %s", pgfeed_job_error(job)->message);
-    if (r->rc == 0 && pgfeed__job_stats(job)->bytes_inflated != k.got.len + g->skip)
+    if (r->rc == 0 && pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated != k.got.len + g->skip)
         fuzz_die("bytes_inflated %llu, delivered %zu + skipped %llu",
-                 (unsigned long long)pgfeed__job_stats(job)->bytes_inflated, k.got.len,
+                 (unsigned long long)pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated, k.got.len,
                  (unsigned long long)g->skip);
     r->out = k.got;
     k.got.data = NULL;

@@ -53,13 +53,15 @@ struct ctx {
     struct pgfeed_stage *parser;
 };
 
-static int on_header(struct pgfeed_job *job, const char *line, size_t n)
+static int on_header(void *arg, const char *line, size_t n)
 {
+    pgfeed_job_t *job = arg;
     struct ctx *c = pgfeed_job_get_data(job);
     (void)line;
     (void)n;
     if (c->g->header_fails)
-        return pgfeed__fail(job, "job", PGFEED_EHEADER, NULL, NULL, "header refused");
+        return pgfeed__fail(pgfeed__job_ctx(job), "job", PGFEED_EHEADER, NULL, NULL,
+                            "header refused");
     pgfeed__parser_set_fields(c->parser, c->g->nfields, c->g->is_array, c->g->names);
     return 0;
 }
@@ -99,7 +101,9 @@ static int run(const struct cfg *g, const uint8_t *in, size_t n, size_t max_piec
 
     memset(r, 0, sizeof *r);
     pgfeed_job_set_data(job, &c);
-    if (pgfeed__parser_new(job, &g->pc, &c.parser) != 0) {
+    struct pgfeed_parse_config pc = g->pc;
+    pc.on_header_arg = job;
+    if (pgfeed__parser_new(pgfeed__job_ctx(job), &pc, &c.parser) != 0) {
         fuzz_job_close(job);
         return 0;
     }

@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct pgfeed_stage *dec = NULL;
     struct fuzz_sink k;
     uint64_t rng = b2 * 2654435761u + b1 + 1;
-    if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec) != 0)
         fuzz_die("pgfeed__decoder_new failed");
     pgfeed__decoder_use_isal(dec, !(b0 & 4));
     fuzz_sink_init(&k, job, (b1 & 7) ? 1 + (b1 & 7) : 0, rng);

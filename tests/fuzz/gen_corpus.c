@@ -193,13 +193,13 @@ static void decoder_seeds(void)
                 abort();
             struct pgfeed_stage *dec;
             struct collect k = {.base = {.ops = &collect_ops}};
-            if (pgfeed__decoder_new(job, 1024, &dec) != 0)
+            if (pgfeed__decoder_new(pgfeed__job_ctx(job), 1024, &dec) != 0)
                 abort();
             pgfeed__decoder_use_isal(dec, isal);
             pgfeed__decoder_set_span(dec, 0);
             dec->next = &k.base;
             k.base.prev = dec;
-            k.base.job = job;
+            k.base.ctx = pgfeed__job_ctx(job);
             if (dec->ops->write(dec, (const char *)srcs[i]->p, srcs[i]->n) != 0 ||
                 dec->ops->finish(dec) != 0)
                 abort();

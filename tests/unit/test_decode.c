@@ -467,7 +467,7 @@ static unsigned undetected_flips;
 static const char *run_case(const struct tcase *c, const struct cfg *g)
 {
     pgfeed_job_t *job = new_job();
-    struct pgfeed_stats *st = pgfeed__job_stats(job);
+    struct pgfeed_stats *st = pgfeed__ctx_stats(pgfeed__job_ctx(job));
     struct pgfeed_stage *dec = NULL;
     struct fake f;
     uint64_t rng = g->seed * 2654435761u + 1;
@@ -478,7 +478,7 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
 
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
+    f.base.ctx = pgfeed__job_ctx(job);
     f.eagain = g->eagain;
     f.finish_eagains = g->finish_eagains;
     f.rng = g->seed + 7;
@@ -487,7 +487,7 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
         f.expect_n = c->want_n - (size_t)c->skip;
     }
 
-    rc = pgfeed__decoder_new(job, g->out_chunk, &dec);
+    rc = pgfeed__decoder_new(pgfeed__job_ctx(job), g->out_chunk, &dec);
     FAIL_IF(rc != 0 || !dec, "pgfeed__decoder_new: %s", pgfeed_err_name(rc));
     pgfeed__decoder_use_isal(dec, use_isal);
     dec->next = &f.base;
@@ -499,7 +499,7 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
     } else if (c->skip)
         pgfeed__decoder_skip_output(dec, c->skip);
     f.up.ops = &up_ops;
-    f.up.job = job;
+    f.up.ctx = pgfeed__job_ctx(job);
     f.up.next = dec;
     dec->prev = &f.up;
 
@@ -776,8 +776,8 @@ static void check_wording(const char *name, const struct bytes *in, const char *
     struct fake f;
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
-    ASSERT_EQ_INT(pgfeed__decoder_new(job, 4096, &dec), 0, "decoder_new");
+    f.base.ctx = pgfeed__job_ctx(job);
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec), 0, "decoder_new");
     dec->next = &f.base;
     int rc = dec->ops->write(dec, place(in->p, in->n), in->n);
     if (rc == 0)
@@ -806,18 +806,18 @@ static void test_api(void)
     struct pgfeed_stage *dec = &sentinel;
     struct fake f;
 
-    ASSERT_EQ_INT(pgfeed__decoder_new(job, 0, &dec), UV_EINVAL, "out_chunk 0 is refused");
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 0, &dec), UV_EINVAL, "out_chunk 0 is refused");
     ASSERT_TRUE(dec == NULL, "*out is NULL on failure");
-    ASSERT_EQ_INT(pgfeed__decoder_new(job, 4096, &dec), 0, "decoder_new");
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec), 0, "decoder_new");
     ASSERT_EQ_STR(dec->ops->name, "decoder", "ops name");
     ASSERT_TRUE(dec->ops->write && dec->ops->finish && dec->ops->resume && dec->ops->destroy,
                 "ops are set");
-    ASSERT_TRUE(dec->job == job && dec->next == NULL && dec->prev == NULL, "base is initialised");
+    ASSERT_TRUE(dec->ctx == pgfeed__job_ctx(job) && dec->next == NULL && dec->prev == NULL, "base is initialised");
 
     /* Input after finish is a caller bug: an error, never a crash. */
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
+    f.base.ctx = pgfeed__job_ctx(job);
     dec->next = &f.base;
     ASSERT_EQ_INT(dec->ops->write(dec, place((const unsigned char *)"abc", 3), 3), 0, "write");
     ASSERT_EQ_INT(dec->ops->finish(dec), 0, "finish");
@@ -842,8 +842,8 @@ static void test_short(const struct bytes *in, uint64_t skip)
 
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
-    ASSERT_EQ_INT(pgfeed__decoder_new(job, 4096, &dec), 0, "decoder_new");
+    f.base.ctx = pgfeed__job_ctx(job);
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec), 0, "decoder_new");
     dec->next = &f.base;
     pgfeed__decoder_skip_output(dec, skip);
     rc = dec->ops->write(dec, place(in->p, in->n), in->n);
@@ -877,13 +877,13 @@ static void test_prompt(const struct bytes *in, int window_bits, size_t out_chun
 
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
+    f.base.ctx = pgfeed__job_ctx(job);
     memset(&ref, 0, sizeof ref);
     inflateInit2(&ref, window_bits);
     bytes_fill(&all, 0, 1u << 20);
     ref.next_out = all.p;
     ref.avail_out = (uInt)all.n;
-    ASSERT_EQ_INT(pgfeed__decoder_new(job, out_chunk, &dec), 0, "decoder_new");
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), out_chunk, &dec), 0, "decoder_new");
     size_t slack = window_bits == 31 && pgfeed__decoder_use_isal(dec, 1) ? 2 : 0;
     size_t behind = 0, lag = 0;
     dec->next = &f.base;
@@ -1006,14 +1006,14 @@ static int collect(const struct rp_fixture *fx, const struct bytes *blob, uint64
 
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
+    f.base.ctx = pgfeed__job_ctx(job);
     f.eagain = EAGAIN_RANDOM;
     f.rng = seed;
     f.expect = fx->want->p + start;
     f.expect_n = fx->want->n - start;
     f.up.ops = &up_ops;
-    f.up.job = job;
-    if (pgfeed__decoder_new(job, 65536, &dec) != 0)
+    f.up.ctx = pgfeed__job_ctx(job);
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), 65536, &dec) != 0)
         abort();
     pgfeed__decoder_use_isal(dec, use_isal);
     dec->next = &f.base;
@@ -1227,8 +1227,8 @@ static void expect_bad_blob(const char *what, const void *blob, size_t n, uint64
     struct fake f;
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
-    if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+    f.base.ctx = pgfeed__job_ctx(job);
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec) != 0)
         abort();
     dec->next = &f.base;
     int rc = pgfeed__decoder_restart_from(dec, blob, n, decoded);
@@ -1269,7 +1269,7 @@ static void test_bad_blobs(const struct rpoint *p)
             b.p[i] ^= (unsigned char)(1u << bit);
             pgfeed_job_t *job = new_job();
             struct pgfeed_stage *dec;
-            if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+            if (pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec) != 0)
                 abort();
             tried++;
             int rc = pgfeed__decoder_restart_from(dec, b.p, b.n, p->target);
@@ -1324,8 +1324,8 @@ static void restart_expect(const char *what, const struct bytes *in, const struc
     struct fake f;
     memset(&f, 0, sizeof f);
     f.base.ops = &fake_ops;
-    f.base.job = job;
-    if (pgfeed__decoder_new(job, 4096, &dec) != 0)
+    f.base.ctx = pgfeed__job_ctx(job);
+    if (pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec) != 0)
         abort();
     dec->next = &f.base;
     int rc = pgfeed__decoder_restart_from(dec, p->blob.p, p->blob.n, p->target);
@@ -1501,8 +1501,8 @@ static void test_restart_points(void)
         uint64_t raw = 99;
         memset(&f, 0, sizeof f);
         f.base.ops = &fake_ops;
-        f.base.job = job;
-        ASSERT_EQ_INT(pgfeed__decoder_new(job, 4096, &dec), 0, "decoder_new");
+        f.base.ctx = pgfeed__job_ctx(job);
+        ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec), 0, "decoder_new");
         dec->next = &f.base;
         pgfeed__buf_append(&buf, "xyz", 3);
         ASSERT_EQ_INT(pgfeed__decoder_restart_point(dec, 0, &buf, &raw), 0,
@@ -1596,14 +1596,14 @@ int main(void)
         memset(&probe, 0, sizeof probe);
         f.up.ops = &up_ops;
         probe.ops = &fake_ops;
-        probe.job = job;
+        probe.ctx = pgfeed__job_ctx(job);
         probe.prev = &f.up;
         pgfeed__stage_resume_upstream(&probe);
         strict_resume = f.up_resumes == 1;
         close_job(job);
         job = new_job();
         struct pgfeed_stage *dec;
-        if (pgfeed__decoder_new(job, 64, &dec) != 0)
+        if (pgfeed__decoder_new(pgfeed__job_ctx(job), 64, &dec) != 0)
             abort();
         isal_build = pgfeed__decoder_use_isal(dec, 1);
         dec->ops->destroy(dec);

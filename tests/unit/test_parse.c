@@ -139,7 +139,7 @@ static int fake_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     struct fake_sink *k = container_of(s, struct fake_sink, base);
     int rc = gate(k, CALL_END_BATCH, bi, sizeof *bi);
     if (rc == 0 && k->nbatches + 1 == k->fail_batch)
-        return pgfeed__fail(s->job, "sink", PGFEED_ESERVER, NULL, NULL, "sink refused");
+        return pgfeed__fail(s->ctx, "sink", PGFEED_ESERVER, NULL, NULL, "sink refused");
     if (rc == 0 && k->nbatches < MAX_BATCHES) {
         if (bi->seq != k->nbatches)
             k->violations++;
@@ -258,14 +258,15 @@ static char *dup_str(const char *s)
     return s ? dup_mem(s, strlen(s)) : NULL;
 }
 
-static int on_header(struct pgfeed_job *job, const char *line, size_t n)
+static int on_header(void *arg, const char *line, size_t n)
 {
+    struct pgfeed_job *job = arg;
     struct ctx *c = pgfeed_job_get_data(job);
     c->oc->nheaders++;
     free(c->oc->header);
     c->oc->header = dup_mem(line, n);
     if (c->tc->header_fails)
-        return pgfeed__fail(job, "job", PGFEED_EHEADER, NULL, NULL, "header refused");
+        return pgfeed__fail(pgfeed__job_ctx(job), "job", PGFEED_EHEADER, NULL, NULL, "header refused");
     pgfeed__parser_set_fields(c->parser, c->tc->nfields, c->tc->is_array, c->tc->names);
     return 0;
 }
@@ -341,13 +342,14 @@ static void run(const struct tcase *tc, struct guarded area, const size_t *cuts,
         .batch_rows = tc->batch_rows,
         .has_header = tc->has_header,
         .on_header = on_header,
+        .on_header_arg = job,
         /* With a header the fields come from on_header, as in job.c. */
         .nfields = tc->has_header ? 0 : tc->nfields,
         .is_array = tc->has_header ? NULL : tc->is_array,
         .field_names = tc->has_header ? NULL : tc->names,
     };
     struct pgfeed_stage *ps = NULL;
-    if (pgfeed__parser_new(job, &cfg, &ps) != 0) {
+    if (pgfeed__parser_new(pgfeed__job_ctx(job), &cfg, &ps) != 0) {
         oc->stuck++;
         pgfeed_job_close(job, NULL);
         return;
@@ -359,7 +361,7 @@ static void run(const struct tcase *tc, struct guarded area, const size_t *cuts,
         pgfeed__parser_set_position(ps, tc->start_line, tc->start_offset);
     struct fake_sink k = {0};
     k.base.ops = &fake_ops;
-    k.base.job = job;
+    k.base.ctx = pgfeed__job_ctx(job);
     k.base.prev = ps;
     k.eagain_every = eagain_every;
     k.fail_batch = tc->fail_batch;
