@@ -34,6 +34,7 @@
 #define PGFEED_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -331,6 +332,37 @@ void pgfeed__ctx_member_start(struct pgfeed_ctx *ctx, uint64_t decoded, uint64_t
 void pgfeed__ctx_damaged_member(struct pgfeed_ctx *ctx);
 /* Frees what the context owns (the stored error, the replay buffer). */
 void pgfeed__ctx_free(struct pgfeed_ctx *ctx);
+/* ---- the rejects file (rejects.c) ---- */
+
+struct pgfeed_pending_reject {
+    uint64_t line;
+    char *text; /* "LINE\tREASON\tROW\n", ready to write (the row may hold NUL bytes) */
+    size_t len;
+};
+struct pgfeed_rejects {
+    struct pgfeed_pending_reject *pending; /* rows of batches not committed yet */
+    size_t n, cap;
+    FILE *file; /* opened (created) on the first flush that writes */
+    char *path; /* chosen by pgfeed__rejects_check */
+};
+/*
+ * Before anything runs (ctx->opt: max_rejects, rejects_path, table, resume): decides where
+ * rejects go and refuses, with the error set, a file that a new import would mix into, a
+ * symbolic link, or something that is not a regular file or a character device.
+ */
+int pgfeed__rejects_check(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx);
+/* A rejected row: kept until its batch commits (0), or the import's failure (--max-rejects
+ * reached: the error is set from the row's message, detail, hint and position). */
+int pgfeed__rejects_add(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx,
+                        const struct pgfeed_reject *r);
+/* Writes the kept rows of lines <= upto (the batch about to commit). 0 or failure. */
+int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t upto);
+/* Forgets the kept rows (their batches are read again by a retry); returns how many. */
+size_t pgfeed__rejects_drop_pending(struct pgfeed_rejects *rj);
+/* The file's path once something was written to it, else NULL. */
+const char *pgfeed__rejects_written(const struct pgfeed_rejects *rj);
+void pgfeed__rejects_free(struct pgfeed_rejects *rj);
+
 /* job.c: the context of a job, for the code that builds stages on it (the job, tests). */
 struct pgfeed_ctx *pgfeed__job_ctx(pgfeed_job_t *job);
 

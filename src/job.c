@@ -72,15 +72,7 @@ struct pgfeed_job {
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
     char stdin_id[32]; /* stdin: "stdin:" + a hash of its first bytes, once read */
 
-    /* Rejected rows not yet written: they belong to batches not yet committed. */
-    struct pending_reject {
-        uint64_t line;
-        char *text; /* "LINE\tREASON\tROW\n", ready to write (the row may hold NUL bytes) */
-        size_t len;
-    } * rejects;
-    size_t nrejects, cap_rejects;
-    FILE *rejects_file;
-    char *rejects_path;
+    struct pgfeed_rejects rejects; /* the rejects file and the rows not yet written to it */
 
     /* Target columns, in input field order. */
     size_t ntargets;
@@ -111,7 +103,6 @@ static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *
                            const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
 static void finish_damaged_member(struct pgfeed_job *job);
-static int rejects_check(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
@@ -307,7 +298,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
                             "Give a number of connections from 1 to 16.",
                             "invalid number of connections: %d", job->opt.connections);
-    int rc = rejects_check(job);
+    int rc = pgfeed__rejects_check(&job->rejects, &job->ctx);
     if (rc != 0)
         return rc;
     /* The job has not started: the failures above must not leave it "stopping". */
@@ -477,13 +468,8 @@ static void free_job(struct pgfeed_job *job)
     free(job->target_names);
     free_option_copies(job);
     free(job->display);
-    for (size_t i = 0; i < job->nrejects; i++)
-        free(job->rejects[i].text);
-    free(job->rejects);
+    pgfeed__rejects_free(&job->rejects);
     pgfeed__buf_free(&job->ctx.replay.buf);
-    if (job->rejects_file)
-        fclose(job->rejects_file);
-    free(job->rejects_path);
     free(job);
 }
 
@@ -894,10 +880,7 @@ static void schedule_retry(struct pgfeed_job *job)
     job->source_stage = job->decoder = job->parser = job->sink = NULL;
 
     /* Rejects of uncommitted batches come back when their rows are read again. */
-    for (size_t i = 0; i < job->nrejects; i++)
-        free(job->rejects[i].text);
-    job->ctx.stats.rows_rejected -= job->nrejects;
-    job->nrejects = 0;
+    job->ctx.stats.rows_rejected -= pgfeed__rejects_drop_pending(&job->rejects);
     struct pgfeed_stats merged = job->carry;
     merge_counters(&merged, &job->carry, &job->ctx.stats);
     merged.bytes_total = job->ctx.stats.bytes_total;
@@ -972,320 +955,24 @@ void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
 
 /* ---------------------------------------------------------- rejected rows */
 
-/* Appends s to b with tabs, CR and LF escaped so that a reject stays one field / one line. */
-static int append_escaped(struct pgfeed_buf *b, const char *p, size_t n, int escape_tab)
-{
-    if (pgfeed__buf_reserve(b, n * 2 + 1) != 0)
-        return UV_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        char *o = b->data + b->len;
-        if (c == '\n' || c == '\r' || (escape_tab && c == '\t')) {
-            o[0] = '\\';
-            o[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-            b->len += 2;
-        } else {
-            o[0] = c;
-            b->len++;
-        }
-    }
-    return 0;
-}
-
+/* The context's reject hook: set the row aside (rejects.c) while the import runs. */
 static int reject(void *arg, const struct pgfeed_reject *r)
 {
     struct pgfeed_job *job = arg;
     if (job->state != JOB_RUNNING && job->state != JOB_NEW) /* NEW: parser unit tests */
         return job->status ? job->status : PGFEED_ECANCELED;
-    if (job->ctx.stats.rows_rejected >= job->opt.max_rejects) {
-        char *detail = NULL;
-        if (job->opt.max_rejects > 0)
-            detail = pgfeed__strdup_printf(
-                "%s%sThis is rejected row %llu; --max-rejects allows %llu. The batch in flight was rolled back.",
-                r->detail ? r->detail : "", r->detail ? " " : "",
-                (unsigned long long)job->ctx.stats.rows_rejected + 1,
-                (unsigned long long)job->opt.max_rejects);
-        const char *hint = r->hint;
-        if (job->opt.max_rejects == 0 && hint == NULL)
-            hint = "Fix the row, or allow bad rows to be skipped with --max-rejects.";
-        int code = r->stage && strcmp(r->stage, "sink") == 0 ? PGFEED_ESERVER : PGFEED_EPARSE;
-        pgfeed__fail(&job->ctx, r->stage ? r->stage : "parser", code, detail ? detail : r->detail, hint,
-                     "%s", r->message);
-        pgfeed__fail_at(&job->ctx, r->line, r->column, r->column_name, r->decoded_offset,
-                        job->ctx.stats.bytes_read);
-        free(detail);
-        return code;
-    }
-    struct pgfeed_buf b = {0};
-    char num[24];
-    int n = snprintf(num, sizeof num, "%llu\t", (unsigned long long)r->line);
-    int rc = pgfeed__buf_append(&b, num, (size_t)n);
-    rc |= append_escaped(&b, r->message, strlen(r->message), 1);
-    if (r->column_name) {
-        rc |= pgfeed__buf_append(&b, " (column ", 9);
-        rc |= append_escaped(&b, r->column_name, strlen(r->column_name), 1);
-        rc |= pgfeed__buf_append(&b, ")", 1);
-    }
-    if (r->detail) {
-        rc |= pgfeed__buf_append(&b, ": ", 2);
-        rc |= append_escaped(&b, r->detail, strlen(r->detail), 1);
-    }
-    rc |= pgfeed__buf_append(&b, "\t", 1);
-    rc |= append_escaped(&b, r->raw ? r->raw : "", r->raw ? r->raw_len : 0, 0);
-    rc |= pgfeed__buf_append(&b, "\n", 1);
-    if (rc == 0 && job->nrejects == job->cap_rejects) {
-        size_t cap = job->cap_rejects ? job->cap_rejects * 2 : 16;
-        struct pending_reject *p = realloc(job->rejects, cap * sizeof *p);
-        if (p == NULL)
-            rc = UV_ENOMEM;
-        else {
-            job->rejects = p;
-            job->cap_rejects = cap;
-        }
-    }
-    if (rc != 0) {
-        pgfeed__buf_free(&b);
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    }
-    job->rejects[job->nrejects].line = r->line;
-    job->rejects[job->nrejects].text = b.data;
-    job->rejects[job->nrejects].len = b.len;
-    job->nrejects++;
-    job->ctx.stats.rows_rejected++;
-    pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "line %llu rejected: %s", (unsigned long long)r->line,
-                r->message);
-    return 0;
+    return pgfeed__rejects_add(&job->rejects, &job->ctx, r);
 }
 
-/*
- * Appends one part of a table name to b as a file name may hold it: letters, digits,
- * '_', '-', '.' and printable non-ASCII characters stay; any other byte (a '/', a space,
- * a control character, a byte that is not UTF-8) becomes '_'. At most 63 bytes, as the
- * server keeps of an identifier.
- */
-static int append_file_safe(struct pgfeed_buf *b, const char *p, size_t n)
-{
-    int rc = 0;
-    size_t used = 0;
-    for (size_t i = 0; i < n && used < 63 && rc == 0;) {
-        unsigned char c = (unsigned char)p[i];
-        size_t len = c >= 0x80 ? pgfeed__utf8_len(p + i, n - i) : 1;
-        int keep = c < 0x80 ? (isalnum(c) || c == '_' || c == '-' || c == '.')
-                            : len > 0 && !(c == 0xC2 && (unsigned char)p[i + 1] < 0xA0);
-        if (!keep)
-            len = 1;
-        if (used + len > 63)
-            break;
-        rc = keep ? pgfeed__buf_append(b, p + i, len) : pgfeed__buf_append(b, "_", 1);
-        used += len;
-        i += len;
-    }
-    return rc;
-}
-
-/*
- * The default rejects file: the relation name, after the schema when -t names one,
- * joined by '.', then ".rejects.tsv" -- read from -t as the server reads a table name
- * (`"My Schema".T` is the schema `My Schema` and the table `t`), made file-safe by
- * append_file_safe and never starting with '.', so that it is one new file in the
- * working directory whatever -t holds. NULL on ENOMEM.
- */
-static char *default_rejects_path(const char *table)
-{
-    /* Split like the server's SplitIdentifierString: '.' between parts, "..." quoted
-     * with "" for a quote, unquoted parts folded to lower case, spaces around parts. */
-    struct pgfeed_buf part[3] = {{0}};
-    size_t nparts = 0;
-    const char *p = table;
-    int bad = 0;
-    for (;;) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        struct pgfeed_buf *b = &part[nparts < 3 ? nparts : 2];
-        b->len = 0;
-        if (*p == '"') {
-            for (p++; *p && !(p[0] == '"' && p[1] != '"'); p++) {
-                if (*p == '"')
-                    p++; /* "" */
-                bad |= pgfeed__buf_append(b, p, 1);
-            }
-            if (*p != '"') {
-                bad |= 2; /* unterminated: the server refuses the name; use it as given */
-                break;
-            }
-            p++;
-        } else {
-            for (; *p && *p != '.' && *p != ' ' && *p != '\t'; p++) {
-                char c = (char)tolower((unsigned char)*p);
-                bad |= pgfeed__buf_append(b, &c, 1);
-            }
-        }
-        if (nparts < 3)
-            nparts++;
-        else {
-            /* db.schema.table.more: not a table name the server takes */
-            bad |= 2;
-            break;
-        }
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p != '.')
-            break;
-        p++;
-    }
-    if (*p != '\0' || nparts == 0)
-        bad |= 2;
-    struct pgfeed_buf out = {0};
-    if (bad & 2) {
-        bad = append_file_safe(&out, table, strlen(table));
-    } else {
-        /* rel, schema.rel, or db.schema.rel (the database is the connection's) */
-        size_t first = nparts == 3 ? 1 : 0;
-        for (size_t i = first; i < nparts && !bad; i++) {
-            if (i > first)
-                bad |= pgfeed__buf_append(&out, ".", 1);
-            bad |= append_file_safe(&out, part[i].data ? part[i].data : "", part[i].len);
-        }
-    }
-    for (size_t i = 0; i < 3; i++)
-        pgfeed__buf_free(&part[i]);
-    if (!bad && out.len > 0 && out.data[0] == '.')
-        out.data[0] = '_';
-    if (!bad)
-        bad = pgfeed__buf_append(&out, ".rejects.tsv", sizeof ".rejects.tsv");
-    if (bad) {
-        pgfeed__buf_free(&out);
-        return NULL;
-    }
-    return out.data;
-}
-
-static int fail_rejects_exists(struct pgfeed_job *job)
-{
-    return pgfeed__fail(&job->ctx, "job", UV_EEXIST,
-                        "Without --resume, rejected rows go to a new file: pgfeed neither appends "
-                        "to nor overwrites an existing one.",
-                        "Remove the file, choose another with --rejects, or use --resume if it "
-                        "belongs to the interrupted import being continued.",
-                        "rejects file \"%s\" already exists", job->rejects_path);
-}
-
-static int fail_rejects_symlink(struct pgfeed_job *job)
-{
-    return pgfeed__fail(&job->ctx, "job", UV_ELOOP,
-                        "pgfeed does not follow a symbolic link for the rejects file, so that "
-                        "rows are written to the file named and nowhere else.",
-                        "Give the path of the file itself with --rejects.",
-                        "rejects file \"%s\" is a symbolic link", job->rejects_path);
-}
-
-/*
- * Decides where rejects go, before anything runs: --rejects FILE, else the default name.
- * A new import (no --resume; --restart is one too) writes a new file, so a file that
- * exists is refused now, before a row is committed, rather than mixed into or
- * overwritten; --resume appends to the interrupted import's file. A symbolic link is
- * never followed. A character device (/dev/null) may be named in any case.
- */
-static int rejects_check(struct pgfeed_job *job)
-{
-    if (job->opt.max_rejects == 0)
-        return 0; /* the first bad row fails the import: nothing is ever written */
-    job->rejects_path =
-        job->rejects_opt ? strdup(job->rejects_opt) : default_rejects_path(job->table);
-    if (job->rejects_path == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    struct stat st;
-    if (lstat(job->rejects_path, &st) != 0)
-        return 0; /* absent (or unreachable: opening it says why) */
-    if (S_ISLNK(st.st_mode))
-        return fail_rejects_symlink(job);
-    if (S_ISCHR(st.st_mode) || (job->opt.resume && S_ISREG(st.st_mode)))
-        return 0;
-    if (S_ISREG(st.st_mode))
-        return fail_rejects_exists(job);
-    return pgfeed__fail(&job->ctx, "job", UV_EINVAL, NULL,
-                        "Name a regular file (or /dev/null) with --rejects.",
-                        "rejects file \"%s\" is not a regular file", job->rejects_path);
-}
-
-/* Opens job->rejects_path as rejects_check decided: created new, or appended to. */
-static int rejects_open(struct pgfeed_job *job)
-{
-    const char *path = job->rejects_path;
-    struct stat st;
-    int dev = lstat(path, &st) == 0 && S_ISCHR(st.st_mode);
-    int append = job->opt.resume || dev;
-    /* O_NONBLOCK: a FIFO put there since the check must not block the loop in open. */
-    int fd = open(path,
-                  O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
-                      (append ? O_APPEND : O_EXCL),
-                  0666);
-    int err = errno;
-    if (fd >= 0 && (fstat(fd, &st) != 0 ||
-                    !(S_ISREG(st.st_mode) || (dev && S_ISCHR(st.st_mode))) ||
-                    (S_ISREG(st.st_mode) && !job->opt.resume && append))) {
-        /* Swapped for something else since the check. */
-        err = S_ISREG(st.st_mode) ? EEXIST : EINVAL;
-        close(fd);
-        fd = -1;
-    }
-    if (fd >= 0)
-        job->rejects_file = fdopen(fd, "a");
-    if (fd >= 0 && job->rejects_file == NULL) {
-        err = errno;
-        close(fd);
-    }
-    if (job->rejects_file != NULL)
-        return 0;
-    if (err == EEXIST)
-        return fail_rejects_exists(job);
-    if (err == ELOOP)
-        return fail_rejects_symlink(job);
-    char detail[512];
-    snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-    return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
-                        "could not open the rejects file \"%s\"", path);
-}
-
-/*
- * Writes the pending rejects of lines up to `upto` (the batch about to
- * commit) to the rejects file, opened (created) on first use. Rejects of a
- * batch that is rolled back are never written: resuming reads those rows again.
- */
 static int flush_rejects(void *arg, uint64_t upto)
 {
     struct pgfeed_job *job = arg;
-    size_t keep = 0;
-    for (size_t i = 0; i < job->nrejects; i++) {
-        struct pending_reject *pr = &job->rejects[i];
-        if (pr->line > upto) {
-            job->rejects[keep++] = *pr;
-            continue;
-        }
-        if (job->rejects_file == NULL) {
-            if (job->rejects_path == NULL) /* max_rejects 0: never here */
-                return pgfeed__fail(&job->ctx, "job", PGFEED_EINTERNAL, NULL, NULL,
-                                    "a row was rejected with no rejects file chosen");
-            int rc = rejects_open(job);
-            if (rc != 0)
-                return rc;
-        }
-        if (fwrite(pr->text, 1, pr->len, job->rejects_file) != pr->len) {
-            return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, NULL, NULL,
-                                "could not write the rejects file \"%s\"", job->rejects_path);
-        }
-        free(pr->text);
-    }
-    job->nrejects = keep;
-    if (job->rejects_file && fflush(job->rejects_file) != 0)
-        return pgfeed__fail(&job->ctx, "job", PGFEED_ESOURCE, NULL, NULL,
-                            "could not write the rejects file \"%s\"", job->rejects_path);
-    return 0;
+    return pgfeed__rejects_flush(&job->rejects, &job->ctx, upto);
 }
 
 const char *pgfeed_job_rejects_path(const pgfeed_job_t *job)
 {
-    return job->rejects_file ? job->rejects_path : NULL;
+    return pgfeed__rejects_written(&job->rejects);
 }
 
 /* --------------------------------------------------------- library init */
