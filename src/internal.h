@@ -363,6 +363,42 @@ size_t pgfeed__rejects_drop_pending(struct pgfeed_rejects *rj);
 const char *pgfeed__rejects_written(const struct pgfeed_rejects *rj);
 void pgfeed__rejects_free(struct pgfeed_rejects *rj);
 
+/* ---- the SOURCE string (url.c) ---- */
+
+int pgfeed__url_is(const char *s, const char *scheme); /* scheme with "://", any case */
+int pgfeed__url_is_http(const char *s);                /* http:// or https:// */
+/* The URL without user:password@ (http and https; anything else as it is); NULL: ENOMEM. */
+char *pgfeed__url_strip_credentials(const char *url);
+/* The path ends in suffix (lower case), a URL's query and fragment left out. */
+int pgfeed__url_path_ends_with(const char *src, const char *suffix);
+/* A file:// URL's local path, percent-decoded, in *out (malloc'd); another host or a
+ * URL that does not parse is PGFEED_EUSAGE with the error set. */
+int pgfeed__url_file_path(struct pgfeed_ctx *ctx, const char *url, char **out);
+
+/* ---- column mapping (mapping.c) ---- */
+
+/* The table column of each input field, in input order, and their binary kinds. */
+struct pgfeed_targets {
+    size_t n;
+    size_t *idx;                 /* into the sink's columns */
+    int *is_array;               /* per field */
+    const char **names;          /* per field, borrowed from the columns */
+    struct pgfeed_bin_field *bin; /* COPY binary: the kinds; NULL: text COPY */
+    int bin_noticed;             /* the fallback to text COPY was logged */
+};
+/* Sets t to these columns (n indexes into cols) and chooses binary COPY when the types
+ * allow it (ctx->opt->copy_format, format). 0 or failure (error set). */
+int pgfeed__targets_set(struct pgfeed_targets *t, struct pgfeed_ctx *ctx,
+                        const struct pgfeed_column *cols, const size_t *idx, size_t n);
+void pgfeed__targets_free(struct pgfeed_targets *t);
+/* A header line (ctx->opt->header, delimiter) to column indexes, *out malloc'd, *nout
+ * fields; or PGFEED_EHEADER with the error set (names not found, counts differ). */
+int pgfeed__map_header(struct pgfeed_ctx *ctx, const struct pgfeed_column *cols, size_t ncols,
+                       const char *line, size_t n, size_t **out, size_t *nout);
+/* --columns (ctx->opt->columns) to column indexes, *out malloc'd; or PGFEED_EUSAGE. */
+int pgfeed__map_columns_option(struct pgfeed_ctx *ctx, const struct pgfeed_column *cols,
+                               size_t ncols, size_t **out, size_t *nout);
+
 /* job.c: the context of a job, for the code that builds stages on it (the job, tests). */
 struct pgfeed_ctx *pgfeed__job_ctx(pgfeed_job_t *job);
 

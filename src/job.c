@@ -75,12 +75,7 @@ struct pgfeed_job {
     struct pgfeed_rejects rejects; /* the rejects file and the rows not yet written to it */
 
     /* Target columns, in input field order. */
-    size_t ntargets;
-    size_t *target_idx;
-    int *target_is_array;
-    const char **target_names;
-    struct pgfeed_bin_field *target_bin; /* COPY binary: the targets' kinds; NULL: text */
-    int bin_noticed;                     /* the fallback to text COPY was logged */
+    struct pgfeed_targets targets; /* the table column of each input field (mapping.c) */
 };
 
 static void job_shutdown(struct pgfeed_job *job);
@@ -107,11 +102,6 @@ static void fail_not_rereadable(struct pgfeed_job *job);
 
 /* ---------------------------------------------------------------- options */
 
-static int is_url(const char *s, const char *scheme)
-{
-    return strncasecmp(s, scheme, strlen(scheme)) == 0;
-}
-
 void pgfeed_options_init(struct pgfeed_options *opt)
 {
     memset(opt, 0, sizeof *opt);
@@ -128,20 +118,6 @@ void pgfeed_options_init(struct pgfeed_options *opt)
     opt->retries = 5;
     opt->connect_timeout_s = 30;
     opt->low_speed_time_s = 60;
-}
-
-/* http://user:pw@host/p -> http://host/p; other sources unchanged. NULL on ENOMEM. */
-static char *strip_credentials(const char *src)
-{
-    const char *scheme = strstr(src, "://");
-    if (scheme && (is_url(src, "http://") || is_url(src, "https://"))) {
-        const char *auth = scheme + 3;
-        size_t alen = strcspn(auth, "/?#");
-        const char *at = memchr(auth, '@', alen);
-        if (at)
-            return pgfeed__strdup_printf("%.*s%s", (int)(auth - src), src, at + 1);
-    }
-    return strdup(src);
 }
 
 /* The strings pgfeed_job_new copied from the caller's options. */
@@ -166,21 +142,6 @@ static char *dup_or_null(const char *s)
 static int dup_failed(const char *orig, const char *copy)
 {
     return orig != NULL && copy == NULL;
-}
-
-/* Path component of a source: no query string, no fragment. */
-static int source_path_ends_with(const char *src, const char *suffix)
-{
-    size_t n = strcspn(src, "?#");
-    if (strncmp(src, "http://", 7) != 0 && strncmp(src, "https://", 8) != 0)
-        n = strlen(src);
-    size_t k = strlen(suffix);
-    if (n < k)
-        return 0;
-    for (size_t i = 0; i < k; i++)
-        if (tolower((unsigned char)src[n - k + i]) != suffix[i])
-            return 0;
-    return 1;
 }
 
 int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job_t **out)
@@ -222,7 +183,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->opt.rejects_path = job->rejects_opt;
     if (job->opt.batch_bytes == 0)
         job->opt.batch_bytes = 16u << 20;
-    job->display = job->source ? strip_credentials(job->source) : NULL;
+    job->display = job->source ? pgfeed__url_strip_credentials(job->source) : NULL;
     if (job->opt.chunk_size < 4096)
         job->opt.chunk_size = 4096;
     if (job->opt.max_line < 1024)
@@ -252,8 +213,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
                             "no target table given");
     if (job->opt.format == PGFEED_FORMAT_AUTO)
-        job->opt.format = (source_path_ends_with(job->source, ".csv") ||
-                           source_path_ends_with(job->source, ".csv.gz"))
+        job->opt.format = (pgfeed__url_path_ends_with(job->source, ".csv") ||
+                           pgfeed__url_path_ends_with(job->source, ".csv.gz"))
                               ? PGFEED_FORMAT_CSV
                               : PGFEED_FORMAT_TSV;
     if (job->opt.resume && job->opt.restart)
@@ -462,10 +423,7 @@ static void free_job(struct pgfeed_job *job)
         if (stages[i] && stages[i]->ops->destroy)
             stages[i]->ops->destroy(stages[i]);
     pgfeed__err_clear(&job->ctx.err);
-    free(job->target_idx);
-    free(job->target_is_array);
-    free(job->target_bin);
-    free(job->target_names);
+    pgfeed__targets_free(&job->targets);
     free_option_copies(job);
     free(job->display);
     pgfeed__rejects_free(&job->rejects);
@@ -678,12 +636,19 @@ static const struct pgfeed_sink_events sink_events = {
 static int build_pipeline(struct pgfeed_job *job)
 {
     int rc;
-    if (is_url(job->source, "http://") || is_url(job->source, "https://"))
+    if (pgfeed__url_is_http(job->source)) {
         rc = pgfeed__source_http_new(&job->ctx, job->source, job->opt.http, &job->source_stage);
-    else if (strcmp(job->source, "-") == 0)
+    } else if (strcmp(job->source, "-") == 0) {
         rc = pgfeed__source_file_new(&job->ctx, NULL, job->opt.source_fd, &job->source_stage);
-    else
+    } else if (pgfeed__url_is(job->source, "file://")) {
+        char *path = NULL;
+        rc = pgfeed__url_file_path(&job->ctx, job->source, &path);
+        if (rc == 0)
+            rc = pgfeed__source_file_new(&job->ctx, path, -1, &job->source_stage);
+        free(path);
+    } else {
         rc = pgfeed__source_file_new(&job->ctx, job->source, -1, &job->source_stage);
+    }
     if (rc == 0)
         rc = pgfeed__decoder_new(&job->ctx, job->opt.chunk_size * 2, &job->decoder);
     {
@@ -989,313 +954,64 @@ void pgfeed_library_cleanup(void)
 
 /* --------------------------------------------------------- header mapping */
 
-/* primaryName -> primary_name; lower-cases everything. */
-static void snake_case(const char *in, size_t n, char *out, size_t outcap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 2 < outcap; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (isupper(c)) {
-            if (i > 0 && o > 0 && out[o - 1] != '_' &&
-                (islower((unsigned char)in[i - 1]) || isdigit((unsigned char)in[i - 1])))
-                out[o++] = '_';
-            out[o++] = (char)tolower(c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
-
-static long find_column(const struct pgfeed_column *cols, size_t ncols, const char *name, size_t n)
-{
-    for (size_t i = 0; i < ncols; i++)
-        if (strlen(cols[i].name) == n && memcmp(cols[i].name, name, n) == 0)
-            return (long)i;
-    char snake[512];
-    snake_case(name, n, snake, sizeof snake);
-    for (size_t i = 0; i < ncols; i++)
-        if (strcasecmp(cols[i].name, snake) == 0)
-            return (long)i;
-    for (size_t i = 0; i < ncols; i++)
-        if (strlen(cols[i].name) == n && strncasecmp(cols[i].name, name, n) == 0)
-            return (long)i;
-    return -1;
-}
-
-/* The binary kind of a type OID, or -1 for a type binary COPY does not encode here. */
-static int bin_kind(uint32_t oid)
-{
-    switch (oid) {
-    case 25:   /* text */
-    case 1043: /* varchar */
-    case 1042: /* bpchar */
-        return PGFEED_BIN_TEXT;
-    case 21:
-        return PGFEED_BIN_INT2;
-    case 23:
-        return PGFEED_BIN_INT4;
-    case 20:
-        return PGFEED_BIN_INT8;
-    case 16:
-        return PGFEED_BIN_BOOL;
-    case 1700:
-        return PGFEED_BIN_NUMERIC;
-    default:
-        return -1;
-    }
-}
-
-/*
- * --copy-format binary: the targets' kinds in job->target_bin when every target's
- * type has one (and the input is tsv or csv); else NULL and one notice saying why.
- */
-static int choose_copy_format(struct pgfeed_job *job, const struct pgfeed_column *cols)
-{
-    free(job->target_bin);
-    job->target_bin = NULL;
-    if (job->opt.copy_format != PGFEED_COPY_BINARY && job->opt.copy_format != PGFEED_COPY_AUTO)
-        return 0;
-    const char *why = NULL, *col = NULL, *type = NULL;
-    if (job->opt.format == PGFEED_FORMAT_TEXT)
-        why = "format text is passed through to the server as it is";
-    struct pgfeed_bin_field *b = why ? NULL : calloc(job->ntargets ? job->ntargets : 1, sizeof *b);
-    if (why == NULL && b == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    for (size_t i = 0; b && i < job->ntargets; i++) {
-        const struct pgfeed_column *c = &cols[job->target_idx[i]];
-        int kind = bin_kind(c->is_array ? c->elem_oid : c->type_oid);
-        if (kind < 0) {
-            why = "binary COPY does not encode its type here";
-            col = c->name;
-            type = c->type_name;
-            free(b);
-            b = NULL;
-            break;
-        }
-        b[i].kind = kind;
-        b[i].is_array = c->is_array;
-        b[i].elem_oid = c->is_array ? c->elem_oid : 0;
-    }
-    job->target_bin = b;
-    if (b == NULL && !job->bin_noticed) {
-        job->bin_noticed = 1;
-        int level = job->opt.copy_format == PGFEED_COPY_AUTO ? PGFEED_LOG_INFO : PGFEED_LOG_NOTICE;
-        if (col)
-            pgfeed__log(&job->ctx, level, "using text COPY: column \"%s\" has type %s, which %s", col,
-                        type ? type : "?", why);
-        else
-            pgfeed__log(&job->ctx, level, "using text COPY: %s", why);
-    }
-    return 0;
-}
-
+/* The targets (mapping.c) to the sink's COPY and, once it exists, the parser. */
 static int set_targets(struct pgfeed_job *job, const size_t *idx, size_t n)
 {
     size_t ncols;
     const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
-    free(job->target_idx);
-    free(job->target_is_array);
-    free(job->target_names);
-    job->target_idx = malloc(n * sizeof *job->target_idx);
-    job->target_is_array = malloc(n * sizeof *job->target_is_array);
-    job->target_names = malloc(n * sizeof *job->target_names);
-    if (!job->target_idx || !job->target_is_array || !job->target_names)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    job->ntargets = n;
-    for (size_t i = 0; i < n; i++) {
-        job->target_idx[i] = idx[i];
-        job->target_is_array[i] = cols[idx[i]].is_array;
-        job->target_names[i] = cols[idx[i]].name;
-    }
-    int rc = choose_copy_format(job, cols);
+    struct pgfeed_targets *t = &job->targets;
+    int rc = pgfeed__targets_set(t, &job->ctx, cols, idx, n);
     if (rc == 0)
-        rc = pgfeed__sink_set_targets(job->sink, job->target_idx, n, job->target_bin);
+        rc = pgfeed__sink_set_targets(job->sink, t->idx, n, t->bin);
     if (rc == 0 && job->parser) {
         /* The header was just mapped: the checkpoint records the targets too. */
-        pgfeed__parser_set_fields(job->parser, n, job->target_is_array, job->target_names);
-        pgfeed__parser_set_binary(job->parser, job->target_bin);
+        pgfeed__parser_set_fields(job->parser, n, t->is_array, t->names);
+        pgfeed__parser_set_binary(job->parser, t->bin);
         rc = update_identity(job);
     }
     return rc;
 }
 
-/* How many names a header message lists before "and N more". */
-#define NAMES_SHOWN 10
-
-/* Appends a name from the input to a list in a message: quoted, cut, escaped. */
-static int append_quoted_name(struct pgfeed_buf *b, size_t nth, const char *p, size_t n)
-{
-    char *q = pgfeed__quote_input(p, n);
-    if (q == NULL)
-        return UV_ENOMEM;
-    int rc = pgfeed__buf_append(b, nth ? ", \"" : "\"", nth ? 3 : 1);
-    rc |= pgfeed__buf_append(b, q, strlen(q));
-    rc |= pgfeed__buf_append(b, "\"", 1);
-    free(q);
-    return rc;
-}
-
-/* ", and N more" after a list of NAMES_SHOWN of total names; then the final NUL. */
-static int end_list(struct pgfeed_buf *b, size_t total)
-{
-    char more[48];
-    int n = total > NAMES_SHOWN
-                ? snprintf(more, sizeof more, ", and %zu more", total - NAMES_SHOWN)
-                : 0;
-    return pgfeed__buf_append(b, more, (size_t)n) | pgfeed__buf_append(b, "", 1);
-}
-
-/* Maps a header line to the table's columns; see the contract's "Header auto". */
+/* The parser's header line: mapped to the table's columns (mapping.c), or only dropped. */
 static int on_header(void *arg, const char *line, size_t n)
 {
     struct pgfeed_job *job = arg;
-    size_t ncols;
-    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    struct pgfeed_targets *t = &job->targets;
     if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL) {
         /* Targets were chosen from --columns or the table; the line is only dropped. */
-        pgfeed__parser_set_fields(job->parser, job->ntargets, job->target_is_array,
-                                  job->target_names);
-        pgfeed__parser_set_binary(job->parser, job->target_bin);
+        pgfeed__parser_set_fields(job->parser, t->n, t->is_array, t->names);
+        pgfeed__parser_set_binary(job->parser, t->bin);
         return 0;
     }
-
-    size_t nf = 1;
-    for (size_t i = 0; i < n; i++)
-        nf += line[i] == job->opt.delimiter;
-    size_t *idx = calloc(nf, sizeof *idx);
-    struct pgfeed_buf unmatched = {0}; /* the first NAMES_SHOWN names not found, quoted */
-    if (idx == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    size_t nbad = 0, f = 0, start = 0;
-    int nomem = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && line[i] != job->opt.delimiter)
-            continue;
-        long c = find_column(cols, ncols, line + start, i - start);
-        for (size_t k = 0; c >= 0 && k < f; k++)
-            if (idx[k] == (size_t)c)
-                c = -1; /* two fields for one column: not a name match */
-        if (c < 0) {
-            if (nbad < NAMES_SHOWN)
-                nomem |= append_quoted_name(&unmatched, nbad, line + start, i - start);
-            nbad++;
-        } else {
-            idx[f] = (size_t)c;
-        }
-        f++;
-        start = i + 1;
-    }
-    nomem |= end_list(&unmatched, nbad);
-    if (nomem) {
-        free(idx);
-        pgfeed__buf_free(&unmatched);
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    }
-    int rc;
-    if (nbad == 0) {
-        pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "header mapped by name to the columns of \"%s\"",
-                    job->table);
-        rc = set_targets(job, idx, nf);
-    } else if (job->opt.header == PGFEED_HEADER_AUTO && nf == ncols) {
-        for (size_t i = 0; i < ncols; i++)
-            idx[i] = i;
-        pgfeed__log(
-            &job->ctx, PGFEED_LOG_NOTICE,
-            "header names %s do not match the columns of \"%s\"; mapping the %zu fields by position",
-            unmatched.data, job->table, nf);
-        rc = set_targets(job, idx, nf);
-    } else {
-        struct pgfeed_buf names = {0};
-        for (size_t i = 0; i < ncols && i < NAMES_SHOWN && !nomem; i++)
-            nomem |= append_quoted_name(&names, i, cols[i].name, strlen(cols[i].name));
-        nomem |= end_list(&names, ncols);
-        char *detail = nomem ? NULL
-                             : pgfeed__strdup_printf(
-                                   "Header fields not found among the columns of \"%s\": %s. The "
-                                   "file has %zu fields; the table has %zu columns: %s.",
-                                   job->table, unmatched.data, nf, ncols, names.data);
-        pgfeed__buf_free(&names);
-        rc = pgfeed__fail(
-            &job->ctx, "job", PGFEED_EHEADER, detail,
-            "Rename the header fields or the columns, name the target columns in input order with --columns, or use --header skip to map by position.",
-            "header of the input does not match table \"%s\"", job->table);
-        pgfeed__fail_at(&job->ctx, 1, 0, NULL, 0, 0);
-        free(detail);
-    }
+    size_t ncols, *idx = NULL, nidx = 0;
+    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+    int rc = pgfeed__map_header(&job->ctx, cols, ncols, line, n, &idx, &nidx);
+    if (rc == 0)
+        rc = set_targets(job, idx, nidx);
     free(idx);
-    pgfeed__buf_free(&unmatched);
     return rc;
 }
 
-/* --columns "a,b,c" -> indexes into the table's columns. */
-static int map_columns_option(struct pgfeed_job *job, size_t **out, size_t *nout)
-{
-    size_t ncols;
-    const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
-    const char *s = job->columns;
-    size_t n = 1;
-    for (const char *p = s; *p; p++)
-        n += *p == ',';
-    size_t *idx = calloc(n, sizeof *idx);
-    if (idx == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    size_t k = 0;
-    while (k < n) {
-        size_t len = strcspn(s, ",");
-        const char *name = s;
-        size_t nl = len;
-        while (nl && isspace((unsigned char)*name)) {
-            name++;
-            nl--;
-        }
-        while (nl && isspace((unsigned char)name[nl - 1]))
-            nl--;
-        long c = -1;
-        for (size_t i = 0; i < ncols; i++)
-            if (strlen(cols[i].name) == nl && memcmp(cols[i].name, name, nl) == 0)
-                c = (long)i;
-        if (c < 0)
-            c = find_column(cols, ncols, name, nl);
-        if (c < 0) {
-            struct pgfeed_buf names = {0};
-            int nomem = 0;
-            for (size_t i = 0; i < ncols && i < NAMES_SHOWN && !nomem; i++)
-                nomem |= append_quoted_name(&names, i, cols[i].name, strlen(cols[i].name));
-            nomem |= end_list(&names, ncols);
-            char *detail =
-                nomem ? NULL : pgfeed__strdup_printf("The table's columns are: %s.", names.data);
-            char *q = pgfeed__quote_input(name, nl);
-            pgfeed__buf_free(&names);
-            free(idx);
-            int rc = pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, detail, "Check --columns.",
-                                  "column \"%s\" of --columns does not exist in table \"%s\"",
-                                  q ? q : "?", job->table);
-            free(detail);
-            free(q);
-            return rc;
-        }
-        idx[k++] = (size_t)c;
-        s += len + (s[len] == ',');
-    }
-    *out = idx;
-    *nout = n;
-    return 0;
-}
-
 /* The checkpoint's identity: canonical source (no credentials) and the table. */
-static char *source_identity(const struct pgfeed_job *job)
+static char *source_identity(struct pgfeed_job *job)
 {
     const char *src = job->source;
     if (strcmp(src, "-") == 0)
         return strdup(job->stdin_id[0] ? job->stdin_id : "stdin");
-    if (is_url(src, "http://") || is_url(src, "https://"))
-        return strip_credentials(src);
-    const char *path = src;
-    if (is_url(src, "file://"))
-        path = src + 7;
+    if (pgfeed__url_is_http(src))
+        return pgfeed__url_strip_credentials(src);
+    char *path = NULL;
+    if (pgfeed__url_is(src, "file://")) {
+        if (pgfeed__url_file_path(&job->ctx, src, &path) != 0)
+            return NULL;
+    } else if ((path = strdup(src)) == NULL) {
+        return NULL;
+    }
     char *real = realpath(path, NULL);
-    return real ? real : strdup(path);
+    if (real == NULL)
+        return path;
+    free(path);
+    return real;
 }
 
 /* Format options that must be the same for a resume; targets are stored apart. */
@@ -1312,12 +1028,12 @@ static char *options_text(const struct pgfeed_job *job, int with_targets)
         return NULL;
     int rc = pgfeed__buf_append(&b, head, strlen(head));
     free(head);
-    if (with_targets && job->ntargets) {
+    if (with_targets && job->targets.n) {
         rc |= pgfeed__buf_append(&b, " targets=", 9);
-        for (size_t i = 0; i < job->ntargets; i++) {
+        for (size_t i = 0; i < job->targets.n; i++) {
             if (i)
                 rc |= pgfeed__buf_append(&b, ",", 1);
-            rc |= pgfeed__buf_append(&b, job->target_names[i], strlen(job->target_names[i]));
+            rc |= pgfeed__buf_append(&b, job->targets.names[i], strlen(job->targets.names[i]));
         }
     }
     rc |= pgfeed__buf_append(&b, "", 1);
@@ -1408,7 +1124,8 @@ static int table_ready(void *arg)
     int rc;
     size_t *idx = NULL, n = 0;
     if (job->columns) {
-        rc = map_columns_option(job, &idx, &n);
+        const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
+        rc = pgfeed__map_columns_option(&job->ctx, cols, ncols, &idx, &n);
         if (rc != 0)
             return rc;
     } else {
@@ -1613,15 +1330,15 @@ static int checkpoint_ready(void *arg)
         .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
         .on_header = on_header,
         .on_header_arg = job,
-        .nfields = job->ntargets,
-        .is_array = job->target_is_array,
-        .field_names = job->target_names,
+        .nfields = job->targets.n,
+        .is_array = job->targets.is_array,
+        .field_names = job->targets.names,
     };
     rc = pgfeed__parser_new(&job->ctx, &pc, &job->parser);
     if (rc != 0)
         return pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not create the parser: %s",
                             pgfeed_strerror(rc));
-    pgfeed__parser_set_binary(job->parser, job->target_bin);
+    pgfeed__parser_set_binary(job->parser, job->targets.bin);
     job->decoder->next = job->parser;
     job->parser->prev = job->decoder;
     job->parser->next = job->sink;

@@ -389,35 +389,6 @@ static const struct pgfeed_stage_ops source_file_ops = {
     .start = source_start,
 };
 
-/* file:///a%20b -> "/a b"; a plain path is returned as a copy. */
-static char *path_from_source(const char *path)
-{
-    if (strncasecmp(path, "file://", 7) != 0)
-        return strdup(path);
-    const char *p = path + 7;
-    if (strncasecmp(p, "localhost/", 10) == 0)
-        p += 9;
-    char *out = malloc(strlen(p) + 1);
-    if (out == NULL)
-        return NULL;
-    char *o = out;
-    while (*p && *p != '?' && *p != '#') {
-        if (p[0] == '%' && p[1] && p[2]) {
-            char hex[3] = {p[1], p[2], 0};
-            char *end;
-            long v = strtol(hex, &end, 16);
-            if (*end == '\0' && v > 0) {
-                *o++ = (char)v;
-                p += 3;
-                continue;
-            }
-        }
-        *o++ = *p++;
-    }
-    *o = '\0';
-    return out;
-}
-
 int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
                             struct pgfeed_stage **out)
 {
@@ -431,7 +402,7 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
     f->restore_flags = -1;
     f->cap = o->chunk_size;
     f->buf = malloc(f->cap);
-    f->name = path ? path_from_source(path) : strdup("standard input");
+    f->name = strdup(path ? path : "standard input");
     *out = &f->base;
     if (f->buf == NULL || f->name == NULL)
         return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");

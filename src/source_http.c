@@ -347,23 +347,6 @@ static void src_complete(struct http_source *src, CURLcode rc);
 
 /* ---- small helpers ---- */
 
-/* The URL without the user:password@ part, for messages and logs. */
-static char *strip_credentials(const char *url)
-{
-    const char *p = strstr(url, "://");
-    if (p == NULL)
-        return strdup(url);
-    const char *auth = p + 3;
-    size_t hostlen = strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *q = auth; q < auth + hostlen; q++)
-        if (*q == '@')
-            at = q;
-    if (at == NULL)
-        return strdup(url);
-    return pgfeed__strdup_printf("%.*s%s", (int)(auth - url), url, at + 1);
-}
-
 static uint64_t rng_next(uint64_t *s)
 {
     /* splitmix64: per-source state, no global PRNG */
@@ -498,7 +481,7 @@ static int check_response(struct http_source *src)
         char *eff = NULL;
         char *detail = NULL;
         if (curl_easy_getinfo(src->easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff) {
-            char *e = strip_credentials(eff);
+            char *e = pgfeed__url_strip_credentials(eff);
             if (e && strcmp(e, src->shown) != 0)
                 detail = pgfeed__strdup_printf("The request was redirected to \"%s\".", e);
             free(e);
@@ -1259,28 +1242,11 @@ static const struct pgfeed_stage_ops http_ops = {
  */
 static int file_url_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_stage **out)
 {
-    char *host = NULL, *path = NULL;
-    int rc = 0;
-    CURLU *u = curl_url();
-    if (u == NULL)
-        return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
-    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
-    if (uc == CURLUE_OK)
-        uc = curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE);
-    if (uc != CURLUE_OK) {
-        rc = pgfeed__fail(ctx, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
-                          "invalid file URL \"%s\": %s", url, curl_url_strerror(uc));
-    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
-               strcasecmp(host, "localhost") != 0) {
-        rc =
-            pgfeed__fail(ctx, "source", PGFEED_EUSAGE, NULL, "Write it as file:///absolute/path.",
-                         "cannot read file URL \"%s\": host \"%s\" is not this machine", url, host);
-    } else {
+    char *path = NULL;
+    int rc = pgfeed__url_file_path(ctx, url, &path);
+    if (rc == 0)
         rc = pgfeed__source_file_new(ctx, path, -1, out);
-    }
-    curl_free(host);
-    curl_free(path);
-    curl_url_cleanup(u);
+    free(path);
     return rc;
 }
 
@@ -1303,7 +1269,7 @@ int pgfeed__source_http_new(struct pgfeed_ctx *ctx, const char *url, struct pgfe
     src->total = -1;
     src->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)src;
     src->url = strdup(url);
-    src->shown = strip_credentials(url);
+    src->shown = pgfeed__url_strip_credentials(url);
     src->easy = curl_easy_init();
     if (src->url == NULL || src->shown == NULL || src->easy == NULL) {
         rc = UV_ENOMEM;

@@ -142,6 +142,15 @@ def test_http_file_url_exact(ctx):
     path = ctx.write("f.tsv.gz", data, gz=True)
     ctx.create_names()
     exact(ctx, ctx.pgfeed("-t", "names", f"file://{path}"), sorted(parse_dsv(data, nfields=6)))
+    # percent-escapes, localhost and a query are read as a URL parser reads them; a file:// URL
+    # naming another host is refused (it used to become the relative path "host/...")
+    spaced = ctx.write("a b.tsv.gz", data, gz=True)
+    ctx.sql("TRUNCATE names; DROP TABLE pgfeed_checkpoints;")
+    url = "file://localhost" + str(spaced).replace(" ", "%20") + "?x=1"
+    exact(ctx, ctx.pgfeed("-t", "names", url), sorted(parse_dsv(data, nfields=6)))
+    res = ctx.pgfeed("-t", "names", f"file://otherhost{path}")
+    ctx.expect_rc(res, (1, 2))
+    ctx.expect_err(res, r'file URL "file://otherhost/')
 
 
 # ---------------------------------------------------------------- retries
