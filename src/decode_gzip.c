@@ -1,10 +1,13 @@
 /*
  * decode_gzip.c -- the decoder stage: turns the source's bytes into plain text.
  *
- * It owns compression detection, the zlib inflate stream and the inflated
- * bytes until the parser has taken them. It leaves reading (and bytes_read)
- * to the source, lines and fields to the parser, and the scheduling of
- * resume() to job.c.
+ * It owns compression detection, gzip members and their trailers, the zlib
+ * inflate stream, the access points it records, and the inflated bytes until
+ * the parser has taken them. It leaves reading (and bytes_read) to the
+ * source, lines and fields to the parser, the scheduling of resume() to the
+ * context (ctx.c), the restart point blob and the ring of access points to
+ * restart_point.c, and gzip members' deflate data, when the build has a
+ * faster engine, to it (decode_engine.h, inflate_isal.c).
  *
  * Detection looks at the first two bytes, never at a name: 1f 8b is gzip; a
  * zlib header (CM 8, CINFO <= 7, no preset dictionary, (CMF << 8 | FLG) % 31
@@ -12,9 +15,8 @@
  * and goes downstream untouched (same pointer, no copy), except an input that
  * is the single byte 1f: a gzip file cut after its first byte, reported as
  * truncated. A first write of one byte (a pipe) is held until the second byte
- * arrives. Some text happens to
- * start with a valid zlib header (e.g. "X\t", "80", "x^"); such a file is
- * taken for zlib and fails as corrupt.
+ * arrives. Some text happens to start with a valid zlib header (e.g. "X\t",
+ * "80", "x^"); such a file is taken for zlib and fails as corrupt.
  *
  * gzip is inflated with windowBits 15+16, zlib with 15. What may follow the
  * end of a stream (Z_STREAM_END), our policy, stricter than gzread()'s:
@@ -37,11 +39,7 @@
  *         comes: the unconsumed part of a write cut short by downstream's
  *         EAGAIN.
  *   held  one byte: the first byte before detection, or a 1f after a member.
- * With ISA-L (below) also, allocated with the first gzip member:
- *   isal  ISA-L's struct inflate_state, 87 KB with its own 64 KiB of output
- *         history and 328 bytes of input; isal_snap, a copy, with the
- *         first probe for a point.
- *   hist  HIST bytes: the input bytes ISA-L took last.
+ * The ring of access points (restart_point.c) and an engine have their own.
  *
  * States: SNIFF -> PLAIN | INFLATE; INFLATE -> TRAIL at each stream end;
  * TRAIL -> INFLATE at the next member; TRAIL may be in padding (only zeros
@@ -61,100 +59,36 @@
  * inflated and counted in dec_off and bytes_inflated, but not handed on. An
  * input that ends before they are all skipped is PGFEED_ECHANGED.
  *
- * Restart points (zlib's examples/zran.c technique), so that a resumed job
- * need not re-read the compressed file from the start:
- *   Access points. Once SPAN decoded bytes have passed since the previous
- *   point, compressed input is inflated with Z_BLOCK (until then with
- *   Z_NO_FLUSH, as each return costs zlib a window update), which makes
- *   inflate return at each deflate block boundary (data_type & 128), also
- *   right after a gzip/zlib header. At the first boundary that does not end
- *   a member's last block (!(data_type & 64)) we record a point: the raw
- *   offset of the next whole input byte, the unused bits of the byte before
- *   it (data_type & 7) and that byte, the decoded offset, the member's
- *   decoded length and
- *   check value so far (zlib keeps the running CRC-32 / Adler-32 in
- *   zs.adler for free), and the 32 KiB window (inflateGetDictionary, taken
- *   only then). Only the last RING points are kept: the decoder runs a few
- *   MiB at most ahead of the rows the sink commits. The start of the input
- *   (raw 0, decoded 0) is the first point of the ring; it is evicted like
- *   the others. For plain input every offset is a point: decoded D is raw D.
- *   The boundary right after each gzip header is a point too, so inputs made
- *   of many small members (bgzip, pigz -i) have points as well.
- *   pgfeed__decoder_restart_point() serializes the latest point at or before
- *   a decoded offset (format below); pgfeed__decoder_restart_from() sets a
- *   fresh decoder up from one: raw inflate (-15), inflatePrime with the
- *   unused bits, inflateSetDictionary with the window, counters at the
- *   point's, and (decoded - point) bytes to skip, as for a re-read. The
- *   source then delivers bytes from the partial byte on (from the point's
- *   raw offset when it has no unused bits); that first byte must equal the
- *   one recorded (else PGFEED_ECHANGED).
- *   The resumed member is inflated raw, so zlib checks neither its trailer
- *   nor its length: we do (state CHECK), with the check value carried in the
- *   point and continued with crc32()/adler32() over the rest of that member
- *   (the same work zlib does for every other member). The next gzip member
- *   is read with windowBits 15+16 again (inflateReset2). The window of the
- *   start point of a restarted decoder is the restart point itself, so it
- *   can hand out restart points before it records any new one.
- *   bytes_inflated stays equal to dec_off, the absolute decoded offset: a
- *   restart adds the point's decoded offset to it (the sink uses it as the
- *   offset of the last batch's end).
+ * Access points (zlib's examples/zran.c technique; restart_point.c says what
+ * a point holds), so that a resumed job need not re-read the compressed file
+ * from the start. Once the span (1 MiB) of decoded bytes has passed since
+ * the previous point, input is inflated with Z_BLOCK (until then with
+ * Z_NO_FLUSH, as each return costs zlib a window update), which makes inflate
+ * return at each deflate block boundary (data_type & 128), also right after
+ * a gzip/zlib header, so inputs of many small members (bgzip, pigz -i) have
+ * points too. At the first boundary that does not end a member's last block
+ * (!(data_type & 64)) we record one (zlib keeps the running CRC-32 /
+ * Adler-32 in zs.adler for free; the window comes from inflateGetDictionary,
+ * taken only then). For plain input every offset is a point.
+ *   restart_from() sets a fresh decoder up from a point: raw inflate (-15),
+ *   inflatePrime with the unused bits, inflateSetDictionary with the window,
+ *   counters at the point's, and (decoded - point) bytes to skip, as for a
+ *   re-read. The source then delivers bytes from the partial byte on (from
+ *   the point's raw offset when it has no unused bits); that first byte must
+ *   equal the one recorded (else PGFEED_ECHANGED). The resumed member is
+ *   inflated raw, so zlib checks neither its trailer nor its length: we do
+ *   (state CHECK), with the check value carried in the point and continued
+ *   over the rest of that member. The next gzip member is read with
+ *   windowBits 15+16 again (inflateReset2). bytes_inflated stays equal to
+ *   dec_off, the absolute decoded offset: a restart adds the point's decoded
+ *   offset to it (the sink uses it as the offset of the last batch's end).
  *
- * ISA-L (meson -Disal=enabled defines PGFEED_HAVE_ISAL): the deflate data of
- * gzip members goes through isal_inflate, which with its CRC-32 takes about a
- * third of the CPU time zlib 1.2.13 does (points included). zlib still reads
- * every gzip header (Z_BLOCK stops it right after one), so header errors keep
- * zlib's words and offsets, and zlib streams stay with zlib. ISA-L inflates
- * raw, so we keep the member's CRC-32 and read its trailer (state CHECK) as
- * for a resumed member, failing in zlib's words at zlib's offsets ("incorrect
- * data check" once the CRC-32 is in) when the member was read from its start.
- * ISA-L reads up to 8 bytes ahead into its bit buffer (read_in); at the end
- * of the deflate data the whole bytes in it are the trailer's first bytes: we
- * hand them back to src, or take them from hist when they came with an
- * earlier write. raw_off counts the bytes ISA-L took, so a corruption's
- * offset is at most 8 + 328 bytes late. Its data errors are worded "ISA-L
- * reported ...". ISA-L decodes up to three literals per table lookup and
- * waits for the last one's code: until more input comes, out may be two bytes
- * short of what zlib would give.
- *   ISA-L never stops at a block boundary by itself, but when a call ends
- *   between a block's end-of-block code and the end of the next block's
- *   header it waits in ISAL_BLOCK_NEW_HDR or ISAL_BLOCK_HDR, read_in holding
- *   the bits after the boundary and tmp_in_buffer the bytes after those: that
- *   gives the point's raw offset and unused bits; the partial byte comes from
- *   hist, the window from the end of ISA-L's tmp_out_buffer (checked against
- *   out). So once a point is due we feed it PROBE_IN bytes per call, after
- *   copying its state (isal_snap); when the block type or the Huffman codes
- *   changed during a probe, a boundary went by: we put the copy back and go
- *   through the same bytes STEP_IN at a time, and a dynamic block's header,
- *   longer than that, is seen. A stored block is fed right to its end.
- *   Boundaries between fixed-code blocks (same codes, a 3-bit header) are
- *   seldom seen; after STEP_CAP bytes without a point we stop looking until
- *   1, 2, 4 ... 64 spans later, so such input gets few points (a resume
- *   re-reads more). A point means the same with either engine and the blob
- *   format is unchanged: a checkpoint written by a zlib-only build resumes in
- *   an ISA-L build and the other way round; restart_from primes ISA-L's
- *   read_in with the unused bits and sets the window with
- *   isal_inflate_set_dict.
- *
- * Restart point format, version 1 (integers big-endian):
- *    0  4  magic "PGFR"
- *    4  1  version 1
- *    5  1  mode: 0 start of the input (detect as usual, skip from there),
- *          1 plain, 2 gzip, 3 zlib
- *    6  1  unused bits in the partial byte, 0..7 (gzip, zlib; else 0)
- *    7  1  the partial byte (the source byte at raw offset - 1), 0 without bits
- *    8  1  window encoding: 0 stored, 1 raw deflate (level 1)
- *    9  3  reserved, 0
- *   12  8  raw offset of the point: the first source byte zlib has not consumed
- *   20  8  decoded offset of the point
- *   28  8  raw offset where the point's gzip member or zlib stream starts
- *   36  8  member number, from 0
- *   44  8  decoded bytes of the member before the point (ISIZE: low 32 bits)
- *   52  4  their CRC-32 (gzip) or Adler-32 (zlib)
- *   56  4  window length, at most 32768 (0: member start, or mode 0 or 1)
- *   60  4  encoded window length w
- *   64  w  the window, encoded
- *   64+w 4 CRC-32 of the bytes before it
- * Reading restarts at the raw offset, minus one when there are unused bits.
+ * Engines (decode_engine.h): with ISA-L (inflate_isal.c) the deflate data of
+ * gzip members goes through it; zlib still reads every gzip header (Z_BLOCK
+ * stops it right after one), so header errors keep zlib's words and offsets,
+ * and zlib streams stay with zlib. The engine inflates raw, so we keep the
+ * member's CRC-32 and read its trailer (state CHECK) as for a resumed member.
+ * A point means the same with either engine (restart_point.c has the blob).
  */
 #define ZLIB_CONST
 #include <limits.h>
@@ -163,48 +97,14 @@
 #include <string.h>
 #include <zlib.h>
 
-#ifdef PGFEED_HAVE_ISAL
-#include <isa-l/crc.h>
-#include <isa-l/igzip_lib.h>
-#endif
-
+#include "decode_engine.h"
 #include "internal.h"
 
 enum dec_state { ST_SNIFF, ST_PLAIN, ST_INFLATE, ST_CHECK, ST_TRAIL, ST_DONE, ST_FAILED };
 enum dec_kind { KIND_PLAIN, KIND_GZIP, KIND_ZLIB };
 
 #define SPAN    ((size_t)1 << 20) /* decoded bytes at least between two access points */
-#define RING    8                 /* access points kept */
-#define WINSIZE 32768u            /* deflate's window */
-
-/* Restart point blobs (format in the comment above). */
-#define RP_MAGIC   "PGFR"
-#define RP_VERSION 1
-#define RP_HEAD    64
-enum rp_mode { RP_START, RP_PLAIN, RP_GZIP, RP_ZLIB };
-
-#ifdef PGFEED_HAVE_ISAL
-#define PROBE_IN    2048u        /* input bytes per call while looking for a block boundary */
-#define STEP_IN     64u          /* per call when a probe passed one (header longer than this) */
-#define STEP_CAP    (256u << 10) /* bytes of steps before giving up until later */
-#define HIST        512u         /* input kept: a boundary is at most 8 + 328 bytes back */
-#define ISAL_MAX_IN (1u << 30)   /* input per isal_inflate call (avail_in is 32 bits) */
-#endif
-
-/* A place in the compressed input where inflating can start over. */
-struct access_point {
-    uint64_t seq;        /* 1, 2, ... in recording order; 0: an empty slot */
-    uint64_t raw;        /* the first input byte zlib had not consumed */
-    uint64_t dec;        /* decoded offset */
-    uint64_t member_raw; /* where its gzip member (zlib stream) starts */
-    uint64_t member_no;
-    uint64_t mlen;       /* the member's decoded bytes before the point */
-    uint32_t check;      /* their CRC-32 (gzip) or Adler-32 (zlib) */
-    unsigned char start; /* the start of the input: mode 0, nothing else set */
-    unsigned char bits;  /* unused bits in byte, the input byte at raw - 1 */
-    unsigned char byte;
-    unsigned wlen; /* window bytes, in the slot's part of windows */
-};
+#define WINSIZE PGFEED_RP_WINSIZE
 
 struct decoder {
     struct pgfeed_stage base;
@@ -233,11 +133,8 @@ struct decoder {
     uint64_t stream_end; /* raw_off at the last stream end */
 
     /* Restart points. */
-    struct access_point ring[RING];
-    unsigned ring_next;      /* the slot the next point goes to */
-    uint64_t seq;            /* the last point's seq */
+    struct pgfeed_rp_ring ring;
     size_t span;             /* SPAN, or a test's */
-    unsigned char *windows;  /* RING * WINSIZE, allocated with the first point */
     unsigned char last_byte; /* the last input byte inflate consumed */
     uint64_t member_raw;     /* where the current gzip member (zlib stream) starts */
     uint64_t member_no;
@@ -250,27 +147,17 @@ struct decoder {
     uint64_t mlen_base;   /* the member's decoded bytes before zs.total_out began */
     unsigned char trl[8]; /* ST_CHECK: the trailer so far */
     unsigned trl_n;
-    int resumed;     /* raw_member, resumed from a restart point (else: an ISA-L member) */
+    int resumed;     /* raw_member, resumed from a restart point (else: an engine's member) */
     int expect_byte; /* restarted: the first input byte must be expected */
     unsigned char expected;
     int restarted;
-    int began;               /* the kind is known (begin() ran) */
-    struct pgfeed_buf cache; /* the last blob made, for the point cache_seq */
-    uint64_t cache_seq;
-#ifdef PGFEED_HAVE_ISAL
-    struct inflate_state *isal;
-    struct inflate_state *isal_snap; /* isal before a probe (see isal_step) */
-    size_t fine_left;                /* input to go through in steps after a probe */
-    int use_isal;              /* gzip deflate data goes through ISA-L (a test may turn it off) */
-    int hdr_pending;           /* zlib is reading a gzip header; ISA-L takes over after it */
-    int in_isal;               /* the current member's deflate data goes through ISA-L */
-    uint64_t isal_made;        /* the member's bytes ISA-L inflated */
-    uint64_t stepped;          /* input fed in steps since a point fell due */
-    uint64_t step_retry;       /* after giving up: no steps before this decoded offset */
-    unsigned backoff;          /* give-ups since the last point */
-    uint64_t hist_lo, hist_hi; /* hist holds the input bytes [hist_lo, hist_hi) */
-    unsigned char hist[HIST];
-#endif
+    int began;                               /* the kind is known (begin() ran) */
+    const struct decode_engine_ops *engine;  /* for gzip deflate data, or NULL: zlib */
+    const struct decode_engine_ops *eng_ops; /* the one that made eng */
+    struct decode_engine *eng;
+    int hdr_pending;      /* zlib is reading a gzip header; the engine takes over after it */
+    int in_engine;        /* the current member's deflate data goes through the engine */
+    uint64_t engine_made; /* the member's bytes the engine inflated */
 };
 
 static const char *kind_name(const struct decoder *d)
@@ -444,19 +331,15 @@ static int feed_held(struct decoder *d)
     return 0;
 }
 
-static struct access_point *newest_point(struct decoder *d)
+static const struct access_point *newest_point(const struct decoder *d)
 {
-    return &d->ring[(d->ring_next + RING - 1) % RING];
+    return pgfeed__rp_ring_newest(&d->ring);
 }
 
 /* The current member's decoded bytes so far. */
 static uint64_t member_len(const struct decoder *d)
 {
-#ifdef PGFEED_HAVE_ISAL
-    return d->mlen_base + d->zs.total_out + d->isal_made;
-#else
-    return d->mlen_base + d->zs.total_out;
-#endif
+    return d->mlen_base + d->zs.total_out + d->engine_made;
 }
 
 /* raw_member: the check value goes on over out[from, to). Returns to. */
@@ -466,41 +349,43 @@ static size_t check_out(struct decoder *d, size_t from, size_t to)
 
     if (to <= from)
         return to;
-#ifdef PGFEED_HAVE_ISAL
-    if (d->kind == KIND_GZIP) { /* with carry-less multiply: several times zlib 1.2's speed */
-        d->check = crc32_gzip_refl(d->check, p, to - from);
+    if (d->kind == KIND_GZIP && d->engine) { /* the same CRC-32, faster */
+        d->check = d->engine->crc32(d->check, p, to - from);
         return to;
     }
-#endif
     d->check = (uint32_t)(d->kind == KIND_GZIP ? crc32(d->check, p, (uInt)(to - from))
                                                : adler32(d->check, p, (uInt)(to - from)));
     return to;
 }
 
+/* Stores a point of the current member, its window already in the ring's next slot. */
+static void push_point(struct decoder *d, uint64_t raw, uint64_t dec, uint64_t mlen, uint32_t check,
+                       unsigned bits, unsigned char byte, unsigned wlen)
+{
+    struct access_point p = {.raw = raw,
+                             .dec = dec,
+                             .member_raw = d->member_raw,
+                             .member_no = d->member_no,
+                             .mlen = mlen,
+                             .check = check,
+                             .bits = (unsigned char)bits,
+                             .byte = bits ? byte : 0,
+                             .wlen = wlen};
+
+    pgfeed__rp_ring_push(&d->ring, &p);
+}
+
 /* At a deflate block boundary: records an access point at decoded offset dec. */
 static void record_point(struct decoder *d, uint64_t dec)
 {
-    struct access_point *p = &d->ring[d->ring_next];
+    unsigned char *w = pgfeed__rp_ring_window(&d->ring);
     uInt wlen = 0;
 
     /* Without memory for it, or (cannot happen) a window, no point: a resume re-reads more. */
-    if (!d->windows && !(d->windows = malloc((size_t)RING * WINSIZE)))
+    if (!w || inflateGetDictionary(&d->zs, w, &wlen) != Z_OK || wlen > WINSIZE)
         return;
-    if (inflateGetDictionary(&d->zs, d->windows + (size_t)d->ring_next * WINSIZE, &wlen) != Z_OK ||
-        wlen > WINSIZE)
-        return;
-    p->raw = d->raw_off;
-    p->dec = dec;
-    p->member_raw = d->member_raw;
-    p->member_no = d->member_no;
-    p->mlen = member_len(d);
-    p->check = d->raw_member ? d->check : (uint32_t)d->zs.adler;
-    p->start = 0;
-    p->bits = (unsigned char)(d->zs.data_type & 7);
-    p->byte = p->bits ? d->last_byte : 0;
-    p->wlen = wlen;
-    p->seq = ++d->seq;
-    d->ring_next = (d->ring_next + 1) % RING;
+    push_point(d, d->raw_off, dec, member_len(d), d->raw_member ? d->check : (uint32_t)d->zs.adler,
+               (unsigned)(d->zs.data_type & 7), d->last_byte, wlen);
 }
 
 /* Decoded bytes made (out[0, made)): those still to skip are dropped, the rest await downstream. */
@@ -516,10 +401,8 @@ static void take_output(struct decoder *d, size_t made)
     d->out_len = made;
 }
 
-#ifdef PGFEED_HAVE_ISAL
-static int isal_start(struct decoder *d);
-static int isal_step(struct decoder *d);
-#endif
+static int engine_start(struct decoder *d);
+static int engine_step(struct decoder *d);
 
 /*
  * Inflates src into out until out is full, src is used up, or the stream
@@ -532,14 +415,10 @@ static int inflate_step(struct decoder *d)
     uint64_t dec_at = d->dec_off; /* decoded offset of out[0] */
     size_t used, made, checked = 0;
     int zret;
-#ifdef PGFEED_HAVE_ISAL
-    int hdr = d->hdr_pending; /* zlib reads the header, ISA-L the rest */
+    int hdr = d->hdr_pending; /* zlib reads the header, the engine the rest */
 
-    if (d->in_isal)
-        return isal_step(d);
-#else
-    int hdr = 0;
-#endif
+    if (d->in_engine)
+        return engine_step(d);
 
     d->zs.next_in = d->src;
     d->zs.avail_in = avail;
@@ -581,10 +460,8 @@ static int inflate_step(struct decoder *d)
     take_output(d, made);
     switch (zret) {
     case Z_OK:
-#ifdef PGFEED_HAVE_ISAL
         if (hdr && (d->zs.data_type & 128)) /* the header is read */
-            return isal_start(d);
-#endif
+            return engine_start(d);
         return 0;
     case Z_STREAM_END:
         d->more_out = 0;
@@ -622,7 +499,7 @@ static uint32_t get32le(const unsigned char *p)
 
 /*
  * ST_CHECK, after a member inflated raw (resumed from a restart point, or by
- * ISA-L): reads its trailer from src (trl may hold its first bytes already)
+ * an engine): reads its trailer from src (trl may hold its first bytes already)
  * and checks it as zlib would have.
  */
 static int check_trailer(struct decoder *d)
@@ -682,290 +559,101 @@ bad:
                 d->kind == KIND_GZIP ? "corrupt gzip data" : "corrupt zlib data", d->dec_off, at);
 }
 
-#ifdef PGFEED_HAVE_ISAL
-/* ISA-L took p[0, n), the input bytes at raw_off on: the last HIST of them are kept. */
-static void hist_push(struct decoder *d, const unsigned char *p, size_t n)
+/* Hands the deflate data of the member to the engine, from raw_off on. 0 or UV_ENOMEM (failed). */
+static int engine_start(struct decoder *d)
 {
-    uint64_t at = d->raw_off;
-
-    if (d->hist_hi != at) /* cannot happen: starts over */
-        d->hist_lo = d->hist_hi = at;
-    if (n > HIST) {
-        at += n - HIST;
-        p += n - HIST;
-        n = HIST;
+    if (!d->eng) {
+        if (!(d->eng = d->engine->create()))
+            return fail_nomem(d);
+        d->eng_ops = d->engine;
     }
-    size_t i = (size_t)(at % HIST), first = n < HIST - i ? n : HIST - i;
-    memcpy(d->hist + i, p, first);
-    memcpy(d->hist, p + first, n - first);
-    d->hist_hi = at + n;
-    if (d->hist_hi - d->hist_lo > HIST)
-        d->hist_lo = d->hist_hi - HIST;
+    d->eng_ops->reset(d->eng, d->raw_off);
+    d->hdr_pending = 0;
+    d->in_engine = 1;
+    d->raw_member = 1;
+    d->check = 0;
+    d->engine_made = 0;
+    return 0;
 }
 
-/* The input byte at raw offset at, if kept: 1, else 0. */
-static int hist_byte(const struct decoder *d, uint64_t at, unsigned char *b)
+static int engine_due(struct engine_io *io, uint64_t dec)
 {
-    if (at < d->hist_lo || at >= d->hist_hi)
+    struct decoder *d = io->arg;
+
+    return dec - newest_point(d)->dec >= d->span;
+}
+
+/*
+ * The engine sits at a block boundary, io->made bytes into out: the check
+ * value catches up, and p, unless it is NULL or no use, becomes an access
+ * point. 1 when recorded.
+ */
+static int engine_boundary(struct engine_io *io, const struct engine_point *p)
+{
+    struct decoder *d = io->arg;
+    const struct access_point *last = newest_point(d);
+    uint64_t mlen = member_len(d) + io->made;
+    size_t tail;
+    unsigned char *w;
+
+    io->checked = check_out(d, io->checked, io->made);
+    if (!p || (!last->start && last->raw == p->raw && last->bits == p->bits)) /* the same */
         return 0;
-    *b = d->hist[at % HIST];
+    if (p->wlen != (mlen < WINSIZE ? mlen : WINSIZE))
+        return 0;
+    if (!(w = pgfeed__rp_ring_window(&d->ring)))
+        return 0;
+    memcpy(w, p->window, p->wlen);
+    tail = io->made < p->wlen ? io->made : p->wlen;
+    if (memcmp(w + p->wlen - tail, d->out + io->made - tail, tail) != 0)
+        return 0;
+    push_point(d, p->raw, io->dec_at + io->made, mlen, d->check, p->bits, p->byte, p->wlen);
     return 1;
 }
 
-/* Hands the deflate data of the member to ISA-L, from raw_off on. 0 or UV_ENOMEM (failed). */
-static int isal_start(struct decoder *d)
+/*
+ * inflate_step for a member's deflate data with the engine: inflates src
+ * into out until out is full, src is used up or the deflate data ends (then
+ * on to its trailer), recording access points when they are due. 0 or the
+ * failure.
+ */
+static int engine_step(struct decoder *d)
 {
-    if (!d->isal) {
-        if (!(d->isal = calloc(1, sizeof *d->isal))) /* isal_passed reads its codes */
-            return fail_nomem(d);
-        isal_inflate_init(d->isal);
+    struct engine_io io = {
+        .src = d->src,
+        .src_left = d->src_left,
+        .raw_off = d->raw_off,
+        .out = (unsigned char *)d->out,
+        .out_cap = d->out_cap,
+        .dec_at = d->dec_off,
+        .span = d->span,
+        .due = engine_due,
+        .at_boundary = engine_boundary,
+        .arg = d,
+    };
+    int rc = d->eng_ops->step(d->eng, &io);
+
+    d->src = io.src;
+    d->src_left = io.src_left;
+    d->raw_off = io.raw_off;
+    d->engine_made += io.made;
+    if (rc == ENGINE_CORRUPT)
+        return fail_corrupt(d, d->eng_ops->name, io.msg, d->raw_off, d->dec_off + io.made);
+    if (rc != ENGINE_OK) {
+        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL, "%s", io.msg);
+        return set_failed(d, PGFEED_EINTERNAL);
     }
-    isal_inflate_reset(d->isal);
-    d->isal->crc_flag = ISAL_DEFLATE; /* raw: the CRC-32 and the trailer are ours */
-    d->isal->hist_bits = 0;           /* a 32 KiB window */
-    d->hdr_pending = 0;
-    d->in_isal = 1;
-    d->raw_member = 1;
-    d->check = 0;
-    d->isal_made = 0;
-    d->hist_lo = d->hist_hi = d->raw_off;
-    return 0;
-}
-
-/* ISA-L stopped between two blocks, with all it inflated handed out. */
-static int isal_at_boundary(const struct inflate_state *st)
-{
-    return (st->block_state == ISAL_BLOCK_NEW_HDR || st->block_state == ISAL_BLOCK_HDR) &&
-           st->tmp_out_processed == st->tmp_out_valid && st->write_overflow_len == 0 &&
-           st->copy_overflow_length == 0;
-}
-
-static int isal_due(struct decoder *d, uint64_t dec)
-{
-    return dec - newest_point(d)->dec >= d->span && dec >= d->step_retry;
-}
-
-/*
- * ISA-L sits at a block boundary (isal_at_boundary), decoded offset dec:
- * records an access point there. out[0, made) is this step's output.
- */
-static void record_isal_point(struct decoder *d, uint64_t dec, size_t made)
-{
-    const struct inflate_state *st = d->isal;
-    const struct access_point *last = newest_point(d);
-    struct access_point *p = &d->ring[d->ring_next];
-    /* Past the boundary: the bits in read_in, then the bytes in tmp_in_buffer. */
-    uint64_t ahead = (uint64_t)st->tmp_in_size + (uint64_t)st->read_in_length / 8;
-    unsigned bits = (unsigned)st->read_in_length % 8;
-    uint64_t raw = d->raw_off - ahead, mlen = member_len(d);
-    uint32_t valid = (uint32_t)st->tmp_out_valid;
-    uint32_t wlen = valid < WINSIZE ? valid : WINSIZE;
-    unsigned char byte = 0, *w;
-    size_t tail;
-
-    if (st->read_in_length < 0 || st->tmp_in_size < 0 || ahead > d->raw_off)
-        return;
-    if (!last->start && last->raw == raw && last->bits == bits) /* the same boundary */
-        return;
-    if (bits && !hist_byte(d, raw - 1, &byte))
-        return;
-    /* ISA-L keeps the last 32 KiB it inflated (or all) at the end of tmp_out_buffer. */
-    if (wlen != (mlen < WINSIZE ? mlen : WINSIZE))
-        return;
-    if (!d->windows && !(d->windows = malloc((size_t)RING * WINSIZE)))
-        return;
-    w = d->windows + (size_t)d->ring_next * WINSIZE;
-    memcpy(w, st->tmp_out_buffer + valid - wlen, wlen);
-    tail = made < wlen ? made : wlen;
-    if (memcmp(w + wlen - tail, d->out + made - tail, tail) != 0)
-        return;
-    p->raw = raw;
-    p->dec = dec;
-    p->member_raw = d->member_raw;
-    p->member_no = d->member_no;
-    p->mlen = mlen;
-    p->check = d->check;
-    p->start = 0;
-    p->bits = (unsigned char)bits;
-    p->byte = byte;
-    p->wlen = wlen;
-    p->seq = ++d->seq;
-    d->ring_next = (d->ring_next + 1) % RING;
-    d->stepped = 0;
-    d->backoff = 0;
-    d->fine_left = 0;
-}
-
-/*
- * Before a probe: copies ISA-L's state (up to the output history it holds)
- * to isal_snap. Returns the bytes copied, 0 without memory (then steps only).
- */
-static size_t isal_snapshot(struct decoder *d)
-{
-    size_t n = offsetof(struct inflate_state, tmp_out_buffer) + (size_t)d->isal->tmp_out_valid;
-
-    if (d->isal->tmp_out_valid < 0 || n > sizeof *d->isal)
-        return 0;
-    if (!d->isal_snap && !(d->isal_snap = calloc(1, sizeof *d->isal_snap)))
-        return 0;
-    memcpy(d->isal_snap, d->isal, n);
-    return n;
-}
-
-/*
- * Whether a block boundary went by since snapshot a: the block type, the
- * last-block bit or the Huffman codes changed. Blind to one between blocks
- * with the same codes (fixed-code blocks).
- */
-static int isal_passed(const struct inflate_state *a, const struct inflate_state *b)
-{
-    return a->block_state != b->block_state || a->bfinal != b->bfinal ||
-           memcmp(&a->lit_huff_code, &b->lit_huff_code, sizeof a->lit_huff_code) != 0 ||
-           memcmp(&a->dist_huff_code, &b->dist_huff_code, sizeof a->dist_huff_code) != 0;
-}
-
-/*
- * The member's last block ended in a call that was given buf and moved
- * next_in by took (negative when a later ISA-L hands back bytes of an
- * earlier write): sets src and raw_off to the end of the deflate data, or
- * puts the trailer bytes that came before buf into trl. 0 or the failure.
- */
-static int isal_end(struct decoder *d, const unsigned char *buf, ptrdiff_t took)
-{
-    struct inflate_state *st = d->isal;
-    ptrdiff_t keep = took - st->read_in_length / 8; /* bytes of buf before the trailer */
-
-    d->trl_n = 0;
-    if (keep >= 0) {
-        hist_push(d, buf, (size_t)keep);
-        d->src += keep;
-        d->src_left -= (size_t)keep;
-        d->raw_off += (uint64_t)keep;
-    } else {
-        for (uint64_t at = d->raw_off - (uint64_t)-keep; at < d->raw_off; at++)
-            if (d->trl_n == sizeof d->trl || !hist_byte(d, at, &d->trl[d->trl_n++])) {
-                pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                             "ISA-L read %ld bytes past the deflate data", -(long)keep);
-                return set_failed(d, PGFEED_EINTERNAL);
-            }
-    }
-    st->read_in = 0;
-    st->read_in_length = 0;
-    return 0;
-}
-
-static int fail_isal(struct decoder *d, int ret, uint64_t dec_at)
-{
-    char what[48];
-
-    switch (ret) {
-    case ISAL_INVALID_BLOCK:
-        snprintf(what, sizeof what, "invalid deflate block");
-        break;
-    case ISAL_INVALID_SYMBOL:
-        snprintf(what, sizeof what, "invalid deflate symbol");
-        break;
-    case ISAL_INVALID_LOOKBACK:
-        snprintf(what, sizeof what, "invalid lookback distance");
-        break;
-    default:
-        snprintf(what, sizeof what, "error %d", ret);
-        break;
-    }
-    return fail_corrupt(d, "ISA-L", what, d->raw_off, dec_at);
-}
-
-/*
- * inflate_step for a member's deflate data with ISA-L: inflates src into out
- * until out is full, src is used up or the deflate data ends (then on to its
- * trailer), stepping to access points when they are due. 0 or the failure.
- */
-static int isal_step(struct decoder *d)
-{
-    struct inflate_state *st = d->isal;
-    uint64_t dec_at = d->dec_off; /* decoded offset of out[0] */
-    size_t made = 0, checked = 0;
-    int first = 1, ended = 0, rc;
-
-    st->next_out = (uint8_t *)d->out;
-    st->avail_out = (uint32_t)d->out_cap;
-    for (;;) {
-        int due = isal_due(d, dec_at + made);
-        if (due && isal_at_boundary(st)) {
-            checked = check_out(d, checked, made);
-            record_isal_point(d, dec_at + made, made);
-            due = isal_due(d, dec_at + made);
-        }
-        /* Once at least: ISA-L may hold output for a full out. */
-        if (!first && (d->src_left == 0 || st->avail_out == 0))
-            break;
-        first = 0;
-
-        const unsigned char *buf = d->src;
-        size_t give = d->src_left < ISAL_MAX_IN ? d->src_left : ISAL_MAX_IN, before = made;
-        size_t snap = 0;
-        if (due) {
-            size_t k = STEP_IN;
-            if (st->block_state == ISAL_BLOCK_TYPE0) { /* a stored block: right to its end */
-                int64_t rest = (int64_t)st->type0_block_len - st->read_in_length / 8;
-                k = rest > 0 ? (size_t)rest : 1;
-            } else if (d->fine_left == 0 && (snap = isal_snapshot(d)) > 0)
-                k = PROBE_IN;
-            give = give < k ? give : k;
-        }
-        st->next_in = (uint8_t *)(uintptr_t)buf;
-        st->avail_in = (uint32_t)give;
-        int ret = isal_inflate(st);
-        ptrdiff_t took = st->next_in - buf;
-        made = d->out_cap - st->avail_out;
-        if (snap && ret == ISAL_DECOMP_OK && took > 0 && st->block_state != ISAL_BLOCK_FINISH &&
-            !isal_at_boundary(st) && isal_passed(d->isal_snap, st)) {
-            /* A boundary went by in the probe: back, and through those bytes in steps. */
-            memcpy(st, d->isal_snap, snap);
-            made = before;
-            d->fine_left = (size_t)took;
-            continue;
-        }
-        d->isal_made += made - before;
-        if (ret == ISAL_DECOMP_OK && st->block_state == ISAL_BLOCK_FINISH) {
-            if ((rc = isal_end(d, buf, took)) != 0)
-                return rc;
-            ended = 1;
-            break;
-        }
-        if (took > 0) {
-            hist_push(d, buf, (size_t)took);
-            d->src += took;
-            d->src_left -= (size_t)took;
-            d->raw_off += (uint64_t)took;
-        }
-        if (ret != ISAL_DECOMP_OK)
-            return fail_isal(d, ret, dec_at + made);
-        if (took == 0 && made == before && d->src_left > 0 && st->avail_out > 0) {
-            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                         "ISA-L made no progress");
-            return set_failed(d, PGFEED_EINTERNAL);
-        }
-        if (took > 0 && d->fine_left > 0)
-            d->fine_left -= (size_t)took < d->fine_left ? (size_t)took : d->fine_left;
-        if (due && (d->stepped += (uint64_t)took) >= STEP_CAP && !isal_at_boundary(st)) {
-            /* No boundary seen (fixed-code blocks?): stop looking for a while. */
-            d->stepped = 0;
-            d->step_retry =
-                dec_at + made + ((uint64_t)d->span << (d->backoff < 6 ? d->backoff : 6));
-            d->backoff++;
-        }
-    }
-    d->more_out = !ended && (st->avail_out == 0 || st->tmp_out_processed != st->tmp_out_valid);
-    check_out(d, checked, made);
-    take_output(d, made);
-    if (!ended)
+    d->more_out = io.more_out;
+    check_out(d, io.checked, io.made);
+    take_output(d, io.made);
+    if (!io.ended)
         return 0;
     d->state = ST_CHECK;
+    memcpy(d->trl, io.trl, io.trl_n);
+    d->trl_n = io.trl_n;
     /* Read from its start, a bad trailer fails before the output goes, as with zlib. */
     return d->resumed ? 0 : check_trailer(d);
 }
-#endif
 
 /* ST_TRAIL: consumes padding, or starts the next member, from src. */
 static int trail(struct decoder *d)
@@ -986,11 +674,9 @@ static int trail(struct decoder *d)
             d->raw_member = 0;
             d->resumed = 0;
             d->mlen_base = 0;
-#ifdef PGFEED_HAVE_ISAL
-            d->in_isal = 0;
-            d->isal_made = 0;
-            d->hdr_pending = d->use_isal;
-#endif
+            d->in_engine = 0;
+            d->engine_made = 0;
+            d->hdr_pending = d->engine != NULL;
             d->member_raw = d->raw_off - 1;
             d->member_no++;
             pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->member_raw);
@@ -1079,9 +765,7 @@ static int begin(struct decoder *d, enum dec_kind kind, int window_bits)
     }
     d->zinit = 1;
     d->state = ST_INFLATE;
-#ifdef PGFEED_HAVE_ISAL
-    d->hdr_pending = d->use_isal && window_bits == 15 + 16;
-#endif
+    d->hdr_pending = d->engine && window_bits == 15 + 16;
     return d->has_held ? feed_held(d) : 0;
 }
 
@@ -1253,14 +937,11 @@ static void dec_destroy(struct pgfeed_stage *s)
 
     if (d->zinit)
         inflateEnd(&d->zs);
-#ifdef PGFEED_HAVE_ISAL
-    free(d->isal);
-    free(d->isal_snap);
-#endif
+    if (d->eng)
+        d->eng_ops->destroy(d->eng);
     free(d->in);
     free(d->out);
-    free(d->windows);
-    pgfeed__buf_free(&d->cache);
+    pgfeed__rp_ring_free(&d->ring);
     free(d);
 }
 
@@ -1301,12 +982,8 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
     d->base.ctx = ctx;
     d->state = ST_SNIFF;
     d->span = SPAN;
-    d->ring[0].seq = d->seq = 1; /* the start of the input */
-    d->ring[0].start = 1;
-    d->ring_next = 1;
-#ifdef PGFEED_HAVE_ISAL
-    d->use_isal = 1;
-#endif
+    pgfeed__rp_ring_init(&d->ring, NULL); /* the start of the input */
+    d->engine = PGFEED_GZIP_ENGINE;
     *out = &d->base;
     return 0;
 }
@@ -1318,150 +995,45 @@ void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span)
 
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on)
 {
-#ifdef PGFEED_HAVE_ISAL
-    container_of(s, struct decoder, base)->use_isal = on;
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-static unsigned char *put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--)
-        *p++ = (unsigned char)(v >> (8 * i));
-    return p;
-}
-
-static unsigned char *put64(unsigned char *p, uint64_t v)
-{
-    return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
-}
-
-static uint64_t get64be(const unsigned char *p)
-{
-    return (uint64_t)get32be(p) << 32 | get32be(p + 4);
-}
-
-/* Appends the blob of point p, in mode mode, to out. 0 or UV_ENOMEM. */
-static int serialize(const struct access_point *p, enum rp_mode mode, const unsigned char *window,
-                     struct pgfeed_buf *out)
-{
-    size_t start = out->len, wenc_len = p->wlen;
-    unsigned char *h;
-    int enc = 0, rc;
-
-    if (p->wlen > 0) {
-        z_stream z;
-        memset(&z, 0, sizeof z);
-        if (deflateInit2(&z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return UV_ENOMEM;
-        size_t bound = deflateBound(&z, p->wlen);
-        if ((rc = pgfeed__buf_reserve(out, RP_HEAD + (bound > p->wlen ? bound : p->wlen) + 4))) {
-            deflateEnd(&z);
-            return rc;
-        }
-        z.next_in = window;
-        z.avail_in = p->wlen;
-        z.next_out = (unsigned char *)out->data + start + RP_HEAD;
-        z.avail_out = (uInt)bound;
-        if (deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < p->wlen) {
-            enc = 1;
-            wenc_len = z.total_out;
-        } else
-            memcpy(out->data + start + RP_HEAD, window, p->wlen);
-        deflateEnd(&z);
-    } else if ((rc = pgfeed__buf_reserve(out, RP_HEAD + 4)))
-        return rc;
-    h = (unsigned char *)out->data + start;
-    memcpy(h, RP_MAGIC, 4);
-    h[4] = RP_VERSION;
-    h[5] = (unsigned char)mode;
-    h[6] = p->bits;
-    h[7] = p->byte;
-    h[8] = (unsigned char)enc;
-    h[9] = h[10] = h[11] = 0;
-    put64(h + 12, p->raw);
-    put64(h + 20, p->dec);
-    put64(h + 28, p->member_raw);
-    put64(h + 36, p->member_no);
-    put64(h + 44, p->mlen);
-    put32(h + 52, p->check);
-    put32(h + 56, p->wlen);
-    put32(h + 60, (uint32_t)wenc_len);
-    put32(h + RP_HEAD + wenc_len, (uint32_t)crc32(0, h, (uInt)(RP_HEAD + wenc_len)));
-    out->len = start + RP_HEAD + wenc_len + 4;
-    return 0;
+    container_of(s, struct decoder, base)->engine = on ? PGFEED_GZIP_ENGINE : NULL;
+    return PGFEED_GZIP_ENGINE_BUILT;
 }
 
 int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, struct pgfeed_buf *out,
                                   uint64_t *raw_offset)
 {
     struct decoder *d = container_of(s, struct decoder, base);
-    struct access_point plain, *p = NULL;
-    enum rp_mode mode;
-    unsigned slot = 0;
-    int rc;
+    struct access_point plain;
 
     if (d->kind == KIND_PLAIN && (d->began || d->state == ST_PLAIN || d->state == ST_DONE)) {
         /* Plain: every offset is a point. */
         memset(&plain, 0, sizeof plain);
         plain.raw = plain.dec = decoded;
         *raw_offset = decoded;
-        return serialize(&plain, RP_PLAIN, NULL, out);
+        return pgfeed__rp_encode(&plain, PGFEED_RP_PLAIN, NULL, out);
     }
-    for (unsigned i = 1; i <= RING; i++) {
-        slot = (d->ring_next + RING - i) % RING;
-        if (d->ring[slot].seq == 0)
-            break;
-        if (d->ring[slot].dec <= decoded) {
-            p = &d->ring[slot];
-            break;
-        }
-    }
-    if (!p)
-        return 1;
-    *raw_offset = p->raw - (p->bits ? 1 : 0);
-    if (p->seq == d->cache_seq)
-        return pgfeed__buf_append(out, d->cache.data, d->cache.len);
-    mode = p->start ? RP_START : d->kind == KIND_GZIP ? RP_GZIP : RP_ZLIB;
-    size_t start = out->len;
-    rc = serialize(p, mode, d->windows ? d->windows + (size_t)slot * WINSIZE : NULL, out);
-    if (rc != 0)
-        return rc;
-    /* Batches ending between the same two points share their blob. */
-    d->cache.len = 0;
-    d->cache_seq = 0;
-    if (pgfeed__buf_append(&d->cache, out->data + start, out->len - start) == 0)
-        d->cache_seq = p->seq;
-    return 0;
+    return pgfeed__rp_ring_blob(
+        &d->ring, decoded, d->kind == KIND_GZIP ? PGFEED_RP_GZIP : PGFEED_RP_ZLIB, out, raw_offset);
 }
 
-/* restart_from: the engine goes on from point p, its window in d->windows. 0 or the failure. */
-static int prime(struct decoder *d, const struct access_point *p, enum rp_mode mode)
+/* restart_from: inflating goes on from point p, its window in slot 0. 0 or the failure. */
+static int prime(struct decoder *d, const struct access_point *p, enum pgfeed_rp_mode mode)
 {
-#ifdef PGFEED_HAVE_ISAL
-    if (mode == RP_GZIP && d->use_isal) {
-        /* ISA-L inflates the member; zlib stays ready for the next one's header. */
-        int rc = isal_start(d);
+    if (mode == PGFEED_RP_GZIP && d->engine) {
+        /* The engine inflates the member; zlib stays ready for the next one's header. */
+        struct engine_point ep = {p->raw, p->bits, p->byte, d->ring.windows, p->wlen};
+        int rc = engine_start(d);
         if (rc != 0)
             return rc;
-        d->isal->read_in = p->bits ? (uint64_t)(p->byte >> (8 - p->bits)) : 0;
-        d->isal->read_in_length = p->bits;
-        if (p->wlen && isal_inflate_set_dict(d->isal, d->windows, p->wlen) != COMP_OK) {
+        if (d->eng_ops->prime(d->eng, &ep) != 0) {
             pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                         "ISA-L refused a restart point");
+                         "%s refused a restart point", d->eng_ops->name);
             return set_failed(d, PGFEED_EINTERNAL);
         }
-        /* The partial byte comes first (expect_byte): then it is input ISA-L took. */
-        d->hist_lo = d->hist_hi = p->raw - (p->bits ? 1 : 0);
-        if (p->bits)
-            d->hist[d->hist_hi++ % HIST] = p->byte;
         return 0;
     }
-#endif
     if ((p->bits && inflatePrime(&d->zs, p->bits, p->byte >> (8 - p->bits)) != Z_OK) ||
-        (p->wlen && inflateSetDictionary(&d->zs, d->windows, p->wlen) != Z_OK)) {
+        (p->wlen && inflateSetDictionary(&d->zs, d->ring.windows, p->wlen) != Z_OK)) {
         pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
                      "zlib refused a restart point");
         return set_failed(d, PGFEED_EINTERNAL);
@@ -1480,11 +1052,9 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
                                  uint64_t decoded)
 {
     struct decoder *d = container_of(s, struct decoder, base);
-    const unsigned char *b = blob;
     struct access_point p;
-    unsigned enc;
-    size_t wenc_len;
-    enum rp_mode mode;
+    enum pgfeed_rp_mode mode;
+    char *detail;
     int rc;
 
     if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted) {
@@ -1492,89 +1062,26 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
                      "restart point set after input or twice");
         return set_failed(d, PGFEED_EINTERNAL);
     }
-    if (n < RP_HEAD + 4 || memcmp(b, RP_MAGIC, 4) != 0)
-        return fail_blob(d, decoded,
-                         pgfeed__strdup_printf(
-                             "It is %zu bytes long and does not start with \"%s\".", n, RP_MAGIC));
-    if (b[4] != RP_VERSION)
-        return fail_blob(
-            d, decoded,
-            pgfeed__strdup_printf("Its format version is %u; this pgfeed reads version %u only.",
-                                  b[4], RP_VERSION));
-    wenc_len = get32be(b + 60);
-    if (wenc_len > n - RP_HEAD - 4 || n != RP_HEAD + wenc_len + 4)
-        return fail_blob(d, decoded,
-                         pgfeed__strdup_printf("It is %zu bytes long, but says %zu.", n,
-                                               RP_HEAD + wenc_len + 4));
-    if (get32be(b + n - 4) != (uint32_t)crc32(0, b, (uInt)(n - 4)))
-        return fail_blob(d, decoded,
-                         pgfeed__strdup_printf("Its CRC-32 does not match: it is damaged."));
-    memset(&p, 0, sizeof p);
-    mode = (enum rp_mode)b[5];
-    p.bits = b[6];
-    p.byte = b[7];
-    enc = b[8];
-    p.raw = get64be(b + 12);
-    p.dec = get64be(b + 20);
-    p.member_raw = get64be(b + 28);
-    p.member_no = get64be(b + 36);
-    p.mlen = get64be(b + 44);
-    p.check = get32be(b + 52);
-    p.wlen = get32be(b + 56);
-    if (b[5] > RP_ZLIB || p.bits > 7 || (p.bits == 0 && p.byte != 0) || enc > 1 ||
-        b[9] | b[10] | b[11] || p.wlen > WINSIZE || p.wlen > p.mlen ||
-        (enc == 0 && wenc_len != p.wlen) || (p.wlen == 0 && wenc_len != 0) ||
-        (mode == RP_START && (p.raw | p.dec | p.bits | p.wlen) != 0) ||
-        (mode == RP_PLAIN && (p.raw != p.dec || p.bits || p.wlen)) ||
-        ((mode == RP_GZIP || mode == RP_ZLIB) &&
-         (p.raw < p.member_raw || p.raw - (p.bits ? 1 : 0) < 2 || p.dec < p.mlen)))
-        return fail_blob(d, decoded,
-                         pgfeed__strdup_printf("Its fields are inconsistent (mode %u, raw offset "
-                                               "%llu, %u bits, window %u bytes).",
-                                               b[5], (unsigned long long)p.raw, p.bits, p.wlen));
-    if (decoded < p.dec)
-        return fail_blob(
-            d, decoded,
-            pgfeed__strdup_printf(
-                "The checkpoint's decoded offset %llu is before the restart point's, %llu.",
-                (unsigned long long)decoded, (unsigned long long)p.dec));
+    if ((rc = pgfeed__rp_decode(blob, n, decoded, &p, &mode, &detail)) != 0)
+        return fail_blob(d, decoded, detail);
 
     d->restarted = 1;
     switch (mode) {
-    case RP_START: /* what a re-read does */
+    case PGFEED_RP_START: /* what a re-read does */
         break;
-    case RP_PLAIN:
+    case PGFEED_RP_PLAIN:
         begin(d, KIND_PLAIN, 0);
         d->raw_off = p.raw;
         break;
     default:
-        if ((rc = begin(d, mode == RP_GZIP ? KIND_GZIP : KIND_ZLIB, -15)) != 0)
+        if ((rc = begin(d, mode == PGFEED_RP_GZIP ? KIND_GZIP : KIND_ZLIB, -15)) != 0)
             return rc;
-        if (!(d->windows = malloc((size_t)RING * WINSIZE)))
+        if (!(d->ring.windows = malloc((size_t)PGFEED_RP_RING * WINSIZE)))
             return fail_nomem(d);
-        if (p.wlen > 0) {
-            unsigned char *w = d->windows;
-            if (enc == 1) {
-                z_stream z;
-                int zret;
-                memset(&z, 0, sizeof z);
-                if (inflateInit2(&z, -15) != Z_OK)
-                    return fail_nomem(d);
-                z.next_in = b + RP_HEAD;
-                z.avail_in = (uInt)wenc_len;
-                z.next_out = w;
-                z.avail_out = WINSIZE;
-                zret = inflate(&z, Z_FINISH);
-                rc = zret == Z_STREAM_END && z.total_out == p.wlen && z.avail_in == 0;
-                inflateEnd(&z);
-                if (zret == Z_MEM_ERROR)
-                    return fail_nomem(d);
-                if (!rc)
-                    return fail_blob(d, decoded,
-                                     pgfeed__strdup_printf("Its window does not decompress."));
-            } else
-                memcpy(w, b + RP_HEAD, p.wlen);
-        }
+        if ((rc = pgfeed__rp_window(blob, &p, d->ring.windows, &detail)) == UV_ENOMEM)
+            return fail_nomem(d);
+        if (rc != 0)
+            return fail_blob(d, decoded, detail);
         if ((rc = prime(d, &p, mode)) != 0)
             return rc;
         d->raw_member = 1;
@@ -1589,9 +1096,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         d->expected = p.byte;
         d->stream_end = p.raw;
         /* The point is the restarted decoder's first: slot 0, window included. */
-        p.seq = d->seq = 1;
-        d->ring[0] = p;
-        d->ring_next = 1;
+        pgfeed__rp_ring_init(&d->ring, &p);
         break;
     }
     d->dec_off = p.dec;

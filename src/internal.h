@@ -431,9 +431,9 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
 void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
 /*
  * Restart points: resuming mid-stream without re-reading the compressed input
- * from its start (decode_gzip.c's top comment has the details and the blob's
- * format). restart_point appends to out a self-contained restart point for
- * the latest access point at or before decoded offset `decoded`, and sets
+ * from its start (decode_gzip.c's top comment has the details, restart_point.c
+ * the blob's format). restart_point appends to out a self-contained restart
+ * point for the latest access point at or before decoded offset `decoded`, and sets
  * *raw_offset to the source byte from which reading must restart. Returns 0,
  * 1 when no access point at or before `decoded` is kept any more (re-read from
  * 0 and skip instead), or UV_ENOMEM (the job's error is not set).
@@ -449,13 +449,73 @@ int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, stru
 int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
                                  uint64_t decoded);
 /*
- * Tests: before the first write, on = 0 makes a build with ISA-L (-Disal) inflate gzip with
- * zlib alone, so that restart points taken by one engine can be resumed by the other.
- * Returns 1 when pgfeed was built with ISA-L, else 0.
+ * Before the first write, chooses the engine for gzip members' deflate data
+ * (decode_engine.h): on = 1 the build's engine (ISA-L with -Disal), on = 0
+ * zlib alone. A restart point recorded with one resumes with the other.
+ * Returns 1 when the build has an engine besides zlib, else 0.
  */
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on);
-/* Tests: decoded bytes at least between two access points (default 1 MiB; 0: every block). */
+/* Decoded bytes at least between two access points (default 1 MiB; 0: every block). */
 void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span);
+
+/* restart_point.c: the restart point blob (its first comment has the format). */
+#define PGFEED_RP_WINSIZE 32768u /* deflate's window */
+enum pgfeed_rp_mode { PGFEED_RP_START, PGFEED_RP_PLAIN, PGFEED_RP_GZIP, PGFEED_RP_ZLIB };
+/* A place in the compressed input where inflating can start over. */
+struct access_point {
+    uint64_t seq;        /* 1, 2, ... in recording order; 0: an empty slot */
+    uint64_t raw;        /* the first input byte zlib had not consumed */
+    uint64_t dec;        /* decoded offset */
+    uint64_t member_raw; /* where its gzip member (zlib stream) starts */
+    uint64_t member_no;
+    uint64_t mlen;       /* the member's decoded bytes before the point */
+    uint32_t check;      /* their CRC-32 (gzip) or Adler-32 (zlib) */
+    unsigned char start; /* the start of the input: mode 0, nothing else set */
+    unsigned char bits;  /* unused bits in byte, the input byte at raw - 1 */
+    unsigned char byte;
+    unsigned wlen; /* window bytes */
+};
+/* Appends the blob of point p, in mode mode, its window wlen bytes at window. 0 or UV_ENOMEM. */
+int pgfeed__rp_encode(const struct access_point *p, enum pgfeed_rp_mode mode,
+                      const unsigned char *window, struct pgfeed_buf *out);
+/*
+ * Reads the header of blob[0, n) into p and mode, for a checkpoint at decoded
+ * offset `decoded`. 0, or PGFEED_ECHECKPOINT with *detail (malloc'd, may be
+ * NULL) saying what is wrong. The window is read by pgfeed__rp_window.
+ */
+int pgfeed__rp_decode(const void *blob, size_t n, uint64_t decoded, struct access_point *p,
+                      enum pgfeed_rp_mode *mode, char **detail);
+/*
+ * After pgfeed__rp_decode accepted blob: its p->wlen window bytes into window
+ * (PGFEED_RP_WINSIZE bytes). 0, UV_ENOMEM, or PGFEED_ECHECKPOINT with *detail.
+ */
+int pgfeed__rp_window(const void *blob, const struct access_point *p, unsigned char *window,
+                      char **detail);
+/* The last PGFEED_RP_RING access points a decoder recorded, with their windows. */
+#define PGFEED_RP_RING 8
+struct pgfeed_rp_ring {
+    struct access_point pt[PGFEED_RP_RING];
+    unsigned next;           /* the slot the next point goes to */
+    uint64_t seq;            /* the last point's seq */
+    unsigned char *windows;  /* PGFEED_RP_RING * PGFEED_RP_WINSIZE, allocated with the first */
+    struct pgfeed_buf cache; /* the last blob made, for the point cache_seq */
+    uint64_t cache_seq;
+};
+/* A ring whose only point is p (seq set to 1), or the start of the input when p is NULL. */
+void pgfeed__rp_ring_init(struct pgfeed_rp_ring *r, const struct access_point *p);
+const struct access_point *pgfeed__rp_ring_newest(const struct pgfeed_rp_ring *r);
+/* The window of the slot the next point goes to; NULL without memory. */
+unsigned char *pgfeed__rp_ring_window(struct pgfeed_rp_ring *r);
+/* Stores p, its window already in place, as the newest point (sets p's seq). */
+void pgfeed__rp_ring_push(struct pgfeed_rp_ring *r, const struct access_point *p);
+/*
+ * Appends the blob of the newest point at or before decoded offset `decoded`
+ * (mode for a point that is not the start) and sets *raw_offset as
+ * pgfeed__decoder_restart_point does. 0, 1 without such a point, or UV_ENOMEM.
+ */
+int pgfeed__rp_ring_blob(struct pgfeed_rp_ring *r, uint64_t decoded, enum pgfeed_rp_mode mode,
+                         struct pgfeed_buf *out, uint64_t *raw_offset);
+void pgfeed__rp_ring_free(struct pgfeed_rp_ring *r);
 
 /* parse_dsv.c: tsv, text and csv formats; writes COPY text rows to the sink. */
 struct pgfeed_parse_config {
