@@ -191,7 +191,7 @@ def hold_names_lock(ctx):
 
 
 def waiting_backends(ctx):
-    return set(ctx.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+    return set(ctx.sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'pgfeed' AND datname = current_database()"
                        " AND wait_event_type = 'Lock';").split())
 
 

@@ -477,7 +477,7 @@ def wait_until_blocked_on_lock(ctx, timeout=60):
     """Polls pg_stat_activity until pgfeed's backend waits on a lock (bounded, no sleep-as-sync)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed' AND datname = current_database()"
                     " AND wait_event_type = 'Lock';").strip()
         if n == "1":
             return

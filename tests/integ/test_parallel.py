@@ -74,7 +74,7 @@ def activity(ctx):
     """(backends waiting on the advisory lock, backends idle in a transaction) of pgfeed."""
     out = ctx.sql("SELECT count(*) FILTER (WHERE wait_event = 'advisory'),"
                   " count(*) FILTER (WHERE state = 'idle in transaction')"
-                  " FROM pg_stat_activity WHERE application_name = 'pgfeed';").strip()
+                  " FROM pg_stat_activity WHERE application_name = 'pgfeed' AND datname = current_database();").strip()
     a, b = out.split("|")
     return int(a), int(b)
 
@@ -150,7 +150,7 @@ def test_later_batch_waits_for_its_turn(ctx):
 def test_one_connection_does_not_start_a_second_batch(ctx):
     """The same gate with -j1: nothing else runs while batch 0 waits (the test can fail)."""
     with gated_import(ctx, 62, jobs=1, want=(1, 0)) as (data, p, errpath):
-        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed';")
+        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed' AND datname = current_database();")
         eq(n.strip(), "1", "pgfeed backends with -j1")
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 0)
@@ -208,7 +208,7 @@ def test_one_of_two_backends_terminated_is_retried(ctx):
     p, errpath = ctx.spawn("-t", "names", "-j", "2", "-b", str(BATCH), "--retries", "3", gz)
     wait_for_rows(ctx, p, errpath)
     killed = ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM"
-                     " pg_stat_activity WHERE application_name = 'pgfeed' ORDER BY pid DESC"
+                     " pg_stat_activity WHERE application_name = 'pgfeed' AND datname = current_database() ORDER BY pid DESC"
                      " LIMIT 1) s;").strip()
     eq(killed, "1", "backends terminated")
     res = ctx.finish(p, errpath, timeout=120)

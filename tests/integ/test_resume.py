@@ -182,7 +182,7 @@ def test_backend_terminated_mid_import_is_retried(ctx):
     p, errpath = ctx.spawn("-t", "names", "-b", str(BATCH), "--retries", "3", gz)
     wait_for_rows(ctx, p, errpath)
     killed = ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                     "WHERE application_name = 'pgfeed';").strip()
+                     "WHERE application_name = 'pgfeed' AND datname = current_database();").strip()
     check(killed == "1", f"terminated {killed} backends, want 1")
     res = ctx.finish(p, errpath, timeout=120)
     ctx.expect_rc(res, 0)
@@ -205,7 +205,7 @@ def test_backend_terminated_without_retries_fails(ctx):
         p, errpath = ctx.spawn("-t", "names", "--retries", "0", path)
         wait_until_blocked_on_lock(ctx)
         ctx.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'pgfeed';")
+                "WHERE application_name = 'pgfeed' AND datname = current_database();")
         res = ctx.finish(p, errpath, timeout=60)
     finally:
         release()
