@@ -26,7 +26,7 @@
  *   the socket inside PQputCopyData/PQflush whenever the socket is full, so
  *   the server's ErrorResponse can sit in libpq's buffer with nothing left
  *   in the kernel's, and a level-triggered poll never fires for it (issue 11:
- *   a value refused mid-batch hung both sides). sink_pg.c's sink_watch
+ *   a value refused mid-batch hung both sides). pg_conn.c's pgfeed__conn_watch
  *   schedules a pass over libpq's buffer (kick_cb) with every watch it sets
  *   outside COPY_IN.
  */
@@ -80,7 +80,26 @@ struct pgfeed_checkpoint {
      * `others` pattern is (fields above then describe that one). */
     int other;
 };
+/* checkpoint.c: the state table's SQL and its row read back. */
 void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c);
+/* The statements, for the state table `table` (NULL without memory). select: $1 the job
+ * key, $2 a LIKE pattern for other jobs (their unfinished checkpoints count too); finish
+ * and forget: $1 the job key; upsert: $1 job key, $2 source, $3 target, $4 options,
+ * $5 etag, $6 last_modified, $7 size, $8 rows, $9 batches, $10 lines, $11 decoded and
+ * $12 raw offset, $13 finished, $14 the restart point (pgfeed__checkpoint_hex). */
+char *pgfeed__checkpoint_sql_create(const char *table);
+char *pgfeed__checkpoint_sql_select(const char *table);
+char *pgfeed__checkpoint_sql_upsert(const char *table);
+char *pgfeed__checkpoint_sql_finish(const char *table);
+char *pgfeed__checkpoint_sql_forget(const char *table);
+struct pgfeed_buf;
+/* Appends blob as bytea hex input ("\\x0a1b...", NUL-terminated): 0 or UV_ENOMEM. */
+int pgfeed__checkpoint_hex(struct pgfeed_buf *out, const char *blob, size_t n);
+/* Reads the select's one row into c (cleared first). Returns 0, or an error recorded with
+ * pgfeed__fail: PGFEED_ECHECKPOINT for a restart column that is not hex, UV_ENOMEM. */
+struct pg_result; /* libpq's PGresult */
+int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result *r,
+                            struct pgfeed_ctx *ctx);
 
 /* ---- per-batch bookkeeping handed from parser to sink ---- */
 struct pgfeed_batch_info {

@@ -1104,17 +1104,6 @@ static void committed_base(void *arg, uint64_t *rows, uint64_t *batches)
     *batches = job->base_batches;
 }
 
-void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c)
-{
-    free(c->restart);
-    free(c->options);
-    free(c->etag);
-    free(c->last_modified);
-    free(c->updated_at);
-    memset(c, 0, sizeof *c);
-    c->size = -1;
-}
-
 static int table_ready(void *arg)
 {
     struct pgfeed_job *job = arg;
