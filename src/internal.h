@@ -399,11 +399,11 @@ int pgfeed__url_file_path(struct pgfeed_ctx *ctx, const char *url, char **out);
 /* The table column of each input field, in input order, and their binary kinds. */
 struct pgfeed_targets {
     size_t n;
-    size_t *idx;                 /* into the sink's columns */
-    int *is_array;               /* per field */
-    const char **names;          /* per field, borrowed from the columns */
+    size_t *idx;                  /* into the sink's columns */
+    int *is_array;                /* per field */
+    const char **names;           /* per field, borrowed from the columns */
     struct pgfeed_bin_field *bin; /* COPY binary: the kinds; NULL: text COPY */
-    int bin_noticed;             /* the fallback to text COPY was logged */
+    int bin_noticed;              /* the fallback to text COPY was logged */
 };
 /* Sets t to these columns (n indexes into cols) and chooses binary COPY when the types
  * allow it (ctx->opt->copy_format, format). 0 or failure (error set). */
@@ -733,8 +733,7 @@ struct pgfeed_sink_events {
     /* For a batch's checkpoint: the source's validators (NULL when unknown), and the
      * decoder's restart point for decoded offset `decoded` (0, 1 none, or UV_ENOMEM). */
     const struct pgfeed_validators *(*validators)(void *arg);
-    int (*restart_point)(void *arg, uint64_t decoded, struct pgfeed_buf *out,
-                         uint64_t *raw_offset);
+    int (*restart_point)(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset);
     /* For a server error's line: where row n of batch seq starts (0 unknown), and what the
      * last, partial batch holds at finish (see pgfeed__parser_row_line, _pending_batch). */
     uint64_t (*row_line)(void *arg, uint64_t seq, uint64_t n);

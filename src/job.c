@@ -70,7 +70,7 @@ struct pgfeed_job {
     double last_wait_source;
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
-    char stdin_id[32]; /* stdin: "stdin:" + a hash of its first bytes, once read */
+    char stdin_id[32];                /* stdin: "stdin:" + a hash of its first bytes, once read */
 
     struct pgfeed_rejects rejects; /* the rejects file and the rows not yet written to it */
 
@@ -210,8 +210,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
         return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
                             "Give a path, a URL, or - for standard input.", "no source given");
     if (job->table == NULL || job->table[0] == '\0')
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
-                            "no target table given");
+        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Name the target table with --table.", "no target table given");
     if (job->opt.format == PGFEED_FORMAT_AUTO)
         job->opt.format = (pgfeed__url_path_ends_with(job->source, ".csv") ||
                            pgfeed__url_path_ends_with(job->source, ".csv.gz"))
@@ -662,8 +662,8 @@ static int build_pipeline(struct pgfeed_job *job)
         job->decoder->prev = job->source_stage;
         pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
         if (strcmp(job->source, "-") == 0 && job->stdin_id[0] == '\0')
-            rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES,
-                                              stdin_prefetched, job);
+            rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES, stdin_prefetched,
+                                              job);
         else
             rc = pgfeed__sink_connect(job->sink);
     }
@@ -712,7 +712,8 @@ static void finish_damaged_member(struct pgfeed_job *job)
             "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu; none of "
             "its rows were committed.",
             e->detail ? e->detail : "", e->detail ? " " : "",
-            (unsigned long long)job->ctx.member.raw_start, (unsigned long long)job->ctx.member.dec_start);
+            (unsigned long long)job->ctx.member.raw_start,
+            (unsigned long long)job->ctx.member.dec_start);
     else
         d = pgfeed__strdup_printf(
             "%s%sThe damaged member starts at compressed byte %llu, decoded byte %llu, and its "
@@ -720,9 +721,12 @@ static void finish_damaged_member(struct pgfeed_job *job)
             "before, input lines %llu to %llu (%llu rows, the first batch's earliest rows may "
             "come from the member before). Their values may be altered.",
             e->detail ? e->detail : "", e->detail ? " " : "",
-            (unsigned long long)job->ctx.member.raw_start, (unsigned long long)job->ctx.member.dec_start,
-            (unsigned long long)job->ctx.member.batches, (unsigned long long)job->ctx.member.first_line,
-            (unsigned long long)job->ctx.member.last_line, (unsigned long long)job->ctx.member.rows);
+            (unsigned long long)job->ctx.member.raw_start,
+            (unsigned long long)job->ctx.member.dec_start,
+            (unsigned long long)job->ctx.member.batches,
+            (unsigned long long)job->ctx.member.first_line,
+            (unsigned long long)job->ctx.member.last_line,
+            (unsigned long long)job->ctx.member.rows);
     char *h = job->ctx.member.batches == 0
                   ? NULL
                   : strdup("Download the file again and import it with --restart --truncate, "
@@ -863,8 +867,9 @@ static void schedule_retry(struct pgfeed_job *job)
     delay = delay * jitter > 30 ? 30 : delay * jitter;
     pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
                 job->ctx.err.pub.message ? job->ctx.err.pub.message : "connection lost",
-                job->ctx.err.pub.detail ? ": " : "", job->ctx.err.pub.detail ? job->ctx.err.pub.detail : "",
-                delay, job->ctx.attempts, job->opt.retries);
+                job->ctx.err.pub.detail ? ": " : "",
+                job->ctx.err.pub.detail ? job->ctx.err.pub.detail : "", delay, job->ctx.attempts,
+                job->opt.retries);
 
     pgfeed__err_clear(&job->ctx.err);
     job->ctx.err_count_committed = 0;
@@ -885,10 +890,11 @@ void pgfeed_job_cancel(pgfeed_job_t *job)
     job->ctx.canceled = 1;
     if (job->state == JOB_RUNNING) {
         char detail[256];
-        snprintf(detail, sizeof detail,
-                 "The batch in flight was rolled back; %llu rows in %llu batches are committed.",
-                 (unsigned long long)(job->carry.rows_committed + job->ctx.stats.rows_committed),
-                 (unsigned long long)(job->carry.batches_committed + job->ctx.stats.batches_committed));
+        snprintf(
+            detail, sizeof detail,
+            "The batch in flight was rolled back; %llu rows in %llu batches are committed.",
+            (unsigned long long)(job->carry.rows_committed + job->ctx.stats.rows_committed),
+            (unsigned long long)(job->carry.batches_committed + job->ctx.stats.batches_committed));
         pgfeed__fail(&job->ctx, "job", PGFEED_ECANCELED, detail, NULL, "import canceled");
     } else if (job->state == JOB_NEW && job->ctx.err.pub.code == 0) {
         job->ctx.err.pub.code = PGFEED_ECANCELED;
@@ -1207,8 +1213,8 @@ static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoi
             snprintf(detail, sizeof detail,
                      "Its checkpoint says the import finished at %s with %llu rows in %llu "
                      "batches, and the source has not changed since%s.",
-                     c->updated_at ? c->updated_at : "an unknown time",
-                     (unsigned long long)c->rows, (unsigned long long)c->batches,
+                     c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->rows,
+                     (unsigned long long)c->batches,
                      strcmp(job->source, "-") == 0
                          ? " (standard input: its first 64 kB are the same)"
                          : "");

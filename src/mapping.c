@@ -167,9 +167,8 @@ static int append_quoted_name(struct pgfeed_buf *b, size_t nth, const char *p, s
 static int end_list(struct pgfeed_buf *b, size_t total)
 {
     char more[48];
-    int n = total > NAMES_SHOWN
-                ? snprintf(more, sizeof more, ", and %zu more", total - NAMES_SHOWN)
-                : 0;
+    int n = total > NAMES_SHOWN ? snprintf(more, sizeof more, ", and %zu more", total - NAMES_SHOWN)
+                                : 0;
     return pgfeed__buf_append(b, more, (size_t)n) | pgfeed__buf_append(b, "", 1);
 }
 

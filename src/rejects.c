@@ -237,8 +237,7 @@ int pgfeed__rejects_check(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
     const struct pgfeed_options *opt = ctx->opt;
     if (opt->max_rejects == 0)
         return 0; /* the first bad row fails the import: nothing is ever written */
-    rj->path =
-        opt->rejects_path ? strdup(opt->rejects_path) : default_rejects_path(opt->table);
+    rj->path = opt->rejects_path ? strdup(opt->rejects_path) : default_rejects_path(opt->table);
     if (rj->path == NULL)
         return pgfeed__fail(ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
     struct stat st;
@@ -269,8 +268,7 @@ static int rejects_open(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
                       (append ? O_APPEND : O_EXCL),
                   0666);
     int err = errno;
-    if (fd >= 0 && (fstat(fd, &st) != 0 ||
-                    !(S_ISREG(st.st_mode) || (dev && S_ISCHR(st.st_mode))) ||
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || (dev && S_ISCHR(st.st_mode))) ||
                     (S_ISREG(st.st_mode) && !opt->resume && append))) {
         /* Swapped for something else since the check. */
         err = S_ISREG(st.st_mode) ? EEXIST : EINVAL;
@@ -353,4 +351,3 @@ void pgfeed__rejects_free(struct pgfeed_rejects *rj)
     free(rj->path);
     memset(rj, 0, sizeof *rj);
 }
-

@@ -49,8 +49,8 @@ struct source_file {
     size_t prefetch;  /* > 0: reading the first bytes into buf, nothing pushed yet */
     pgfeed_prefetch_cb prefetch_cb;
     void *prefetch_arg;
-    int replaying;        /* a retry of a pipe: bytes come from the job's replay first */
-    uint64_t replay_pos;  /* stream offset of the next byte to replay */
+    int replaying;       /* a retry of a pipe: bytes come from the job's replay first */
+    uint64_t replay_pos; /* stream offset of the next byte to replay */
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -107,8 +107,7 @@ static ssize_t fill(struct source_file *f, size_t off)
         if (pgfeed__ctx_replay_get(f->base.ctx, f->replay_pos, &p, &n) != 0) {
             f->replaying = 0;
             pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, NULL, NULL,
-                         "could not read \"%s\" again: the bytes to retry from are gone",
-                         f->name);
+                         "could not read \"%s\" again: the bytes to retry from are gone", f->name);
             errno = 0;
             return -1;
         }

@@ -473,7 +473,8 @@ static int check_response(struct http_source *src)
                                           src->reason[0] ? ")" : "");
         const char *hint = NULL;
         if (st == 401 || st == 403)
-            hint = "Check the credentials (in the URL or in ~/.netrc) and the access rights for this URL.";
+            hint =
+                "Check the credentials (in the URL or in ~/.netrc) and the access rights for this URL.";
         else if (st == 404 || st == 410)
             hint = "Check the URL.";
         else if (st >= 300 && st < 400)

@@ -51,8 +51,7 @@ void cli_print_error(const struct pgfeed_error *e)
         if (e->column_name) {
             fprintf(stderr, "%scolumn \"", sep);
             cli_put("", e->column_name, "\"");
-        }
-        else if (e->column > 0)
+        } else if (e->column > 0)
             fprintf(stderr, "%sfield %d", sep, e->column);
         if (e->column_name || e->column > 0)
             sep = ", ";
@@ -106,7 +105,8 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
     human_bytes(rd, sizeof rd, (double)st->bytes_read);
     human_bytes(inf, sizeof inf, (double)st->bytes_inflated);
     double t = st->elapsed_s > 0 ? st->elapsed_s : 1e-9;
-    fprintf(stderr, "pgfeed: rows imported:     %llu into \"", (unsigned long long)st->rows_committed);
+    fprintf(stderr, "pgfeed: rows imported:     %llu into \"",
+            (unsigned long long)st->rows_committed);
     cli_put("", c->table, "\"\n");
     fprintf(stderr, "pgfeed: rows rejected:     %llu\n", (unsigned long long)st->rows_rejected);
     fprintf(stderr, "pgfeed: batches committed: %llu\n", (unsigned long long)st->batches_committed);

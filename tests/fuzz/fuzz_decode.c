@@ -158,10 +158,11 @@ static void decode(const struct cfg *g, const uint8_t *in, size_t n, struct run 
     }
     if (r->rc == 0 && pgfeed_job_error(job)->code != 0)
         fuzz_die("success with the job's error set: %s", pgfeed_job_error(job)->message);
-    if (r->rc == 0 && pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated != k.got.len + g->skip)
+    if (r->rc == 0 &&
+        pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated != k.got.len + g->skip)
         fuzz_die("bytes_inflated %llu, delivered %zu + skipped %llu",
-                 (unsigned long long)pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated, k.got.len,
-                 (unsigned long long)g->skip);
+                 (unsigned long long)pgfeed__ctx_stats(pgfeed__job_ctx(job))->bytes_inflated,
+                 k.got.len, (unsigned long long)g->skip);
     r->out = k.got;
     k.got.data = NULL;
     if (r->rc == 0 && g->restart && !r->over) {

@@ -806,13 +806,15 @@ static void test_api(void)
     struct pgfeed_stage *dec = &sentinel;
     struct fake f;
 
-    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 0, &dec), UV_EINVAL, "out_chunk 0 is refused");
+    ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 0, &dec), UV_EINVAL,
+                  "out_chunk 0 is refused");
     ASSERT_TRUE(dec == NULL, "*out is NULL on failure");
     ASSERT_EQ_INT(pgfeed__decoder_new(pgfeed__job_ctx(job), 4096, &dec), 0, "decoder_new");
     ASSERT_EQ_STR(dec->ops->name, "decoder", "ops name");
     ASSERT_TRUE(dec->ops->write && dec->ops->finish && dec->ops->resume && dec->ops->destroy,
                 "ops are set");
-    ASSERT_TRUE(dec->ctx == pgfeed__job_ctx(job) && dec->next == NULL && dec->prev == NULL, "base is initialised");
+    ASSERT_TRUE(dec->ctx == pgfeed__job_ctx(job) && dec->next == NULL && dec->prev == NULL,
+                "base is initialised");
 
     /* Input after finish is a caller bug: an error, never a crash. */
     memset(&f, 0, sizeof f);

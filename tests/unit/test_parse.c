@@ -266,7 +266,8 @@ static int on_header(void *arg, const char *line, size_t n)
     free(c->oc->header);
     c->oc->header = dup_mem(line, n);
     if (c->tc->header_fails)
-        return pgfeed__fail(pgfeed__job_ctx(job), "job", PGFEED_EHEADER, NULL, NULL, "header refused");
+        return pgfeed__fail(pgfeed__job_ctx(job), "job", PGFEED_EHEADER, NULL, NULL,
+                            "header refused");
     pgfeed__parser_set_fields(c->parser, c->tc->nfields, c->tc->is_array, c->tc->names);
     return 0;
 }
