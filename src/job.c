@@ -769,24 +769,7 @@ static void fail_not_rereadable(struct pgfeed_job *job)
         "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
         "(checking that the input starts as before) and imports the rest.");
     char *msg = strdup("could not retry the import: standard input cannot be read again");
-    char *flat = detail ? malloc(2 * strlen(detail) + 1) : NULL;
-    if (flat) {
-        /* libpq's messages span lines ("...\n\tThis probably means..."): one line here. */
-        char *o = flat;
-        for (const char *q = detail; *q; q++) {
-            if (*q == '\n' || *q == '\t' || *q == '\r') {
-                if (*q == '\n' && o > flat && !strchr(".!?: ", o[-1]))
-                    *o++ = '.';
-                if (o > flat && o[-1] != ' ')
-                    *o++ = ' ';
-                continue;
-            }
-            *o++ = *q;
-        }
-        *o = '\0';
-    }
-    free(detail);
-    detail = flat;
+    /* message and detail were escaped when stored: one line each already */
     if (detail == NULL || hint == NULL || msg == NULL) {
         free(detail);
         free(hint);

@@ -94,12 +94,12 @@ static int push(struct source_file *f)
 }
 
 /*
- * The next bytes into buf at off (at most cap - off): from the job's replay while a
+ * The next bytes into buf at off (at most max): from the job's replay while a
  * retry re-reads a pipe, then from the descriptor. A pipe's bytes are kept for a later
  * retry as they are read. Returns what read() would, with errno; a replay that lost
  * the bytes it needs fails the job (returns -1 with errno 0).
  */
-static ssize_t fill(struct source_file *f, size_t off)
+static ssize_t fill(struct source_file *f, size_t off, size_t max)
 {
     if (f->replaying) {
         const char *p;
@@ -112,15 +112,15 @@ static ssize_t fill(struct source_file *f, size_t off)
             return -1;
         }
         if (n > 0) {
-            if (n > f->cap - off)
-                n = f->cap - off;
+            if (n > max)
+                n = max;
             memcpy(f->buf + off, p, n);
             f->replay_pos += n;
             return (ssize_t)n;
         }
         f->replaying = 0; /* all replayed: on with the descriptor */
     }
-    ssize_t n = read(f->fd, f->buf + off, f->cap - off);
+    ssize_t n = read(f->fd, f->buf + off, max);
     if (n > 0 && !f->regular)
         pgfeed__ctx_replay_keep(f->base.ctx, f->buf + off, (size_t)n);
     return n;
@@ -130,16 +130,15 @@ static ssize_t fill(struct source_file *f, size_t off)
 static void pump_prefetch(struct source_file *f)
 {
     while (!f->stopped && f->pending < f->prefetch && !f->eof) {
-        ssize_t n = read(f->fd, f->buf + f->pending, f->prefetch - f->pending);
-        if (n > 0 && !f->regular)
-            pgfeed__ctx_replay_keep(f->base.ctx, f->buf + f->pending, (size_t)n);
+        ssize_t n = fill(f, f->pending, f->prefetch - f->pending);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return; /* the poll will tell us */
             stop_reading(f);
-            fail_errno(f, errno, "read");
+            if (errno != 0)
+                fail_errno(f, errno, "read");
             return;
         }
         if (n == 0)
@@ -170,7 +169,7 @@ static void pump(struct source_file *f, int rounds)
             stop_reading(f);
             return;
         }
-        ssize_t n = fill(f, 0);
+        ssize_t n = fill(f, 0, f->cap);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
