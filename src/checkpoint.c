@@ -1,13 +1,18 @@
 /*
- * checkpoint.c -- the state table's SQL (its CREATE TABLE IF NOT EXISTS, the SELECT of a
- * job's checkpoint, the per-batch upsert, the finish and the DELETE of --restart) and
- * reading its row back into struct pgfeed_checkpoint.
+ * checkpoint.c -- the checkpoint: the state table's SQL (its CREATE TABLE IF NOT EXISTS, the
+ * SELECT of a job's checkpoint, the per-batch upsert, the finish and the DELETE of
+ * --restart), reading its row back into struct pgfeed_checkpoint, the job's identity (the
+ * key's source part, the options text a resume must match, the stored targets) and the
+ * weighing of a found checkpoint against this run's options and source (resume, start
+ * fresh, forget, nothing to do, or refuse).
  *
  * Leaves sending the statements, and their parameters ($1 the job key...), to the sink
  * (sink_pg.c), which runs the upsert inside each batch's transaction so that the row and
- * the data commit together; deciding what a checkpoint means (resume, refuse, restart) is
- * the job's. The restart point travels as bytea, sent and read as hex text.
+ * the data commit together; acting on the weighing (seeking the source, priming the
+ * decoder and the parser) to the job. The restart point travels as bytea, sent and read
+ * as hex text.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,4 +175,232 @@ int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result 
         c->other = 1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------ the job's identity */
+
+char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *src, const char *stdin_id)
+{
+    if (strcmp(src, "-") == 0)
+        return strdup(stdin_id && stdin_id[0] ? stdin_id : "stdin");
+    if (pgfeed__url_is_http(src))
+        return pgfeed__url_strip_credentials(src);
+    char *path = NULL;
+    if (pgfeed__url_is(src, "file://")) {
+        if (pgfeed__url_file_path(ctx, src, &path) != 0)
+            return NULL;
+    } else if ((path = strdup(src)) == NULL) {
+        return NULL;
+    }
+    char *real = realpath(path, NULL);
+    if (real == NULL)
+        return path;
+    free(path);
+    return real;
+}
+
+char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
+                                      const struct pgfeed_targets *t)
+{
+    static const char *const formats[] = {"auto", "tsv", "text", "csv"};
+    static const char *const headers[] = {"auto", "match", "skip", "none"};
+    struct pgfeed_buf b = {0};
+    char *head = pgfeed__strdup_printf(
+        "format=%s delimiter=%d quote=%d null=%s header=%s", formats[o->format & 3], o->delimiter,
+        o->format == PGFEED_FORMAT_CSV ? o->quote : 0, o->null_marker, headers[o->header & 3]);
+    if (head == NULL)
+        return NULL;
+    int rc = pgfeed__buf_append(&b, head, strlen(head));
+    free(head);
+    if (t && t->n) {
+        rc |= pgfeed__buf_append(&b, " targets=", 9);
+        for (size_t i = 0; i < t->n; i++) {
+            if (i)
+                rc |= pgfeed__buf_append(&b, ",", 1);
+            rc |= pgfeed__buf_append(&b, t->names[i], strlen(t->names[i]));
+        }
+    }
+    rc |= pgfeed__buf_append(&b, "", 1);
+    if (rc != 0) {
+        pgfeed__buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+char *pgfeed__checkpoint_stdin_others(const char *table)
+{
+    struct pgfeed_buf b = {0};
+    int bad = pgfeed__buf_append(&b, "stdin% -> ", 10);
+    for (const char *t = table; *t && !bad; t++) {
+        if (*t == '%' || *t == '_' || *t == '\\')
+            bad |= pgfeed__buf_append(&b, "\\", 1);
+        bad |= pgfeed__buf_append(&b, t, 1);
+    }
+    bad |= pgfeed__buf_append(&b, "", 1);
+    if (bad) {
+        pgfeed__buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+int pgfeed__checkpoint_targets(struct pgfeed_ctx *ctx, const char *opts,
+                               const struct pgfeed_column *cols, size_t ncols, size_t **out,
+                               size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    const char *t = opts ? strstr(opts, " targets=") : NULL;
+    if (t == NULL)
+        return 0; /* nothing stored: keep the mapping made from the options */
+    t += 9;
+    size_t n = 1;
+    for (const char *p = t; *p; p++)
+        n += *p == ',';
+    size_t *idx = calloc(n, sizeof *idx);
+    if (idx == NULL)
+        return pgfeed__fail(ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        size_t len = strcspn(t, ",");
+        long c = -1;
+        for (size_t i = 0; i < ncols; i++)
+            if (strlen(cols[i].name) == len && memcmp(cols[i].name, t, len) == 0)
+                c = (long)i;
+        if (c < 0) {
+            free(idx);
+            return pgfeed__fail(ctx, "job", PGFEED_ECHECKPOINT,
+                                "The checkpoint names a column that the table no longer has.",
+                                "Run with --restart to start over.",
+                                "cannot resume the import into \"%s\": column \"%.*s\" is gone",
+                                ctx->opt->table, (int)len, t);
+        }
+        idx[k] = (size_t)c;
+        t += len + (t[len] == ',');
+    }
+    *out = idx;
+    *nout = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------- weighing */
+
+static int source_changed(const struct pgfeed_checkpoint *c, const struct pgfeed_validators *v)
+{
+    return v && ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
+                 (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
+                 (c->last_modified && v->last_modified &&
+                  strcmp(c->last_modified, v->last_modified) != 0));
+}
+
+static int refuse_other_stream(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c)
+{
+    char detail[1024];
+    snprintf(detail, sizeof detail,
+             "An unfinished import of standard input into \"%s\" has %llu rows committed, "
+             "the last at %s, up to input line %llu; this input's first bytes differ from "
+             "that stream's, so its lines are not the ones the checkpoint counts.",
+             ctx->opt->table, (unsigned long long)c->rows,
+             c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
+    return pgfeed__fail(
+        ctx, "job", PGFEED_ECHANGED, detail,
+        "Pipe the same input as the interrupted run with --resume, or leave out --resume to import this input as a new import.",
+        "cannot resume: standard input is not the stream the interrupted import read");
+}
+
+/* A finished import of this source: nothing to do, a new import, or a refusal. */
+static int weigh_finished(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c, int changed)
+{
+    const struct pgfeed_options *o = ctx->opt;
+    if (o->resume && !changed) {
+        pgfeed__log(
+            ctx, PGFEED_LOG_NOTICE,
+            "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
+            o->table, (unsigned long long)c->rows);
+        return PGFEED_CKPT_FINISHED;
+    }
+    if (changed || o->restart || o->truncate)
+        return PGFEED_CKPT_FRESH;
+    /* The same, unchanged source again: appending would duplicate every row
+     * (--truncate empties the table first, so it may). */
+    char detail[1024];
+    snprintf(detail, sizeof detail,
+             "Its checkpoint says the import finished at %s with %llu rows in %llu "
+             "batches, and the source has not changed since%s.",
+             c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->rows,
+             (unsigned long long)c->batches,
+             strcmp(o->source, "-") == 0 ? " (standard input: its first 64 kB are the same)" : "");
+    return pgfeed__fail(
+        ctx, "job", PGFEED_ECHECKPOINT, detail,
+        "Use --restart to import it again (with --truncate to replace the rows already there).",
+        "this source was already imported into \"%s\"", o->table);
+}
+
+/* --resume of an unfinished import: the same format options and an unchanged source. */
+static int weigh_resume(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c,
+                        const struct pgfeed_validators *v, int changed)
+{
+    char detail[1024];
+    char *mine = pgfeed__checkpoint_options_text(ctx->opt, NULL);
+    if (mine == NULL)
+        return pgfeed__fail(ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+    size_t ml = strlen(mine);
+    int same = c->options && strncmp(c->options, mine, ml) == 0 &&
+               (c->options[ml] == '\0' || c->options[ml] == ' ');
+    if (!same) {
+        snprintf(detail, sizeof detail,
+                 "The checkpoint was made with \"%s\"; this run uses \"%s\".",
+                 c->options ? c->options : "", mine);
+        free(mine);
+        return pgfeed__fail(
+            ctx, "job", PGFEED_ECHECKPOINT, detail,
+            "Resume with the options of the interrupted run, or use --restart.",
+            "cannot resume: the format options differ from the interrupted import's");
+    }
+    free(mine);
+    if (changed) {
+        snprintf(
+            detail, sizeof detail,
+            "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
+            (long long)c->size, c->last_modified ? ", modified " : "",
+            c->last_modified ? c->last_modified : "", (long long)v->size,
+            v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
+        return pgfeed__fail(ctx, "job", PGFEED_ECHANGED, detail,
+                            "Use --restart (with --truncate to replace the rows already imported).",
+                            "the source changed since the checkpoint");
+    }
+    return PGFEED_CKPT_RESUME;
+}
+
+int pgfeed__checkpoint_weigh(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c,
+                             const struct pgfeed_validators *v)
+{
+    const struct pgfeed_options *o = ctx->opt;
+    int changed = source_changed(c, v);
+    if (!c->found && c->other && o->resume && !o->restart)
+        return refuse_other_stream(ctx, c);
+    if (!c->found)
+        return PGFEED_CKPT_FRESH;
+    if (c->finished)
+        return weigh_finished(ctx, c, changed);
+    if (o->restart) {
+        pgfeed__log(
+            ctx, PGFEED_LOG_NOTICE,
+            "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
+            (unsigned long long)c->rows, o->table,
+            o->truncate ? " until the first batch truncates the table" : "");
+        return PGFEED_CKPT_FORGET;
+    }
+    if (!o->resume) {
+        char detail[1024];
+        snprintf(detail, sizeof detail,
+                 "%llu rows in %llu batches were committed, the last at %s, up to input line %llu.",
+                 (unsigned long long)c->rows, (unsigned long long)c->batches,
+                 c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
+        return pgfeed__fail(
+            ctx, "job", PGFEED_ECHECKPOINT, detail,
+            "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
+            "an unfinished import of this source into \"%s\" exists", o->table);
+    }
+    return weigh_resume(ctx, c, v, changed);
 }

@@ -100,6 +100,35 @@ int pgfeed__checkpoint_hex(struct pgfeed_buf *out, const char *blob, size_t n);
 struct pg_result; /* libpq's PGresult */
 int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result *r,
                             struct pgfeed_ctx *ctx);
+/* The source part of the job key: a file's real path, a URL without credentials, stdin's
+ * "stdin:HASH" (stdin_id) or "stdin". NULL when out of memory. */
+char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *source,
+                                   const char *stdin_id);
+/* The format options a resume must match ("format=... header=..."), with " targets=a,b"
+ * when t maps fields. NULL when out of memory. */
+struct pgfeed_targets;
+char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
+                                      const struct pgfeed_targets *t);
+/* LIKE pattern of other stdin streams' jobs into table ("stdin% -> " + table, escaped). */
+char *pgfeed__checkpoint_stdin_others(const char *table);
+/* The targets stored in a checkpoint's options text as column indexes (*out NULL, 0 when
+ * none are stored); a column the table lost fails the import. */
+struct pgfeed_column;
+int pgfeed__checkpoint_targets(struct pgfeed_ctx *ctx, const char *opts,
+                               const struct pgfeed_column *cols, size_t ncols, size_t **out,
+                               size_t *nout);
+/* What a checkpoint read at start-up means for this run (ctx->opt: resume, restart,
+ * truncate; v: the source's validators, or NULL): one of these, or a failure (< 0, error
+ * set). */
+enum {
+    PGFEED_CKPT_FRESH = 0,    /* none, or a finished one: import from the start */
+    PGFEED_CKPT_RESUME = 1,   /* continue after its lines */
+    PGFEED_CKPT_FINISHED = 2, /* --resume of a finished import: nothing to do */
+    PGFEED_CKPT_FORGET = 3,   /* --restart of an unfinished one: delete it, then start */
+};
+struct pgfeed_validators;
+int pgfeed__checkpoint_weigh(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c,
+                             const struct pgfeed_validators *v);
 
 /* ---- per-batch bookkeeping handed from parser to sink ---- */
 struct pgfeed_batch_info {
@@ -351,6 +380,45 @@ void pgfeed__ctx_member_start(struct pgfeed_ctx *ctx, uint64_t decoded, uint64_t
 void pgfeed__ctx_damaged_member(struct pgfeed_ctx *ctx);
 /* Frees what the context owns (the stored error, the replay buffer). */
 void pgfeed__ctx_free(struct pgfeed_ctx *ctx);
+/* ---- options: copies, defaults, checks (options.c) ---- */
+
+/* The strings an import owns: copies of the caller's, and the source as messages show it. */
+struct pgfeed_option_copies {
+    char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
+    char *rejects_path;
+    char *display; /* the source without user:password@ */
+};
+/* *dst = *src with every string copied into c (UV_ENOMEM: nothing kept), and the floors
+ * applied (batch bytes, chunk size, max line). */
+int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies *c,
+                         const struct pgfeed_options *src);
+void pgfeed__options_free(struct pgfeed_option_copies *c);
+/* Resolves every default that depends on another option and refuses bad combinations
+ * (the error set in ctx). After it, no stage defaults an option. */
+int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o);
+/* The format's delimiter, quote and NULL marker where they are 0 / NULL. */
+void pgfeed__format_defaults(pgfeed_format_t format, char *delimiter, char *quote,
+                             const char **null_marker);
+
+/* ---- counters across retries, and rates (stats.c) ---- */
+
+#define PGFEED_RATE_RING 41 /* 10 s of samples every 250 ms, plus the current one */
+struct pgfeed_rates {
+    struct pgfeed_rate_sample {
+        uint64_t t_ns, rows, bytes, inflated;
+    } s[PGFEED_RATE_RING];
+    size_t n, head;
+    double last_wait_source; /* wait_source_s never goes back */
+};
+/* Counters that only grow: for those a retry reads again, the larger of carry and live;
+ * for the rest (committed, rejected, retries) their sum. */
+void pgfeed__stats_merge(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
+                         const struct pgfeed_stats *live);
+void pgfeed__rates_sample(struct pgfeed_rates *r, const struct pgfeed_stats *merged);
+/* Fills out's waits, rates and ETA from the samples and the context's clocks. */
+void pgfeed__stats_derive(const struct pgfeed_rates *r, const struct pgfeed_ctx *ctx,
+                          struct pgfeed_stats *out);
+
 /* ---- the rejects file (rejects.c) ---- */
 
 struct pgfeed_pending_reject {

@@ -1,28 +1,27 @@
 /*
- * job.c -- one import: builds source -> decoder -> parser -> sink and owns its lifecycle.
+ * job.c -- one import: assembles source -> decoder -> parser -> sink and runs its
+ * lifecycle (start, retry after a transient failure, cancel, shutdown, close).
  *
- * Owns the options (deep-copied), the stages, the stored error, the counters
- * and three timers: `defer` (0 ms: deferred resumes and the shutdown step, so
- * that no stage is resumed or torn down inside its own callback), `progress`
- * and `timeout`. Stages own their own handles; every handle close in the job
- * goes through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb so the job
- * knows when the last one is gone.
+ * Owns the resolved options (options.c), the stages, the context they share (ctx.c), the
+ * counters of earlier attempts and the rates (stats.c), the rejects file (rejects.c) and
+ * the field-to-column targets (mapping.c), and four timers: `defer` (0 ms: deferred
+ * resumes and the shutdown step, so that no stage is resumed or torn down inside its own
+ * callback), `progress`, `timeout` and `retry`. Stages own their own handles; every handle
+ * close goes through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb so the job knows
+ * when the last one is gone.
+ *
+ * It answers the sink's events: the table described (targets from --columns or the
+ * table), the checkpoint read (weighed in checkpoint.c; then the parser is made, the
+ * source seeked and the decoder primed), done. The header line comes to it from the
+ * parser, as it needs both the table's columns and that line.
  *
  * States: NEW -> RUNNING -> STOPPING (stages stopped, waiting for closes)
- *   -> DONE (done_cb called; only the three inactive timers remain)
+ *   -> DONE (done_cb called; only the inactive timers remain)
  *   -> CLOSING (pgfeed_job_close: timers closing) -> freed in the last close cb.
- * Header mapping lives here too: it needs both the table's columns (sink)
- * and the first input line (parser).
  */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -32,15 +31,12 @@ enum job_state { JOB_NEW, JOB_RUNNING, JOB_STOPPING, JOB_DONE, JOB_CLOSING };
 
 #define MAX_DEFERRED 8
 #define SAMPLE_MS    250
-#define RING         41 /* 10 s of samples, plus the current one */
 
 struct pgfeed_job {
     struct pgfeed_ctx ctx; /* what the stages share: error, counters, closes, retry state */
     uv_loop_t *loop;
-    struct pgfeed_options opt; /* strings below are owned copies */
-    char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
-    char *rejects_opt;
-    char *display; /* the source as messages show it: no user:password@ */
+    struct pgfeed_options opt; /* resolved (options.c); its strings are in own */
+    struct pgfeed_option_copies own;
 
     enum job_state state;
     int status;
@@ -61,13 +57,8 @@ struct pgfeed_job {
 
     uint64_t start_ns;
 
-    /* Progress sampling: every SAMPLE_MS, a ring of (time, counters) for the rates. */
-    struct sample {
-        uint64_t t_ns, rows, bytes, inflated;
-    } samples[RING];
-    size_t nsamples, sample_head;
+    struct pgfeed_rates rates; /* sampled every SAMPLE_MS (stats.c) */
     uint64_t last_progress_ns;
-    double last_wait_source;
 
     uint64_t base_rows, base_batches; /* committed before this run (resume) */
     char stdin_id[32];                /* stdin: "stdin:" + a hash of its first bytes, once read */
@@ -94,55 +85,11 @@ static void set_state(struct pgfeed_job *job, enum job_state st)
 }
 static void schedule_retry(struct pgfeed_job *job);
 static int update_identity(struct pgfeed_job *job);
-static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
-                           const struct pgfeed_stats *live);
 static void job_check_closed(struct pgfeed_job *job);
 static void finish_damaged_member(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
 
-/* ---------------------------------------------------------------- options */
-
-void pgfeed_options_init(struct pgfeed_options *opt)
-{
-    memset(opt, 0, sizeof *opt);
-    opt->source_fd = 0;
-    opt->format = PGFEED_FORMAT_AUTO;
-    opt->header = PGFEED_HEADER_AUTO;
-    opt->batch_rows = 100000;
-    opt->connections = 1;
-    opt->copy_format = PGFEED_COPY_AUTO;
-    opt->max_line = 64u << 20;
-    opt->chunk_size = 128u << 10;
-    opt->log_level = PGFEED_LOG_INFO;
-    opt->progress_interval_ms = 1000;
-    opt->retries = 5;
-    opt->connect_timeout_s = 30;
-    opt->low_speed_time_s = 60;
-}
-
-/* The strings pgfeed_job_new copied from the caller's options. */
-static void free_option_copies(struct pgfeed_job *job)
-{
-    free(job->source);
-    free(job->conninfo);
-    free(job->table);
-    free(job->columns);
-    free(job->null_marker);
-    free(job->ca_file);
-    free(job->ca_path);
-    free(job->state_table);
-    free(job->rejects_opt);
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static int dup_failed(const char *orig, const char *copy)
-{
-    return orig != NULL && copy == NULL;
-}
+/* ------------------------------------------------------------ making one */
 
 int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job_t **out)
 {
@@ -152,46 +99,15 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     struct pgfeed_job *job = calloc(1, sizeof *job);
     if (job == NULL)
         return UV_ENOMEM;
-    job->loop = loop;
-    job->opt = *opt;
-    job->source = dup_or_null(opt->source);
-    job->conninfo = dup_or_null(opt->conninfo);
-    job->table = dup_or_null(opt->table);
-    job->columns = dup_or_null(opt->columns);
-    job->null_marker = strdup(opt->null_marker ? opt->null_marker : ""); /* default set below */
-    job->ca_file = dup_or_null(opt->ca_file);
-    job->ca_path = dup_or_null(opt->ca_path);
-    job->state_table = dup_or_null(opt->state_table);
-    job->rejects_opt = dup_or_null(opt->rejects_path);
-    if (dup_failed(opt->state_table, job->state_table) ||
-        dup_failed(opt->rejects_path, job->rejects_opt) || dup_failed(opt->source, job->source) ||
-        dup_failed(opt->conninfo, job->conninfo) || dup_failed(opt->table, job->table) ||
-        dup_failed(opt->columns, job->columns) || job->null_marker == NULL ||
-        dup_failed(opt->ca_file, job->ca_file) || dup_failed(opt->ca_path, job->ca_path)) {
-        free_option_copies(job);
+    if (pgfeed__options_copy(&job->opt, &job->own, opt) != 0) {
         free(job);
         return UV_ENOMEM;
     }
-    job->opt.source = job->source;
-    job->opt.conninfo = job->conninfo;
-    job->opt.table = job->table;
-    job->opt.columns = job->columns;
-    job->opt.null_marker = job->null_marker;
-    job->opt.ca_file = job->ca_file;
-    job->opt.ca_path = job->ca_path;
-    job->opt.state_table = job->state_table;
-    job->opt.rejects_path = job->rejects_opt;
-    if (job->opt.batch_bytes == 0)
-        job->opt.batch_bytes = 16u << 20;
-    job->display = job->source ? pgfeed__url_strip_credentials(job->source) : NULL;
-    if (job->opt.chunk_size < 4096)
-        job->opt.chunk_size = 4096;
-    if (job->opt.max_line < 1024)
-        job->opt.max_line = 1024;
+    job->loop = loop;
     job->ctx.stats.bytes_total = -1;
     job->ctx.loop = loop;
     job->ctx.opt = &job->opt;
-    job->ctx.display = job->display;
+    job->ctx.display = job->own.display;
     job->ctx.hooks = (struct pgfeed_ctx_hooks){.owner = job,
                                                .failed = ctx_failed,
                                                .closed = ctx_closed,
@@ -206,64 +122,11 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->defer.data = job->progress.data = job->timeout.data = job->retry.data = job;
     *out = job;
 
-    if (job->source == NULL || job->source[0] == '\0')
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
-                            "Give a path, a URL, or - for standard input.", "no source given");
-    if (job->table == NULL || job->table[0] == '\0')
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
-                            "Name the target table with --table.", "no target table given");
-    if (job->opt.format == PGFEED_FORMAT_AUTO)
-        job->opt.format = (pgfeed__url_path_ends_with(job->source, ".csv") ||
-                           pgfeed__url_path_ends_with(job->source, ".csv.gz"))
-                              ? PGFEED_FORMAT_CSV
-                              : PGFEED_FORMAT_TSV;
-    if (job->opt.resume && job->opt.restart)
-        return pgfeed__fail(
-            &job->ctx, "job", PGFEED_EUSAGE, NULL,
-            "Use --resume to continue the interrupted import, or --restart to start over.",
-            "--resume and --restart cannot be used together");
-    int csv = job->opt.format == PGFEED_FORMAT_CSV;
-    if (job->opt.delimiter == 0)
-        job->opt.delimiter = csv ? ',' : '\t';
-    if (job->opt.quote == 0)
-        job->opt.quote = '"';
-    if (opt->null_marker == NULL && !csv) {
-        free(job->null_marker);
-        job->null_marker = strdup("\\N");
-        if (job->null_marker == NULL)
-            return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-        job->opt.null_marker = job->null_marker;
-    }
-    if (csv &&
-        (job->opt.quote == job->opt.delimiter || job->opt.quote == '\n' || job->opt.quote == '\r'))
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL,
-                            "the quote character must differ from the delimiter and line ends");
-    if (job->opt.format != PGFEED_FORMAT_TSV && job->opt.format != PGFEED_FORMAT_TEXT && !csv)
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
-                            (int)job->opt.format);
-    if (job->opt.delimiter == '\n' || job->opt.delimiter == '\r' || job->opt.delimiter == '\\' ||
-        (unsigned char)job->opt.delimiter >= 0x80)
-        return pgfeed__fail(
-            &job->ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
-            "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
-    if (csv && (unsigned char)job->opt.quote >= 0x80)
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
-                            "the quote character must be ASCII");
-    if (job->opt.copy_format != PGFEED_COPY_TEXT && job->opt.copy_format != PGFEED_COPY_BINARY &&
-        job->opt.copy_format != PGFEED_COPY_AUTO)
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
-                            (int)job->opt.copy_format);
-    if (job->opt.connections == 0)
-        job->opt.connections = 1;
-    if (job->opt.connections < 1 || job->opt.connections > PGFEED_MAX_CONNECTIONS)
-        return pgfeed__fail(&job->ctx, "job", PGFEED_EUSAGE, NULL,
-                            "Give a number of connections from 1 to 16.",
-                            "invalid number of connections: %d", job->opt.connections);
-    int rc = pgfeed__rejects_check(&job->rejects, &job->ctx);
-    if (rc != 0)
-        return rc;
-    /* The job has not started: the failures above must not leave it "stopping". */
-    return 0;
+    /* A refusal leaves a job that reports its error and can only be closed. */
+    int rc = pgfeed__options_resolve(&job->ctx, &job->opt);
+    if (rc == 0)
+        rc = pgfeed__rejects_check(&job->rejects, &job->ctx);
+    return rc;
 }
 
 /* ------------------------------------------------------------- accessors */
@@ -295,49 +158,13 @@ static double elapsed_s(const struct pgfeed_job *job)
     return (double)(uv_hrtime() - job->start_ns) / 1e9;
 }
 
-static void fill_derived(const struct pgfeed_job *job, struct pgfeed_stats *out)
-{
-    uint64_t now = uv_hrtime();
-    uint64_t server = job->ctx.server_wait_ns;
-    if (job->ctx.server_wait_since)
-        server += now - job->ctx.server_wait_since;
-    out->wait_server_s = (double)server / 1e9;
-    double src = out->elapsed_s - out->wait_server_s - (double)job->ctx.busy_ns / 1e9;
-    out->wait_source_s = src > job->last_wait_source ? src : job->last_wait_source;
-    out->rate_rows_s = out->rate_bytes_s = out->rate_inflated_s = 0;
-    out->eta_s = -1;
-    if (job->nsamples >= 2) {
-        size_t newest = (job->sample_head + RING - 1) % RING;
-        size_t oldest = (job->sample_head + RING - job->nsamples) % RING;
-        const struct sample *a = &job->samples[oldest], *b = &job->samples[newest];
-        double dt = (double)(b->t_ns - a->t_ns) / 1e9;
-        if (dt > 0) {
-            out->rate_rows_s = (double)(b->rows - a->rows) / dt;
-            out->rate_bytes_s = (double)(b->bytes - a->bytes) / dt;
-            out->rate_inflated_s = (double)(b->inflated - a->inflated) / dt;
-        }
-    }
-    if (out->bytes_total >= 0 && !out->done) {
-        double left = (double)out->bytes_total - (double)out->bytes_read;
-        double rate = out->rate_bytes_s;
-        if (rate <= 0 && out->elapsed_s > 0)
-            rate = (double)out->bytes_read / out->elapsed_s;
-        if (left <= 0)
-            out->eta_s = 0;
-        else if (rate > 0)
-            out->eta_s = left / rate;
-    } else if (out->done) {
-        out->eta_s = 0;
-    }
-}
-
 void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out)
 {
     *out = job->ctx.stats;
-    merge_counters(out, &job->carry, &job->ctx.stats);
+    pgfeed__stats_merge(out, &job->carry, &job->ctx.stats);
     if (job->state == JOB_RUNNING || job->state == JOB_STOPPING)
         out->elapsed_s = elapsed_s(job);
-    fill_derived(job, out);
+    pgfeed__stats_derive(&job->rates, &job->ctx, out);
 }
 
 //* The detail as it stands when the job ends (see pgfeed__fail_count_committed). */
@@ -424,8 +251,7 @@ static void free_job(struct pgfeed_job *job)
             stages[i]->ops->destroy(stages[i]);
     pgfeed__err_clear(&job->ctx.err);
     pgfeed__targets_free(&job->targets);
-    free_option_copies(job);
-    free(job->display);
+    pgfeed__options_free(&job->own);
     pgfeed__rejects_free(&job->rejects);
     pgfeed__buf_free(&job->ctx.replay.buf);
     free(job);
@@ -509,7 +335,7 @@ static void job_shutdown(struct pgfeed_job *job)
 static void warn_no_rows(struct pgfeed_job *job)
 {
     struct pgfeed_stats st = job->ctx.stats;
-    merge_counters(&st, &job->carry, &job->ctx.stats);
+    pgfeed__stats_merge(&st, &job->carry, &job->ctx.stats);
     if (job->parser == NULL || job->base_batches > 0 || st.rows_read > 0)
         return; /* nothing to resume, or resumed: the rows are counted elsewhere */
     pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "the input has no rows: %s",
@@ -532,16 +358,9 @@ static void sink_done(void *arg, int status)
 
 static void take_sample(struct pgfeed_job *job)
 {
-    struct sample *sm = &job->samples[job->sample_head];
     struct pgfeed_stats st = job->ctx.stats;
-    merge_counters(&st, &job->carry, &job->ctx.stats);
-    sm->t_ns = uv_hrtime();
-    sm->rows = st.rows_read;
-    sm->bytes = st.bytes_read;
-    sm->inflated = st.bytes_inflated;
-    job->sample_head = (job->sample_head + 1) % RING;
-    if (job->nsamples < RING)
-        job->nsamples++;
+    pgfeed__stats_merge(&st, &job->carry, &job->ctx.stats);
+    pgfeed__rates_sample(&job->rates, &st);
 }
 
 /* Samples the counters for the rates; calls progress_cb every progress_interval_ms. */
@@ -557,7 +376,7 @@ static void progress_cb(uv_timer_t *t)
     job->last_progress_ns = now;
     struct pgfeed_stats st;
     pgfeed_job_stats(job, &st);
-    job->last_wait_source = st.wait_source_s;
+    job->rates.last_wait_source = st.wait_source_s;
     job->opt.progress_cb(job->opt.progress_arg, &st);
 }
 
@@ -636,18 +455,18 @@ static const struct pgfeed_sink_events sink_events = {
 static int build_pipeline(struct pgfeed_job *job)
 {
     int rc;
-    if (pgfeed__url_is_http(job->source)) {
-        rc = pgfeed__source_http_new(&job->ctx, job->source, job->opt.http, &job->source_stage);
-    } else if (strcmp(job->source, "-") == 0) {
+    if (pgfeed__url_is_http(job->opt.source)) {
+        rc = pgfeed__source_http_new(&job->ctx, job->opt.source, job->opt.http, &job->source_stage);
+    } else if (strcmp(job->opt.source, "-") == 0) {
         rc = pgfeed__source_file_new(&job->ctx, NULL, job->opt.source_fd, &job->source_stage);
-    } else if (pgfeed__url_is(job->source, "file://")) {
+    } else if (pgfeed__url_is(job->opt.source, "file://")) {
         char *path = NULL;
-        rc = pgfeed__url_file_path(&job->ctx, job->source, &path);
+        rc = pgfeed__url_file_path(&job->ctx, job->opt.source, &path);
         if (rc == 0)
             rc = pgfeed__source_file_new(&job->ctx, path, -1, &job->source_stage);
         free(path);
     } else {
-        rc = pgfeed__source_file_new(&job->ctx, job->source, -1, &job->source_stage);
+        rc = pgfeed__source_file_new(&job->ctx, job->opt.source, -1, &job->source_stage);
     }
     if (rc == 0)
         rc = pgfeed__decoder_new(&job->ctx, job->opt.chunk_size * 2, &job->decoder);
@@ -661,7 +480,7 @@ static int build_pipeline(struct pgfeed_job *job)
         job->source_stage->next = job->decoder;
         job->decoder->prev = job->source_stage;
         pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
-        if (strcmp(job->source, "-") == 0 && job->stdin_id[0] == '\0')
+        if (strcmp(job->opt.source, "-") == 0 && job->stdin_id[0] == '\0')
             rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES, stdin_prefetched,
                                               job);
         else
@@ -798,25 +617,6 @@ static void retry_cb(uv_timer_t *t)
         job_shutdown(job);
 }
 
-/* Counters that only grow; for the ones a retry reads again, the larger value. */
-static void merge_counters(struct pgfeed_stats *out, const struct pgfeed_stats *carry,
-                           const struct pgfeed_stats *live)
-{
-#define MAXC(f) out->f = carry->f > live->f ? carry->f : live->f
-#define SUMC(f) out->f = carry->f + live->f
-    MAXC(bytes_read);
-    MAXC(bytes_inflated);
-    MAXC(lines_read);
-    MAXC(rows_read);
-    MAXC(rows_sent);
-    SUMC(rows_committed);
-    SUMC(batches_committed);
-    SUMC(rows_rejected);
-    SUMC(retries);
-#undef MAXC
-#undef SUMC
-}
-
 /*
  * All handles of the failed attempt are closed: drop its stages, keep what
  * it committed in carry, and start again after a backoff. The new attempt
@@ -834,7 +634,7 @@ static void schedule_retry(struct pgfeed_job *job)
     /* Rejects of uncommitted batches come back when their rows are read again. */
     job->ctx.stats.rows_rejected -= pgfeed__rejects_drop_pending(&job->rejects);
     struct pgfeed_stats merged = job->carry;
-    merge_counters(&merged, &job->carry, &job->ctx.stats);
+    pgfeed__stats_merge(&merged, &job->carry, &job->ctx.stats);
     merged.bytes_total = job->ctx.stats.bytes_total;
     job->carry = merged;
     int64_t total = job->ctx.stats.bytes_total;
@@ -966,7 +766,7 @@ static int on_header(void *arg, const char *line, size_t n)
 {
     struct pgfeed_job *job = arg;
     struct pgfeed_targets *t = &job->targets;
-    if (job->opt.header == PGFEED_HEADER_SKIP || job->columns != NULL) {
+    if (job->opt.header == PGFEED_HEADER_SKIP || job->opt.columns != NULL) {
         /* Targets were chosen from --columns or the table; the line is only dropped. */
         pgfeed__parser_set_fields(job->parser, t->n, t->is_array, t->names);
         pgfeed__parser_set_binary(job->parser, t->bin);
@@ -981,81 +781,17 @@ static int on_header(void *arg, const char *line, size_t n)
     return rc;
 }
 
-/* The checkpoint's identity: canonical source (no credentials) and the table. */
-static char *source_identity(struct pgfeed_job *job)
-{
-    const char *src = job->source;
-    if (strcmp(src, "-") == 0)
-        return strdup(job->stdin_id[0] ? job->stdin_id : "stdin");
-    if (pgfeed__url_is_http(src))
-        return pgfeed__url_strip_credentials(src);
-    char *path = NULL;
-    if (pgfeed__url_is(src, "file://")) {
-        if (pgfeed__url_file_path(&job->ctx, src, &path) != 0)
-            return NULL;
-    } else if ((path = strdup(src)) == NULL) {
-        return NULL;
-    }
-    char *real = realpath(path, NULL);
-    if (real == NULL)
-        return path;
-    free(path);
-    return real;
-}
-
-/* Format options that must be the same for a resume; targets are stored apart. */
-static char *options_text(const struct pgfeed_job *job, int with_targets)
-{
-    static const char *const formats[] = {"auto", "tsv", "text", "csv"};
-    static const char *const headers[] = {"auto", "match", "skip", "none"};
-    struct pgfeed_buf b = {0};
-    char *head = pgfeed__strdup_printf("format=%s delimiter=%d quote=%d null=%s header=%s",
-                                       formats[job->opt.format & 3], job->opt.delimiter,
-                                       job->opt.format == PGFEED_FORMAT_CSV ? job->opt.quote : 0,
-                                       job->null_marker, headers[job->opt.header & 3]);
-    if (head == NULL)
-        return NULL;
-    int rc = pgfeed__buf_append(&b, head, strlen(head));
-    free(head);
-    if (with_targets && job->targets.n) {
-        rc |= pgfeed__buf_append(&b, " targets=", 9);
-        for (size_t i = 0; i < job->targets.n; i++) {
-            if (i)
-                rc |= pgfeed__buf_append(&b, ",", 1);
-            rc |= pgfeed__buf_append(&b, job->targets.names[i], strlen(job->targets.names[i]));
-        }
-    }
-    rc |= pgfeed__buf_append(&b, "", 1);
-    if (rc != 0) {
-        pgfeed__buf_free(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
+/* The sink's checkpoint row: key "SOURCE -> TABLE", options text, other stdin streams. */
 static int update_identity(struct pgfeed_job *job)
 {
-    char *src = source_identity(job);
-    char *key = src ? pgfeed__strdup_printf("%s -> %s", src, pgfeed__sink_table(job->sink)) : NULL;
-    char *opts = options_text(job, 1);
-    char *others = NULL;
+    int is_stdin = strcmp(job->opt.source, "-") == 0;
+    const char *table = pgfeed__sink_table(job->sink);
+    char *src = pgfeed__checkpoint_source_id(&job->ctx, job->opt.source, job->stdin_id);
+    char *key = src ? pgfeed__strdup_printf("%s -> %s", src, table) : NULL;
+    char *opts = pgfeed__checkpoint_options_text(&job->opt, &job->targets);
+    char *others = is_stdin ? pgfeed__checkpoint_stdin_others(table) : NULL;
     int rc = UV_ENOMEM;
-    if (strcmp(job->source, "-") == 0 && key) {
-        /* Other streams' unfinished imports into this table: "stdin% -> " + table, LIKE-escaped. */
-        const char *t = pgfeed__sink_table(job->sink);
-        struct pgfeed_buf b = {0};
-        int bad = pgfeed__buf_append(&b, "stdin% -> ", 10);
-        for (; *t && !bad; t++) {
-            if (*t == '%' || *t == '_' || *t == '\\')
-                bad |= pgfeed__buf_append(&b, "\\", 1);
-            bad |= pgfeed__buf_append(&b, t, 1);
-        }
-        bad |= pgfeed__buf_append(&b, "", 1);
-        if (bad)
-            pgfeed__buf_free(&b);
-        others = b.data;
-    }
-    if (src && key && opts && (others || strcmp(job->source, "-") != 0)) {
+    if (src && key && opts && (others || !is_stdin)) {
         struct pgfeed_ckpt_identity id = {
             .key = key, .source = src, .options = opts, .others = others};
         rc = pgfeed__sink_set_identity(job->sink, &id);
@@ -1101,7 +837,7 @@ static int table_ready(void *arg)
     pgfeed__sink_columns(job->sink, &ncols);
     int rc;
     size_t *idx = NULL, n = 0;
-    if (job->columns) {
+    if (job->opt.columns) {
         const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
         rc = pgfeed__map_columns_option(&job->ctx, cols, ncols, &idx, &n);
         if (rc != 0)
@@ -1121,155 +857,35 @@ static int table_ready(void *arg)
     return rc;
 }
 
-/* "a,b,c" (the stored targets) -> column indexes; -1 when a name no longer exists. */
+/* The targets stored with the checkpoint, when it has them, replace the options' mapping. */
 static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
 {
-    const char *t = strstr(opts, " targets=");
-    if (t == NULL)
-        return 0; /* nothing stored: keep the mapping made from the options */
-    t += 9;
-    size_t ncols;
+    size_t ncols, n, *idx;
     const struct pgfeed_column *cols = pgfeed__sink_columns(job->sink, &ncols);
-    size_t n = 1;
-    for (const char *p = t; *p; p++)
-        n += *p == ',';
-    size_t *idx = calloc(n, sizeof *idx);
-    if (idx == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    for (size_t k = 0; k < n; k++) {
-        size_t len = strcspn(t, ",");
-        long c = -1;
-        for (size_t i = 0; i < ncols; i++)
-            if (strlen(cols[i].name) == len && memcmp(cols[i].name, t, len) == 0)
-                c = (long)i;
-        if (c < 0) {
-            free(idx);
-            return pgfeed__fail(&job->ctx, "job", PGFEED_ECHECKPOINT,
-                                "The checkpoint names a column that the table no longer has.",
-                                "Run with --restart to start over.",
-                                "cannot resume the import into \"%s\": column \"%.*s\" is gone",
-                                job->table, (int)len, t);
-        }
-        idx[k] = (size_t)c;
-        t += len + (t[len] == ',');
-    }
-    int rc = set_targets(job, idx, n);
+    int rc = pgfeed__checkpoint_targets(&job->ctx, opts, cols, ncols, &idx, &n);
+    if (rc == 0 && idx != NULL)
+        rc = set_targets(job, idx, n);
     free(idx);
     return rc;
-}
-
-/* Decides what a found checkpoint means for this run. 1: resume, 0: fresh start, <0: failed. */
-static int weigh_checkpoint(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
-{
-    const struct pgfeed_validators *v = source_validators(job);
-    int changed =
-        v &&
-        ((c->size >= 0 && v->size >= 0 && c->size != v->size) ||
-         (c->etag && v->etag && strcmp(c->etag, v->etag) != 0) ||
-         (c->last_modified && v->last_modified && strcmp(c->last_modified, v->last_modified) != 0));
-    char detail[1024];
-    if (!c->found && c->other && job->opt.resume && !job->opt.restart) {
-        snprintf(detail, sizeof detail,
-                 "An unfinished import of standard input into \"%s\" has %llu rows committed, "
-                 "the last at %s, up to input line %llu; this input's first bytes differ from "
-                 "that stream's, so its lines are not the ones the checkpoint counts.",
-                 job->table, (unsigned long long)c->rows,
-                 c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
-        return pgfeed__fail(
-            &job->ctx, "job", PGFEED_ECHANGED, detail,
-            "Pipe the same input as the interrupted run with --resume, or leave out --resume to import this input as a new import.",
-            "cannot resume: standard input is not the stream the interrupted import read");
-    }
-    if (!c->found)
-        return 0;
-    if (c->finished) {
-        if (job->opt.resume && !changed) {
-            pgfeed__log(
-                &job->ctx, PGFEED_LOG_NOTICE,
-                "the import of this source into \"%s\" already finished (%llu rows); nothing to resume",
-                job->table, (unsigned long long)c->rows);
-            return 2;
-        }
-        if (!changed && !job->opt.restart && !job->opt.truncate) {
-            /* The same, unchanged source again: appending would duplicate every row
-             * (--truncate empties the table first, so it may). */
-            snprintf(detail, sizeof detail,
-                     "Its checkpoint says the import finished at %s with %llu rows in %llu "
-                     "batches, and the source has not changed since%s.",
-                     c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->rows,
-                     (unsigned long long)c->batches,
-                     strcmp(job->source, "-") == 0
-                         ? " (standard input: its first 64 kB are the same)"
-                         : "");
-            return pgfeed__fail(
-                &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
-                "Use --restart to import it again (with --truncate to replace the rows already there).",
-                "this source was already imported into \"%s\"", job->table);
-        }
-        return 0;
-    }
-    if (job->opt.restart) {
-        pgfeed__log(
-            &job->ctx, PGFEED_LOG_NOTICE,
-            "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
-            (unsigned long long)c->rows, job->table,
-            job->opt.truncate ? " until the first batch truncates the table" : "");
-        int rc = pgfeed__sink_forget_checkpoint(job->sink);
-        return rc < 0 ? rc : 0;
-    }
-    if (!job->opt.resume) {
-        snprintf(detail, sizeof detail,
-                 "%llu rows in %llu batches were committed, the last at %s, up to input line %llu.",
-                 (unsigned long long)c->rows, (unsigned long long)c->batches,
-                 c->updated_at ? c->updated_at : "an unknown time", (unsigned long long)c->lines);
-        return pgfeed__fail(
-            &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
-            "Run again with --resume to continue it, or with --restart to start over (add --truncate to also empty the table).",
-            "an unfinished import of this source into \"%s\" exists", job->table);
-    }
-    char *mine = options_text(job, 0);
-    if (mine == NULL)
-        return pgfeed__fail(&job->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    size_t ml = strlen(mine);
-    int same = c->options && strncmp(c->options, mine, ml) == 0 &&
-               (c->options[ml] == '\0' || c->options[ml] == ' ');
-    if (!same) {
-        snprintf(detail, sizeof detail,
-                 "The checkpoint was made with \"%s\"; this run uses \"%s\".",
-                 c->options ? c->options : "", mine);
-        free(mine);
-        return pgfeed__fail(
-            &job->ctx, "job", PGFEED_ECHECKPOINT, detail,
-            "Resume with the options of the interrupted run, or use --restart.",
-            "cannot resume: the format options differ from the interrupted import's");
-    }
-    free(mine);
-    if (changed) {
-        snprintf(
-            detail, sizeof detail,
-            "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
-            (long long)c->size, c->last_modified ? ", modified " : "",
-            c->last_modified ? c->last_modified : "", (long long)v->size,
-            v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
-        return pgfeed__fail(&job->ctx, "job", PGFEED_ECHANGED, detail,
-                            "Use --restart (with --truncate to replace the rows already imported).",
-                            "the source changed since the checkpoint");
-    }
-    return 1;
 }
 
 static int checkpoint_ready(void *arg)
 {
     struct pgfeed_job *job = arg;
     const struct pgfeed_checkpoint *c = pgfeed__sink_checkpoint(job->sink);
-    int decision = weigh_checkpoint(job, c);
+    int decision = pgfeed__checkpoint_weigh(&job->ctx, c, source_validators(job));
     if (decision < 0)
         return decision;
-    if (decision == 2) {
+    if (decision == PGFEED_CKPT_FINISHED) {
         sink_done(job, 0);
         return 0;
     }
-    int resume = decision == 1;
+    if (decision == PGFEED_CKPT_FORGET) {
+        int frc = pgfeed__sink_forget_checkpoint(job->sink); /* then a fresh start */
+        if (frc < 0)
+            return frc;
+    }
+    int resume = decision == PGFEED_CKPT_RESUME;
     int rc;
     if (resume) {
         rc = targets_from_checkpoint(job, c->options);
@@ -1299,7 +915,7 @@ static int checkpoint_ready(void *arg)
         .format = job->opt.format,
         .delimiter = job->opt.delimiter,
         .quote = job->opt.quote,
-        .null_marker = job->null_marker,
+        .null_marker = job->opt.null_marker,
         .max_line = job->opt.max_line,
         .batch_rows = job->opt.batch_rows,
         /* The byte bound matters where a batch is kept for finding refused rows. */

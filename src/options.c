@@ -1,0 +1,154 @@
+/*
+ * options.c -- an import's options: the public defaults (pgfeed_options_init), the job's
+ * own copies of the caller's strings, and every default that depends on another option
+ * (the format from the source's name; delimiter, quote and NULL marker per format; the
+ * byte and size floors; one connection), resolved once, with the checks that refuse a
+ * combination before anything runs.
+ *
+ * Stages read the resolved options through their context and default nothing
+ * themselves; pgfeed__format_defaults is the one place that says what each format's
+ * delimiter, quote and NULL marker are (the parser uses it too, for callers that build a
+ * parser without a job).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void pgfeed_options_init(struct pgfeed_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->source_fd = 0;
+    opt->format = PGFEED_FORMAT_AUTO;
+    opt->header = PGFEED_HEADER_AUTO;
+    opt->batch_rows = 100000;
+    opt->connections = 1;
+    opt->copy_format = PGFEED_COPY_AUTO;
+    opt->max_line = 64u << 20;
+    opt->chunk_size = 128u << 10;
+    opt->log_level = PGFEED_LOG_INFO;
+    opt->progress_interval_ms = 1000;
+    opt->retries = 5;
+    opt->connect_timeout_s = 30;
+    opt->low_speed_time_s = 60;
+}
+
+void pgfeed__format_defaults(pgfeed_format_t format, char *delimiter, char *quote,
+                             const char **null_marker)
+{
+    int csv = format == PGFEED_FORMAT_CSV;
+    if (*delimiter == 0)
+        *delimiter = csv ? ',' : '\t';
+    if (*quote == 0)
+        *quote = '"';
+    if (*null_marker == NULL)
+        *null_marker = csv ? "" : "\\N"; /* csv: an unquoted empty field */
+}
+
+void pgfeed__options_free(struct pgfeed_option_copies *c)
+{
+    char **s[] = {&c->source,  &c->conninfo, &c->table,       &c->columns,      &c->null_marker,
+                  &c->ca_file, &c->ca_path,  &c->state_table, &c->rejects_path, &c->display};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+        free(*s[i]);
+        *s[i] = NULL;
+    }
+}
+
+/* *copy = a copy of orig (NULL stays NULL); 0, or -1 when out of memory. */
+static int dup_into(char **copy, const char *orig)
+{
+    *copy = orig ? strdup(orig) : NULL;
+    return orig != NULL && *copy == NULL ? -1 : 0;
+}
+
+int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies *c,
+                         const struct pgfeed_options *src)
+{
+    memset(c, 0, sizeof *c);
+    *dst = *src;
+    int bad = dup_into(&c->source, src->source) | dup_into(&c->conninfo, src->conninfo) |
+              dup_into(&c->table, src->table) | dup_into(&c->columns, src->columns) |
+              dup_into(&c->null_marker, src->null_marker) | dup_into(&c->ca_file, src->ca_file) |
+              dup_into(&c->ca_path, src->ca_path) | dup_into(&c->state_table, src->state_table) |
+              dup_into(&c->rejects_path, src->rejects_path);
+    if (!bad && c->source && (c->display = pgfeed__url_strip_credentials(c->source)) == NULL)
+        bad = 1;
+    if (bad) {
+        pgfeed__options_free(c);
+        return UV_ENOMEM;
+    }
+    dst->source = c->source;
+    dst->conninfo = c->conninfo;
+    dst->table = c->table;
+    dst->columns = c->columns;
+    dst->null_marker = c->null_marker;
+    dst->ca_file = c->ca_file;
+    dst->ca_path = c->ca_path;
+    dst->state_table = c->state_table;
+    dst->rejects_path = c->rejects_path;
+    /* Floors that hold even for an import refused below. */
+    if (dst->batch_bytes == 0)
+        dst->batch_bytes = 16u << 20;
+    if (dst->chunk_size < 4096)
+        dst->chunk_size = 4096;
+    if (dst->max_line < 1024)
+        dst->max_line = 1024;
+    return 0;
+}
+
+/* The format's characters: ASCII, and none that would make a line ambiguous. */
+static int check_characters(struct pgfeed_ctx *ctx, const struct pgfeed_options *o)
+{
+    int csv = o->format == PGFEED_FORMAT_CSV;
+    if (csv && (o->quote == o->delimiter || o->quote == '\n' || o->quote == '\r'))
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, NULL,
+                            "the quote character must differ from the delimiter and line ends");
+    if (o->format != PGFEED_FORMAT_TSV && o->format != PGFEED_FORMAT_TEXT && !csv)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown format %d",
+                            (int)o->format);
+    if (o->delimiter == '\n' || o->delimiter == '\r' || o->delimiter == '\\' ||
+        (unsigned char)o->delimiter >= 0x80)
+        return pgfeed__fail(
+            ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+            "the delimiter cannot be a newline, carriage return, backslash or non-ASCII byte");
+    if (csv && (unsigned char)o->quote >= 0x80)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
+                            "the quote character must be ASCII");
+    return 0;
+}
+
+int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
+{
+    if (o->source == NULL || o->source[0] == '\0')
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Give a path, a URL, or - for standard input.", "no source given");
+    if (o->table == NULL || o->table[0] == '\0')
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Name the target table with --table.",
+                            "no target table given");
+    if (o->format == PGFEED_FORMAT_AUTO)
+        o->format = (pgfeed__url_path_ends_with(o->source, ".csv") ||
+                     pgfeed__url_path_ends_with(o->source, ".csv.gz"))
+                        ? PGFEED_FORMAT_CSV
+                        : PGFEED_FORMAT_TSV;
+    if (o->resume && o->restart)
+        return pgfeed__fail(
+            ctx, "job", PGFEED_EUSAGE, NULL,
+            "Use --resume to continue the interrupted import, or --restart to start over.",
+            "--resume and --restart cannot be used together");
+    pgfeed__format_defaults(o->format, &o->delimiter, &o->quote, &o->null_marker);
+    int rc = check_characters(ctx, o);
+    if (rc != 0)
+        return rc;
+    if (o->copy_format != PGFEED_COPY_TEXT && o->copy_format != PGFEED_COPY_BINARY &&
+        o->copy_format != PGFEED_COPY_AUTO)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, NULL, "unknown COPY format %d",
+                            (int)o->copy_format);
+    if (o->connections == 0)
+        o->connections = 1;
+    if (o->connections < 1 || o->connections > PGFEED_MAX_CONNECTIONS)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Give a number of connections from 1 to 16.",
+                            "invalid number of connections: %d", o->connections);
+    return 0;
+}
