@@ -604,7 +604,7 @@ int pgfeed__rp_ring_blob(struct pgfeed_rp_ring *r, uint64_t decoded, enum pgfeed
                          struct pgfeed_buf *out, uint64_t *raw_offset);
 void pgfeed__rp_ring_free(struct pgfeed_rp_ring *r);
 
-/* parse_dsv.c: tsv, text and csv formats; writes COPY text rows to the sink. */
+/* parse_dsv.c (and parse_*.c): tsv, text and csv formats; writes COPY text rows to the sink. */
 struct pgfeed_parse_config {
     pgfeed_format_t format; /* PGFEED_FORMAT_TSV, PGFEED_FORMAT_TEXT or PGFEED_FORMAT_CSV */
     char delimiter;         /* 0: tab (tsv, text) or ',' (csv) */
@@ -664,7 +664,7 @@ uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t seq, uint64_t 
  * included). For the sink's last, partial batch at finish, which gets no end_batch.
  */
 void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_info *bi);
-/* The offset of the first byte of p[0..n) that is 0x00 or not valid UTF-8, else n. */
+/* parse_utf8.c: the offset of the first byte of p[0..n) that is 0x00 or not valid UTF-8, else n. */
 size_t pgfeed__utf8_check(const char *p, size_t n);
 
 /* encode_copy.c: COPY text encoding of one field, appended to out. */

@@ -1,0 +1,60 @@
+/*
+ * parse_header.c -- the header record and the fields it maps to: hands the header to the
+ * job's on_header, and takes back the expected fields (pgfeed__parser_set_fields: count,
+ * array flags, names for messages; pgfeed__parser_set_binary: binary COPY kinds).
+ *
+ * Mapping the header to table columns is the job's (mapping.c, through on_header); when the
+ * record is the header, its line numbers and where it ends are parse_record.c's.
+ * tsv and text hand the header line as it is; csv hands its fields unquoted (doubled
+ * quotes undone) and joined by the delimiter, built in a buffer of the record's length
+ * that is freed before returning.
+ */
+#include "parse_internal.h"
+
+/* csv: the header's fields unquoted, joined by the delimiter, to on_header. */
+static int csv_header(struct parser *P, const char *r, size_t n)
+{
+    struct pgfeed_buf h = {0};
+    const char *p = r, *end = r + n;
+    int rc = pgfeed__buf_reserve(&h, n + 1);
+    for (;;) {
+        p = pgfeed__csv_field(P, p, end, &h, &rc);
+        if (p == end)
+            break;
+        p++;
+        if (pgfeed__buf_append(&h, &P->delim, 1) != 0)
+            rc = UV_ENOMEM;
+    }
+    if (rc == 0)
+        rc = P->on_header ? P->on_header(P->on_header_arg, h.data, h.len) : 0;
+    else
+        rc = pgfeed__parse_nomem(P);
+    pgfeed__buf_free(&h);
+    return rc;
+}
+
+int pgfeed__parse_header(struct parser *P, const char *r, size_t n)
+{
+    P->want_header = 0;
+    if (P->format == PGFEED_FORMAT_CSV)
+        return csv_header(P, r, n);
+    return P->on_header ? P->on_header(P->on_header_arg, r, n) : 0;
+}
+
+void pgfeed__parser_set_fields(struct pgfeed_stage *s, size_t nfields, const int *is_array,
+                               const char *const *field_names)
+{
+    struct parser *P = parser_of(s);
+    P->names = field_names;
+    P->spec.nfields = nfields;
+    P->spec.is_array = NULL;
+    for (size_t i = 0; is_array && i < nfields; i++)
+        if (is_array[i])
+            P->spec.is_array = is_array;
+}
+
+void pgfeed__parser_set_binary(struct pgfeed_stage *s, const struct pgfeed_bin_field *fields)
+{
+    struct parser *P = parser_of(s);
+    P->bin = P->format == PGFEED_FORMAT_TEXT ? NULL : fields; /* text is COPY text already */
+}
