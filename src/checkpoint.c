@@ -44,33 +44,94 @@ char *pgfeed__checkpoint_sql_select(const char *table)
         table);
 }
 
+/* The rows of batches committed past the prefix: "JOB_KEY\nFIRST_LINE" (a key of its own that
+ * no other job's key or LIKE pattern can match, as those end with the table's name). */
+#define AHEAD_OF_KEY "left(job_key, length($1::text) + 1) = $1::text || E'\\n'"
+
+/*
+ * The prefix row. Its batch's rows and batch count ($8, $9) are added to what the row
+ * holds (or replace it after a finished import), together with the rows past the prefix
+ * that the new prefix ($10, the batch's last line) now covers, which are deleted.
+ */
 char *pgfeed__checkpoint_sql_upsert(const char *table)
 {
     return pgfeed__strdup_printf(
-        "INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
+        "WITH gone AS (DELETE FROM %s WHERE " AHEAD_OF_KEY " AND lines_committed <= $10::bigint"
+        " RETURNING rows_committed, batches)"
+        " INSERT INTO %s AS c (job_key, source, target, options, etag, last_modified, size,"
         " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
         " started_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $13, now(), now())"
+        " SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint,"
+        " $8::bigint + coalesce(sum(gone.rows_committed), 0),"
+        " $9::bigint + coalesce(sum(gone.batches), 0), $10::bigint, $11::bigint, $12::bigint,"
+        " $14::bytea, $13::boolean, now(), now() FROM gone"
         " ON CONFLICT (job_key) DO UPDATE SET source = EXCLUDED.source, target = EXCLUDED.target,"
         " options = EXCLUDED.options, etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,"
-        " size = EXCLUDED.size, rows_committed = EXCLUDED.rows_committed,"
-        " batches = EXCLUDED.batches, lines_committed = EXCLUDED.lines_committed,"
+        " size = EXCLUDED.size,"
+        " rows_committed = EXCLUDED.rows_committed"
+        " + CASE WHEN c.finished THEN 0 ELSE c.rows_committed END,"
+        " batches = EXCLUDED.batches + CASE WHEN c.finished THEN 0 ELSE c.batches END,"
+        " lines_committed = EXCLUDED.lines_committed,"
         " decoded_offset = EXCLUDED.decoded_offset, raw_offset = EXCLUDED.raw_offset,"
         " restart = EXCLUDED.restart, finished = EXCLUDED.finished,"
         " started_at = CASE WHEN c.finished THEN now() ELSE c.started_at END,"
         " updated_at = now()",
+        table, table);
+}
+
+/*
+ * A batch committed past the prefix: its own row, keyed by its first line ($15). The
+ * prefix row is made too if there is none yet (an empty prefix: line 0, no rows), or
+ * emptied if it is a finished import's, so that the job's checkpoint is found, and
+ * unfinished, whichever batch commits first.
+ */
+char *pgfeed__checkpoint_sql_ahead(const char *table)
+{
+    return pgfeed__strdup_printf(
+        "WITH prefix AS (INSERT INTO %s AS c (job_key, source, target, options, etag,"
+        " last_modified, size, rows_committed, batches, lines_committed, decoded_offset,"
+        " raw_offset, finished, started_at, updated_at)"
+        " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint, 0, 0,"
+        " 0, 0, 0, false, now(), now())"
+        " ON CONFLICT (job_key) DO UPDATE SET rows_committed = 0, batches = 0,"
+        " lines_committed = 0, decoded_offset = 0, raw_offset = 0, restart = NULL,"
+        " finished = false, started_at = now(), updated_at = now() WHERE c.finished)"
+        " INSERT INTO %s (job_key, source, target, options, etag, last_modified, size,"
+        " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
+        " started_at, updated_at)"
+        " VALUES ($1::text || E'\\n' || $15::text, $2::text, $3::text, $4::text, $5::text,"
+        " $6::text, $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint,"
+        " $14::bytea, $13::boolean, now(), now())",
+        table, table);
+}
+
+/* The job's batches past its prefix: first line, last line, rows, batches. */
+char *pgfeed__checkpoint_sql_select_ahead(const char *table)
+{
+    return pgfeed__strdup_printf(
+        "SELECT substr(job_key, length($1::text) + 2)::bigint, lines_committed, rows_committed,"
+        " batches FROM %s WHERE " AHEAD_OF_KEY " ORDER BY 1",
         table);
 }
 
+/* Every batch is in: the rows past the prefix fold into it, and it is finished. */
 char *pgfeed__checkpoint_sql_finish(const char *table)
 {
     return pgfeed__strdup_printf(
-        "UPDATE %s SET finished = true, updated_at = now() WHERE job_key = $1", table);
+        "WITH gone AS (DELETE FROM %s WHERE " AHEAD_OF_KEY
+        " RETURNING rows_committed, batches, lines_committed)"
+        " UPDATE %s SET finished = true, updated_at = now(),"
+        " rows_committed = rows_committed + (SELECT coalesce(sum(rows_committed), 0) FROM gone),"
+        " batches = batches + (SELECT coalesce(sum(batches), 0) FROM gone),"
+        " lines_committed = greatest(lines_committed,"
+        " (SELECT coalesce(max(lines_committed), 0) FROM gone))"
+        " WHERE job_key = $1::text",
+        table, table);
 }
 
 char *pgfeed__checkpoint_sql_forget(const char *table)
 {
-    return pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1", table);
+    return pgfeed__strdup_printf("DELETE FROM %s WHERE job_key = $1::text OR " AHEAD_OF_KEY, table);
 }
 
 int pgfeed__checkpoint_hex(struct pgfeed_buf *out, const char *blob, size_t n)
@@ -95,6 +156,7 @@ void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c)
     free(c->etag);
     free(c->last_modified);
     free(c->updated_at);
+    free(c->ahead);
     memset(c, 0, sizeof *c);
     c->size = -1;
 }
@@ -173,6 +235,30 @@ int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result 
     if (PQgetvalue(r, 0, 12)[0] != 't') {
         c->found = 0; /* another job's: only its numbers are of interest */
         c->other = 1;
+    }
+    return 0;
+}
+
+int pgfeed__checkpoint_read_ahead(struct pgfeed_checkpoint *c, const struct pg_result *r)
+{
+    int n = PQntuples(r);
+    free(c->ahead);
+    c->ahead = NULL;
+    c->nahead = 0;
+    if (n <= 0)
+        return 0;
+    c->ahead = calloc((size_t)n, sizeof *c->ahead);
+    if (c->ahead == NULL)
+        return UV_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        struct pgfeed_line_range *a = &c->ahead[c->nahead];
+        a->first = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        a->last = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+        if (a->last <= c->lines)
+            continue; /* below the prefix: counted in it already (not left by pgfeed) */
+        c->nahead++;
+        c->rows += strtoull(PQgetvalue(r, i, 2), NULL, 10);
+        c->batches += strtoull(PQgetvalue(r, i, 3), NULL, 10);
     }
     return 0;
 }

@@ -166,9 +166,9 @@ int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r)
     return ctx->hooks.reject(ctx->hooks.owner, r);
 }
 
-int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t upto)
+int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto)
 {
-    return ctx->hooks.flush_rejects(ctx->hooks.owner, upto);
+    return ctx->hooks.flush_rejects(ctx->hooks.owner, from, upto);
 }
 
 /* ---------------------------------------------------------------- time */
@@ -202,17 +202,22 @@ int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx)
 }
 
 void pgfeed__ctx_batch_committed(struct pgfeed_ctx *ctx, const struct pgfeed_batch_info *bi,
-                                 uint64_t restart_raw)
+                                 const uint64_t *prefix_raw)
 {
-    if (bi->last_line > ctx->lines_committed)
-        ctx->lines_committed = bi->last_line;
     if (bi->end_decoded > ctx->member.dec_start) {
-        if (ctx->member.batches++ == 0)
+        /* Batches may commit out of order: the member's committed lines span them all. */
+        if (ctx->member.batches++ == 0 || bi->first_line < ctx->member.first_line)
             ctx->member.first_line = bi->first_line;
-        ctx->member.last_line = bi->last_line;
+        if (bi->last_line > ctx->member.last_line)
+            ctx->member.last_line = bi->last_line;
         ctx->member.rows += bi->rows;
     }
+    if (prefix_raw == NULL)
+        return;
+    if (bi->last_line > ctx->lines_committed)
+        ctx->lines_committed = bi->last_line;
     /* A retry reads from the checkpoint's restart point on: what is before it can go. */
+    uint64_t restart_raw = *prefix_raw;
     struct pgfeed_replay *rp = &ctx->replay;
     if (restart_raw > rp->start && !rp->lost && rp->buf.data) {
         uint64_t drop = restart_raw - rp->start;

@@ -61,13 +61,19 @@ struct pgfeed_validators {
     int64_t size;
 };
 
+/* Input lines first..last (1-based, inclusive). */
+struct pgfeed_line_range {
+    uint64_t first, last;
+};
+
 /* A job's row in the state table. */
 struct pgfeed_checkpoint {
     int found;
     int finished;
     uint64_t rows;           /* rows committed, all runs */
     uint64_t batches;        /* batches committed, all runs */
-    uint64_t lines;          /* input lines consumed by committed rows, header included */
+    uint64_t lines;          /* the prefix: input lines consumed by committed rows, header
+                              * included (0: none yet, only batches past it) */
     uint64_t decoded_offset; /* uncompressed offset just past the last committed row */
     uint64_t raw_offset;     /* source offset to restart from (with restart, else 0) */
     char *restart;           /* decoder restart point (opaque bytes), or NULL */
@@ -79,18 +85,28 @@ struct pgfeed_checkpoint {
     /* Not found, but an unfinished checkpoint of another job matching the identity's
      * `others` pattern is (fields above then describe that one). */
     int other;
+    /* Batches committed past the prefix above (several connections commit out of
+     * order): their lines, in order. rows and batches count them too; lines does not. */
+    struct pgfeed_line_range *ahead;
+    size_t nahead;
 };
 /* checkpoint.c: the state table's SQL and its row read back. */
 void pgfeed__checkpoint_clear(struct pgfeed_checkpoint *c);
 /* The statements, for the state table `table` (NULL without memory). select: $1 the job
  * key, $2 a LIKE pattern for other jobs (their unfinished checkpoints count too); finish
- * and forget: $1 the job key; upsert: $1 job key, $2 source, $3 target, $4 options,
- * $5 etag, $6 last_modified, $7 size, $8 rows, $9 batches, $10 lines, $11 decoded and
- * $12 raw offset, $13 finished, $14 the restart point (pgfeed__checkpoint_hex). */
+ * and forget: $1 the job key (forget and finish also take the rows past its prefix);
+ * upsert, the prefix row, in the transaction of the batch that extends the committed
+ * prefix: $1 job key, $2 source, $3 target, $4 options, $5 etag, $6 last_modified, $7 size,
+ * $8 the batch's rows and $9 batches (added to the row's), $10 its last line, $11 decoded
+ * and $12 raw offset, $13 finished, $14 the restart point (pgfeed__checkpoint_hex). */
 char *pgfeed__checkpoint_sql_create(const char *table);
 char *pgfeed__checkpoint_sql_select(const char *table);
 char *pgfeed__checkpoint_sql_upsert(const char *table);
 char *pgfeed__checkpoint_sql_finish(const char *table);
+/* A batch committed past the prefix: the upsert's parameters and $15 its first line. */
+char *pgfeed__checkpoint_sql_ahead(const char *table);
+/* $1 the job key: its batches past the prefix (pgfeed__checkpoint_read_ahead reads them). */
+char *pgfeed__checkpoint_sql_select_ahead(const char *table);
 char *pgfeed__checkpoint_sql_forget(const char *table);
 struct pgfeed_buf;
 /* Appends blob as bytea hex input ("\\x0a1b...", NUL-terminated): 0 or UV_ENOMEM. */
@@ -100,6 +116,8 @@ int pgfeed__checkpoint_hex(struct pgfeed_buf *out, const char *blob, size_t n);
 struct pg_result; /* libpq's PGresult */
 int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result *r,
                             struct pgfeed_ctx *ctx);
+/* The select_ahead result into c->ahead (after pgfeed__checkpoint_read): 0 or UV_ENOMEM. */
+int pgfeed__checkpoint_read_ahead(struct pgfeed_checkpoint *c, const struct pg_result *r);
 /* The source part of the job key: a file's real path, a URL without credentials, stdin's
  * "stdin:HASH" (stdin_id) or "stdin". NULL when out of memory. */
 char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *source,
@@ -280,7 +298,7 @@ struct pgfeed_ctx_hooks {
      * when the import fails instead (--max-rejects reached or 0; the error is then set). */
     int (*reject)(void *owner, const struct pgfeed_reject *r);
     /* Before a batch commits: write the rejects of lines <= upto. 0 or failure. */
-    int (*flush_rejects)(void *owner, uint64_t upto);
+    int (*flush_rejects)(void *owner, uint64_t from, uint64_t upto);
 };
 
 /* A pipe's bytes since the last committed restart point, for an in-run retry. */
@@ -333,7 +351,7 @@ void pgfeed__ctx_close_cb(uv_handle_t *h);
 void pgfeed__ctx_schedule_resume(struct pgfeed_ctx *ctx, struct pgfeed_stage *s);
 /* A rejected row (see the hooks): 0 to go on, or the failure code. */
 int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r);
-int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t upto);
+int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto);
 /*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
@@ -353,11 +371,13 @@ void pgfeed__ctx_transient(struct pgfeed_ctx *ctx);
  * then a server restarting or away for a moment, worth retrying too. */
 int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx);
 /*
- * A batch committed: the input line the checkpoint now stands at, and the source offset a
- * retry would read again from (the checkpoint's raw_offset; 0 without a restart point).
+ * A batch committed. With prefix_raw, it wrote the checkpoint's prefix row: its last line
+ * is where the checkpoint now stands, and *prefix_raw the source offset a retry would read
+ * again from (the row's raw_offset; 0 without a restart point). NULL: it committed past
+ * the prefix, which does not move.
  */
 void pgfeed__ctx_batch_committed(struct pgfeed_ctx *ctx, const struct pgfeed_batch_info *bi,
-                                 uint64_t restart_raw);
+                                 const uint64_t *prefix_raw);
 /*
  * Replay for a source that gives its bytes once (a pipe): every byte read since the last
  * committed restart point is kept, at most (connections + 1) x --batch-bytes (cap), so
@@ -442,8 +462,9 @@ int pgfeed__rejects_check(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx);
  * reached: the error is set from the row's message, detail, hint and position). */
 int pgfeed__rejects_add(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx,
                         const struct pgfeed_reject *r);
-/* Writes the kept rows of lines <= upto (the batch about to commit). 0 or failure. */
-int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t upto);
+/* Writes the kept rows of lines from..upto (the batch about to commit). 0 or failure. */
+int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t from,
+                          uint64_t upto);
 /* Forgets the kept rows (their batches are read again by a retry); returns how many. */
 size_t pgfeed__rejects_drop_pending(struct pgfeed_rejects *rj);
 /* The file's path once something was written to it, else NULL. */
@@ -633,6 +654,10 @@ struct pgfeed_parse_config {
     size_t nfields;                 /* expected fields per row */
     const int *is_array;            /* nfields flags, borrowed */
     const char *const *field_names; /* nfields names for messages, borrowed */
+    /* Rows whose first line falls in one of these ranges (in order, borrowed) are parsed
+     * but neither sent nor rejected: they were committed by an earlier run (copied). */
+    const struct pgfeed_line_range *skip;
+    size_t nskip;
 };
 int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config *cfg,
                        struct pgfeed_stage **out);
@@ -806,8 +831,6 @@ struct pgfeed_sink_events {
      * last, partial batch holds at finish (see pgfeed__parser_row_line, _pending_batch). */
     uint64_t (*row_line)(void *arg, uint64_t seq, uint64_t n);
     int (*pending_batch)(void *arg, struct pgfeed_batch_info *bi); /* 0, or -1: no parser */
-    /* Rows and batches committed before this run (a resumed checkpoint's). */
-    void (*committed_base)(void *arg, uint64_t *rows, uint64_t *batches);
 };
 int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev,
                      struct pgfeed_stage **out);

@@ -74,7 +74,7 @@ static void ctx_failed(void *arg, int code);
 static void ctx_closed(void *arg);
 static void schedule_resume(void *arg, struct pgfeed_stage *s);
 static int reject(void *arg, const struct pgfeed_reject *r);
-static int flush_rejects(void *arg, uint64_t upto);
+static int flush_rejects(void *arg, uint64_t from, uint64_t upto);
 static void sink_done(void *arg, int status);
 
 /* The state, and the context's view of it: stages resume one another only while it runs. */
@@ -437,7 +437,6 @@ static int table_ready(void *arg);
 static int checkpoint_ready(void *arg);
 static const struct pgfeed_validators *source_validators(void *arg);
 static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset);
-static void committed_base(void *arg, uint64_t *rows, uint64_t *batches);
 
 static const struct pgfeed_sink_events sink_events = {
     .arg = NULL, /* the job, set when the sink is made */
@@ -448,7 +447,6 @@ static const struct pgfeed_sink_events sink_events = {
     .restart_point = restart_point,
     .row_line = row_line,
     .pending_batch = pending_batch,
-    .committed_base = committed_base,
 };
 
 /* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
@@ -718,10 +716,10 @@ static int reject(void *arg, const struct pgfeed_reject *r)
     return pgfeed__rejects_add(&job->rejects, &job->ctx, r);
 }
 
-static int flush_rejects(void *arg, uint64_t upto)
+static int flush_rejects(void *arg, uint64_t from, uint64_t upto)
 {
     struct pgfeed_job *job = arg;
-    return pgfeed__rejects_flush(&job->rejects, &job->ctx, upto);
+    return pgfeed__rejects_flush(&job->rejects, &job->ctx, from, upto);
 }
 
 const char *pgfeed_job_rejects_path(const pgfeed_job_t *job)
@@ -822,13 +820,6 @@ static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, ui
     return pgfeed__decoder_restart_point(job->decoder, decoded, out, raw_offset);
 }
 
-static void committed_base(void *arg, uint64_t *rows, uint64_t *batches)
-{
-    struct pgfeed_job *job = arg;
-    *rows = job->base_rows;
-    *batches = job->base_batches;
-}
-
 static int table_ready(void *arg)
 {
     struct pgfeed_job *job = arg;
@@ -855,6 +846,15 @@ static int table_ready(void *arg)
     if (rc == 0)
         rc = update_identity(job); /* the checkpoint is looked up by it next */
     return rc;
+}
+
+/* Batches committed past the prefix (several connections): said, as their lines are skipped. */
+static void log_skipped(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
+{
+    for (size_t i = 0; i < c->nahead; i++)
+        pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE,
+                    "lines %llu to %llu were committed past that line; they are skipped",
+                    (unsigned long long)c->ahead[i].first, (unsigned long long)c->ahead[i].last);
 }
 
 /* The targets stored with the checkpoint, when it has them, replace the options' mapping. */
@@ -906,6 +906,7 @@ static int checkpoint_ready(void *arg)
             "resuming after input line %llu: %llu rows in %llu batches are already committed",
             (unsigned long long)c->lines, (unsigned long long)c->rows,
             (unsigned long long)c->batches);
+        log_skipped(job, c);
     }
     rc = update_identity(job);
     if (rc != 0)
@@ -921,7 +922,10 @@ static int checkpoint_ready(void *arg)
         /* The byte bound matters where a batch is kept for finding refused rows. */
         .batch_bytes =
             job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
-        .has_header = !resume && job->opt.header != PGFEED_HEADER_NONE,
+        /* A prefix of line 0 (only later batches committed) reads the header again. */
+        .has_header = !(resume && c->lines > 0) && job->opt.header != PGFEED_HEADER_NONE,
+        .skip = resume ? c->ahead : NULL,
+        .nskip = resume ? c->nahead : 0,
         .on_header = on_header,
         .on_header_arg = job,
         .nfields = job->targets.n,

@@ -227,6 +227,7 @@ static void parser_destroy(struct pgfeed_stage *s)
     pgfeed__buf_free(&P->scratch);
     for (size_t i = 0; i < ROWMAP_RING; i++)
         free(P->maps[i].ex);
+    free(P->skip);
     free(P);
 }
 
@@ -247,8 +248,9 @@ int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config 
                        struct pgfeed_stage **out)
 {
     *out = NULL;
-    char delim = cfg->delimiter ? cfg->delimiter : cfg->format == PGFEED_FORMAT_CSV ? ',' : '\t';
-    char quote = cfg->quote ? cfg->quote : '"';
+    char delim = cfg->delimiter, quote = cfg->quote;
+    const char *null_marker = cfg->null_marker;
+    pgfeed__format_defaults(cfg->format, &delim, &quote, &null_marker);
     if (bad_char(delim) ||
         (cfg->format == PGFEED_FORMAT_CSV && (bad_char(quote) || quote == delim)))
         return UV_EINVAL;
@@ -262,9 +264,7 @@ int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config 
     P->delim = delim;
     P->quote = quote;
     P->spec.delimiter = P->delim;
-    P->spec.null_marker = cfg->null_marker                   ? cfg->null_marker
-                          : cfg->format == PGFEED_FORMAT_CSV ? ""
-                                                             : "\\N";
+    P->spec.null_marker = null_marker;
     P->spec.null_len = strlen(P->spec.null_marker);
     P->max_line = cfg->max_line ? cfg->max_line : (size_t)64 << 20;
     if (P->max_line > SIZE_MAX / 16) /* keeps PGFEED_ENCODE_*ROW_MAX from overflowing */
@@ -276,7 +276,13 @@ int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config 
     P->want_header = cfg->has_header;
     P->bom_pending = cfg->format == PGFEED_FORMAT_CSV;
     pgfeed__parser_set_fields(&P->base, cfg->nfields, cfg->is_array, cfg->field_names);
-    if (pgfeed__buf_reserve(&P->out, OUT_FLUSH + OUT_FLUSH / 4) != 0) {
+    if (cfg->nskip && (P->skip = malloc(cfg->nskip * sizeof *P->skip)) != NULL) {
+        memcpy(P->skip, cfg->skip, cfg->nskip * sizeof *P->skip);
+        P->nskip = cfg->nskip;
+    }
+    if ((cfg->nskip && P->skip == NULL) ||
+        pgfeed__buf_reserve(&P->out, OUT_FLUSH + OUT_FLUSH / 4) != 0) {
+        free(P->skip);
         free(P);
         return UV_ENOMEM;
     }

@@ -82,7 +82,11 @@ struct parser {
     struct pgfeed_batch_info bi;
 
     struct rowmap maps[ROWMAP_RING]; /* maps[seq % ROWMAP_RING]: batch seq's rows */
-    uint64_t seq;                    /* the batch being built: end_batch calls taken */
+    /* Lines of batches an earlier run committed past its prefix: their records are
+     * dropped (skip[skip_i] is the first range not yet behind us). */
+    struct pgfeed_line_range *skip;
+    size_t nskip, skip_i;
+    uint64_t seq; /* the batch being built: end_batch calls taken */
 
     int blocked;    /* the sink said EAGAIN; we said or will say EAGAIN upstream */
     int at_eof;     /* finish() was called and the last record parsed */

@@ -16,6 +16,9 @@
  * max_line, "\." followed by more data (text) and a failed header are errors that stop the
  * import.
  *
+ * Records in the line ranges of batches an earlier run committed past its prefix
+ * (pgfeed_parse_config.skip, on --resume) are found and counted as lines, then dropped.
+ *
  * Lines: a record's line is the physical line (LF-ended) where it starts; quoted newlines
  * advance the count, so lines_read counts physical lines and a batch's last_line is where
  * its last record ends. rows_read counts every data record, rejected ones included (so rows
@@ -48,6 +51,14 @@ static size_t utf8_record(struct parser *P, const char *rec, size_t n)
 }
 
 /* ---- one data record as a row ---- */
+
+/* The record at lineno is in a batch an earlier run committed (neither read nor sent). */
+static int committed_earlier(struct parser *P, uint64_t lineno)
+{
+    while (P->skip_i < P->nskip && P->skip[P->skip_i].last < lineno)
+        P->skip_i++;
+    return P->skip_i < P->nskip && P->skip[P->skip_i].first <= lineno;
+}
 
 /*
  * text: counts the fields the way COPY FROM will (a backslash takes the next byte with it)
@@ -146,6 +157,8 @@ static size_t encode_bin(struct parser *P, char **o, const char *rec, size_t n, 
 static int data_row(struct parser *P, const char *rec, size_t n, uint64_t lineno, uint64_t off,
                     int quoted)
 {
+    if (committed_earlier(P, lineno))
+        return 0;
     P->stats->rows_read++;
     size_t bad = utf8_record(P, rec, n);
     if (bad != n)

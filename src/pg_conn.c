@@ -541,12 +541,11 @@ void pgfeed__conn_stop(struct sink_pg *k)
             wait = 1;
         }
     } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_COMMITTING) &&
-               k->batch.seq == k->sh->commit_seq && PQstatus(k->conn) == CONNECTION_OK && k->poll &&
-               k->timer_inited) {
+               PQstatus(k->conn) == CONNECTION_OK && k->poll && k->timer_inited) {
         /*
          * A whole batch is on its way to COMMIT: it was complete before the
-         * failure or cancel, so let it commit (the state machine carries on and
-         * closes afterwards), within ABORT_WAIT_MS.
+         * failure or cancel, so let it commit with its checkpoint row (the state
+         * machine carries on and closes afterwards), within ABORT_WAIT_MS.
          */
         k->holding_ref = 1;
         pgfeed__ctx_handle_closing(sink_ctx(k));
@@ -566,8 +565,9 @@ void pgfeed__conn_stop(struct sink_pg *k)
     k->state = S_CLOSED;
     pgfeed__conn_close(k);
     if (k->conn && k->sh->nconns > 1) {
-        /* Hang up now (the poll is closed): a later batch waiting for its turn may hold
-         * locks the batch still committing on another connection needs. */
+        /* Hang up now (the poll is closed): the server rolls this batch back at once and
+         * releases its locks, which a batch still committing on another connection may
+         * be waiting for. */
         PQfinish(k->conn);
         k->conn = NULL;
     }

@@ -298,12 +298,13 @@ static int rejects_open(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
  * commit) to the rejects file, opened (created) on first use. Rejects of a
  * batch that is rolled back are never written: resuming reads those rows again.
  */
-int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t upto)
+int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t from,
+                          uint64_t upto)
 {
     size_t keep = 0;
     for (size_t i = 0; i < rj->n; i++) {
         struct pgfeed_pending_reject *pr = &rj->pending[i];
-        if (pr->line > upto) {
+        if (pr->line < from || pr->line > upto) {
             rj->pending[keep++] = *pr;
             continue;
         }

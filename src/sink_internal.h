@@ -1,8 +1,8 @@
 /*
  * sink_internal.h -- what the sink's files share: the stage (struct sink), one
  * connection (struct sink_pg) and its states. Private to sink_pg.c (the stage, the
- * pool, the commit turns and the handler of each phase), pg_conn.c (one libpq
- * connection: connect, watch, result pump, abort) and sink_refused.c (finding the rows
+ * pool, which batch writes the checkpoint's prefix row, and the handler of each phase), pg_conn.c
+ * (one libpq connection: connect, watch, result pump, abort) and sink_refused.c (finding the rows
  * the server refused and rebuilding them as input). Nothing else includes it.
  */
 #ifndef PGFEED_SINK_INTERNAL_H
@@ -16,9 +16,9 @@
  * A connection's states. Connecting and setting up (pg_conn.c, then the stage's
  * handlers): NEW -> CONNECTING (PQconnectPoll on uv_poll) -> SETUP (session settings);
  * conns[0] then reads the catalog and the state table: CATALOG -> STATE_CREATE ->
- * STATE_READ (-> FORGET with --restart) -> READY. A batch: READY -> STARTING ("BEGIN;
- * COPY" sent) -> COPY_IN -> ENDING (PQputCopyEnd sent) -> [WAIT_TURN <-> TURN_CHECK] ->
- * CHECKPOINT -> COMMITTING -> READY. A refused batch with --max-rejects goes ENDING ->
+ * STATE_READ -> AHEAD_READ (-> FORGET with --restart) -> READY. A batch: READY -> STARTING
+ * ("BEGIN; COPY" sent) -> COPY_IN -> ENDING (PQputCopyEnd sent) -> CHECKPOINT ->
+ * COMMITTING -> READY. A refused batch with --max-rejects goes ENDING ->
  * SPLIT_REFUSED -> SPLIT_ROLLBACK -> SPLIT_BEGIN, then per range of rows SPLIT_STARTING ->
  * SPLIT_COPYING -> SPLIT_ENDING (or SPLIT_REFUSED -> SPLIT_UNDO), and on to CHECKPOINT
  * once no range is left. The end: TRUNCATING (empty input with --truncate) and
@@ -31,13 +31,12 @@ enum sink_state {
     S_CATALOG,
     S_STATE_CREATE, /* CREATE TABLE IF NOT EXISTS state table */
     S_STATE_READ,   /* SELECT the job's checkpoint */
+    S_AHEAD_READ,   /* SELECT its batches committed past the prefix */
     S_FORGET,       /* DELETE it (--restart) */
     S_READY,
     S_STARTING,
     S_COPY_IN,
     S_ENDING,
-    S_WAIT_TURN,  /* COPY done; an earlier batch has not committed yet */
-    S_TURN_CHECK, /* waiting, and asking the server what blocks the batch whose turn it is */
     S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
     S_COMMITTING,
     S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
@@ -85,15 +84,19 @@ struct sink {
     struct sink_pg *conns[PGFEED_MAX_CONNECTIONS]; /* conns[0] also reads the catalog etc. */
     size_t nconns;
     struct sink_pg *cur; /* the connection taking the current batch's rows, or NULL */
-    uint64_t commit_seq; /* the batch whose turn it is to commit (they commit in order) */
+    /* Batches commit as soon as their COPY ends. prefix_seq: the first batch not known
+     * committed; bit i of past_prefix: batch prefix_seq + i is committed too. The batch
+     * prefix_seq writes the checkpoint's prefix row, later ones a row of their own; no
+     * batch starts at or past prefix_seq + nconns. */
+    uint64_t prefix_seq;
+    uint32_t past_prefix;
+    int finished_in_row; /* the last batch wrote finished = true with its prefix row */
     int eof;             /* finish() was called */
     int stop_requested;
-    int any_batch;         /* a batch transaction has been started */
-    int any_end;           /* end_batch has been called */
-    uint64_t ended;        /* batches ended (end_batch calls taken) */
-    size_t queue_budget;   /* COPY bytes a connection may queue in libpq before it blocks */
-    uv_timer_t turn_timer; /* while a batch waits for its turn: is the turn's holder stuck? */
-    int turn_timer_inited;
+    int any_batch;       /* a batch transaction has been started */
+    int any_end;         /* end_batch has been called */
+    uint64_t ended;      /* batches ended (end_batch calls taken) */
+    size_t queue_budget; /* COPY bytes a connection may queue in libpq before it blocks */
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     struct pgfeed_column *cols;
@@ -126,7 +129,7 @@ struct sink_pg {
     int blocked;      /* PQflush returned 1: waiting for writable */
     int last;         /* its batch is the input's last */
     int holding_ref;  /* a stopping sink still talks to the server: the job must wait */
-    int blocks_turn;  /* TURN_CHECK: this batch holds a lock the turn's batch waits for */
+    int prefix;       /* its checkpoint is the prefix row (no earlier batch is pending) */
     int trailer_sent; /* COPY binary: this COPY's trailer is queued */
     size_t queued;    /* bytes put since PQflush last sent everything (an upper bound) */
 

@@ -1,7 +1,7 @@
 /*
  * sink_pg.c -- the sink stage: COPY FROM STDIN over a pool of libpq connections
- * (--connections, 1..PGFEED_MAX_CONNECTIONS), one transaction per batch, the batches
- * committed in input order, each with its checkpoint row.
+ * (--connections, 1..PGFEED_MAX_CONNECTIONS), one transaction per batch, each committed
+ * with its checkpoint row as soon as its COPY ends.
  *
  * Takes COPY rows (text or binary tuples) from the parser and leaves parsing, encoding and
  * batch sizing to it. Leaves to pg_conn.c one connection's socket, result pump, errors
@@ -13,10 +13,18 @@
  * nor the parser.
  *
  * States (sink_internal.h lists them all): conns[0] sets up -- SETUP, CATALOG (column
- * query), STATE_CREATE, STATE_READ, FORGET --, then every connection takes batches:
- * READY -> STARTING ("BEGIN; COPY ...") -> COPY_IN -> ENDING -> WAIT_TURN/TURN_CHECK ->
- * CHECKPOINT -> COMMITTING -> READY ... -> MARK_FINISHED -> FINISHED. Each state whose
- * command string is complete has its handler (on_done[]).
+ * query), STATE_CREATE, STATE_READ, AHEAD_READ, FORGET --, then every connection takes
+ * batches: READY -> STARTING ("BEGIN; COPY ...") -> COPY_IN -> ENDING -> CHECKPOINT ->
+ * COMMITTING -> READY ... -> MARK_FINISHED -> FINISHED. Each state whose command string
+ * is complete has its handler (on_done[]).
+ *
+ * Several connections: nothing waits for another batch, so no lock a batch holds can
+ * wait on ours. The checkpoint is a prefix plus the batches committed past it: the batch
+ * that follows the committed prefix writes the prefix row (folding in, and deleting, the
+ * rows of later batches its end now covers), any other writes a row of its own keyed by
+ * its first line. A resume restarts at the prefix and skips the lines of those rows; the
+ * finish folds what is left. At most --connections batches are past the prefix, so what a
+ * retry must read again stays bounded as with one connection.
  *
  * Backpressure: only the sink decides to stop. After each PQputCopyData it calls
  * PQflush; when that returns 1 and the connection has queued queue_budget bytes (0 with
@@ -34,10 +42,6 @@
 
 #include "sink_internal.h"
 
-/* How often a batch waiting for its turn checks that it does not block that turn's holder. */
-#define TURN_CHECK_MS 1000
-
-static void turn_timer_cb(uv_timer_t *t);
 static int mark_finished(struct sink_pg *k);
 static int send_checkpoint(struct sink_pg *k);
 
@@ -105,7 +109,8 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
         return NULL;
     }
     if (k == NULL) {
-        k = idle_conn(sh);
+        /* A batch past the prefix + nconns - 1 waits for the prefix to move. */
+        k = sh->ended < sh->prefix_seq + sh->nconns ? idle_conn(sh) : NULL;
         if (k == NULL) {
             pgfeed__ctx_server_wait(sh->base.ctx, 1);
             return NULL;
@@ -263,114 +268,29 @@ static void wake_upstream(struct sink_pg *k)
 }
 
 /*
- * The batch's COPY went through (or its refused rows were set aside): write
- * its checkpoint and commit when every earlier batch has committed, else wait
- * for that turn. Batches commit in the order they were read, so the state
- * table's row always describes a prefix of the input: no gaps to remember.
+ * The batch's COPY went through (or its refused rows were set aside): its checkpoint row
+ * goes in its transaction, then COMMIT. Whether it is the prefix row is decided now: a
+ * batch that commits before an earlier one writes its own row.
  */
-static int checkpoint_when_turn(struct sink_pg *k)
+static int checkpoint_batch(struct sink_pg *k)
 {
-    if (k->batch.seq != k->sh->commit_seq) {
-        k->state = S_WAIT_TURN;
-        if (k->sh->turn_timer_inited && !uv_is_active((uv_handle_t *)&k->sh->turn_timer))
-            uv_timer_start(&k->sh->turn_timer, turn_timer_cb, TURN_CHECK_MS, TURN_CHECK_MS);
-        return 0;
-    }
+    k->prefix = k->batch.seq == k->sh->prefix_seq;
     if (send_checkpoint(k) != 0)
         return -1;
     k->state = S_CHECKPOINT;
     return 0;
 }
 
-/*
- * A batch waiting for its turn may itself hold up the batch whose turn it is:
- * a row of the later batch took a unique key that a row of the earlier one
- * wants too, and the server makes the earlier wait for the later's end, which
- * never comes. Every TURN_CHECK_MS a waiting connection asks the server
- * (pg_blocking_pids) whether one of ours blocks the turn's holder.
- */
-static void turn_timer_cb(uv_timer_t *t)
-{
-    struct sink *sh = t->data;
-    struct sink_pg *holder = NULL, *asker = NULL;
-    for (size_t i = 0; i < sh->nconns; i++) {
-        struct sink_pg *c = sh->conns[i];
-        if (c->state == S_WAIT_TURN && asker == NULL)
-            asker = c;
-        else if (c->batch.seq == sh->commit_seq && c->state >= S_STARTING &&
-                 c->state != S_FINISHED && c->state < S_TRUNCATING && c->conn)
-            holder = c;
-    }
-    if (asker == NULL) {
-        uv_timer_stop(t);
-        return;
-    }
-    if (holder == NULL || sh->stop_requested)
-        return;
-    char pid[24];
-    snprintf(pid, sizeof pid, "%d", PQbackendPID(holder->conn));
-    const char *params[1] = {pid};
-    if (!PQsendQueryParams(asker->conn, "SELECT unnest(pg_blocking_pids($1::int))", 1, NULL, params,
-                           NULL, NULL, 0)) {
-        pgfeed__conn_fail(asker, "could not query the server");
-        return;
-    }
-    asker->state = S_TURN_CHECK;
-    asker->blocks_turn = 0;
-    pgfeed__conn_flush(asker, "lost the connection to the server");
-}
-
-/* TURN_CHECK's answer, one blocking pid per row: is one of them a backend of ours? */
-static void turn_check_result(struct sink_pg *k, PGresult *r)
+/* k's batch committed: move the prefix past it and the batches committed after it. */
+static void note_committed(struct sink_pg *k)
 {
     struct sink *sh = k->sh;
-    for (int i = 0; i < PQntuples(r); i++) {
-        int pid = atoi(PQgetvalue(r, i, 0));
-        for (size_t j = 0; j < sh->nconns; j++)
-            if (sh->conns[j]->conn && sh->conns[j]->state == S_WAIT_TURN &&
-                PQbackendPID(sh->conns[j]->conn) == pid)
-                k->blocks_turn = (int)j + 1;
-        if (pid == PQbackendPID(k->conn))
-            k->blocks_turn = (int)k->idx + 1;
-    }
-}
-
-/* TURN_CHECK done: wait on (or commit, if the turn came meanwhile), or give up on a deadlock. */
-static int turn_check_done(struct sink_pg *k)
-{
-    struct sink *sh = k->sh;
-    k->state = S_WAIT_TURN;
-    if (k->blocks_turn) {
-        struct sink_pg *b = sh->conns[k->blocks_turn - 1];
-        char detail[512];
-        snprintf(detail, sizeof detail,
-                 "Batches are loaded on %zu connections and commit in input order; a row of "
-                 "the batch of lines %llu to %llu conflicts with one of the earlier batch (a "
-                 "duplicate unique key, say), so the server holds the earlier one back until "
-                 "the later one ends. The later batch is rolled back.",
-                 sh->nconns, (unsigned long long)b->batch.first_line,
-                 (unsigned long long)b->batch.last_line);
-        pgfeed__ctx_transient(sink_ctx(k)); /* retried from the checkpoint, as for a deadlock */
-        pgfeed__fail(sink_ctx(k), "sink", PGFEED_ESERVER, detail,
-                     "Input whose rows may repeat a unique key loads with -j 1.",
-                     "the batch whose turn it is to commit waits for a lock held by a later batch");
-        pgfeed__fail_sqlstate(sink_ctx(k), "40P01");
-        return -1;
-    }
-    return checkpoint_when_turn(k);
-}
-
-/* A batch committed: the connection holding the next one in order may go on. */
-static void next_turn(struct sink *sh)
-{
-    sh->commit_seq++;
-    for (size_t i = 0; i < sh->nconns; i++) {
-        struct sink_pg *c = sh->conns[i];
-        if (c && c->state == S_WAIT_TURN && c->batch.seq == sh->commit_seq) {
-            if (checkpoint_when_turn(c) == 0)
-                pgfeed__conn_flush(c, "lost the connection to the server");
-            return;
-        }
+    uint64_t off = k->batch.seq - sh->prefix_seq;
+    if (off < 32)
+        sh->past_prefix |= (uint32_t)1 << off;
+    while (sh->past_prefix & 1) {
+        sh->past_prefix >>= 1;
+        sh->prefix_seq++;
     }
 }
 
@@ -416,14 +336,11 @@ static char *u64s(char *buf, size_t cap, uint64_t v)
 static int send_checkpoint(struct sink_pg *k)
 {
     struct pgfeed_ctx *ctx = sink_ctx(k);
-    const struct pgfeed_stats *st = pgfeed__ctx_stats(ctx);
     const struct pgfeed_validators *v = k->sh->ev.validators(k->sh->ev.arg);
-    uint64_t base_rows, base_batches;
-    k->sh->ev.committed_base(k->sh->ev.arg, &base_rows, &base_batches);
-    char rows[24], batches[24], lines[24], dec[24], raw[24], size[24];
-    u64s(rows, sizeof rows, base_rows + st->rows_committed + k->batch.rows);
-    u64s(batches, sizeof batches, base_batches + st->batches_committed + 1);
+    char rows[24], lines[24], dec[24], raw[24], size[24], first[24];
+    u64s(rows, sizeof rows, k->batch.rows);
     u64s(lines, sizeof lines, k->batch.last_line);
+    u64s(first, sizeof first, k->batch.first_line);
     u64s(dec, sizeof dec, k->batch.end_decoded);
     /* Where a resume can restart reading: the decoder's access point before the batch end. */
     struct pgfeed_buf blob = {0}, hex = {0};
@@ -441,7 +358,7 @@ static int send_checkpoint(struct sink_pg *k)
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[14] = {k->sh->key,
+    const char *params[15] = {k->sh->key,
                               k->sh->source_name,
                               k->sh->qualified,
                               k->sh->options ? k->sh->options : "",
@@ -449,18 +366,20 @@ static int send_checkpoint(struct sink_pg *k)
                               v ? v->last_modified : NULL,
                               have_size ? size : NULL,
                               rows,
-                              batches,
+                              "1",
                               lines,
                               dec,
                               raw,
-                              k->last ? "t" : "f",
-                              have_point ? hex.data : NULL};
-    char *sql = pgfeed__checkpoint_sql_upsert(k->sh->state_table);
+                              k->last && k->prefix ? "t" : "f",
+                              have_point ? hex.data : NULL,
+                              first};
+    char *sql = k->prefix ? pgfeed__checkpoint_sql_upsert(k->sh->state_table)
+                          : pgfeed__checkpoint_sql_ahead(k->sh->state_table);
     if (sql == NULL) {
         pgfeed__buf_free(&hex);
         return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
-    int ok = PQsendQueryParams(k->conn, sql, 14, NULL, params, NULL, NULL, 0);
+    int ok = PQsendQueryParams(k->conn, sql, k->prefix ? 14 : 15, NULL, params, NULL, NULL, 0);
     free(sql);
     pgfeed__buf_free(&hex);
     if (!ok)
@@ -470,7 +389,7 @@ static int send_checkpoint(struct sink_pg *k)
 
 static int mark_finished(struct sink_pg *k)
 {
-    int rc = pgfeed__ctx_flush_rejects(sink_ctx(k), UINT64_MAX);
+    int rc = pgfeed__ctx_flush_rejects(sink_ctx(k), 0, UINT64_MAX);
     if (rc != 0)
         return rc;
     char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
@@ -545,6 +464,19 @@ static int state_created(struct sink_pg *k)
 
 static int state_read(struct sink_pg *k)
 {
+    char *sql = pgfeed__checkpoint_sql_select_ahead(k->sh->state_table);
+    const char *params[1] = {k->sh->key};
+    if (sql == NULL || !PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0)) {
+        free(sql);
+        return pgfeed__conn_fail(k, "could not read the checkpoint table");
+    }
+    free(sql);
+    k->state = S_AHEAD_READ;
+    return 0;
+}
+
+static int ahead_read(struct sink_pg *k)
+{
     k->state = S_READY;
     if (k->sh->ev.checkpoint_read(k->sh->ev.arg) != 0)
         return -1;
@@ -562,7 +494,8 @@ static int checkpoint_written(struct sink_pg *k)
 {
     /* Rejects of this batch go to the file before its rows commit: a crash in between
      * may repeat them on resume, but never loses one. */
-    if (pgfeed__ctx_flush_rejects(sink_ctx(k), k->last ? UINT64_MAX : k->batch.last_line) != 0)
+    if (pgfeed__ctx_flush_rejects(sink_ctx(k), k->batch.first_line,
+                                  k->last ? UINT64_MAX : k->batch.last_line) != 0)
         return -1;
     if (!PQsendQuery(k->conn, "COMMIT"))
         return pgfeed__conn_fail(k, "could not commit");
@@ -579,7 +512,10 @@ static int committed(struct sink_pg *k)
         struct pgfeed_stats *stats = pgfeed__ctx_stats(ctx);
         stats->rows_committed += k->batch.rows;
         stats->batches_committed++;
-        pgfeed__ctx_batch_committed(ctx, &k->batch, k->ckpt_raw);
+        pgfeed__ctx_batch_committed(ctx, &k->batch, k->prefix ? &k->ckpt_raw : NULL);
+        note_committed(k);
+        if (k->last && k->prefix)
+            k->sh->finished_in_row = 1;
         pgfeed__log(ctx, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                     (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
                     (unsigned long long)k->batch.rows);
@@ -590,11 +526,13 @@ static int committed(struct sink_pg *k)
         pgfeed__conn_close(k);
         return SINK_WAIT;
     }
-    if (!was_truncating)
-        next_turn(k->sh);
     if (k->last && was_truncating)
         return mark_finished(k) != 0 ? -1 : 0;
-    if (k->last) {
+    if (k->sh->eof) {
+        if (!all_idle(k->sh))
+            return SINK_WAIT; /* the last of the batches still committing finishes */
+        if (!k->sh->finished_in_row)
+            return mark_finished(k) != 0 ? -1 : 0; /* folds the rows past the prefix */
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
         return SINK_WAIT;
@@ -614,7 +552,7 @@ static int finished(struct sink_pg *k)
 static int split_done(struct sink_pg *k)
 {
     int rc = pgfeed__split_step(k);
-    return rc == 1 ? checkpoint_when_turn(k) : rc;
+    return rc == 1 ? checkpoint_batch(k) : rc;
 }
 
 /* clang-format off */
@@ -623,9 +561,9 @@ static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_CATALOG] = catalog_done,
     [S_STATE_CREATE] = state_created,
     [S_STATE_READ] = state_read,
+    [S_AHEAD_READ] = ahead_read,
     [S_FORGET] = forgotten,
-    [S_ENDING] = checkpoint_when_turn,
-    [S_TURN_CHECK] = turn_check_done,
+    [S_ENDING] = checkpoint_batch,
     [S_CHECKPOINT] = checkpoint_written,
     [S_COMMITTING] = committed,
     [S_TRUNCATING] = committed,
@@ -647,10 +585,10 @@ static int on_tuples(struct sink_pg *k, PGresult *r)
 {
     if (k->state == S_CATALOG)
         return handle_result_catalog(k, r);
-    if (k->state == S_TURN_CHECK)
-        turn_check_result(k, r);
     if (k->state == S_STATE_READ && PQntuples(r) == 1)
         return pgfeed__checkpoint_read(&k->sh->ckpt, r, sink_ctx(k));
+    if (k->state == S_AHEAD_READ && pgfeed__checkpoint_read_ahead(&k->sh->ckpt, r) != 0)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
 }
 
@@ -709,11 +647,6 @@ int pgfeed__sink_connect(struct pgfeed_stage *s)
     int rc = pgfeed__conn_check_conninfo(s->ctx, o->conninfo);
     if (rc != 0)
         return rc;
-    if (sh->nconns > 1) {
-        uv_timer_init(pgfeed__ctx_loop(s->ctx), &sh->turn_timer);
-        sh->turn_timer.data = sh;
-        sh->turn_timer_inited = 1;
-    }
     for (size_t i = 0; i < sh->nconns && rc == 0; i++)
         rc = pgfeed__conn_start(sh->conns[i]);
     return rc;
@@ -750,7 +683,7 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     if (rc == 0)
         rc = pgfeed__buf_append(&b, tail, strlen(tail));
     const struct pgfeed_options *o = pgfeed__ctx_options(s->ctx);
-    const char *null = o->null_marker ? o->null_marker : "\\N";
+    const char *null = o->null_marker; /* resolved (options.c) */
     if (rc == 0 && !bin && o->format == PGFEED_FORMAT_TEXT &&
         (o->delimiter != '\t' || strcmp(null, "\\N"))) {
         /* text rows go through unchanged: the server must split them as the file does. */
@@ -841,14 +774,7 @@ static void sink_stop(struct pgfeed_stage *s)
 {
     struct sink *sh = sink_of(s);
     sh->stop_requested = 1;
-    if (sh->turn_timer_inited) {
-        sh->turn_timer_inited = 0;
-        uv_timer_stop(&sh->turn_timer);
-        pgfeed__ctx_handle_closing(s->ctx);
-        sh->turn_timer.data = s->ctx;
-        uv_close((uv_handle_t *)&sh->turn_timer, pgfeed__ctx_close_cb);
-    }
-    /* Only the batch whose turn it is may still commit; later ones are rolled back. */
+    /* A batch on its way to COMMIT may still commit; the others are rolled back. */
     for (size_t i = 0; i < sh->nconns; i++)
         if (sh->conns[i])
             pgfeed__conn_stop(sh->conns[i]);

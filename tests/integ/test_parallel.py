@@ -1,8 +1,12 @@
-"""-j / --connections: batches COPY on several connections at once and commit in input order.
+"""-j / --connections: batches COPY on several connections at once, each committing as soon
+as its COPY ends.
 
-The ordering tests hold a batch back with a trigger that waits on an advisory lock the
-test holds, so what the other connection does meanwhile is observed in pg_stat_activity
-(polled, never slept on): it finishes its COPY and waits, uncommitted, for its turn.
+The ordering tests hold batch 0 back with a trigger that waits on an advisory lock the
+test holds, so what the other connections do meanwhile is observed (polled, never slept
+on): they finish their batches and commit them past the held one, at most --connections
+batches past the committed prefix. Interrupted there -- an error in the held batch,
+SIGINT, kill -9, its backend terminated -- the checkpoint holds the prefix and the batches
+past it, and --resume (or the run's own retry) fills the gap: every row exactly once.
 """
 
 import contextlib
@@ -13,7 +17,7 @@ import time
 
 from harness import LIVE, Failure, check, eq, psql_env, test
 from test_rejects import INT_DDL, nums_tsv, rejects_lines, table_ids
-from test_resume import BATCH, ROWS, big_file, checkpoint
+from test_resume import BATCH, ROWS, big_file, checkpoint, checkpoint_rows
 from test_signals import wait_for_rows
 
 GATE_KEY = 4242
@@ -79,6 +83,21 @@ def activity(ctx):
     return int(a), int(b)
 
 
+def wait_for_count(ctx, p, errpath, want, timeout=60):
+    """Polls count(*) of names until it is `want` (batches committed past the held one)."""
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise Failure(f"pgfeed exited ({p.returncode}) early:\n"
+                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
+        got = ctx.count()
+        if got == want:
+            return
+        time.sleep(0.05)
+    raise Failure(f"the table never held {want} rows; last {got}")
+
+
 def wait_for_activity(ctx, p, errpath, want, timeout=60):
     deadline = time.monotonic() + timeout
     got = None
@@ -116,34 +135,45 @@ def test_two_connections_exact(ctx):
 
 
 @contextlib.contextmanager
-def gated_import(ctx, seed, jobs, want, fail=False):
-    """Starts a -j `jobs` import of 60,000 rows in batches of 20,000 whose batch 0 is held
+def gated_import(ctx, seed, jobs, want, fail=False, rows=60_000, committed=None):
+    """Starts a -j `jobs` import of `rows` rows in batches of 20,000 whose batch 0 is held
     back at its last row, and yields (data, p, errpath) once pg_stat_activity shows `want`
-    (backends waiting on the gate, backends idle in a transaction); the gate opens when
-    the block ends, also on failure."""
-    data = ctx.gen(60_000, seed=seed)
+    (backends waiting on the gate, backends idle in a transaction) and, with `committed`,
+    the table holds that many rows; the gate opens when the block ends, also on failure."""
+    data = ctx.gen(rows, seed=seed)
     ctx.create_names()
     gate_row(ctx, data, fail=fail)
     release = hold_gate(ctx)
     try:
         p, errpath = ctx.spawn("-t", "names", "-j", str(jobs), "-b", "20000",
                                ctx.write("n.tsv", data))
+        if committed is not None:
+            wait_for_count(ctx, p, errpath, committed)
         wait_for_activity(ctx, p, errpath, want)
         yield data, p, errpath
     finally:
         release()
 
 
+def past_prefix_rows(ctx):
+    """The checkpoint's rows for batches committed past the prefix (key JOB\nFIRST_LINE)."""
+    out = ctx.sql("SELECT split_part(job_key, E'\\n', 2), rows_committed, lines_committed"
+                  " FROM pgfeed_checkpoints WHERE job_key LIKE E'%\\n%' ORDER BY 1::int;")
+    return [ln.split("|") for ln in out.split("\n") if ln]
+
+
 @test()
-def test_later_batch_waits_for_its_turn(ctx):
-    """Batch 1 COPYs while batch 0 is held back, then waits uncommitted; both commit after."""
-    # One backend waits on the gate (batch 0), the other finished batch 1's COPY.
-    with gated_import(ctx, 62, jobs=2, want=(1, 1)) as (data, p, errpath):
-        eq(ctx.count(), 0, "rows visible while batch 0 is held back")
+def test_later_batches_commit_while_an_earlier_one_is_held(ctx):
+    """Batch 1 commits while batch 0 is held back; batch 2 waits (two connections allow
+    one batch past the prefix); all commit after, the checkpoint folded into one row."""
+    with gated_import(ctx, 62, jobs=2, want=(1, 0), committed=20_000) as (data, p, errpath):
+        eq(past_prefix_rows(ctx), [["20002", "20000", "40001"]], "rows past the prefix")
+        eq(ctx.count(), 20_000, "rows while batch 0 is held back")
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 0)
     ctx.expect_err(res, r"batches committed:\s+3\b")
     ctx.expect_table(data)
+    eq(checkpoint(ctx), ["60000", "t"], "checkpoint")
 
 
 @test()
@@ -158,28 +188,84 @@ def test_one_connection_does_not_start_a_second_batch(ctx):
 
 
 @test()
-def test_failed_batch_rolls_back_later_finished_batch(ctx):
-    """Batch 0 fails after batch 1's COPY went through: batch 1 must not commit either."""
-    with gated_import(ctx, 63, jobs=2, want=(1, 1), fail=True) as (data, p, errpath):
+def test_failed_batch_leaves_later_batches_then_resume_fills_the_gap(ctx):
+    """Batch 0 fails after batch 1 committed: batch 1 stays, the checkpoint says so (an
+    empty prefix and one batch past it), and --resume imports batches 0 and 2 only."""
+    with gated_import(ctx, 63, jobs=2, want=(1, 0), fail=True, committed=20_000) as (data, p,
+                                                                                      errpath):
         pass
     res = ctx.finish(p, errpath)
     ctx.expect_rc(res, 1)
     ctx.expect_err(res, r"gate refused")
     ctx.expect_err(res, r"line 20001\b")
-    eq(ctx.count(), 0, "rows committed after batch 0 failed")
+    eq(ctx.count(), 20_000, "rows committed after batch 0 failed: batch 1's")
+    eq(checkpoint_rows(ctx), 20_000, "rows the checkpoint counts")
+    res = ctx.pgfeed("-t", "names", "-j", "2", "-b", "20000", ctx.tmp / "n.tsv")
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"an unfinished import of this source")
+    ctx.sql("DROP TRIGGER gate ON names;")
+    res = ctx.pgfeed("-t", "names", "-j", "2", "-b", "20000", "--resume", ctx.tmp / "n.tsv")
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"rows imported:\s+40000\b")
+    ctx.expect_err(res, r"lines 20002 to 40001 were committed past that line; they are skipped")
+    ctx.expect_table(data)
+    eq(checkpoint(ctx), ["60000", "t"], "checkpoint after --resume")
+
+
+def held_then(ctx, seed, action, want_rc, jobs=4, rows=100_000):
+    """-j `jobs` with batch 0 held and batches 1..jobs-1 committed past it; action(p) then
+    interrupts the run. Returns (data, result)."""
+    committed = (jobs - 1) * 20_000
+    with gated_import(ctx, seed, jobs=jobs, want=(1, 0), rows=rows,
+                      committed=committed) as (data, p, errpath):
+        eq(len(past_prefix_rows(ctx)), jobs - 1, "batches past the prefix")
+        action(p)
+        if want_rc != 0:
+            res = ctx.finish(p, errpath, timeout=60)
+    if want_rc == 0:
+        res = ctx.finish(p, errpath, timeout=120)
+    ctx.expect_rc(res, want_rc)
+    return data, res
+
+
+def resume_exact(ctx, data, jobs, done_before):
+    ctx.sql("DROP TRIGGER IF EXISTS gate ON names;")
+    eq(checkpoint_rows(ctx), done_before, "rows the checkpoint counts")
+    res = ctx.pgfeed("-t", "names", "-j", str(jobs), "-b", "20000", "--resume",
+                     ctx.tmp / "n.tsv")
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, rf"rows imported:\s+{100_000 - done_before}\b")
+    ctx.expect_table(data, what="table after --resume")
+    eq(checkpoint(ctx), ["100000", "t"], "checkpoint after --resume")
 
 
 @test()
-def test_sigint_while_later_batch_waits(ctx):
-    with gated_import(ctx, 64, jobs=3, want=(1, 2)) as (data, p, errpath):
-        p.send_signal(signal.SIGINT)
-        res = ctx.finish(p, errpath, timeout=60)
-    ctx.expect_rc(res, 130)
-    eq(ctx.count(), 0, "rows committed by an interrupted run whose first batch never finished")
-    ctx.sql("DROP TRIGGER gate ON names;")
-    res = ctx.pgfeed("-t", "names", "-j", "3", "-b", "20000", "--resume", ctx.tmp / "n.tsv")
-    ctx.expect_rc(res, 0)
-    ctx.expect_table(data)
+def test_sigint_with_batches_past_a_held_one_then_resume(ctx):
+    data, _ = held_then(ctx, 64, lambda p: p.send_signal(signal.SIGINT), 130)
+    eq(ctx.count(), 60_000, "rows committed by the interrupted run: batches 1 to 3")
+    resume_exact(ctx, data, 4, 60_000)
+
+
+@test()
+def test_sigkill_with_batches_past_a_held_one_then_resume(ctx):
+    data, _ = held_then(ctx, 66, lambda p: p.send_signal(signal.SIGKILL), -9)
+    eq(ctx.count(), 60_000, "rows committed before kill -9: batches 1 to 3")
+    resume_exact(ctx, data, 3, 60_000)
+
+
+@test()
+def test_held_batch_backend_terminated_is_retried_exactly(ctx):
+    """The backend of the held batch 0 is terminated while batches 1 to 3 are committed
+    past it: the run retries from its checkpoint, skips them, and ends exact."""
+    def terminate(p):
+        n = ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'pgfeed' AND wait_event = 'advisory'"
+                    " AND datname = current_database();").strip()
+        eq(n, "1", "backends terminated")
+    data, res = held_then(ctx, 67, terminate, 0)
+    ctx.expect_err(res, r"retries:\s+1\b")
+    ctx.expect_table(data, what="table after the held batch's backend was terminated")
+    eq(checkpoint(ctx), ["100000", "t"], "checkpoint")
 
 
 @test(slow=True)
@@ -192,9 +278,8 @@ def test_sigkill_leaves_a_prefix_then_resume(ctx):
     ctx.finish(p, errpath, timeout=60)
     n = ctx.count()
     check(0 < n < ROWS and n % BATCH == 0, f"{n} rows committed: want whole batches, not all")
-    eq(checkpoint(ctx), [str(n), "f"], "checkpoint after kill -9")
+    eq(checkpoint_rows(ctx), n, "rows the checkpoint counts after kill -9")
     data = data_path.read_bytes()
-    ctx.expect_table(data, limit=n, what="committed rows are the first ones of the input")
     res = ctx.pgfeed("-t", "names", "-j", "3", "-b", str(BATCH), "--resume", gz)
     ctx.expect_rc(res, 0)
     ctx.expect_err(res, rf"rows imported:\s+{ROWS - n}\b")

@@ -50,6 +50,11 @@ def checkpoint(ctx):
     return out.split("|")
 
 
+def checkpoint_rows(ctx):
+    """Rows the checkpoint counts: its prefix row and those of batches committed past it."""
+    return int(ctx.sql("SELECT coalesce(sum(rows_committed), 0) FROM pgfeed_checkpoints;"))
+
+
 @test(slow=True)
 def test_sigint_guard_then_resume(ctx):
     data_path, gz = big_file(ctx)
