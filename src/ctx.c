@@ -171,6 +171,12 @@ int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t up
     return ctx->hooks.flush_rejects(ctx->hooks.owner, from, upto);
 }
 
+void pgfeed__ctx_batch_ending(struct pgfeed_ctx *ctx, struct pgfeed_batch_info *bi)
+{
+    if (ctx->hooks.batch_ending)
+        ctx->hooks.batch_ending(ctx->hooks.owner, bi);
+}
+
 /* ---------------------------------------------------------------- time */
 
 void pgfeed__ctx_server_wait(struct pgfeed_ctx *ctx, int waiting)

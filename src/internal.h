@@ -149,6 +149,34 @@ int pgfeed__checkpoint_weigh(struct pgfeed_ctx *ctx, const struct pgfeed_checkpo
                              const struct pgfeed_validators *v);
 
 /* ---- per-batch bookkeeping handed from parser to sink ---- */
+/*
+ * Start lines of a batch's rows (rowmap.c). Row r (1-based) starts at first + r - 1 + delta,
+ * with delta from the last entry whose row is <= r (0 before the first): an entry is added
+ * only where a row does not start on the line after the previous one (a multi-line csv
+ * record, a rejected row in between). Rows from `lost` on are unknown (entries ran out).
+ */
+struct pgfeed_rowmap {
+    uint64_t seq; /* the batch (0-based, in this run) whose rows these are */
+    uint64_t first, rows, lost;
+    struct pgfeed_rowmap_ex {
+        uint32_t row, delta;
+    } * ex;
+    size_t nex, cap;
+};
+/* Row r's start line is `line`; limit: most entries kept (the rest are lost). */
+void pgfeed__rowmap_add(struct pgfeed_rowmap *m, uint64_t line, size_t limit);
+/* The input line row r (1-based) of the batch starts at; 0 when unknown. */
+uint64_t pgfeed__rowmap_line(const struct pgfeed_rowmap *m, uint64_t r);
+
+struct pgfeed_buf {
+    char *data;
+    size_t len, cap;
+};
+
+/*
+ * A batch as the parser ends it, with what its checkpoint row and its refused rows need
+ * attached (pgfeed__ctx_batch_ending), so that the sink reads no other stage's state.
+ */
 struct pgfeed_batch_info {
     uint64_t rows;        /* data rows in the batch */
     uint64_t first_line;  /* input line of its first row */
@@ -156,6 +184,14 @@ struct pgfeed_batch_info {
     uint64_t end_decoded; /* uncompressed offset just past its last row */
     uint64_t end_raw;     /* compressed offset consumed when it ended (approximate) */
     uint64_t seq;         /* the batch's number in this run, from 0 */
+    /* The decoder's restart point for end_decoded and the source offset it reads from
+     * (has_restart 0: none; a resume re-reads from the start). Owned by whoever holds the
+     * batch: end_batch / last_batch accepting it take it. */
+    int has_restart;
+    struct pgfeed_buf restart;
+    uint64_t restart_raw;
+    const struct pgfeed_validators *validators; /* the source's, or NULL; borrowed */
+    const struct pgfeed_rowmap *rowmap;         /* its rows' lines (the parser's), or NULL */
 };
 
 /* Most COPY connections one job may use (--connections). */
@@ -174,6 +210,9 @@ struct pgfeed_stage_ops {
     int (*start)(struct pgfeed_stage *s);
     /* Sinks only: the current batch's last row has been written; 0 or EAGAIN. */
     int (*end_batch)(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi);
+    /* Sinks only, optional: at the end of input, before finish, what the rows written
+     * since the last end_batch are (the input's last batch). 0 (taken) or a failure. */
+    int (*last_batch)(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi);
     /*
      * Sources only, both optional. seek: before start, begin at this byte of
      * the source (a Range request, lseek, or reading and discarding), and
@@ -203,11 +242,7 @@ struct pgfeed_stage {
 void pgfeed__stage_resume_upstream(struct pgfeed_stage *s);
 
 /* ---- growable byte buffer (buf.c) ---- */
-struct pgfeed_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
+
 int pgfeed__buf_reserve(struct pgfeed_buf *b, size_t extra); /* 0 or UV_ENOMEM */
 int pgfeed__buf_append(struct pgfeed_buf *b, const void *p, size_t n);
 void pgfeed__buf_free(struct pgfeed_buf *b);
@@ -297,8 +332,11 @@ struct pgfeed_ctx_hooks {
     /* A rejected row: 0 when it is set aside and the stage goes on, or the failure code
      * when the import fails instead (--max-rejects reached or 0; the error is then set). */
     int (*reject)(void *owner, const struct pgfeed_reject *r);
-    /* Before a batch commits: write the rejects of lines <= upto. 0 or failure. */
+    /* Before a batch commits: write the rejects of lines from..upto. 0 or failure. */
     int (*flush_rejects)(void *owner, uint64_t from, uint64_t upto);
+    /* A batch ends (bi filled but for what it carries to the sink): attach the restart
+     * point for bi->end_decoded, the source's validators and its rows' lines. */
+    void (*batch_ending)(void *owner, struct pgfeed_batch_info *bi);
 };
 
 /* A pipe's bytes since the last committed restart point, for an in-run retry. */
@@ -352,6 +390,8 @@ void pgfeed__ctx_schedule_resume(struct pgfeed_ctx *ctx, struct pgfeed_stage *s)
 /* A rejected row (see the hooks): 0 to go on, or the failure code. */
 int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r);
 int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto);
+/* The parser ended a batch: what its checkpoint needs is attached (see the hooks). */
+void pgfeed__ctx_batch_ending(struct pgfeed_ctx *ctx, struct pgfeed_batch_info *bi);
 /*
  * Time accounting for the stats: the sink marks when the pipeline starts and
  * stops waiting on the server (waiting = 1 / 0; repeated calls are fine); a
@@ -689,6 +729,9 @@ uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t seq, uint64_t 
  * included). For the sink's last, partial batch at finish, which gets no end_batch.
  */
 void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_info *bi);
+/* Batch seq's row map while the parser keeps it (the batches a sink may still be working
+ * on), else NULL. */
+const struct pgfeed_rowmap *pgfeed__parser_rowmap(struct pgfeed_stage *s, uint64_t seq);
 /* parse_utf8.c: the offset of the first byte of p[0..n) that is 0x00 or not valid UTF-8, else n. */
 size_t pgfeed__utf8_check(const char *p, size_t n);
 
@@ -810,9 +853,10 @@ int pgfeed__bin_row_as_input(struct pgfeed_buf *out, const char *tuple, size_t n
 /* sink_pg.c */
 
 /*
- * What the sink reports upward, and asks of the stages it does not know, given at
- * creation. Every callback runs from the sink's own loop callbacks; a non-zero return
- * of table_described / checkpoint_read is a failure already recorded with pgfeed__fail.
+ * What the sink reports upward, given at creation. Every callback runs from the sink's own
+ * loop callbacks; a non-zero return of table_described / checkpoint_read is a failure
+ * already recorded with pgfeed__fail. What a batch needs from other stages (its restart
+ * point, the source's validators, its rows' lines) comes attached to the batch.
  */
 struct pgfeed_sink_events {
     void *arg;
@@ -823,14 +867,6 @@ struct pgfeed_sink_events {
     int (*checkpoint_read)(void *arg);
     /* Everything is committed (status 0), or the sink gave up. */
     void (*done)(void *arg, int status);
-    /* For a batch's checkpoint: the source's validators (NULL when unknown), and the
-     * decoder's restart point for decoded offset `decoded` (0, 1 none, or UV_ENOMEM). */
-    const struct pgfeed_validators *(*validators)(void *arg);
-    int (*restart_point)(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset);
-    /* For a server error's line: where row n of batch seq starts (0 unknown), and what the
-     * last, partial batch holds at finish (see pgfeed__parser_row_line, _pending_batch). */
-    uint64_t (*row_line)(void *arg, uint64_t seq, uint64_t n);
-    int (*pending_batch)(void *arg, struct pgfeed_batch_info *bi); /* 0, or -1: no parser */
 };
 int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev,
                      struct pgfeed_stage **out);

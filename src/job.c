@@ -75,6 +75,7 @@ static void ctx_closed(void *arg);
 static void schedule_resume(void *arg, struct pgfeed_stage *s);
 static int reject(void *arg, const struct pgfeed_reject *r);
 static int flush_rejects(void *arg, uint64_t from, uint64_t upto);
+static void batch_ending(void *arg, struct pgfeed_batch_info *bi);
 static void sink_done(void *arg, int status);
 
 /* The state, and the context's view of it: stages resume one another only while it runs. */
@@ -113,7 +114,8 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
                                                .closed = ctx_closed,
                                                .schedule_resume = schedule_resume,
                                                .reject = reject,
-                                               .flush_rejects = flush_rejects};
+                                               .flush_rejects = flush_rejects,
+                                               .batch_ending = batch_ending};
 
     uv_timer_init(loop, &job->defer);
     uv_timer_init(loop, &job->progress);
@@ -417,36 +419,14 @@ static void stdin_prefetched(void *arg, const char *p, size_t n)
                      pgfeed_strerror(rc));
 }
 
-/* The parser's answers to the sink's questions about a batch's lines. */
-static uint64_t row_line(void *arg, uint64_t seq, uint64_t n)
-{
-    struct pgfeed_job *job = arg;
-    return job->parser ? pgfeed__parser_row_line(job->parser, seq, n) : 0;
-}
-
-static int pending_batch(void *arg, struct pgfeed_batch_info *bi)
-{
-    struct pgfeed_job *job = arg;
-    if (job->parser == NULL)
-        return -1;
-    pgfeed__parser_pending_batch(job->parser, bi);
-    return 0;
-}
-
 static int table_ready(void *arg);
 static int checkpoint_ready(void *arg);
-static const struct pgfeed_validators *source_validators(void *arg);
-static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset);
 
 static const struct pgfeed_sink_events sink_events = {
     .arg = NULL, /* the job, set when the sink is made */
     .table_described = table_ready,
     .checkpoint_read = checkpoint_ready,
     .done = sink_done,
-    .validators = source_validators,
-    .restart_point = restart_point,
-    .row_line = row_line,
-    .pending_batch = pending_batch,
 };
 
 /* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
@@ -803,21 +783,30 @@ static int update_identity(struct pgfeed_job *job)
     return rc;
 }
 
-static const struct pgfeed_validators *source_validators(void *arg)
+static const struct pgfeed_validators *source_validators(struct pgfeed_job *job)
 {
-    struct pgfeed_job *job = arg;
     struct pgfeed_stage *src = job->source_stage;
     if (src == NULL || src->ops->validators == NULL)
         return NULL;
     return src->ops->validators(src);
 }
 
-static int restart_point(void *arg, uint64_t decoded, struct pgfeed_buf *out, uint64_t *raw_offset)
+/* The parser ends a batch: the decoder's restart point and the source's validators go
+ * with it to the sink, for its checkpoint row. */
+static void batch_ending(void *arg, struct pgfeed_batch_info *bi)
 {
     struct pgfeed_job *job = arg;
-    if (job->decoder == NULL)
-        return 1;
-    return pgfeed__decoder_restart_point(job->decoder, decoded, out, raw_offset);
+    bi->validators = source_validators(job);
+    bi->rowmap = job->parser ? pgfeed__parser_rowmap(job->parser, bi->seq) : NULL;
+    bi->restart = (struct pgfeed_buf){0};
+    bi->restart_raw = 0;
+    bi->has_restart =
+        job->decoder && pgfeed__decoder_restart_point(job->decoder, bi->end_decoded, &bi->restart,
+                                                      &bi->restart_raw) == 0;
+    if (!bi->has_restart) {
+        pgfeed__buf_free(&bi->restart);
+        bi->restart_raw = 0;
+    }
 }
 
 static int table_ready(void *arg)

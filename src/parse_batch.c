@@ -20,66 +20,28 @@
 
 #define ROWMAP_MAX (1u << 18) /* row map entries per batch (8 bytes each) */
 
-/* ---- row maps ---- */
+/* ---- row maps (rowmap.c) ---- */
 
-static void rowmap_add(struct parser *P, struct rowmap *m, uint64_t line)
+static void rowmap_add(struct parser *P, struct pgfeed_rowmap *m, uint64_t line)
 {
-    uint64_t r = ++m->rows;
-    if (r == 1) {
-        m->first = line;
-        m->nex = 0;
-        m->lost = 0;
-        return;
-    }
-    if (m->lost)
-        return;
-    uint64_t delta = line - m->first - (r - 1);
-    if (delta == (m->nex ? m->ex[m->nex - 1].delta : 0))
-        return;
-    if (r > UINT32_MAX || delta > UINT32_MAX) {
-        m->lost = r;
-        return;
-    }
-    if (m->nex == m->cap) {
-        size_t limit = ROWMAP_MAX;
-        if (P->batch_rows != 0 && P->batch_rows < limit)
-            limit = (size_t)P->batch_rows;
-        size_t cap = m->cap ? 2 * m->cap : 64;
-        if (cap > limit)
-            cap = limit;
-        void *ex = cap > m->cap ? realloc(m->ex, cap * sizeof *m->ex) : NULL;
-        if (ex == NULL) { /* out of entries: later rows of this batch have no known line */
-            m->lost = r;
-            return;
-        }
-        m->ex = ex;
-        m->cap = cap;
-    }
-    m->ex[m->nex].row = (uint32_t)r;
-    m->ex[m->nex].delta = (uint32_t)delta;
-    m->nex++;
+    size_t limit = ROWMAP_MAX;
+    if (P->batch_rows != 0 && P->batch_rows < limit)
+        limit = (size_t)P->batch_rows;
+    pgfeed__rowmap_add(m, line, limit);
 }
 
-static uint64_t rowmap_line(const struct rowmap *m, uint64_t r)
+const struct pgfeed_rowmap *pgfeed__parser_rowmap(struct pgfeed_stage *s, uint64_t seq)
 {
-    if (r == 0 || r > m->rows || (m->lost && r >= m->lost))
-        return 0;
-    size_t lo = 0, hi = m->nex; /* entries [0, lo) have row <= r */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->ex[mid].row <= r)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return m->first + r - 1 + (lo ? m->ex[lo - 1].delta : 0);
+    struct parser *P = parser_of(s);
+    const struct pgfeed_rowmap *m = &P->maps[seq % ROWMAP_RING];
+    return m->seq == seq && seq <= P->seq ? m : NULL;
 }
 
 uint64_t pgfeed__parser_row_line(struct pgfeed_stage *s, uint64_t seq, uint64_t batch_row)
 {
     struct parser *P = parser_of(s);
-    const struct rowmap *m = &P->maps[seq % ROWMAP_RING];
-    return m->seq == seq && seq <= P->seq ? rowmap_line(m, batch_row) : 0;
+    const struct pgfeed_rowmap *m = &P->maps[seq % ROWMAP_RING];
+    return m->seq == seq && seq <= P->seq ? pgfeed__rowmap_line(m, batch_row) : 0;
 }
 
 /* ---- batches ---- */
@@ -102,6 +64,7 @@ void pgfeed__parse_row_sent(struct parser *P, uint64_t lineno, size_t bytes)
         P->bi.end_decoded = P->line_off;
         P->bi.end_raw = P->stats->bytes_read;
         P->bi.seq = P->seq;
+        pgfeed__ctx_batch_ending(P->base.ctx, &P->bi);
         P->end_pending = 1;
         P->batch_n = 0;
     }
@@ -125,16 +88,35 @@ int pgfeed__parse_drain(struct parser *P)
         if (rc != 0)
             return rc;
         P->end_pending = 0;
-        struct rowmap *m = &P->maps[++P->seq % ROWMAP_RING];
+        P->bi.restart = (struct pgfeed_buf){0}; /* the sink's now */
+        P->bi.has_restart = 0;
+        struct pgfeed_rowmap *m = &P->maps[++P->seq % ROWMAP_RING];
         m->seq = P->seq;
         m->rows = 0;
     }
     return 0;
 }
 
+int pgfeed__parse_last_batch(struct parser *P)
+{
+    struct pgfeed_stage *next = P->base.next;
+    if (P->last_given || next->ops->last_batch == NULL || P->batch_n == 0)
+        return 0;
+    struct pgfeed_batch_info bi;
+    pgfeed__parser_pending_batch(&P->base, &bi);
+    pgfeed__ctx_batch_ending(P->base.ctx, &bi);
+    int rc = next->ops->last_batch(next, &bi);
+    if (rc != 0)
+        pgfeed__buf_free(&bi.restart);
+    else
+        P->last_given = 1;
+    return rc;
+}
+
 void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_info *bi)
 {
     struct parser *P = parser_of(s);
+    *bi = (struct pgfeed_batch_info){0};
     bi->rows = P->batch_n;
     bi->first_line = P->batch_n ? P->batch_first : 0;
     bi->last_line = P->lineno;

@@ -197,6 +197,8 @@ static int parser_finish(struct pgfeed_stage *s)
     }
     int rc = pgfeed__parse_drain(P);
     if (rc == 0)
+        rc = pgfeed__parse_last_batch(P);
+    if (rc == 0)
         rc = s->next->ops->finish(s->next);
     if (rc == 0)
         P->finished = 1;
@@ -227,6 +229,7 @@ static void parser_destroy(struct pgfeed_stage *s)
     pgfeed__buf_free(&P->scratch);
     for (size_t i = 0; i < ROWMAP_RING; i++)
         free(P->maps[i].ex);
+    pgfeed__buf_free(&P->bi.restart);
     free(P->skip);
     free(P);
 }

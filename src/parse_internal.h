@@ -28,21 +28,6 @@ enum { CSV_UNQUOTED, CSV_QUOTED };
 #define CSV_OPEN 2 /* at the end of input: a quoted field is still open */
 #define CSV_LONG 3 /* no record end within max_line + 1 bytes: the record is too long */
 
-/*
- * Start lines of a batch's rows. Row r (1-based) starts at first + r - 1 + delta, with delta
- * from the last entry whose row is <= r (0 before the first): an entry is added only where
- * a row does not start on the line after the previous one (a multi-line csv record, a
- * rejected row in between). Rows from `lost` on are unknown (entries ran out).
- */
-struct rowmap {
-    uint64_t seq; /* the batch (0-based, in this run) whose rows these are */
-    uint64_t first, rows, lost;
-    struct rowmap_ex {
-        uint32_t row, delta;
-    } * ex;
-    size_t nex, cap;
-};
-
 struct parser {
     struct pgfeed_stage base;
     struct pgfeed_stats *stats;
@@ -79,9 +64,10 @@ struct parser {
     size_t batch_bytes; /* 0: no byte limit */
     size_t batch_size;  /* COPY bytes of the batch so far */
     int end_pending;    /* bi is ready; end_batch not yet accepted */
+    int last_given;     /* at finish: the last batch went to the sink's last_batch */
     struct pgfeed_batch_info bi;
 
-    struct rowmap maps[ROWMAP_RING]; /* maps[seq % ROWMAP_RING]: batch seq's rows */
+    struct pgfeed_rowmap maps[ROWMAP_RING]; /* maps[seq % ROWMAP_RING]: batch seq's rows */
     /* Lines of batches an earlier run committed past its prefix: their records are
      * dropped (skip[skip_i] is the first range not yet behind us). */
     struct pgfeed_line_range *skip;
@@ -198,5 +184,8 @@ int pgfeed__csv_bom(struct parser *P, int at_eof);
 void pgfeed__parse_row_sent(struct parser *P, uint64_t lineno, size_t bytes);
 /* Hands out and a finished batch to the sink: 0, PGFEED_EAGAIN or an error. */
 int pgfeed__parse_drain(struct parser *P);
+/* At finish, once drained: the rows since the last batch's end to the sink as its last
+ * batch (when it takes one). 0 or a failure. */
+int pgfeed__parse_last_batch(struct parser *P);
 
 #endif

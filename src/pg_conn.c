@@ -175,7 +175,7 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
             row_fault = 0;
     if (in_batch && cline > 0 && row_fault) {
         /* The parser knows where row N of the batch started (csv records span lines). */
-        line = k->sh->ev.row_line ? k->sh->ev.row_line(k->sh->ev.arg, k->batch.seq, cline) : 0;
+        line = pgfeed__rowmap_line(k->batch.rowmap, cline);
         if (line == 0)
             line = k->batch.first_line + cline - 1;
         dl += (size_t)snprintf(

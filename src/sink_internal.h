@@ -109,7 +109,9 @@ struct sink {
     size_t *target_idx;            /* the COPY's columns, for turning a row back into input */
     size_t ntargets;
     const struct pgfeed_bin_field *bin; /* COPY binary: the targets' kinds; NULL: text */
-    uint64_t next_first_line; /* first line of the next batch when the parser has no info */
+    uint64_t next_first_line;         /* first line of the next batch when the parser has no info */
+    int have_last;                    /* last_batch was called: */
+    struct pgfeed_batch_info last_bi; /* the rows since the last end_batch (owned) */
 };
 
 /* One connection to the server, with the batch it is working on. */

@@ -198,11 +198,22 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     struct sink_pg *k = copy_conn(sh, &rc);
     if (k == NULL)
         return rc;
-    k->batch = *bi;
+    pgfeed__buf_free(&k->batch.restart);
+    k->batch = *bi; /* its restart point is ours now */
     sh->ended = bi->seq + 1;
     sh->next_first_line = bi->last_line + 1;
     sh->any_end = 1;
     return end_copy(k);
+}
+
+/* The rows written since the last end_batch, as the parser ends the input. */
+static int sink_last_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi)
+{
+    struct sink *sh = sink_of(s);
+    pgfeed__buf_free(&sh->last_bi.restart);
+    sh->last_bi = *bi; /* its restart point is ours now */
+    sh->have_last = 1;
+    return 0;
 }
 
 static int sink_finish(struct pgfeed_stage *s)
@@ -220,8 +231,14 @@ static int sink_finish(struct pgfeed_stage *s)
         const struct pgfeed_stats *st = pgfeed__ctx_stats(sink_ctx(k));
         sh->eof = 1;
         k->last = 1;
-        if (sh->ev.pending_batch(sh->ev.arg, &k->batch) == 0)
+        pgfeed__buf_free(&k->batch.restart);
+        if (sh->have_last) {
+            k->batch = sh->last_bi; /* and its restart point */
+            sh->have_last = 0;
+            sh->last_bi.restart = (struct pgfeed_buf){0};
             return end_copy(k);
+        }
+        k->batch = (struct pgfeed_batch_info){0};
         k->batch.seq = sh->ended;
         k->batch.rows = st->rows_sent - k->batch_rows_base;
         k->batch.last_line = st->lines_read;
@@ -336,23 +353,21 @@ static char *u64s(char *buf, size_t cap, uint64_t v)
 static int send_checkpoint(struct sink_pg *k)
 {
     struct pgfeed_ctx *ctx = sink_ctx(k);
-    const struct pgfeed_validators *v = k->sh->ev.validators(k->sh->ev.arg);
+    const struct pgfeed_validators *v = k->batch.validators;
     char rows[24], lines[24], dec[24], raw[24], size[24], first[24];
     u64s(rows, sizeof rows, k->batch.rows);
     u64s(lines, sizeof lines, k->batch.last_line);
     u64s(first, sizeof first, k->batch.first_line);
     u64s(dec, sizeof dec, k->batch.end_decoded);
     /* Where a resume can restart reading: the decoder's access point before the batch end. */
-    struct pgfeed_buf blob = {0}, hex = {0};
-    uint64_t raw_offset = 0;
-    int have_point =
-        k->sh->ev.restart_point(k->sh->ev.arg, k->batch.end_decoded, &blob, &raw_offset) == 0;
-    if (have_point && pgfeed__checkpoint_hex(&hex, blob.data, blob.len) == 0) {
-    } else {
-        have_point = 0;
+    struct pgfeed_buf hex = {0};
+    uint64_t raw_offset = k->batch.restart_raw;
+    int have_point = k->batch.has_restart &&
+                     pgfeed__checkpoint_hex(&hex, k->batch.restart.data, k->batch.restart.len) == 0;
+    if (!have_point)
         raw_offset = 0;
-    }
-    pgfeed__buf_free(&blob);
+    pgfeed__buf_free(&k->batch.restart);
+    k->batch.has_restart = 0;
     k->ckpt_raw = raw_offset;
     u64s(raw, sizeof raw, raw_offset);
     int have_size = v && v->size >= 0;
@@ -792,6 +807,7 @@ static void sink_destroy(struct pgfeed_stage *s)
         pgfeed__buf_free(&k->kept);
         free(k->row_off);
         free(k->stack);
+        pgfeed__buf_free(&k->batch.restart);
         free(k);
     }
     for (size_t i = 0; i < sh->ncols; i++) {
@@ -807,6 +823,7 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(sh->options);
     free(sh->others);
     pgfeed__checkpoint_clear(&sh->ckpt);
+    pgfeed__buf_free(&sh->last_bi.restart);
     free(sh->target_idx);
     free(sh);
 }
@@ -819,6 +836,7 @@ static const struct pgfeed_stage_ops sink_ops = {
     .stop = sink_stop,
     .destroy = sink_destroy,
     .end_batch = sink_end_batch,
+    .last_batch = sink_last_batch,
 };
 
 int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev,

@@ -189,7 +189,7 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
     struct pgfeed_ctx *ctx = sink_ctx(k);
     uint64_t line = 0;
     if (k->sh->base.prev)
-        line = k->sh->ev.row_line(k->sh->ev.arg, k->batch.seq, i + 1);
+        line = pgfeed__rowmap_line(k->batch.rowmap, i + 1);
     if (line == 0)
         line = k->batch.first_line + i;
     char col[128];
