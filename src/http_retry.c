@@ -35,15 +35,12 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* The limit applies before the jitter (up to 37.5 s); a longer Retry-After is cut to it. */
 static uint64_t backoff_ms(struct http_source *src, int k)
 {
-    double d = RETRY_BASE_MS;
-    for (int i = 0; i < k && d < RETRY_MAX_MS; i++)
-        d *= 2;
-    if (d > RETRY_MAX_MS)
-        d = RETRY_MAX_MS;
     double u = (double)(rng_next(&src->rng) >> 11) / 9007199254740992.0; /* [0,1) */
-    d *= 0.75 + 0.5 * u;
+    double d =
+        pgfeed__backoff((unsigned)k, RETRY_BASE_MS, RETRY_MAX_MS, u, PGFEED_BACKOFF_LIMIT_BASE);
     if (src->retry_after_ms > d)
         d = src->retry_after_ms > RETRY_MAX_MS ? RETRY_MAX_MS : (double)src->retry_after_ms;
     return (uint64_t)d;

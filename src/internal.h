@@ -247,6 +247,17 @@ int pgfeed__buf_reserve(struct pgfeed_buf *b, size_t extra); /* 0 or UV_ENOMEM *
 int pgfeed__buf_append(struct pgfeed_buf *b, const void *p, size_t n);
 void pgfeed__buf_free(struct pgfeed_buf *b);
 
+/* ---- the delay before a retry (backoff.c) ---- */
+
+/* Where the limit applies: to the doubled delay before the jitter (so up to 1.25 x limit),
+ * or to the delay after it. */
+enum pgfeed_backoff_limit { PGFEED_BACKOFF_LIMIT_BASE, PGFEED_BACKOFF_LIMIT_DELAY };
+/* The delay before retry number attempt + 1 (attempt 0: the first retry), in the unit of
+ * first and limit: first doubled attempt times (at most 8), times 0.75 + 0.5 u for u in
+ * [0, 1), with limit applied where `where` says. */
+double pgfeed__backoff(unsigned attempt, double first, double limit, double u,
+                       enum pgfeed_backoff_limit where);
+
 /* ---- errors and logging (error.c, log.c) ---- */
 
 /* An owned copy of struct pgfeed_error; job.c keeps one per job. */

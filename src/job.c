@@ -622,10 +622,9 @@ static void schedule_retry(struct pgfeed_job *job)
     job->ctx.attempts++;
     job->base_rows = job->base_batches = 0;
 
-    double delay = 0.2 * (double)(1u << (job->ctx.attempts > 8 ? 8 : job->ctx.attempts - 1));
     uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)job;
-    double jitter = 0.75 + 0.5 * (double)(seed % 1000) / 1000.0;
-    delay = delay * jitter > 30 ? 30 : delay * jitter;
+    double delay = pgfeed__backoff((unsigned)job->ctx.attempts - 1, 0.2, 30,
+                                   (double)(seed % 1000) / 1000.0, PGFEED_BACKOFF_LIMIT_DELAY);
     pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
                 job->ctx.err.pub.message ? job->ctx.err.pub.message : "connection lost",
                 job->ctx.err.pub.detail ? ": " : "",
