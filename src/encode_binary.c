@@ -19,7 +19,8 @@
  * of name.basics on one core, against 1 GB/s for the COPY text encoder, for 1.6 times the
  * output bytes (arrays carry 20 bytes of header and 4 per element). The way back
  * (pgfeed__bin_row_as_input, for the rejects file) allocates, but runs only for rows the
- * server refused.
+ * server refused; it prints each value and leaves the line's delimiters, NULLs and csv
+ * quoting to rejects.c (pgfeed__rejects_field), as sink_refused.c does for COPY text rows.
  *
  * Arrays: the field is split at every comma, elements are never NULL and never trimmed, as
  * encode_copy.c does for text COPY; an empty field is an empty array (ndim 0). array_recv
@@ -826,46 +827,23 @@ int pgfeed__bin_row_as_input(struct pgfeed_buf *out, const char *tuple, size_t n
     size_t t = pgfeed__bin_tuple_len(tuple, n);
     if (t == 0 || t != n || get16(tuple) != nfields)
         return UV_EINVAL;
-    size_t null_len = strlen(null_marker), start = out->len, at = 2;
+    const struct pgfeed_input_form form = {delimiter, quote, null_marker};
+    size_t start = out->len, at = 2;
     struct pgfeed_buf v = {0};
     int rc = 0;
     for (size_t i = 0; i < nfields && rc == 0; i++) {
         int32_t len = (int32_t)get32(tuple + at);
         at += 4;
-        if (i > 0)
-            rc = pgfeed__buf_append(out, &delimiter, 1);
         if (len == -1) {
-            if (rc == 0)
-                rc = pgfeed__buf_append(out, null_marker, null_len);
+            rc = pgfeed__rejects_field(out, &form, i, NULL, 0);
             continue;
         }
         v.len = 0;
-        if (rc == 0)
-            rc = f[i].is_array ? array_text(&v, f[i].kind, tuple + at, (size_t)len)
-                               : value_text(&v, f[i].kind, tuple + at, (size_t)len);
+        rc = f[i].is_array ? array_text(&v, f[i].kind, tuple + at, (size_t)len)
+                           : value_text(&v, f[i].kind, tuple + at, (size_t)len);
         at += (size_t)len;
-        if (rc != 0)
-            break;
-        const char *s = v.len ? v.data : "";
-        int q = 0;
-        if (quote) { /* csv: a value the parser would split, unquote or take for NULL */
-            q = (v.len == null_len && memcmp(s, null_marker, null_len) == 0);
-            for (size_t j = 0; j < v.len && !q; j++)
-                q = s[j] == delimiter || s[j] == quote || s[j] == '\n' || s[j] == '\r';
-        }
-        if (!q) {
-            rc = pgfeed__buf_append(out, s, v.len);
-            continue;
-        }
-        rc = pgfeed__buf_append(out, &quote, 1);
-        for (size_t j = 0; j < v.len && rc == 0; j++) {
-            if (s[j] == quote)
-                rc = pgfeed__buf_append(out, &quote, 1);
-            if (rc == 0)
-                rc = pgfeed__buf_append(out, s + j, 1);
-        }
         if (rc == 0)
-            rc = pgfeed__buf_append(out, &quote, 1);
+            rc = pgfeed__rejects_field(out, &form, i, v.len ? v.data : "", v.len);
     }
     pgfeed__buf_free(&v);
     if (rc != 0)

@@ -516,6 +516,25 @@ int pgfeed__rejects_add(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx,
 /* Writes the kept rows of lines from..upto (the batch about to commit). 0 or failure. */
 int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t from,
                           uint64_t upto);
+/*
+ * A refused row written back as an input line, for the rejects file's ORIGINAL ROW: every
+ * path that rebuilds a row (sink_refused.c from COPY text, pgfeed__bin_row_as_input from a
+ * binary tuple) hands each field's value to pgfeed__rejects_field, so the file does not
+ * depend on how the row travelled.
+ */
+struct pgfeed_input_form {
+    char delimiter;
+    char quote;              /* csv's quote character; 0: tsv, no value is quoted */
+    const char *null_marker; /* what a NULL is written as */
+};
+/*
+ * Appends field i (0-based) of a row: the delimiter unless i is 0, then the null marker
+ * when v is NULL, else the n bytes at v; in csv a value with the delimiter, the quote, CR or
+ * LF, or equal to the null marker (so "" when it is empty), is quoted and its quotes
+ * doubled. 0 or UV_ENOMEM (out may then hold part of the field).
+ */
+int pgfeed__rejects_field(struct pgfeed_buf *out, const struct pgfeed_input_form *form, size_t i,
+                          const char *v, size_t n);
 /* Forgets the kept rows (their batches are read again by a retry); returns how many. */
 size_t pgfeed__rejects_drop_pending(struct pgfeed_rejects *rj);
 /* The file's path once something was written to it, else NULL. */
@@ -850,12 +869,10 @@ const char *pgfeed__bin_error_sqlstate(const struct pgfeed_bin_error *err);
 size_t pgfeed__bin_tuple_len(const char *p, size_t n);
 /*
  * One tuple (exactly n bytes) back to an input line, appended to out without a line end:
- * fields joined by delimiter, NULL as null_marker, arrays as comma lists, numbers and
- * booleans printed as the server prints them (t/f). quote 0: tsv, values as they are;
- * else csv with this quote character: a value with the delimiter, the quote, CR or LF, or
- * equal to the null marker (so "" when it is empty), is quoted and its quotes doubled.
- * Returns 0, UV_ENOMEM, or UV_EINVAL for a tuple that is not nfields fields of f (out is
- * then as before).
+ * arrays as comma lists, numbers and booleans printed as the server prints them (t/f),
+ * each value then written by pgfeed__rejects_field (delimiter, null_marker, quote: 0 for
+ * tsv, else csv's quote character), as a COPY text row is. Returns 0, UV_ENOMEM, or
+ * UV_EINVAL for a tuple that is not nfields fields of f (out is then as before).
  */
 int pgfeed__bin_row_as_input(struct pgfeed_buf *out, const char *tuple, size_t n,
                              const struct pgfeed_bin_field *f, size_t nfields, char delimiter,

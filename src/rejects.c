@@ -3,7 +3,9 @@
  * then written, one line each: LINE<TAB>REASON<TAB>ORIGINAL ROW.
  *
  * Owns the pending rows and the file (created new on a new import, appended to with
- * --resume, never through a symbolic link) and its default name from the table. Stages
+ * --resume, never through a symbolic link), its default name from the table, and how a
+ * refused row's fields are written back in input form (pgfeed__rejects_field: delimiter,
+ * null marker, csv quoting), the same for a COPY text row and a binary tuple. Stages
  * hand rows here through the context's reject hook (the job checks it is running); the
  * sink asks for the flush before each COMMIT, so a row is written only once its batch is
  * about to be committed (a crash in between may repeat it on resume, never lose it).
@@ -36,6 +38,43 @@ static int append_escaped(struct pgfeed_buf *b, const char *p, size_t n, int esc
             b->len++;
         }
     }
+    return 0;
+}
+
+/* csv: a value the parser would split, end, unquote or take for NULL. */
+static int needs_quotes(const struct pgfeed_input_form *form, const char *v, size_t n)
+{
+    const char *nm = form->null_marker;
+    if (form->quote == 0)
+        return 0;
+    if (n == strlen(nm) && memcmp(v, nm, n) == 0)
+        return 1;
+    for (size_t j = 0; j < n; j++)
+        if (v[j] == form->delimiter || v[j] == form->quote || v[j] == '\n' || v[j] == '\r')
+            return 1;
+    return 0;
+}
+
+int pgfeed__rejects_field(struct pgfeed_buf *out, const struct pgfeed_input_form *form, size_t i,
+                          const char *v, size_t n)
+{
+    if (i > 0 && pgfeed__buf_append(out, &form->delimiter, 1) != 0)
+        return UV_ENOMEM;
+    if (v == NULL)
+        return pgfeed__buf_append(out, form->null_marker, strlen(form->null_marker));
+    if (!needs_quotes(form, v, n))
+        return pgfeed__buf_append(out, v, n);
+    if (pgfeed__buf_reserve(out, 2 * n + 2) != 0)
+        return UV_ENOMEM;
+    char *o = out->data + out->len;
+    *o++ = form->quote;
+    for (size_t j = 0; j < n; j++) {
+        if (v[j] == form->quote)
+            *o++ = form->quote;
+        *o++ = v[j];
+    }
+    *o++ = form->quote;
+    out->len = (size_t)(o - out->data);
     return 0;
 }
 

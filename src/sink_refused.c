@@ -12,8 +12,9 @@
  * SPLIT_REFUSED -> SPLIT_UNDO (ROLLBACK TO SAVEPOINT) when it fails again.
  *
  * Leaves to sink_pg.c the checkpoint and commit once no range is left (split_step
- * returns 1), to pg_conn.c the socket and the errors, and to the context (ctx.c) the
- * rejects file and the --max-rejects count.
+ * returns 1), to pg_conn.c the socket and the errors, to encode_binary.c a binary tuple's
+ * values, to rejects.c how each field is written back (delimiter, NULL, csv quoting), and
+ * to the context (ctx.c) the rejects file and the --max-rejects count.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -114,73 +115,77 @@ static int unarray(struct pgfeed_buf *out, const char *p, size_t n)
     return 0;
 }
 
+/* One COPY text field (p[0..n), not \N) of target field i as its value in out. */
+static int copy_field_value(struct sink_pg *k, size_t i, const char *p, size_t n,
+                            struct pgfeed_buf *f, struct pgfeed_buf *out)
+{
+    int is_array = i < k->sh->ntargets && k->sh->cols[k->sh->target_idx[i]].is_array;
+    if (!is_array)
+        return unescape_field(out, p, n);
+    f->len = 0;
+    int rc = unescape_field(f, p, n);
+    return rc ? rc : unarray(out, f->data, f->len);
+}
+
+/* A COPY text row (p[0..n), without its LF) as tsv or csv fields, written as form says. */
+static int copy_row_as_input(struct sink_pg *k, const char *p, size_t n,
+                             const struct pgfeed_input_form *form, struct pgfeed_buf *out)
+{
+    struct pgfeed_buf f = {0}, v = {0};
+    int rc = 0;
+    size_t field = 0, start = 0;
+    for (size_t j = 0; j <= n && rc == 0; j++) {
+        if (j < n && p[j] != '\t')
+            continue;
+        const char *fp = p + start;
+        size_t fn = j - start;
+        if (fn == 2 && fp[0] == '\\' && fp[1] == 'N') {
+            rc = pgfeed__rejects_field(out, form, field, NULL, 0);
+        } else {
+            v.len = 0;
+            rc = copy_field_value(k, field, fp, fn, &f, &v);
+            if (rc == 0)
+                rc = pgfeed__rejects_field(out, form, field, v.len ? v.data : "", v.len);
+        }
+        field++;
+        start = j + 1;
+    }
+    pgfeed__buf_free(&f);
+    pgfeed__buf_free(&v);
+    return rc;
+}
+
 /*
  * The input form of row i, for the rejects file: tsv fields unescaped, NULL
  * as the null marker, arrays as comma lists (the exact line that was read,
  * CR of a CRLF aside); text rows as they are; csv rows re-quoted as needed.
+ * COPY text rows and binary tuples give the same line (pgfeed__rejects_field).
  */
 static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
 {
     const struct pgfeed_options *o = pgfeed__ctx_options(sink_ctx(k));
     const char *p = k->kept.data + k->row_off[i];
     size_t n = k->row_off[i + 1] - k->row_off[i];
+    int csv = o->format == PGFEED_FORMAT_CSV;
+    const struct pgfeed_input_form form = {
+        .delimiter = o->delimiter ? o->delimiter
+                     : csv        ? ','
+                                  : '\t',
+        .quote = csv ? (o->quote ? o->quote : '"') : 0,
+        .null_marker = o->null_marker ? o->null_marker
+                       : csv          ? ""
+                                      : "\\N",
+    };
     if (k->sh->bin) {
-        int csv = o->format == PGFEED_FORMAT_CSV;
-        const char *null = o->null_marker ? o->null_marker : csv ? "" : "\\N";
-        int rc = pgfeed__bin_row_as_input(out, p, n, k->sh->bin, k->sh->ntargets, o->delimiter,
-                                          null, csv ? (o->quote ? o->quote : '"') : 0);
+        int rc = pgfeed__bin_row_as_input(out, p, n, k->sh->bin, k->sh->ntargets, form.delimiter,
+                                          form.null_marker, form.quote);
         return rc == UV_EINVAL ? pgfeed__buf_append(out, "?", 1) : rc;
     }
     if (n && p[n - 1] == '\n')
         n--;
     if (o->format == PGFEED_FORMAT_TEXT)
         return pgfeed__buf_append(out, p, n);
-    const char *null = o->null_marker ? o->null_marker : "\\N";
-    int csv = o->format == PGFEED_FORMAT_CSV;
-    char delim = o->delimiter ? o->delimiter : '\t';
-    struct pgfeed_buf f = {0}, g = {0};
-    int rc = 0;
-    size_t field = 0, start = 0;
-    for (size_t j = 0; j <= n && rc == 0; j++) {
-        if (j < n && p[j] != '\t')
-            continue;
-        if (field)
-            rc |= pgfeed__buf_append(out, &delim, 1);
-        const char *fp = p + start;
-        size_t fn = j - start;
-        if (fn == 2 && fp[0] == '\\' && fp[1] == 'N') {
-            rc |= pgfeed__buf_append(out, null, strlen(null));
-        } else {
-            f.len = g.len = 0;
-            rc |= unescape_field(&f, fp, fn);
-            int is_array =
-                field < k->sh->ntargets && k->sh->cols[k->sh->target_idx[field]].is_array;
-            struct pgfeed_buf *v = &f;
-            if (is_array && rc == 0) {
-                rc |= unarray(&g, f.data, f.len);
-                v = &g;
-            }
-            int quote = csv && v->len > 0 &&
-                        (memchr(v->data, delim, v->len) || memchr(v->data, '"', v->len) ||
-                         memchr(v->data, '\n', v->len) || memchr(v->data, '\r', v->len));
-            if (csv && v->len == 0 && strlen(null) == 0)
-                quote = 1; /* an empty string, not NULL */
-            if (quote) {
-                rc |= pgfeed__buf_append(out, "\"", 1);
-                for (size_t q = 0; q < v->len && rc == 0; q++)
-                    rc |= pgfeed__buf_append(out, v->data[q] == '"' ? "\"\"" : &v->data[q],
-                                             v->data[q] == '"' ? 2 : 1);
-                rc |= pgfeed__buf_append(out, "\"", 1);
-            } else if (v->len) {
-                rc |= pgfeed__buf_append(out, v->data, v->len);
-            }
-        }
-        field++;
-        start = j + 1;
-    }
-    pgfeed__buf_free(&f);
-    pgfeed__buf_free(&g);
-    return rc;
+    return copy_row_as_input(k, p, n, &form, out);
 }
 
 /* Rejects row i (0-based in the batch) with the server's error. 0, or <0: the import fails. */

@@ -160,3 +160,62 @@ def test_batch_bytes_bounds_kept_batches(ctx):
     check(m and int(m.group(1)) >= 10, f"want many small batches:\n{res.err}")
     eq(len(table_ids(ctx)), 4999, "rows imported")
     eq([ln[0] for ln in rejects_lines(rej)], ["2501"], "rejected line")
+
+
+REQUOTE_DDL = ("CREATE SCHEMA {s}; CREATE TABLE {s}.rq (id int PRIMARY KEY, a text, b varchar(12), "
+               "tags text[], note text NOT NULL CHECK (note <> 'bad'));")
+
+# (name, options, input, {line: the row as the rejects file holds it}). In each, the server
+# refuses a duplicate id (line 3), a CHECK (line 4), a NOT NULL and a varchar(12); the csv
+# rows have quoted delimiters, doubled quotes, a quoted newline (the file escapes it as \n),
+# NULLs and empty strings; one row has too few fields and is refused before the server.
+REQUOTE_CASES = [
+    ("tsv", [],
+     "id\ta\tb\ttags\tnote\n1\tplain\tx\tp,q\tok\n"
+     '1\tback\\slash "q"\t\\N\ta\\b,"c"\tok\n2\t\t,\t\tbad\n3\tx\ty\tz\t\\N\n'
+     "4\tok\tthirteen chars\tx,\tok\n5\tlast\ty\t\\N\tok\n",
+     {3: '1\tback\\slash "q"\t\\N\ta\\b,"c"\tok', 4: "2\t\t,\t\tbad", 5: "3\tx\ty\tz\t\\N",
+      6: "4\tok\tthirteen chars\tx,\tok"}),
+    ("csv", ["-f", "csv"],
+     'id,a,b,tags,note\n1,plain,x,"p,q",ok\n1,"dup, comma","say ""hi""","a,b",ok\n'
+     '2,"two\nlines",,"",bad\n3,"",\'single\',",",\n4,ok,thirteen chars,x,ok\n9,too,few\n'
+     "5,last,y,,ok\n",
+     {3: '1,"dup, comma","say ""hi""","a,b",ok', 4: '2,"two\\nlines",,"",bad',
+      6: "3,\"\",'single',\",\",", 7: "4,ok,thirteen chars,x,ok", 8: "9,too,few"}),
+    ("csv_quote", ["-f", "csv", "--quote", "'"],
+     "id,a,b,tags,note\n1,plain,x,'p,q',ok\n1,'dup, comma','say \"hi\"','a,b',ok\n"
+     "2,'it''s\ntwo',,'',bad\n3,'','\"dq\"',',',\n4,ok,'thirteen chars',x,ok\n5,last,y,,ok\n",
+     {3: "1,'dup, comma',say \"hi\",'a,b',ok", 4: "2,'it''s\\ntwo',,'',bad",
+      6: "3,'',\"dq\",',',", 7: "4,ok,thirteen chars,x,ok"}),
+    ("csv_null", ["-f", "csv", "--null", "NULL"],
+     'id,a,b,tags,note\n1,plain,x,"p,q",ok\n1,NULL,"NULL",,ok\n2,"",,NULL,bad\n'
+     "3,x,y,z,NULL\n4,ok,thirteen chars,x,ok\n5,last,y,,ok\n",
+     {3: '1,NULL,"NULL",,ok', 4: "2,,,NULL,bad", 5: "3,x,y,z,NULL",
+      6: "4,ok,thirteen chars,x,ok"}),
+]
+
+
+@test()
+def test_rejects_same_for_text_and_binary_copy(ctx):
+    """A refused row is written back in input form the same way whether it travelled as
+    COPY text or as a binary tuple: for tsv and csv, with --quote and --null, the two
+    rejects files are the same bytes and hold each refused row as it was read (quoting
+    that the parser does not need aside)."""
+    for name, opts, data, want in REQUOTE_CASES:
+        path = ctx.write(f"{name}.in", data)
+        files = {}
+        for fmt in ("text", "binary"):
+            schema = f"{name}_{fmt}"
+            ctx.sql(REQUOTE_DDL.format(s=schema))
+            rej = ctx.tmp / f"{schema}.rej"
+            res = ctx.pgfeed("-t", f"{schema}.rq", "--copy-format", fmt, "-v", "--max-rejects",
+                             "10", "--rejects", rej, *opts, path)
+            ctx.expect_rc(res, 0)
+            check(fmt == "text" or "using text COPY" not in res.err, f"{name}: fell back to text")
+            ctx.expect_err(res, rf"rows rejected:\s+{len(want)}\b")
+            eq(ctx.sql(f"SELECT array_agg(id ORDER BY id) FROM {schema}.rq;").strip(),
+               "{1,5}", f"{name}, {fmt}: rows imported")
+            files[fmt] = rej.read_bytes()
+        eq(files["binary"], files["text"], f"{name}: rejects file, binary vs text COPY")
+        got = {int(ln[0]): ln[2] for ln in rejects_lines(rej)}
+        eq(got, want, f"{name}: refused rows in input form")
