@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "simd.h"
 
 #define NUMERIC_POS        0x0000
 #define NUMERIC_NEG        0x4000
@@ -438,11 +439,10 @@ static inline int is_null(const struct pgfeed_row_spec *sp, const char *p, size_
            (len == 0 || (p[0] == sp->null_marker[0] && memcmp(p, sp->null_marker, len) == 0));
 }
 
-#if defined(__SSE2__) && !defined(PGFEED_NO_SIMD)
-#include <emmintrin.h>
+#if PGFEED_SIMD_SSE2
 
 /*
- * The row a block of 16 bytes at a time, as encode_copy.c does: a text field's bytes are
+ * The row a block of 16 bytes at a time (simd.h), as encode_copy.c does: a text field's bytes are
  * copied a block at a time to where they belong, before anyone knows where the field ends
  * (the copy may run 16 bytes past it: PGFEED_ENCODE_BIN_ROW_MAX has room), and each
  * delimiter, or comma in a text array, found in the block's mask closes a field or an
@@ -450,23 +450,7 @@ static inline int is_null(const struct pgfeed_row_spec *sp, const char *p, size_
  * then encoded from the input by pgfeed__encode_bin_field. The last bytes of the line (less
  * than two blocks) are worked on from a zero-padded copy, so nothing past it is read.
  */
-#define BLOCK 16
 enum { M_TEXT, M_ARRAY, M_PARSE }; /* a text field, a text array, anything else */
-
-static inline __m128i load_block(const char *src)
-{
-    return _mm_loadu_si128((const __m128i *)(const void *)src);
-}
-
-static inline uint32_t lanes_eq(__m128i v, char c)
-{
-    return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c)));
-}
-
-static inline void copy_block(char *o, const char *src)
-{
-    _mm_storeu_si128((__m128i *)(void *)o, load_block(src));
-}
 
 struct cursor {
     char *lenp; /* the field's int32 length */
@@ -537,7 +521,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
     const size_t nf = sp->nfields;
     const char *p = line, *end = line + n, *fs = line, *es = line;
     const char *tail = NULL; /* where the copy in tb starts, once p has reached it */
-    char tb[3 * BLOCK];
+    char tb[TAIL_BYTES];
     struct cursor c;
     size_t i = 0;
     err->code = 0;
@@ -545,25 +529,20 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
         return pgfeed__count_fields(line, end, delim);
     char *o = start_field(&c, &f[0], put16(*dst, (uint32_t)nf));
     while (p < end) {
-        if (tail == NULL && (size_t)(end - p) < 2 * BLOCK) {
-            memset(tb, 0, sizeof tb);
-            memcpy(tb, p, (size_t)(end - p));
-            tail = p;
-        }
-        const char *src = tail ? tb + (p - tail) : p; /* BLOCK readable bytes past the block */
-        size_t lanes = (size_t)(end - p) < BLOCK ? (size_t)(end - p) : BLOCK;
-        __m128i v = load_block(src);
-        uint32_t keep = lanes < BLOCK ? ((uint32_t)1 << lanes) - 1 : 0xFFFF;
-        uint32_t dm = lanes_eq(v, delim) & keep, cm = lanes_eq(v, ',') & keep;
-        uint32_t m = dm | (c.mode == M_ARRAY ? cm : 0);
+        const char *src = block_src(p, end, &tail, tb); /* BLOCK readable bytes past the block */
+        size_t lanes = lanes_left(p, end);
+        block_t v = load_block(src);
+        lanes_t keep = lanes_below(lanes);
+        lanes_t dm = lanes_of(bytes_eq(v, delim)) & keep, cm = lanes_of(bytes_eq(v, ',')) & keep;
+        lanes_t m = dm | (c.mode == M_ARRAY ? cm : 0);
         if (c.mode != M_PARSE)
             copy_block(o, src);
         size_t done = 0; /* lanes of this block accounted for in o */
         while (m != 0) {
-            size_t k = (size_t)__builtin_ctz(m);
+            size_t k = first_lane(m);
             o += k - done; /* o is meaningless, and unused, in M_PARSE */
             done = k + 1;
-            if (dm >> k & 1) {
+            if (lane_set(dm, k)) {
                 if ((o = end_field(&c, sp, &f[i], fs, p + k, es, o, err)) == NULL) {
                     err->field = i;
                     return i + 1 + pgfeed__count_fields(p + k + 1, end, delim);
@@ -581,7 +560,7 @@ size_t pgfeed__encode_bin_row(char **dst, const char *line, size_t n,
             }
             if (c.mode != M_PARSE && done < lanes)
                 copy_block(o, src + done);
-            m = (dm | (c.mode == M_ARRAY ? cm : 0)) & ~(((uint32_t)2 << k) - 1);
+            m = lanes_above(dm | (c.mode == M_ARRAY ? cm : 0), k);
         }
         o += lanes - done;
         p += lanes;

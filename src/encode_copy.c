@@ -12,14 +12,15 @@
  * PGFEED_ENCODE_*_MAX, so the parser reserves once per row.
  *
  * pgfeed__encode_row is the parser's hot path: one pass over a tsv line, a block at a time
- * (16 bytes with SSE2, else 8 in a 64-bit word), copying each block out before looking at
- * it and stopping only at bytes that end a field or need escaping; about 1 GB/s of
- * name.basics on one core. The per-field functions are the plain version of the same
+ * (simd.h: 16 bytes with SSE2, else 8 in a 64-bit word), copying each block out before
+ * looking at it and stopping only at bytes that end a field or need escaping; about 1 GB/s
+ * of name.basics on one core. The per-field functions are the plain version of the same
  * rules, which the unit tests compare it with.
  */
 #include <string.h>
 
 #include "internal.h"
+#include "simd.h"
 
 /* The letter after the backslash for each byte COPY text must escape; 0 = verbatim. */
 static const unsigned char copy_escape[256] = {
@@ -107,118 +108,24 @@ char *pgfeed__encode_array_to(char *dst, const char *p, size_t n)
 /* ---- one row, a block at a time ---- */
 
 /*
- * A block is 16 bytes with SSE2 (every x86-64), else 8 bytes in a 64-bit word (SWAR). The
- * block functions give a mask with one bit (SSE2) or lane (SWAR) per byte that needs care:
- * below 0x0e (tab, newline, carriage return, other controls), a backslash, the delimiter;
- * and, in array fields, a comma or a double quote.
+ * The bytes of a block (simd.h) that need care: below 0x0e (tab, newline, carriage return,
+ * other controls), a backslash, the delimiter; and, in array fields, a comma or a double
+ * quote.
  */
-#if defined(__SSE2__) && !defined(PGFEED_NO_SIMD)
-#include <emmintrin.h>
-
-#define BLOCK 16
-typedef uint32_t lanes_t;
-
-static inline __m128i load_block(const char *src)
-{
-    return _mm_loadu_si128((const __m128i *)(const void *)src);
-}
-
 static inline lanes_t block_special(const char *src, char delim, int delim_is_ctl)
 {
-    __m128i v = load_block(src);
-    __m128i m = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x0d)), v); /* v <= 0x0d */
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    block_t v = load_block(src);
+    block_t m = bytes_or(bytes_below(v, 0x0e), bytes_eq(v, '\\'));
     if (!delim_is_ctl)
-        m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8(delim)));
-    return (lanes_t)_mm_movemask_epi8(m);
+        m = bytes_or(m, bytes_eq(v, delim));
+    return lanes_of(m);
 }
 
 static inline lanes_t block_array(const char *src)
 {
-    __m128i v = load_block(src);
-    return (lanes_t)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(',')), _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))));
+    block_t v = load_block(src);
+    return lanes_of(bytes_or(bytes_eq(v, ','), bytes_eq(v, '"')));
 }
-
-static inline void copy_block(char *o, const char *src)
-{
-    _mm_storeu_si128((__m128i *)(void *)o, load_block(src));
-}
-
-static inline size_t first_lane(lanes_t m)
-{
-    return (size_t)__builtin_ctz(m);
-}
-
-static inline lanes_t lanes_below(size_t n) /* n <= BLOCK */
-{
-    return ((lanes_t)1 << n) - 1;
-}
-
-static inline lanes_t lanes_above(lanes_t m, size_t k)
-{
-    return m & ~(((lanes_t)2 << k) - 1);
-}
-
-#else /* SWAR */
-
-#define BLOCK 8
-typedef uint64_t lanes_t;
-#define ONES  0x0101010101010101u
-#define HIGHS 0x8080808080808080u
-
-/* Words hold bytes in memory order from the low end (big-endian machines swap). */
-static inline uint64_t load_word(const char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-/* The high bit of each lane that equals c (exact: no carry crosses a lane). */
-static inline uint64_t lanes_eq(uint64_t v, unsigned char c)
-{
-    uint64_t x = v ^ (ONES * c);
-    return ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS;
-}
-
-static inline lanes_t block_special(const char *src, char delim, int delim_is_ctl)
-{
-    uint64_t v = load_word(src);
-    uint64_t m = ~(((v & ~HIGHS) + ONES * (0x80 - 0x0e)) | v) & HIGHS; /* v < 0x0e */
-    m |= lanes_eq(v, '\\');
-    return delim_is_ctl ? m : m | lanes_eq(v, (unsigned char)delim);
-}
-
-static inline lanes_t block_array(const char *src)
-{
-    uint64_t v = load_word(src);
-    return lanes_eq(v, ',') | lanes_eq(v, '"');
-}
-
-static inline void copy_block(char *o, const char *src)
-{
-    memcpy(o, src, 8);
-}
-
-static inline size_t first_lane(lanes_t m)
-{
-    return (size_t)__builtin_ctzll(m) >> 3;
-}
-
-static inline lanes_t lanes_below(size_t n) /* n <= BLOCK */
-{
-    return n >= 8 ? ~(lanes_t)0 : ((lanes_t)1 << (8 * n)) - 1;
-}
-
-static inline lanes_t lanes_above(lanes_t m, size_t k)
-{
-    return k >= 7 ? 0 : m & (~(lanes_t)0 << (8 * k + 8));
-}
-#endif
 
 /* Closes the field [fstart, fend) whose output began at ofield and now ends at o. */
 static inline char *end_field(const struct pgfeed_row_spec *sp, int arr, const char *fstart,
@@ -258,7 +165,7 @@ size_t pgfeed__encode_row(char **dst, const char *line, size_t n, const struct p
     const int *is_array = sp->is_array;
     const char *p = line, *end = line + n, *fstart = line;
     const char *tail = NULL; /* where the copy in tb starts, once p has reached it */
-    char tb[3 * BLOCK];
+    char tb[TAIL_BYTES];
     char *o = *dst, *ofield = o;
     size_t i = 0;
     if (nf == 0)
@@ -270,13 +177,8 @@ size_t pgfeed__encode_row(char **dst, const char *line, size_t n, const struct p
         o += 2;
     }
     while (p < end) {
-        if (tail == NULL && (size_t)(end - p) < 2 * BLOCK) {
-            memset(tb, 0, sizeof tb);
-            memcpy(tb, p, (size_t)(end - p));
-            tail = p;
-        }
-        const char *src = tail ? tb + (p - tail) : p; /* BLOCK readable bytes past the block */
-        size_t lanes = (size_t)(end - p) < BLOCK ? (size_t)(end - p) : BLOCK;
+        const char *src = block_src(p, end, &tail, tb); /* BLOCK readable bytes past the block */
+        size_t lanes = lanes_left(p, end);
         lanes_t m = block_special(src, delim, delim_is_ctl);
         if (arr)
             m |= block_array(src);
