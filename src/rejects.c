@@ -356,6 +356,9 @@ int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uin
                 return rc;
         }
         if (fwrite(pr->text, 1, pr->len, rj->file) != pr->len) {
+            /* This row and the ones after it stay pending, behind the rows kept so far. */
+            memmove(&rj->pending[keep], pr, (rj->n - i) * sizeof *pr);
+            rj->n = keep + (rj->n - i);
             return pgfeed__fail(ctx, "job", PGFEED_ESOURCE, NULL, NULL,
                                 "could not write the rejects file \"%s\"", rj->path);
         }
