@@ -26,6 +26,13 @@ void tap_ok(int ok, const char *file, int line, const char *fmt, ...)
     fflush(stdout);
 }
 
+void tap_skip(const char *why)
+{
+    tap_count++;
+    printf("ok %d # SKIP %s\n", tap_count, why);
+    fflush(stdout);
+}
+
 void tap_note(const char *fmt, ...)
 {
     va_list ap;

@@ -1,0 +1,330 @@
+/*
+ * test_checkpoint.c -- the state table's SQL and its row read back (checkpoint.c).
+ *
+ * Without a server: the restart point's bytea hex input (pgfeed__checkpoint_hex).
+ * With PGFEED_TEST_DB (a conninfo string; the checks that need it are skipped without it):
+ * pgfeed__checkpoint_read on real PGresults, a SELECT of literal values in the columns the
+ * select statement reads, for each shape of the restart column (hex of either case, empty,
+ * NULL, not hex, an odd count of digits) and of the others (NULLs, another job's row); then
+ * every statement against a schema made for the test: create (twice), upsert (insert, then
+ * update, with a restart point holding every byte value, which must come back the same),
+ * select (this job's row, another job's unfinished one by the LIKE pattern), finish and
+ * forget, with the server's row checked after each.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "tap.h"
+
+static PGconn *conn;
+static struct pgfeed_options opt;
+static struct pgfeed_ctx ctx;
+
+static void ctx_reset(void)
+{
+    pgfeed__ctx_free(&ctx);
+    memset(&ctx, 0, sizeof ctx);
+    pgfeed_options_init(&opt);
+    ctx.opt = &opt;
+}
+
+/* ------------------------------------------------------- the hex input */
+
+static void test_hex(void)
+{
+    static const struct {
+        const char *prefix, *blob;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"", "", 0, "\\x"},
+        {"", "\x00", 1, "\\x00"},
+        {"", "\x00\x0a\xff\x10\x7f\x80", 6, "\\x000aff107f80"},
+        {"abc", "\xab\xcd", 2, "abc\\xabcd"}, /* appended after what is there */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct pgfeed_buf b = {0};
+        pgfeed__buf_append(&b, cases[i].prefix, strlen(cases[i].prefix));
+        ASSERT_EQ_INT(pgfeed__checkpoint_hex(&b, cases[i].blob, cases[i].n), 0, cases[i].want);
+        ASSERT_EQ_MEM(b.data, b.len, cases[i].want, strlen(cases[i].want), cases[i].want);
+        ASSERT_TRUE(b.cap > b.len && b.data[b.len] == '\0', "%s: NUL-terminated", cases[i].want);
+        pgfeed__buf_free(&b);
+    }
+}
+
+/* ---------------------------------------------------- reading a row back */
+
+/* The select's columns, in its order, as literals; $1 the restart column's hex text. */
+static const char read_sql[] =
+    "SELECT 11::bigint, 2::bigint, 30::bigint, 4000::bigint, 500::bigint, $1::text, true,"
+    " 'opts'::text, '\"e1\"'::text, '1700000000.000000001'::text, 123::bigint,"
+    " '2024-01-02 03:04:05 UTC'::text, true";
+static const char read_sql_nulls[] =
+    "SELECT 9223372036854775807::bigint, 0::bigint, 1::bigint, 0::bigint, 0::bigint, NULL::text,"
+    " false, 'o'::text, NULL::text, NULL::text, NULL::bigint, 'u'::text, false";
+
+static PGresult *query(const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+        tap_note("%s: %s", sql, PQerrorMessage(conn));
+    return r;
+}
+
+static const struct restart_case {
+    const char *hex; /* NULL: SQL NULL */
+    const char *bytes;
+    size_t n;
+    const char *detail; /* NULL: accepted */
+} restart_cases[] = {
+    {"00ff10", "\x00\xff\x10", 3, NULL},
+    {"ABcdeF09", "\xab\xcd\xef\x09", 4, NULL},
+    {"", "", 0, NULL},
+    {NULL, NULL, 0, NULL},
+    {"0g", NULL, 0,
+     "The state table's restart column holds \"0g\", which is not hexadecimal at character 2."},
+    {"zz", NULL, 0,
+     "The state table's restart column holds \"zz\", which is not hexadecimal at character 1."},
+    {"\\x00", NULL, 0,
+     "The state table's restart column holds \"\\\\x00\", which is not hexadecimal at character "
+     "1."},
+    {"abc", NULL, 0,
+     "The state table's restart column holds \"abc\", an odd number (3) of hex digits."},
+};
+
+static void test_read_restart(const struct restart_case *c)
+{
+    char what[160];
+    snprintf(what, sizeof what, "read restart %s", c->hex ? c->hex : "NULL");
+    const char *params[1] = {c->hex};
+    PGresult *r = query(read_sql, 1, params);
+    ctx_reset();
+    struct pgfeed_checkpoint ck = {0};
+    int rc = pgfeed__checkpoint_read(&ck, r, &ctx);
+    if (c->detail == NULL) {
+        ASSERT_EQ_INT(rc, 0, what);
+        ASSERT_TRUE(ck.found && !ck.other && ck.finished, "%s: found, this job's, finished", what);
+        ASSERT_TRUE(ck.rows == 11 && ck.batches == 2 && ck.lines == 30 &&
+                        ck.decoded_offset == 4000 && ck.raw_offset == 500 && ck.size == 123,
+                    "%s: numbers", what);
+        ASSERT_EQ_STR(ck.options, "opts", what);
+        ASSERT_EQ_STR(ck.etag, "\"e1\"", what);
+        ASSERT_EQ_STR(ck.last_modified, "1700000000.000000001", what);
+        ASSERT_EQ_STR(ck.updated_at, "2024-01-02 03:04:05 UTC", what);
+        if (c->bytes) {
+            ASSERT_TRUE(ck.restart != NULL, "%s: a restart point", what);
+            ASSERT_EQ_MEM(ck.restart ? ck.restart : "", ck.restart_len, c->bytes, c->n, what);
+        } else {
+            ASSERT_TRUE(ck.restart == NULL && ck.restart_len == 0, "%s: no restart point", what);
+        }
+    } else {
+        ASSERT_TRUE(rc != 0, "%s: refused (%d)", what, rc);
+        ASSERT_EQ_INT(ctx.err.pub.code, PGFEED_ECHECKPOINT, what);
+        ASSERT_EQ_STR(ctx.err.pub.stage, "sink", what);
+        ASSERT_EQ_STR(ctx.err.pub.message, "the checkpoint's decoder restart point is damaged",
+                      what);
+        ASSERT_EQ_STR(ctx.err.pub.detail, c->detail, what);
+        ASSERT_EQ_STR(ctx.err.pub.hint,
+                      "Run with --restart to import the source again from its start.", what);
+        ASSERT_TRUE(ck.restart == NULL, "%s: no restart point kept", what);
+    }
+    pgfeed__checkpoint_clear(&ck);
+    ASSERT_TRUE(ck.restart == NULL && ck.options == NULL && ck.size == -1 && !ck.found,
+                "%s: cleared", what);
+    PQclear(r);
+}
+
+static void test_read_nulls(void)
+{
+    PGresult *r = query(read_sql_nulls, 0, NULL);
+    ctx_reset();
+    struct pgfeed_checkpoint ck = {0};
+    ASSERT_EQ_INT(pgfeed__checkpoint_read(&ck, r, &ctx), 0, "read another job's row");
+    ASSERT_TRUE(!ck.found && ck.other && !ck.finished, "another job's row: other, not found");
+    ASSERT_TRUE(ck.rows == 9223372036854775807u && ck.batches == 0 && ck.lines == 1,
+                "another job's row: its numbers");
+    ASSERT_TRUE(ck.etag == NULL && ck.last_modified == NULL && ck.size == -1 && ck.restart == NULL,
+                "NULL columns: NULL strings, size -1, no restart point");
+    pgfeed__checkpoint_clear(&ck);
+    PQclear(r);
+}
+
+/* ------------------------------------------------------ the statements */
+
+static char schema[64], table[96];
+
+static int exec_ok(const char *sql, int nparams, const char *const *params, const char *what)
+{
+    PGresult *r = query(sql, nparams, params);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    ASSERT_TRUE(ok, "%s: the server accepts it", what);
+    int n = ok ? atoi(PQcmdTuples(r)) : -1;
+    PQclear(r);
+    return n;
+}
+
+/* The select's row for key (others: the LIKE pattern) read into ck; 0 rows: found 0. */
+static int select_row(struct pgfeed_checkpoint *ck, const char *key, const char *others)
+{
+    char *sql = pgfeed__checkpoint_sql_select(table);
+    const char *params[2] = {key, others};
+    PGresult *r = query(sql, 2, params);
+    free(sql);
+    int n = PQntuples(r);
+    pgfeed__checkpoint_clear(ck);
+    if (n == 1) {
+        ctx_reset();
+        ASSERT_EQ_INT(pgfeed__checkpoint_read(ck, r, &ctx), 0, "read the selected row");
+    }
+    PQclear(r);
+    return n;
+}
+
+static char *started_at(const char *key)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT started_at::text FROM %s WHERE job_key = $1", table);
+    const char *params[1] = {key};
+    PGresult *r = query(sql, 1, params);
+    char *s = PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return s;
+}
+
+/* Upsert of key with these counters, finished flag and restart point (NULL: none). */
+static int upsert(const char *key, const char *rows, const char *finished, const char *hex)
+{
+    char *sql = pgfeed__checkpoint_sql_upsert(table);
+    const char *params[14] = {key,  "/data/x.tsv", "public.t", "format=tsv", NULL,   "1.5",    "99",
+                              rows, "3",           "42",       "4096",       "1024", finished, hex};
+    int n = exec_ok(sql, 14, params, "upsert");
+    free(sql);
+    return n;
+}
+
+static struct pgfeed_checkpoint ck = {.size = -1};
+static char *first_start; /* k1's started_at after its first upsert */
+
+/* Insert then update: the row read back, the restart point byte for byte, started_at. */
+static void test_insert_update(void)
+{
+    char blob[256];
+    for (int i = 0; i < 256; i++)
+        blob[i] = (char)i;
+    struct pgfeed_buf hex = {0};
+    pgfeed__checkpoint_hex(&hex, blob, sizeof blob);
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 0, "select before any upsert: no row");
+    ASSERT_EQ_INT(upsert("k1", "10", "f", hex.data), 1, "upsert inserts one row");
+    pgfeed__buf_free(&hex);
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 1, "select: one row");
+    ASSERT_TRUE(ck.found && !ck.other && !ck.finished && ck.rows == 10 && ck.batches == 3 &&
+                    ck.lines == 42 && ck.decoded_offset == 4096 && ck.raw_offset == 1024 &&
+                    ck.size == 99,
+                "select: the upserted numbers");
+    ASSERT_EQ_STR(ck.options, "format=tsv", "select: options");
+    ASSERT_TRUE(ck.etag == NULL, "select: no etag");
+    ASSERT_EQ_STR(ck.last_modified, "1.5", "select: last_modified");
+    ASSERT_TRUE(ck.updated_at && strlen(ck.updated_at) > 10, "select: updated_at %s",
+                ck.updated_at ? ck.updated_at : "(null)");
+    ASSERT_EQ_MEM(ck.restart ? ck.restart : "", ck.restart_len, blob, sizeof blob,
+                  "the restart point comes back byte for byte");
+
+    first_start = started_at("k1");
+    ASSERT_EQ_INT(upsert("k1", "20", "f", NULL), 1, "upsert updates the row");
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 1, "select after the update");
+    ASSERT_TRUE(ck.rows == 20 && ck.restart == NULL && !ck.finished,
+                "the update's counters, no restart point");
+    char *t1 = started_at("k1");
+    ASSERT_EQ_STR(t1, first_start, "an unfinished import keeps its started_at");
+    free(t1);
+}
+
+/* Another job of the same kind, unfinished: found by the pattern, not as this job. */
+static void test_other_job(void)
+{
+    ASSERT_EQ_INT(upsert("stdin:aaaa -> t", "7", "f", NULL), 1, "upsert another job");
+    ASSERT_EQ_INT(select_row(&ck, "stdin:bbbb -> t", "stdin:% -> t"), 1,
+                  "select by the pattern: the other job's row");
+    ASSERT_TRUE(!ck.found && ck.other && ck.rows == 7, "the other job's row is not this job's");
+    ASSERT_EQ_INT(select_row(&ck, "k1", "stdin:% -> t"), 1, "this job's row comes first");
+    ASSERT_TRUE(ck.found && !ck.other && ck.rows == 20, "this job's row, not the other's");
+}
+
+static void test_finish_forget(void)
+{
+    char *finish = pgfeed__checkpoint_sql_finish(table);
+    const char *key_other[1] = {"stdin:aaaa -> t"};
+    ASSERT_EQ_INT(exec_ok(finish, 1, key_other, "finish"), 1, "finish marks one row");
+    ASSERT_EQ_INT(select_row(&ck, "stdin:bbbb -> t", "stdin:% -> t"), 0,
+                  "a finished job is no other job's checkpoint");
+    const char *key1[1] = {"k1"};
+    ASSERT_EQ_INT(exec_ok(finish, 1, key1, "finish"), 1, "finish k1");
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 1, "select the finished row");
+    ASSERT_TRUE(ck.found && ck.finished, "finished");
+    free(finish);
+
+    ASSERT_EQ_INT(upsert("k1", "5", "f", NULL), 1, "upsert over a finished import");
+    char *t2 = started_at("k1");
+    ASSERT_TRUE(first_start && t2 && strcmp(t2, first_start) != 0,
+                "a new import after a finished one starts anew");
+    free(t2);
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 1, "select the new import");
+    ASSERT_TRUE(ck.rows == 5 && !ck.finished, "the new import's row");
+
+    char *forget = pgfeed__checkpoint_sql_forget(table);
+    ASSERT_EQ_INT(exec_ok(forget, 1, key1, "forget"), 1, "forget deletes one row");
+    ASSERT_EQ_INT(exec_ok(forget, 1, key1, "forget"), 0, "forget again deletes nothing");
+    ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 0, "no row after forget");
+    free(forget);
+}
+
+/* Every statement against a schema of the test's own. */
+static void test_statements(void)
+{
+    snprintf(schema, sizeof schema, "pgfeed_unit_ckpt_%ld", (long)getpid());
+    snprintf(table, sizeof table, "%s.state", schema);
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s", schema);
+    exec_ok(sql, 0, NULL, "create the test's schema");
+    char *create = pgfeed__checkpoint_sql_create(table);
+    exec_ok(create, 0, NULL, "create");
+    exec_ok(create, 0, NULL, "create when it exists");
+    free(create);
+
+    test_insert_update();
+    test_other_job();
+    test_finish_forget();
+
+    pgfeed__checkpoint_clear(&ck);
+    free(first_start);
+    snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", schema);
+    exec_ok(sql, 0, NULL, "drop the test's schema");
+}
+
+int main(void)
+{
+    test_hex();
+    const char *db = getenv("PGFEED_TEST_DB");
+    if (db == NULL || *db == '\0') {
+        tap_skip("reading a row and the statements need PGFEED_TEST_DB (a conninfo string)");
+        return tap_done();
+    }
+    conn = PQconnectdb(db);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        ASSERT_TRUE(0, "connect to PGFEED_TEST_DB: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return tap_done();
+    }
+    PQclear(PQexec(conn, "SET client_min_messages = warning"));
+    for (size_t i = 0; i < sizeof restart_cases / sizeof restart_cases[0]; i++)
+        test_read_restart(&restart_cases[i]);
+    test_read_nulls();
+    test_statements();
+    pgfeed__ctx_free(&ctx);
+    PQfinish(conn);
+    return tap_done();
+}
