@@ -1670,43 +1670,64 @@ int main(void)
 
     /* ---- a resume that re-reads the source skips what was imported ---- */
     {
-        static const size_t skips[] = {1, 1000, 200000, 200001};
-        for (size_t i = 0; i < sizeof skips / sizeof skips[0]; i++) {
-            char name[80];
-            snprintf(name, sizeof name, "two-member gzip, skip %zu", skips[i]);
-            c = ok_case(name, &two, &two_want);
-            c.skip = skips[i];
-            battery(&c);
-        }
-        c = ok_case("plain, skip 70000", &text, &text);
-        c.skip = 70000;
-        battery(&c);
-        c = ok_case("plain, skip all", &text, &text);
-        c.skip = text.n;
-        battery(&c);
-        c = ok_case("small gzip, skip 700", &sgz, &small);
-        c.skip = 700;
-        battery(&c);
-        c = ok_case("small zlib, skip all", &szl, &small);
-        c.skip = small.n;
-        battery(&c);
         struct bytes one = {0};
         bytes_add(&one, "x", 1);
-        c = ok_case("1 byte, skip 1", &one, &one);
-        c.skip = 1;
-        battery(&c);
+        const struct {
+            const char *name;
+            const struct bytes *in, *want;
+            uint64_t skip;
+        } skips[] = {
+            {"two-member gzip, skip 1", &two, &two_want, 1},
+            {"two-member gzip, skip 1000", &two, &two_want, 1000},
+            {"two-member gzip, skip 200000", &two, &two_want, 200000},
+            {"two-member gzip, skip 200001", &two, &two_want, 200001},
+            {"plain, skip 70000", &text, &text, 70000},
+            {"plain, skip all", &text, &text, text.n},
+            {"small gzip, skip 700", &sgz, &small, 700},
+            {"small zlib, skip all", &szl, &small, small.n},
+            {"1 byte, skip 1", &one, &one, 1},
+        };
+        for (size_t i = 0; i < sizeof skips / sizeof skips[0]; i++) {
+            c = ok_case(skips[i].name, skips[i].in, skips[i].want);
+            c.skip = skips[i].skip;
+            battery(&c);
+        }
         test_short(&sgz, small.n + 1);
         test_short(&one, 2);
         test_short(&empty, 1);
         free(one.p);
     }
 
-    /* ---- trailing bytes ---- */
+    /* ---- trailing bytes: the error is where the well-formed data and its padding end ---- */
     {
+        const struct {
+            const char *name;
+            const struct bytes *head; /* well-formed */
+            size_t zeros;             /* then zero padding */
+            const struct bytes *again;
+            const char *tail; /* then these bytes, or a second stream */
+            size_t tail_n;
+        } trailing[] = {
+            {"gzip + garbage", &sgz, 0, NULL, "garbage\n", 8},
+            {"gzip + zeros + garbage", &sgz, 100, NULL, "x", 1},
+            {"gzip + 1f 00", &sgz, 0, NULL, "\x1f\x00", 2},
+            {"gzip + zeros + another member", &sgz, 10, &sgz, NULL, 0},
+            {"zlib + another zlib stream", &szl, 0, &szl, NULL, 0},
+        };
         struct bytes b = {0};
+        for (size_t i = 0; i < sizeof trailing / sizeof trailing[0]; i++) {
+            size_t at = trailing[i].head->n + trailing[i].zeros;
+            b.n = 0;
+            bytes_add(&b, trailing[i].head->p, trailing[i].head->n);
+            bytes_fill(&b, 0, trailing[i].zeros);
+            if (trailing[i].again)
+                bytes_add(&b, trailing[i].again->p, trailing[i].again->n);
+            bytes_add(&b, trailing[i].tail, trailing[i].tail_n);
+            battery((c = err_case(trailing[i].name, &b, &small, OUT_GARBAGE, at, at), &c));
+        }
+        b.n = 0;
         bytes_add(&b, sgz.p, sgz.n);
         bytes_add(&b, "garbage\n", 8);
-        battery((c = err_case("gzip + garbage", &b, &small, OUT_GARBAGE, sgz.n, sgz.n), &c));
         char detail[300];
         snprintf(
             detail, sizeof detail,
@@ -1714,67 +1735,41 @@ int main(void)
             sgz.n, sgz.n);
         check_wording("gzip + garbage", &b, "trailing garbage after compressed data", detail,
                       sgz.n);
-        b.n = 0;
-        bytes_add(&b, sgz.p, sgz.n);
-        bytes_fill(&b, 0, 100);
-        bytes_add(&b, "x", 1);
-        battery((c = err_case("gzip + zeros + garbage", &b, &small, OUT_GARBAGE, sgz.n + 100,
-                              sgz.n + 100),
-                 &c));
-        b.n = 0;
-        bytes_add(&b, sgz.p, sgz.n);
-        bytes_add(&b, "\x1f\x00", 2);
-        battery((c = err_case("gzip + 1f 00", &b, &small, OUT_GARBAGE, sgz.n, sgz.n), &c));
-        b.n = 0;
-        bytes_add(&b, sgz.p, sgz.n);
-        bytes_fill(&b, 0, 10);
-        bytes_add(&b, sgz.p, sgz.n);
-        battery((c = err_case("gzip + zeros + another member", &b, &small, OUT_GARBAGE, sgz.n + 10,
-                              sgz.n + 10),
-                 &c));
-        b.n = 0;
-        bytes_add(&b, szl.p, szl.n);
-        bytes_add(&b, szl.p, szl.n);
-        battery((c = err_case("zlib + another zlib stream", &b, &small, OUT_GARBAGE, szl.n, szl.n),
-                 &c));
         free(b.p);
     }
 
     /* ---- truncation ---- */
     {
+        const struct {
+            const char *family, *name, *what;
+            const struct bytes *in, *want;
+            size_t from;
+            size_t whole; /* a cut here leaves whole members: well-formed, not cut (0: none) */
+        } cut_families[] = {
+            {"truncated small gzip with header fields", "truncated small gzip",
+             "cut at every byte from 2", &sgz_hdr, &small, 2, 0},
+            {"truncated small zlib", "truncated small zlib", "cut at every byte from 2", &szl,
+             &small, 2, 0},
+            {"truncated three members", "truncated three members",
+             "cut at every byte of the later members", &three, &three_want, three_m1 + 1,
+             three_m1 + gz_empty.n},
+        };
         struct family fm;
         struct bytes b = {0};
-        memset(&fm, 0, sizeof fm);
-        fm.what = "cut at every byte from 2";
-        for (size_t cut = 2; cut < sgz_hdr.n; cut++) {
-            b.n = 0;
-            bytes_add(&b, sgz_hdr.p, cut);
-            c = err_case("truncated small gzip", &b, &small, OUT_TRUNCATED, cut, cut);
-            quick(&fm, &c, cut);
+        for (size_t i = 0; i < sizeof cut_families / sizeof cut_families[0]; i++) {
+            memset(&fm, 0, sizeof fm);
+            fm.what = cut_families[i].what;
+            for (size_t cut = cut_families[i].from; cut < cut_families[i].in->n; cut++) {
+                if (cut == cut_families[i].whole)
+                    continue;
+                b.n = 0;
+                bytes_add(&b, cut_families[i].in->p, cut);
+                c = err_case(cut_families[i].name, &b, cut_families[i].want, OUT_TRUNCATED, cut,
+                             cut);
+                quick(&fm, &c, cut);
+            }
+            fam_end(&fm, cut_families[i].family);
         }
-        fam_end(&fm, "truncated small gzip with header fields");
-
-        memset(&fm, 0, sizeof fm);
-        fm.what = "cut at every byte from 2";
-        for (size_t cut = 2; cut < szl.n; cut++) {
-            b.n = 0;
-            bytes_add(&b, szl.p, cut);
-            c = err_case("truncated small zlib", &b, &small, OUT_TRUNCATED, cut, cut);
-            quick(&fm, &c, cut);
-        }
-        fam_end(&fm, "truncated small zlib");
-
-        memset(&fm, 0, sizeof fm);
-        fm.what = "cut at every byte of the later members";
-        for (size_t cut = three_m1 + 1; cut < three.n; cut++) {
-            b.n = 0;
-            bytes_add(&b, three.p, cut);
-            if (cut == three_m1 + gz_empty.n)
-                continue; /* a whole number of members: well-formed */
-            c = err_case("truncated three members", &b, &three_want, OUT_TRUNCATED, cut, cut);
-            quick(&fm, &c, cut);
-        }
-        fam_end(&fm, "truncated three members");
 
         static const size_t big_cuts[] = {2, 3, 10, 11, 5000, 40000, 70000, 100000};
         for (size_t i = 0; i < sizeof big_cuts / sizeof big_cuts[0] + 3; i++) {
@@ -1837,26 +1832,27 @@ int main(void)
         battery((c = err_case("gzip, byte flipped in the middle", &b, &small, OUT_ANY_DECODE,
                               mid + 1, b.n),
                  &c));
-        memset(&fm, 0, sizeof fm);
-        fm.what = "every byte after the header flipped";
-        for (size_t at = 10; at < sgz.n; at++) {
-            b.n = 0;
-            bytes_add(&b, sgz.p, sgz.n);
-            b.p[at] ^= 0xff;
-            c = err_case("gzip, one byte flipped", &b, &small, OUT_ANY_DECODE, at + 1, b.n);
-            quick(&fm, &c, at);
+        const struct {
+            const char *family, *name;
+            const struct bytes *in;
+            size_t header; /* bytes before the first one flipped */
+        } flip_families[] = {
+            {"small gzip", "gzip, one byte flipped", &sgz, 10},
+            {"small zlib", "zlib, one byte flipped", &szl, 2},
+        };
+        for (size_t i = 0; i < sizeof flip_families / sizeof flip_families[0]; i++) {
+            const struct bytes *in = flip_families[i].in;
+            memset(&fm, 0, sizeof fm);
+            fm.what = "every byte after the header flipped";
+            for (size_t at = flip_families[i].header; at < in->n; at++) {
+                b.n = 0;
+                bytes_add(&b, in->p, in->n);
+                b.p[at] ^= 0xff;
+                c = err_case(flip_families[i].name, &b, &small, OUT_ANY_DECODE, at + 1, b.n);
+                quick(&fm, &c, at);
+            }
+            fam_end(&fm, flip_families[i].family);
         }
-        fam_end(&fm, "small gzip");
-        memset(&fm, 0, sizeof fm);
-        fm.what = "every byte after the header flipped";
-        for (size_t at = 2; at < szl.n; at++) {
-            b.n = 0;
-            bytes_add(&b, szl.p, szl.n);
-            b.p[at] ^= 0xff;
-            c = err_case("zlib, one byte flipped", &b, &small, OUT_ANY_DECODE, at + 1, b.n);
-            quick(&fm, &c, at);
-        }
-        fam_end(&fm, "small zlib");
         tap_note("%u runs with a flipped byte decoded to the original output", undetected_flips);
 
         b.n = 0;
