@@ -185,8 +185,8 @@ struct pgfeed_batch_info {
     uint64_t end_raw;     /* compressed offset consumed when it ended (approximate) */
     uint64_t seq;         /* the batch's number in this run, from 0 */
     /* The decoder's restart point for end_decoded and the source offset it reads from
-     * (has_restart 0: none; a resume re-reads from the start). Owned by whoever holds the
-     * batch: end_batch / last_batch accepting it take it. */
+     * (has_restart 0: none; a resume re-reads from the start). The parser's: a sink that
+     * keeps it past end_batch / last_batch copies it. */
     int has_restart;
     struct pgfeed_buf restart;
     uint64_t restart_raw;

@@ -88,7 +88,7 @@ int pgfeed__parse_drain(struct parser *P)
         if (rc != 0)
             return rc;
         P->end_pending = 0;
-        P->bi.restart = (struct pgfeed_buf){0}; /* the sink's now */
+        pgfeed__buf_free(&P->bi.restart); /* the sink keeps a copy */
         P->bi.has_restart = 0;
         struct pgfeed_rowmap *m = &P->maps[++P->seq % ROWMAP_RING];
         m->seq = P->seq;
@@ -106,9 +106,8 @@ int pgfeed__parse_last_batch(struct parser *P)
     pgfeed__parser_pending_batch(&P->base, &bi);
     pgfeed__ctx_batch_ending(P->base.ctx, &bi);
     int rc = next->ops->last_batch(next, &bi);
-    if (rc != 0)
-        pgfeed__buf_free(&bi.restart);
-    else
+    pgfeed__buf_free(&bi.restart); /* the sink keeps a copy */
+    if (rc == 0)
         P->last_given = 1;
     return rc;
 }

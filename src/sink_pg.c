@@ -172,6 +172,17 @@ static int sink_write(struct pgfeed_stage *s, const char *p, size_t n)
     return 0;
 }
 
+/* *dst = *src with a copy of its restart point (dst's own freed first): 0 or UV_ENOMEM. */
+static int keep_batch(struct pgfeed_batch_info *dst, const struct pgfeed_batch_info *src)
+{
+    pgfeed__buf_free(&dst->restart);
+    *dst = *src;
+    dst->restart = (struct pgfeed_buf){0};
+    if (src->has_restart && pgfeed__buf_append(&dst->restart, src->restart.data, src->restart.len))
+        return UV_ENOMEM;
+    return 0;
+}
+
 static int end_copy(struct sink_pg *k)
 {
     if (pgfeed__conn_copy_trailer(k) != 0)
@@ -198,8 +209,8 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
     struct sink_pg *k = copy_conn(sh, &rc);
     if (k == NULL)
         return rc;
-    pgfeed__buf_free(&k->batch.restart);
-    k->batch = *bi; /* its restart point is ours now */
+    if (keep_batch(&k->batch, bi) != 0)
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     sh->ended = bi->seq + 1;
     sh->next_first_line = bi->last_line + 1;
     sh->any_end = 1;
@@ -210,8 +221,8 @@ static int sink_end_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info
 static int sink_last_batch(struct pgfeed_stage *s, const struct pgfeed_batch_info *bi)
 {
     struct sink *sh = sink_of(s);
-    pgfeed__buf_free(&sh->last_bi.restart);
-    sh->last_bi = *bi; /* its restart point is ours now */
+    if (keep_batch(&sh->last_bi, bi) != 0)
+        return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     sh->have_last = 1;
     return 0;
 }
@@ -231,13 +242,12 @@ static int sink_finish(struct pgfeed_stage *s)
         const struct pgfeed_stats *st = pgfeed__ctx_stats(sink_ctx(k));
         sh->eof = 1;
         k->last = 1;
-        pgfeed__buf_free(&k->batch.restart);
         if (sh->have_last) {
-            k->batch = sh->last_bi; /* and its restart point */
-            sh->have_last = 0;
-            sh->last_bi.restart = (struct pgfeed_buf){0};
+            if (keep_batch(&k->batch, &sh->last_bi) != 0)
+                return pgfeed__fail(s->ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
             return end_copy(k);
         }
+        pgfeed__buf_free(&k->batch.restart);
         k->batch = (struct pgfeed_batch_info){0};
         k->batch.seq = sh->ended;
         k->batch.rows = st->rows_sent - k->batch_rows_base;

@@ -236,8 +236,8 @@ static void test_insert_update(void)
     first_start = started_at("k1");
     ASSERT_EQ_INT(upsert("k1", "20", "f", NULL), 1, "upsert updates the row");
     ASSERT_EQ_INT(select_row(&ck, "k1", "nothing%"), 1, "select after the update");
-    ASSERT_TRUE(ck.rows == 20 && ck.restart == NULL && !ck.finished,
-                "the update's counters, no restart point");
+    ASSERT_TRUE(ck.rows == 30 && ck.batches == 6 && ck.restart == NULL && !ck.finished,
+                "the update adds its batch's rows and batches; no restart point");
     char *t1 = started_at("k1");
     ASSERT_EQ_STR(t1, first_start, "an unfinished import keeps its started_at");
     free(t1);
@@ -251,7 +251,7 @@ static void test_other_job(void)
                   "select by the pattern: the other job's row");
     ASSERT_TRUE(!ck.found && ck.other && ck.rows == 7, "the other job's row is not this job's");
     ASSERT_EQ_INT(select_row(&ck, "k1", "stdin:% -> t"), 1, "this job's row comes first");
-    ASSERT_TRUE(ck.found && !ck.other && ck.rows == 20, "this job's row, not the other's");
+    ASSERT_TRUE(ck.found && !ck.other && ck.rows == 30, "this job's row, not the other's");
 }
 
 static void test_finish_forget(void)
@@ -282,6 +282,70 @@ static void test_finish_forget(void)
     free(forget);
 }
 
+/* A batch committed past the prefix: (key, first line, last line, rows). */
+static int ahead(const char *key, const char *first, const char *last, const char *rows)
+{
+    char *sql = pgfeed__checkpoint_sql_ahead(table);
+    const char *params[15] = {key, "/data/x.tsv", "public.t", "format=tsv", NULL, "1.5", "99",
+                              rows, "1",           last,       "4096",       "0",  "f", NULL,
+                              first};
+    int n = exec_ok(sql, 15, params, "ahead");
+    free(sql);
+    return n;
+}
+
+/* The prefix row of key at last line `lines`, adding `rows` rows in one batch. */
+static int prefix_at(const char *key, const char *rows, const char *lines)
+{
+    char *sql = pgfeed__checkpoint_sql_upsert(table);
+    const char *params[14] = {key,  "/data/x.tsv", "public.t", "format=tsv", NULL,  "1.5", "99",
+                              rows, "1",           lines,      "4096",       "1024", "f",   NULL};
+    int n = exec_ok(sql, 14, params, "prefix");
+    free(sql);
+    return n;
+}
+
+/* select + select_ahead of key into ck; returns the rows past the prefix. */
+static size_t read_job(const char *key)
+{
+    select_row(&ck, key, "nothing%");
+    char *sql = pgfeed__checkpoint_sql_select_ahead(table);
+    const char *params[1] = {key};
+    PGresult *r = query(sql, 1, params);
+    free(sql);
+    ASSERT_EQ_INT(pgfeed__checkpoint_read_ahead(&ck, r), 0, "read the rows past the prefix");
+    PQclear(r);
+    return ck.nahead;
+}
+
+/* Batches committed out of order: rows of their own, folded by the prefix and the finish. */
+static void test_past_prefix(void)
+{
+    ASSERT_EQ_INT(ahead("k3", "101", "150", "50"), 1, "a batch past the prefix: its row");
+    ASSERT_EQ_INT(read_job("k3"), 1, "one batch past the prefix");
+    ASSERT_TRUE(ck.found && !ck.finished && ck.lines == 0 && ck.rows == 50 && ck.batches == 1,
+                "an empty prefix is made; rows and batches count the batch past it");
+    ASSERT_TRUE(ck.ahead[0].first == 101 && ck.ahead[0].last == 150, "its lines: 101 to 150");
+    ASSERT_EQ_INT(ahead("k3", "201", "250", "40"), 1, "a second batch past the prefix");
+    ASSERT_EQ_INT(prefix_at("k3", "100", "150"), 1, "the prefix reaches line 150");
+    ASSERT_EQ_INT(read_job("k3"), 1, "the batch the prefix covers is folded into it");
+    ASSERT_TRUE(ck.lines == 150 && ck.rows == 190 && ck.batches == 3 && ck.ahead[0].first == 201,
+                "prefix 150 with 150 rows in 2 batches, and lines 201 to 250 past it");
+    char *finish = pgfeed__checkpoint_sql_finish(table);
+    const char *key3[1] = {"k3"};
+    ASSERT_EQ_INT(exec_ok(finish, 1, key3, "finish"), 1, "finish k3");
+    free(finish);
+    ASSERT_EQ_INT(read_job("k3"), 0, "nothing past the prefix after the finish");
+    ASSERT_TRUE(ck.finished && ck.rows == 190 && ck.batches == 3 && ck.lines == 250,
+                "the finish folds the last batch in");
+    ASSERT_EQ_INT(ahead("k3", "1", "10", "9"), 1, "a new import's first batch past the prefix");
+    ASSERT_EQ_INT(read_job("k3"), 1, "it empties the finished import's row");
+    ASSERT_TRUE(!ck.finished && ck.lines == 0 && ck.rows == 9, "an empty, unfinished prefix");
+    char *forget = pgfeed__checkpoint_sql_forget(table);
+    ASSERT_EQ_INT(exec_ok(forget, 1, key3, "forget"), 2, "forget deletes both rows");
+    free(forget);
+}
+
 /* Every statement against a schema of the test's own. */
 static void test_statements(void)
 {
@@ -298,6 +362,7 @@ static void test_statements(void)
     test_insert_update();
     test_other_job();
     test_finish_forget();
+    test_past_prefix();
 
     pgfeed__checkpoint_clear(&ck);
     free(first_start);

@@ -121,11 +121,11 @@ static void test_write_and_flush(void)
     ASSERT_EQ_INT(rj.n, 3, "three rows pending");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "nothing written yet");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 1), 0, "flush up to line 1");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 1), 0, "flush up to line 1");
     ASSERT_TRUE(!exists(path), "no row up to line 1: no file made");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "still nothing written");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 5), 0, "flush up to line 5");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), 0, "flush up to line 5");
     char want[256];
     size_t wn = 0;
     memcpy(want + wn, line2, sizeof line2 - 1);
@@ -136,9 +136,9 @@ static void test_write_and_flush(void)
     ASSERT_EQ_STR(pgfeed__rejects_written(&rj), path, "written: the path");
     ASSERT_EQ_INT(rj.n, 1, "line 9 pending");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 5), 0, "flush up to line 5 again");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), 0, "flush up to line 5 again");
     check_file(path, want, wn, "nothing written twice");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 100), 0, "flush up to line 100");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "flush up to line 100");
     memcpy(want + wn, line9, sizeof line9 - 1);
     wn += sizeof line9 - 1;
     check_file(path, want, wn, "line 9 written, its NUL byte kept");
@@ -214,7 +214,7 @@ static void test_drop_pending(void)
     ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "drop: check");
     add_three(&rj);
     ASSERT_EQ_INT(pgfeed__rejects_drop_pending(&rj), 3, "drop: three rows forgotten");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 100), 0, "drop: flush");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "drop: flush");
     ASSERT_TRUE(!exists(path), "drop: nothing written, no file");
     ASSERT_EQ_INT(pgfeed__rejects_drop_pending(&rj), 0, "drop: none left");
     pgfeed__rejects_free(&rj);
@@ -229,7 +229,7 @@ static void test_writes_where_allowed(const char *file)
     struct pgfeed_rejects rj = {0};
     ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "resume: check");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 2), 0, "resume: flush");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 2), 0, "resume: flush");
     char want[256];
     memcpy(want, "1\told\trow\n", 10);
     memcpy(want + 10, line2, sizeof line2 - 1);
@@ -240,7 +240,7 @@ static void test_writes_where_allowed(const char *file)
     ctx_reset(5, "/dev/null", 0);
     ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "/dev/null: check");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 100), 0, "/dev/null: flush");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "/dev/null: flush");
     ASSERT_EQ_STR(pgfeed__rejects_written(&rj), "/dev/null", "/dev/null: written");
     pgfeed__rejects_free(&rj);
 }
@@ -306,7 +306,7 @@ static void test_created_since_check(void)
     fputs("someone else's\n", f);
     fclose(f);
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 100), UV_EEXIST, "late: flush refused");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), UV_EEXIST, "late: flush refused");
     check_file(path, S("someone else's\n"), "late: the file is untouched");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "late: nothing written");
     pgfeed__rejects_free(&rj);
@@ -322,7 +322,7 @@ static void test_unwritable_path(void)
     struct pgfeed_rejects rj = {0};
     ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "unwritable: check lets open say why");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 5), PGFEED_ESOURCE, "unwritable: flush");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), PGFEED_ESOURCE, "unwritable: flush");
     snprintf(msg, sizeof msg, "could not open the rejects file \"%s\"", path);
     ASSERT_EQ_STR(ctx.err.pub.message, msg, "unwritable: message");
     ASSERT_EQ_STR(ctx.err.pub.detail, "The system said: No such file or directory.",
@@ -345,7 +345,7 @@ static void test_write_fails(void)
     ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "/dev/full: check");
     struct pgfeed_reject r = row(1, "short", NULL, NULL, S("x"));
     ASSERT_EQ_INT(pgfeed__rejects_add(&rj, &ctx, &r), 0, "/dev/full: add");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 1), PGFEED_ESOURCE, "/dev/full: short row");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 1), PGFEED_ESOURCE, "/dev/full: short row");
     ASSERT_EQ_STR(ctx.err.pub.message, "could not write the rejects file \"/dev/full\"",
                   "/dev/full: message");
     pgfeed__rejects_free(&rj);
@@ -360,7 +360,7 @@ static void test_write_fails(void)
                                     row(2, "long", NULL, NULL, raw, big)};
     for (int i = 0; i < 3; i++)
         ASSERT_EQ_INT(pgfeed__rejects_add(&rj, &ctx, &rows[i]), 0, "/dev/full: add");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 3), PGFEED_ESOURCE, "/dev/full: long row");
+    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 3), PGFEED_ESOURCE, "/dev/full: long row");
     int once = 1;
     for (size_t i = 0; i < rj.n; i++)
         for (size_t k = i + 1; k < rj.n; k++)

@@ -777,7 +777,8 @@ static void test_pipe_retry(void)
     close_source(name, s);
 
     struct pgfeed_batch_info bi = {0};
-    pgfeed__ctx_batch_committed(&ctx, &bi, committed);
+    uint64_t prefix_raw = committed; /* a commit of the prefix row, restarting there */
+    pgfeed__ctx_batch_committed(&ctx, &bi, &prefix_raw);
     ASSERT_EQ_INT(pgfeed__ctx_replay_get(&ctx, committed - 1, &kept, &kept_n), UV_ENOENT,
                   "after a commit: the bytes before it are gone");
     ASSERT_EQ_INT(pgfeed__ctx_replay_get(&ctx, committed, &kept, &kept_n), 0,
