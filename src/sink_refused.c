@@ -166,15 +166,11 @@ static int row_as_input(struct sink_pg *k, size_t i, struct pgfeed_buf *out)
     const struct pgfeed_options *o = pgfeed__ctx_options(sink_ctx(k));
     const char *p = k->kept.data + k->row_off[i];
     size_t n = k->row_off[i + 1] - k->row_off[i];
-    int csv = o->format == PGFEED_FORMAT_CSV;
+    /* The options are resolved (options.c): no default is decided here. */
     const struct pgfeed_input_form form = {
-        .delimiter = o->delimiter ? o->delimiter
-                     : csv        ? ','
-                                  : '\t',
-        .quote = csv ? (o->quote ? o->quote : '"') : 0,
-        .null_marker = o->null_marker ? o->null_marker
-                       : csv          ? ""
-                                      : "\\N",
+        .delimiter = o->delimiter,
+        .quote = o->format == PGFEED_FORMAT_CSV ? o->quote : 0,
+        .null_marker = o->null_marker,
     };
     if (k->sh->bin) {
         int rc = pgfeed__bin_row_as_input(out, p, n, k->sh->bin, k->sh->ntargets, form.delimiter,
