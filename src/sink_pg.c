@@ -95,6 +95,18 @@ static int all_idle(struct sink *sh)
     return 1;
 }
 
+/* A batch is between its BEGIN and its COMMIT's result on some connection. */
+static int batch_in_flight(const struct sink *sh)
+{
+    for (size_t i = 0; i < sh->nconns; i++) {
+        enum sink_state st = sh->conns[i] ? sh->conns[i]->state : S_NEW;
+        if ((st >= S_STARTING && st <= S_COMMITTING) ||
+            (st >= S_SPLIT_ROLLBACK && st <= S_SPLIT_REFUSED))
+            return 1;
+    }
+    return 0;
+}
+
 /*
  * The connection that takes the current batch's rows, starting a batch on an
  * idle one when there is none; NULL (with EAGAIN, ECANCELED after a stop, or an error in *rc) until
@@ -554,8 +566,10 @@ static int committed(struct sink_pg *k)
     if (k->last && was_truncating)
         return mark_finished(k) != 0 ? -1 : 0;
     if (k->sh->eof) {
-        if (!all_idle(k->sh))
-            return SINK_WAIT; /* the last of the batches still committing finishes */
+        /* The last of the batches still committing finishes (a connection still
+         * connecting, never given a batch, does not count). */
+        if (batch_in_flight(k->sh))
+            return SINK_WAIT;
         if (!k->sh->finished_in_row)
             return mark_finished(k) != 0 ? -1 : 0; /* folds the rows past the prefix */
         k->state = S_FINISHED;

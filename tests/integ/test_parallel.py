@@ -134,6 +134,22 @@ def test_two_connections_exact(ctx):
     eq(checkpoint(ctx), ["60000", "t"], "checkpoint")
 
 
+@test()
+def test_tiny_input_with_many_connections_finishes(ctx):
+    """One batch on -j 16: it commits while other connections may still be connecting; the
+    run must finish (not wait for connections that never get a batch)."""
+    data = ctx.gen(3, seed=68)
+    ctx.create_names()
+    path = ctx.write("n.tsv", data)
+    for i in range(3):
+        if i:
+            ctx.sql("TRUNCATE names; DELETE FROM pgfeed_checkpoints;")
+        res = ctx.pgfeed("-t", "names", "-j", "16", path, timeout=60)
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data)
+        eq(checkpoint(ctx), ["3", "t"], "checkpoint")
+
+
 @contextlib.contextmanager
 def gated_import(ctx, seed, jobs, want, fail=False, rows=60_000, committed=None):
     """Starts a -j `jobs` import of `rows` rows in batches of 20,000 whose batch 0 is held
