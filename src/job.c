@@ -857,49 +857,33 @@ static int targets_from_checkpoint(struct pgfeed_job *job, const char *opts)
     return rc;
 }
 
-static int checkpoint_ready(void *arg)
+/* A checkpoint to resume from: its targets, its counts, and --truncate set aside. */
+static int resume_from(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
 {
-    struct pgfeed_job *job = arg;
-    const struct pgfeed_checkpoint *c = pgfeed__sink_checkpoint(job->sink);
-    int decision = pgfeed__checkpoint_weigh(&job->ctx, c, source_validators(job));
-    if (decision < 0)
-        return decision;
-    if (decision == PGFEED_CKPT_FINISHED) {
-        sink_done(job, 0);
-        return 0;
-    }
-    if (decision == PGFEED_CKPT_FORGET) {
-        int frc = pgfeed__sink_forget_checkpoint(job->sink); /* then a fresh start */
-        if (frc < 0)
-            return frc;
-    }
-    int resume = decision == PGFEED_CKPT_RESUME;
-    int rc;
-    if (resume) {
-        rc = targets_from_checkpoint(job, c->options);
-        if (rc != 0)
-            return rc;
-        job->base_rows = c->rows;
-        job->base_batches = c->batches;
-        if (c->lines > job->ctx.lines_committed)
-            job->ctx.lines_committed = c->lines;
-        if (job->opt.truncate) {
-            /* The committed rows are part of this import: emptying the table would lose them. */
-            if (job->ctx.attempts == 0)
-                pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
-            job->opt.truncate = 0;
-        }
-        pgfeed__log(
-            &job->ctx, PGFEED_LOG_NOTICE,
-            "resuming after input line %llu: %llu rows in %llu batches are already committed",
-            (unsigned long long)c->lines, (unsigned long long)c->rows,
-            (unsigned long long)c->batches);
-        log_skipped(job, c);
-    }
-    rc = update_identity(job);
+    int rc = targets_from_checkpoint(job, c->options);
     if (rc != 0)
         return rc;
+    job->base_rows = c->rows;
+    job->base_batches = c->batches;
+    if (c->lines > job->ctx.lines_committed)
+        job->ctx.lines_committed = c->lines;
+    if (job->opt.truncate) {
+        /* The committed rows are part of this import: emptying the table would lose them. */
+        if (job->ctx.attempts == 0)
+            pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE, "--truncate is ignored when resuming");
+        job->opt.truncate = 0;
+    }
+    pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE,
+                "resuming after input line %llu: %llu rows in %llu batches are already committed",
+                (unsigned long long)c->lines, (unsigned long long)c->rows,
+                (unsigned long long)c->batches);
+    log_skipped(job, c);
+    return 0;
+}
 
+/* The parser, now that the targets are known; c: the checkpoint resumed from, or NULL. */
+static int make_parser(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
+{
     struct pgfeed_parse_config pc = {
         .format = job->opt.format,
         .delimiter = job->opt.delimiter,
@@ -911,16 +895,16 @@ static int checkpoint_ready(void *arg)
         .batch_bytes =
             job->opt.max_rejects > 0 && job->opt.batch_rows != 0 ? job->opt.batch_bytes : 0,
         /* A prefix of line 0 (only later batches committed) reads the header again. */
-        .has_header = !(resume && c->lines > 0) && job->opt.header != PGFEED_HEADER_NONE,
-        .skip = resume ? c->ahead : NULL,
-        .nskip = resume ? c->nahead : 0,
+        .has_header = !(c && c->lines > 0) && job->opt.header != PGFEED_HEADER_NONE,
+        .skip = c ? c->ahead : NULL,
+        .nskip = c ? c->nahead : 0,
         .on_header = on_header,
         .on_header_arg = job,
         .nfields = job->targets.n,
         .is_array = job->targets.is_array,
         .field_names = job->targets.names,
     };
-    rc = pgfeed__parser_new(&job->ctx, &pc, &job->parser);
+    int rc = pgfeed__parser_new(&job->ctx, &pc, &job->parser);
     if (rc != 0)
         return pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not create the parser: %s",
                             pgfeed_strerror(rc));
@@ -929,26 +913,58 @@ static int checkpoint_ready(void *arg)
     job->parser->prev = job->decoder;
     job->parser->next = job->sink;
     job->sink->prev = job->parser;
-    if (resume && c->lines > 0) {
-        struct pgfeed_stage *src = job->source_stage;
-        struct pgfeed_validators expect = {c->etag, c->last_modified, c->size};
-        if (c->restart && c->restart_len && src->ops->seek) {
-            /* Mid-stream: read the source from the restart point on (Range, lseek). */
-            rc = src->ops->seek(src, c->raw_offset, &expect);
-            if (rc == 0)
-                rc = pgfeed__decoder_restart_from(job->decoder, c->restart, c->restart_len,
-                                                  c->decoded_offset);
-            if (rc != 0)
-                return rc;
-            pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "restarting at byte %llu of the source",
-                        (unsigned long long)c->raw_offset);
-        } else {
-            /* Re-read from the start and discard what is committed. */
-            if (src->ops->seek && (rc = src->ops->seek(src, 0, &expect)) != 0)
-                return rc;
-            pgfeed__decoder_skip_output(job->decoder, c->decoded_offset);
-        }
-        pgfeed__parser_set_position(job->parser, c->lines + 1, c->decoded_offset);
+    return 0;
+}
+
+/* Source, decoder and parser positioned just after the checkpoint's prefix. */
+static int seek_to(struct pgfeed_job *job, const struct pgfeed_checkpoint *c)
+{
+    struct pgfeed_stage *src = job->source_stage;
+    struct pgfeed_validators expect = {c->etag, c->last_modified, c->size};
+    int rc = 0;
+    if (c->restart && c->restart_len && src->ops->seek) {
+        /* Mid-stream: read the source from the restart point on (Range, lseek). */
+        rc = src->ops->seek(src, c->raw_offset, &expect);
+        if (rc == 0)
+            rc = pgfeed__decoder_restart_from(job->decoder, c->restart, c->restart_len,
+                                              c->decoded_offset);
+        if (rc != 0)
+            return rc;
+        pgfeed__log(&job->ctx, PGFEED_LOG_INFO, "restarting at byte %llu of the source",
+                    (unsigned long long)c->raw_offset);
+    } else {
+        /* Re-read from the start and discard what is committed. */
+        if (src->ops->seek && (rc = src->ops->seek(src, 0, &expect)) != 0)
+            return rc;
+        pgfeed__decoder_skip_output(job->decoder, c->decoded_offset);
     }
-    return job->source_stage->ops->start(job->source_stage);
+    pgfeed__parser_set_position(job->parser, c->lines + 1, c->decoded_offset);
+    return 0;
+}
+
+/* The sink read the checkpoint: weigh it, then start reading where it says. */
+static int checkpoint_ready(void *arg)
+{
+    struct pgfeed_job *job = arg;
+    const struct pgfeed_checkpoint *c = pgfeed__sink_checkpoint(job->sink);
+    int decision = pgfeed__checkpoint_weigh(&job->ctx, c, source_validators(job));
+    if (decision < 0)
+        return decision;
+    if (decision == PGFEED_CKPT_FINISHED) {
+        sink_done(job, 0);
+        return 0;
+    }
+    int rc = 0;
+    if (decision == PGFEED_CKPT_FORGET)
+        rc = pgfeed__sink_forget_checkpoint(job->sink); /* then a fresh start */
+    int resume = decision == PGFEED_CKPT_RESUME;
+    if (rc == 0 && resume)
+        rc = resume_from(job, c);
+    if (rc == 0)
+        rc = update_identity(job);
+    if (rc == 0)
+        rc = make_parser(job, resume ? c : NULL);
+    if (rc == 0 && resume && c->lines > 0)
+        rc = seek_to(job, c);
+    return rc != 0 ? rc : job->source_stage->ops->start(job->source_stage);
 }
