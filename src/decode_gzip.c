@@ -1,13 +1,12 @@
 /*
  * decode_gzip.c -- the decoder stage: turns the source's bytes into plain text.
  *
- * It owns compression detection, gzip members and their trailers, the zlib
- * inflate stream, the access points it records, and the inflated bytes until
- * the parser has taken them. It leaves reading (and bytes_read) to the
- * source, lines and fields to the parser, the scheduling of resume() to the
- * context (ctx.c), the restart point blob and the ring of access points to
- * restart_point.c, and gzip members' deflate data, when the build has a
- * faster engine, to it (decode_engine.h, inflate_isal.c).
+ * It owns compression detection, gzip members and their trailers, and the
+ * inflated bytes until the parser has taken them. It leaves reading (and
+ * bytes_read) to the source, lines and fields to the parser, the scheduling
+ * of resume() to the context (ctx.c), running the engines, the member's check
+ * value and the access points to the inflater (inflater.c), and the restart
+ * point blob to restart_point.c.
  *
  * Detection looks at the first two bytes, never at a name: 1f 8b is gzip; a
  * zlib header (CM 8, CINFO <= 7, no preset dictionary, (CMF << 8 | FLG) % 31
@@ -18,17 +17,19 @@
  * arrives. Some text happens to start with a valid zlib header (e.g. "X\t",
  * "80", "x^"); such a file is taken for zlib and fails as corrupt.
  *
- * gzip is inflated with windowBits 15+16, zlib with 15. What may follow the
- * end of a stream (Z_STREAM_END), our policy, stricter than gzread()'s:
- *   gzip  another member (1f 8b: inflateReset and go on, as pigz, bgzip and
- *         `cat a.gz b.gz` produce), or zero bytes up to the end (tape or dd
- *         padding). Anything else, a member after the padding included, is
- *         "trailing garbage after compressed data" at the first offending
- *         byte.
+ * What may follow the end of a stream, our policy, stricter than gzread()'s:
+ *   gzip  another member (1f 8b: zlib reads its header and it goes on, as
+ *         pigz, bgzip and `cat a.gz b.gz` produce), or zero bytes up to the
+ *         end (tape or dd padding). Anything else, a member after the padding
+ *         included, is "trailing garbage after compressed data" at the first
+ *         offending byte.
  *   zlib  one stream, then only zero padding.
  * Input that ends inside a member, or after a lone 1f following a member, is
- * truncation, reported by finish(). zlib checks each member's CRC-32 (or the
- * Adler-32) only at its end, after earlier bytes went downstream.
+ * truncation, reported by finish(). Each member's CRC-32 (or the Adler-32) is
+ * checked only at its end, after earlier bytes went downstream: by zlib, or,
+ * for a member inflated raw (by a faster engine, or resumed from a restart
+ * point), here (state CHECK), in zlib's words at zlib's offsets when the
+ * member was read from its start.
  *
  * Buffers, sized at creation, never per chunk:
  *   out   out_chunk bytes, one inflate output buffer, handed downstream in one
@@ -39,17 +40,17 @@
  *         comes: the unconsumed part of a write cut short by downstream's
  *         EAGAIN.
  *   held  one byte: the first byte before detection, or a 1f after a member.
- * The ring of access points (restart_point.c) and an engine have their own.
+ * The inflater (its engines, the ring of access points) has its own.
  *
- * States: SNIFF -> PLAIN | INFLATE; INFLATE -> TRAIL at each stream end;
- * TRAIL -> INFLATE at the next member; TRAIL may be in padding (only zeros
- * from there on); finish accepted downstream -> DONE; any -> FAILED (the job's
- * error is set; its code is returned from then on). Across states, a backlog
- * (pending out, unconsumed input, zlib output not yet drained) or a
- * downstream EAGAIN not yet followed by resume() makes write() and finish()
- * answer EAGAIN; resume() drains it, then resumes upstream if we answered
- * EAGAIN to it (also when draining failed, so that its next call
- * gets the error).
+ * States: SNIFF -> PLAIN | INFLATE; INFLATE -> TRAIL at each stream end
+ * (through CHECK, the trailer, for a member inflated raw); TRAIL -> INFLATE at
+ * the next member; TRAIL may be in padding (only zeros from there on); finish
+ * accepted downstream -> DONE; any -> FAILED (the job's error is set; its code
+ * is returned from then on). Across states, a backlog (pending out,
+ * unconsumed input, engine output not yet drained) or a downstream EAGAIN not
+ * yet followed by resume() makes write() and finish() answer EAGAIN; resume()
+ * drains it, then resumes upstream if we answered EAGAIN to it (also when
+ * draining failed, so that its next call gets the error).
  *
  * Offsets for errors: raw_off counts compressed bytes consumed (held bytes
  * included), dec_off the decoded bytes handed downstream or skipped.
@@ -59,66 +60,40 @@
  * inflated and counted in dec_off and bytes_inflated, but not handed on. An
  * input that ends before they are all skipped is PGFEED_ECHANGED.
  *
- * Access points (zlib's examples/zran.c technique; restart_point.c says what
- * a point holds), so that a resumed job need not re-read the compressed file
- * from the start. Once the span (1 MiB) of decoded bytes has passed since
- * the previous point, input is inflated with Z_BLOCK (until then with
- * Z_NO_FLUSH, as each return costs zlib a window update), which makes inflate
- * return at each deflate block boundary (data_type & 128), also right after
- * a gzip/zlib header, so inputs of many small members (bgzip, pigz -i) have
- * points too. At the first boundary that does not end a member's last block
- * (!(data_type & 64)) we record one (zlib keeps the running CRC-32 /
- * Adler-32 in zs.adler for free; the window comes from inflateGetDictionary,
- * taken only then). For plain input every offset is a point.
- *   restart_from() sets a fresh decoder up from a point: raw inflate (-15),
- *   inflatePrime with the unused bits, inflateSetDictionary with the window,
- *   counters at the point's, and (decoded - point) bytes to skip, as for a
- *   re-read. The source then delivers bytes from the partial byte on (from
- *   the point's raw offset when it has no unused bits); that first byte must
- *   equal the one recorded (else PGFEED_ECHANGED). The resumed member is
- *   inflated raw, so zlib checks neither its trailer nor its length: we do
- *   (state CHECK), with the check value carried in the point and continued
- *   over the rest of that member. The next gzip member is read with
- *   windowBits 15+16 again (inflateReset2). bytes_inflated stays equal to
- *   dec_off, the absolute decoded offset: a restart adds the point's decoded
- *   offset to it (the sink uses it as the offset of the last batch's end).
- *
- * Engines (decode_engine.h): with ISA-L (inflate_isal.c) the deflate data of
- * gzip members goes through it; zlib still reads every gzip header (Z_BLOCK
- * stops it right after one), so header errors keep zlib's words and offsets,
- * and zlib streams stay with zlib. The engine inflates raw, so we keep the
- * member's CRC-32 and read its trailer (state CHECK) as for a resumed member.
- * A point means the same with either engine (restart_point.c has the blob).
+ * A resumed job that need not re-read the compressed file from its start
+ * (the inflater's first comment has the access points) sets a fresh decoder
+ * up from a restart point (restart_from): the inflater primed from it,
+ * counters at the point's, and (decoded - point) bytes to skip, as for a
+ * re-read. The source then delivers bytes from the point's partial byte on
+ * (from its raw offset when it has no unused bits); that first byte must
+ * equal the one recorded (else PGFEED_ECHANGED). bytes_inflated stays equal
+ * to dec_off, the absolute decoded offset: a restart adds the point's decoded
+ * offset to it (the sink uses it as the offset of the last batch's end). For
+ * plain input every offset is a point.
  */
-#define ZLIB_CONST
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
-#include "decode_engine.h"
-#include "internal.h"
+#include "inflater.h"
 
 enum dec_state { ST_SNIFF, ST_PLAIN, ST_INFLATE, ST_CHECK, ST_TRAIL, ST_DONE, ST_FAILED };
 enum dec_kind { KIND_PLAIN, KIND_GZIP, KIND_ZLIB };
 
-#define SPAN    ((size_t)1 << 20) /* decoded bytes at least between two access points */
-#define WINSIZE PGFEED_RP_WINSIZE
+#define SPAN ((size_t)1 << 20) /* decoded bytes at least between two access points */
 
 struct decoder {
     struct pgfeed_stage base;
     enum dec_state state;
     enum dec_kind kind;
     int err;          /* ST_FAILED: the code every call returns */
-    int zinit;        /* inflateInit2 succeeded: inflateEnd on destroy */
     int down_blocked; /* downstream answered EAGAIN and has not resumed us yet */
     int up_blocked;   /* we answered EAGAIN upstream and owe it a resume */
-    int more_out;     /* the last inflate filled out: zlib may have more */
+    int more_out;     /* the last step filled out: the engine may have more */
     int padding;      /* ST_TRAIL: zero padding began; only zeros may follow */
     int has_held;
     unsigned char held;
-    z_stream zs;
     char *out;
     size_t out_cap;
     size_t out_len; /* inflated bytes in out not yet taken downstream */
@@ -130,34 +105,15 @@ struct decoder {
     uint64_t dec_off; /* decoded bytes taken downstream or skipped */
     uint64_t skip;    /* decoded bytes still to drop (a resume re-reading the source) */
     uint64_t skip_total;
-    uint64_t stream_end; /* raw_off at the last stream end */
-
-    /* Restart points. */
-    struct pgfeed_rp_ring ring;
-    size_t span;             /* SPAN, or a test's */
-    unsigned char last_byte; /* the last input byte inflate consumed */
-    uint64_t member_raw;     /* where the current gzip member (zlib stream) starts */
-    uint64_t member_no;
-    /*
-     * A member resumed from a restart point is inflated raw: zlib then keeps
-     * no check value and does not read the trailer, so we do (ST_CHECK).
-     */
-    int raw_member;
-    uint32_t check;       /* raw_member: CRC-32 / Adler-32 of the member so far */
-    uint64_t mlen_base;   /* the member's decoded bytes before zs.total_out began */
+    uint64_t stream_end;  /* raw_off at the last stream end */
+    struct inflater inf;  /* engines, check value, access points */
     unsigned char trl[8]; /* ST_CHECK: the trailer so far */
     unsigned trl_n;
-    int resumed;     /* raw_member, resumed from a restart point (else: an engine's member) */
+    int resumed;     /* the member was resumed from a restart point (else read from its start) */
     int expect_byte; /* restarted: the first input byte must be expected */
     unsigned char expected;
     int restarted;
-    int began;                               /* the kind is known (begin() ran) */
-    const struct decode_engine_ops *engine;  /* for gzip deflate data, or NULL: zlib */
-    const struct decode_engine_ops *eng_ops; /* the one that made eng */
-    struct decode_engine *eng;
-    int hdr_pending;      /* zlib is reading a gzip header; the engine takes over after it */
-    int in_engine;        /* the current member's deflate data goes through the engine */
-    uint64_t engine_made; /* the member's bytes the engine inflated */
+    int began; /* the kind is known (begin() ran) */
 };
 
 static const char *kind_name(const struct decoder *d)
@@ -187,6 +143,13 @@ static int fail_nomem(struct decoder *d)
     return fail(d, UV_ENOMEM, NULL, NULL, "out of memory", d->dec_off, d->raw_off);
 }
 
+/* Something that cannot happen did: msg, without positions. */
+static int fail_internal(struct decoder *d, const char *msg)
+{
+    pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL, "%s", msg);
+    return set_failed(d, PGFEED_EINTERNAL);
+}
+
 /* "corrupt gzip data": lib ("zlib", "ISA-L") reported what at raw_at. */
 static int fail_corrupt(struct decoder *d, const char *lib, const char *what, uint64_t raw_at,
                         uint64_t dec_at)
@@ -207,21 +170,26 @@ static int fail_corrupt(struct decoder *d, const char *lib, const char *what, ui
                 msg, dec_at, raw_at);
 }
 
-static int fail_zlib(struct decoder *d, int zret, uint64_t dec_at)
+/* The inflater failed with rc (not ENGINE_OK) at decoded offset dec_at. */
+static int inflate_failed(struct decoder *d, int rc, const char *msg, uint64_t dec_at)
 {
     char *detail;
 
-    if (zret == Z_MEM_ERROR)
+    switch (rc) {
+    case ENGINE_NOMEM:
         return fail_nomem(d);
-    if (zret == Z_NEED_DICT) {
+    case ENGINE_NEED_DICT:
         detail = pgfeed__strdup_printf(
             "The zlib stream asks at compressed byte %llu for a preset dictionary, which is not part of the file.",
             (unsigned long long)d->raw_off);
         return fail(d, PGFEED_EDECODE, detail, NULL,
                     "cannot decompress zlib data that needs a preset dictionary", dec_at,
                     d->raw_off);
+    case ENGINE_CORRUPT:
+        return fail_corrupt(d, d->inf.cur->ops->name, msg, d->raw_off, dec_at);
+    default:
+        return fail_internal(d, msg);
     }
-    return fail_corrupt(d, "zlib", d->zs.msg ? d->zs.msg : zError(zret), d->raw_off, dec_at);
 }
 
 static int fail_truncated(struct decoder *d)
@@ -309,85 +277,6 @@ static int flush_out(struct decoder *d)
     return 0;
 }
 
-/* Gives zlib the held byte, a header byte that yields no output. */
-static int feed_held(struct decoder *d)
-{
-    int zret;
-
-    d->zs.next_in = &d->held;
-    d->zs.avail_in = 1;
-    d->zs.next_out = (unsigned char *)d->out;
-    d->zs.avail_out = (uInt)d->out_cap;
-    zret = inflate(&d->zs, Z_NO_FLUSH);
-    d->has_held = 0;
-    d->last_byte = d->held;
-    if (zret != Z_OK)
-        return fail_zlib(d, zret, d->dec_off);
-    if (d->zs.avail_in != 0 || d->zs.avail_out != d->out_cap) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                     "zlib did not take a header byte");
-        return set_failed(d, PGFEED_EINTERNAL);
-    }
-    return 0;
-}
-
-static const struct access_point *newest_point(const struct decoder *d)
-{
-    return pgfeed__rp_ring_newest(&d->ring);
-}
-
-/* The current member's decoded bytes so far. */
-static uint64_t member_len(const struct decoder *d)
-{
-    return d->mlen_base + d->zs.total_out + d->engine_made;
-}
-
-/* raw_member: the check value goes on over out[from, to). Returns to. */
-static size_t check_out(struct decoder *d, size_t from, size_t to)
-{
-    const unsigned char *p = (const unsigned char *)d->out + from;
-
-    if (to <= from)
-        return to;
-    if (d->kind == KIND_GZIP && d->engine) { /* the same CRC-32, faster */
-        d->check = d->engine->crc32(d->check, p, to - from);
-        return to;
-    }
-    d->check = (uint32_t)(d->kind == KIND_GZIP ? crc32(d->check, p, (uInt)(to - from))
-                                               : adler32(d->check, p, (uInt)(to - from)));
-    return to;
-}
-
-/* Stores a point of the current member, its window already in the ring's next slot. */
-static void push_point(struct decoder *d, uint64_t raw, uint64_t dec, uint64_t mlen, uint32_t check,
-                       unsigned bits, unsigned char byte, unsigned wlen)
-{
-    struct access_point p = {.raw = raw,
-                             .dec = dec,
-                             .member_raw = d->member_raw,
-                             .member_no = d->member_no,
-                             .mlen = mlen,
-                             .check = check,
-                             .bits = (unsigned char)bits,
-                             .byte = bits ? byte : 0,
-                             .wlen = wlen};
-
-    pgfeed__rp_ring_push(&d->ring, &p);
-}
-
-/* At a deflate block boundary: records an access point at decoded offset dec. */
-static void record_point(struct decoder *d, uint64_t dec)
-{
-    unsigned char *w = pgfeed__rp_ring_window(&d->ring);
-    uInt wlen = 0;
-
-    /* Without memory for it, or (cannot happen) a window, no point: a resume re-reads more. */
-    if (!w || inflateGetDictionary(&d->zs, w, &wlen) != Z_OK || wlen > WINSIZE)
-        return;
-    push_point(d, d->raw_off, dec, member_len(d), d->raw_member ? d->check : (uint32_t)d->zs.adler,
-               (unsigned)(d->zs.data_type & 7), d->last_byte, wlen);
-}
-
 /* Decoded bytes made (out[0, made)): those still to skip are dropped, the rest await downstream. */
 static void take_output(struct decoder *d, size_t made)
 {
@@ -401,90 +290,34 @@ static void take_output(struct decoder *d, size_t made)
     d->out_len = made;
 }
 
-static int engine_start(struct decoder *d);
-static int engine_step(struct decoder *d);
-
-/*
- * Inflates src into out until out is full, src is used up, or the stream
- * ends, recording access points at block boundaries on the way. 0 or the
- * failure code.
- */
-static int inflate_step(struct decoder *d)
+/* A step of the inflater over src[0, n), the compressed bytes at raw_off on, into out. */
+static void step_io(struct decoder *d, struct engine_io *io, const unsigned char *src, size_t n,
+                    uint64_t raw_off)
 {
-    uInt avail = d->src_left > UINT_MAX ? UINT_MAX : (uInt)d->src_left;
-    uint64_t dec_at = d->dec_off; /* decoded offset of out[0] */
-    size_t used, made, checked = 0;
-    int zret;
-    int hdr = d->hdr_pending; /* zlib reads the header, the engine the rest */
+    memset(io, 0, sizeof *io);
+    io->src = src;
+    io->src_left = n;
+    io->raw_off = raw_off;
+    io->out = (unsigned char *)d->out;
+    io->out_cap = d->out_cap;
+    io->dec_at = d->dec_off;
+}
 
-    if (d->in_engine)
-        return engine_step(d);
+/* Gives zlib the held byte (at raw_off - 1, counted already), a header byte that yields no output.
+ */
+static int feed_held(struct decoder *d)
+{
+    struct engine_io io;
+    int rc;
 
-    d->zs.next_in = d->src;
-    d->zs.avail_in = avail;
-    d->zs.next_out = (unsigned char *)d->out;
-    d->zs.avail_out = (uInt)d->out_cap;
-    for (;;) {
-        uInt before = d->zs.avail_in;
-        /*
-         * Z_BLOCK only once a point is due: it returns at every block
-         * boundary, and each return costs zlib a window update.
-         */
-        made = d->out_cap - d->zs.avail_out;
-        int due = dec_at + made - newest_point(d)->dec >= d->span;
-
-        zret = inflate(&d->zs, due || hdr ? Z_BLOCK : Z_NO_FLUSH);
-        if (d->zs.avail_in != before) {
-            d->raw_off += before - d->zs.avail_in;
-            d->last_byte = d->zs.next_in[-1];
-        }
-        /* Z_BLOCK returns at each block end: go on unless out or src ran out. */
-        if (zret != Z_OK || !(d->zs.data_type & 128))
-            break;
-        made = d->out_cap - d->zs.avail_out;
-        if (!(d->zs.data_type & 64) && dec_at + made - newest_point(d)->dec >= d->span) {
-            if (d->raw_member)
-                checked = check_out(d, checked, made);
-            record_point(d, dec_at + made);
-        }
-        if (hdr || d->zs.avail_in == 0 || d->zs.avail_out == 0)
-            break;
-    }
-    used = avail - d->zs.avail_in;
-    made = d->out_cap - d->zs.avail_out;
-    d->src += used;
-    d->src_left -= used;
-    d->more_out = d->zs.avail_out == 0;
-    if (d->raw_member)
-        check_out(d, checked, made);
-    take_output(d, made);
-    switch (zret) {
-    case Z_OK:
-        if (hdr && (d->zs.data_type & 128)) /* the header is read */
-            return engine_start(d);
-        return 0;
-    case Z_STREAM_END:
-        d->more_out = 0;
-        if (d->raw_member) { /* zlib leaves the trailer to us */
-            d->state = ST_CHECK;
-            d->trl_n = 0;
-            return 0;
-        }
-        d->state = ST_TRAIL;
-        d->padding = 0;
-        d->stream_end = d->raw_off;
-        return 0;
-    case Z_BUF_ERROR: /* no progress possible: zlib needs more input */
-        d->more_out = 0;
-        if (used == 0 && made == 0 && d->src_left > 0) {
-            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                         "zlib made no progress");
-            return set_failed(d, PGFEED_EINTERNAL);
-        }
-        return 0;
-    default:
-        return fail_zlib(d, zret, dec_at + (d->out_cap - d->zs.avail_out));
-    }
+    step_io(d, &io, &d->held, 1, d->raw_off - 1);
+    rc = pgfeed__inflater_step(&d->inf, &io);
+    d->has_held = 0;
+    if (rc != ENGINE_OK)
+        return inflate_failed(d, rc, io.msg, d->dec_off);
+    if (io.src_left != 0 || io.made != 0)
+        return fail_internal(d, "zlib did not take a header byte");
+    return 0;
 }
 
 static uint32_t get32be(const unsigned char *p)
@@ -497,10 +330,36 @@ static uint32_t get32le(const unsigned char *p)
     return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
 }
 
+/* The stream (member) ended with its trailer: on to what may follow it. */
+static int stream_done(struct decoder *d)
+{
+    d->state = ST_TRAIL;
+    d->padding = 0;
+    d->stream_end = d->raw_off;
+    return 0;
+}
+
+/* The trailer of a member read from its start: zlib's words, and its offsets (just past the field).
+ */
+static int check_trailer_as_zlib(struct decoder *d, unsigned need, uint64_t at)
+{
+    uint64_t dec = d->dec_off + d->out_len;
+    uint32_t check = d->trl_n < 4 ? 0 : d->kind == KIND_GZIP ? get32le(d->trl) : get32be(d->trl);
+
+    if (d->trl_n >= 4 && check != d->inf.check) /* zlib checks it before the length comes */
+        return fail_corrupt(d, "zlib", "incorrect data check", at + 4, dec);
+    if (d->trl_n < need)
+        return 0;
+    if (d->kind == KIND_GZIP &&
+        get32le(d->trl + 4) != (uint32_t)pgfeed__inflater_member_len(&d->inf))
+        return fail_corrupt(d, "zlib", "incorrect length check", at + 8, dec);
+    return stream_done(d);
+}
+
 /*
  * ST_CHECK, after a member inflated raw (resumed from a restart point, or by
- * an engine): reads its trailer from src (trl may hold its first bytes already)
- * and checks it as zlib would have.
+ * the faster engine): reads its trailer from src (trl may hold its first
+ * bytes already) and checks it as zlib would have.
  */
 static int check_trailer(struct decoder *d)
 {
@@ -515,43 +374,25 @@ static int check_trailer(struct decoder *d)
         d->raw_off++;
     }
     at = d->raw_off - d->trl_n;
-    if (!d->resumed) {
-        /* Read from its start: zlib's words, and its offsets (just past the field). */
-        uint64_t dec = d->dec_off + d->out_len;
-        check = d->trl_n < 4 ? 0 : d->kind == KIND_GZIP ? get32le(d->trl) : get32be(d->trl);
-        if (d->trl_n >= 4 && check != d->check) /* zlib checks it before the length comes */
-            return fail_corrupt(d, "zlib", "incorrect data check", at + 4, dec);
-        if (d->trl_n < need)
-            return 0;
-        if (d->kind == KIND_GZIP && get32le(d->trl + 4) != (uint32_t)member_len(d))
-            return fail_corrupt(d, "zlib", "incorrect length check", at + 8, dec);
-        goto good;
-    }
+    if (!d->resumed)
+        return check_trailer_as_zlib(d, need, at);
     if (d->trl_n < need)
         return 0;
     check = d->kind == KIND_GZIP ? get32le(d->trl) : get32be(d->trl);
-    if (check != d->check) {
+    want = (uint32_t)pgfeed__inflater_member_len(&d->inf);
+    if (check != d->inf.check)
         detail = pgfeed__strdup_printf(
             "The %s stored at compressed byte %llu is %08lx, but the data decoded to %08lx (the %s was resumed from a checkpoint).",
             d->kind == KIND_GZIP ? "CRC-32" : "Adler-32", (unsigned long long)at,
-            (unsigned long)check, (unsigned long)d->check,
+            (unsigned long)check, (unsigned long)d->inf.check,
             d->kind == KIND_GZIP ? "member" : "stream");
-        goto bad;
-    }
-    want = (uint32_t)member_len(d);
-    if (d->kind == KIND_GZIP && (check = get32le(d->trl + 4)) != want) {
+    else if (d->kind == KIND_GZIP && (check = get32le(d->trl + 4)) != want) {
+        at += 4;
         detail = pgfeed__strdup_printf(
             "The length stored at compressed byte %llu is %lu, but the member decoded to %lu bytes (mod 2^32; it was resumed from a checkpoint).",
-            (unsigned long long)(at + 4), (unsigned long)check, (unsigned long)want);
-        at += 4;
-        goto bad;
-    }
-good:
-    d->state = ST_TRAIL;
-    d->padding = 0;
-    d->stream_end = d->raw_off;
-    return 0;
-bad:
+            (unsigned long long)at, (unsigned long)check, (unsigned long)want);
+    } else
+        return stream_done(d);
     return fail(d, PGFEED_EDECODE, detail,
                 d->kind == KIND_GZIP
                     ? "Download the file again; \"gzip -t\" checks a copy before it is imported."
@@ -559,100 +400,61 @@ bad:
                 d->kind == KIND_GZIP ? "corrupt gzip data" : "corrupt zlib data", d->dec_off, at);
 }
 
-/* Hands the deflate data of the member to the engine, from raw_off on. 0 or UV_ENOMEM (failed). */
-static int engine_start(struct decoder *d)
+/*
+ * The stream ended, its trailer checked by the engine, or the deflate data of
+ * a member inflated raw did, whose trailer comes next (its first bytes in io->trl).
+ */
+static int stream_ended(struct decoder *d, const struct engine_io *io)
 {
-    if (!d->eng) {
-        if (!(d->eng = d->engine->create()))
-            return fail_nomem(d);
-        d->eng_ops = d->engine;
-    }
-    d->eng_ops->reset(d->eng, d->raw_off);
-    d->hdr_pending = 0;
-    d->in_engine = 1;
-    d->raw_member = 1;
-    d->check = 0;
-    d->engine_made = 0;
-    return 0;
-}
-
-static int engine_due(struct engine_io *io, uint64_t dec)
-{
-    struct decoder *d = io->arg;
-
-    return dec - newest_point(d)->dec >= d->span;
+    if (d->inf.mode != ENGINE_RAW)
+        return stream_done(d);
+    d->state = ST_CHECK;
+    memcpy(d->trl, io->trl, io->trl_n);
+    d->trl_n = io->trl_n;
+    /* Read from its start, a bad trailer fails before the output goes, as with zlib. */
+    return d->resumed ? 0 : check_trailer(d);
 }
 
 /*
- * The engine sits at a block boundary, io->made bytes into out: the check
- * value catches up, and p, unless it is NULL or no use, becomes an access
- * point. 1 when recorded.
+ * Inflates src into out with the current engine until out is full, src is
+ * used up, or what the mode reads ends, recording access points at block
+ * boundaries on the way. 0 or the failure code.
  */
-static int engine_boundary(struct engine_io *io, const struct engine_point *p)
+static int inflate_step(struct decoder *d)
 {
-    struct decoder *d = io->arg;
-    const struct access_point *last = newest_point(d);
-    uint64_t mlen = member_len(d) + io->made;
-    size_t tail;
-    unsigned char *w;
+    struct engine_io io;
+    uint64_t dec_at = d->dec_off; /* decoded offset of out[0] */
+    int rc;
 
-    io->checked = check_out(d, io->checked, io->made);
-    if (!p || (!last->start && last->raw == p->raw && last->bits == p->bits)) /* the same */
-        return 0;
-    if (p->wlen != (mlen < WINSIZE ? mlen : WINSIZE))
-        return 0;
-    if (!(w = pgfeed__rp_ring_window(&d->ring)))
-        return 0;
-    memcpy(w, p->window, p->wlen);
-    tail = io->made < p->wlen ? io->made : p->wlen;
-    if (memcmp(w + p->wlen - tail, d->out + io->made - tail, tail) != 0)
-        return 0;
-    push_point(d, p->raw, io->dec_at + io->made, mlen, d->check, p->bits, p->byte, p->wlen);
-    return 1;
-}
-
-/*
- * inflate_step for a member's deflate data with the engine: inflates src
- * into out until out is full, src is used up or the deflate data ends (then
- * on to its trailer), recording access points when they are due. 0 or the
- * failure.
- */
-static int engine_step(struct decoder *d)
-{
-    struct engine_io io = {
-        .src = d->src,
-        .src_left = d->src_left,
-        .raw_off = d->raw_off,
-        .out = (unsigned char *)d->out,
-        .out_cap = d->out_cap,
-        .dec_at = d->dec_off,
-        .span = d->span,
-        .due = engine_due,
-        .at_boundary = engine_boundary,
-        .arg = d,
-    };
-    int rc = d->eng_ops->step(d->eng, &io);
-
+    step_io(d, &io, d->src, d->src_left, d->raw_off);
+    rc = pgfeed__inflater_step(&d->inf, &io);
     d->src = io.src;
     d->src_left = io.src_left;
     d->raw_off = io.raw_off;
-    d->engine_made += io.made;
-    if (rc == ENGINE_CORRUPT)
-        return fail_corrupt(d, d->eng_ops->name, io.msg, d->raw_off, d->dec_off + io.made);
-    if (rc != ENGINE_OK) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL, "%s", io.msg);
-        return set_failed(d, PGFEED_EINTERNAL);
-    }
+    /* As it always was: output made before a failure is taken (skips counted) from zlib only. */
+    if (rc != ENGINE_OK && d->inf.cur == &d->inf.fast)
+        return inflate_failed(d, rc, io.msg, dec_at + io.made);
     d->more_out = io.more_out;
-    check_out(d, io.checked, io.made);
     take_output(d, io.made);
-    if (!io.ended)
-        return 0;
-    d->state = ST_CHECK;
-    memcpy(d->trl, io.trl, io.trl_n);
-    d->trl_n = io.trl_n;
-    /* Read from its start, a bad trailer fails before the output goes, as with zlib. */
-    return d->resumed ? 0 : check_trailer(d);
+    if (rc != ENGINE_OK)
+        return inflate_failed(d, rc, io.msg, dec_at + io.made);
+    return io.ended ? stream_ended(d, &io) : 0;
+}
+
+/* A 1f after a member end, then b: 1f 8b starts the next gzip member (b stays in src). */
+static int next_member(struct decoder *d, unsigned char b)
+{
+    char msg[ENGINE_MSG] = "";
+    int rc;
+
+    if (b != 0x8b)
+        return fail_garbage(d, d->raw_off - 1, d->held);
+    if ((rc = pgfeed__inflater_next_member(&d->inf, d->raw_off - 1, msg)) != ENGINE_OK)
+        return inflate_failed(d, rc, msg, d->dec_off);
+    d->state = ST_INFLATE;
+    d->resumed = 0;
+    pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->raw_off - 1);
+    return feed_held(d);
 }
 
 /* ST_TRAIL: consumes padding, or starts the next member, from src. */
@@ -661,27 +463,8 @@ static int trail(struct decoder *d)
     while (d->src_left > 0) {
         unsigned char b = *d->src;
 
-        if (d->has_held) { /* a 1f after a member end */
-            if (b != 0x8b)
-                return fail_garbage(d, d->raw_off - 1, d->held);
-            /* windowBits again: a member resumed raw may end here. */
-            if (inflateReset2(&d->zs, 15 + 16) != Z_OK) {
-                pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                             "could not reset zlib for the next gzip member");
-                return set_failed(d, PGFEED_EINTERNAL);
-            }
-            d->state = ST_INFLATE;
-            d->raw_member = 0;
-            d->resumed = 0;
-            d->mlen_base = 0;
-            d->in_engine = 0;
-            d->engine_made = 0;
-            d->hdr_pending = d->engine != NULL;
-            d->member_raw = d->raw_off - 1;
-            d->member_no++;
-            pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->member_raw);
-            return feed_held(d); /* b stays in src for inflate */
-        }
+        if (d->has_held)
+            return next_member(d, b);
         if (b == 0)
             d->padding = 1;
         else if (b == 0x1f && d->kind == KIND_GZIP && !d->padding) {
@@ -697,8 +480,8 @@ static int trail(struct decoder *d)
 }
 
 /*
- * Inflates src and hands out downstream until src is used up and zlib has
- * nothing more to give (0, out empty), downstream answers EAGAIN (EAGAIN; out
+ * Inflates src and hands out downstream until src is used up and the engine
+ * has nothing more to give (0, out empty), downstream answers EAGAIN (EAGAIN; out
  * and src keep the rest) or something fails.
  */
 static int pump(struct decoder *d)
@@ -738,10 +521,11 @@ static enum dec_kind sniff(unsigned char b0, unsigned char b1)
     return KIND_PLAIN;
 }
 
-/* window_bits 0: as the kind says (15 + 16 or 15); -15 for a restart point. */
-static int begin(struct decoder *d, enum dec_kind kind, int window_bits)
+/* restart: the first member is resumed from a restart point, inflated raw. */
+static int begin(struct decoder *d, enum dec_kind kind, int restart)
 {
-    int zret;
+    char msg[ENGINE_MSG] = "";
+    int rc;
 
     d->kind = kind;
     d->began = 1;
@@ -753,19 +537,9 @@ static int begin(struct decoder *d, enum dec_kind kind, int window_bits)
     if (!d->in)
         return fail_nomem(d);
     d->in_cap = d->out_cap;
-    if (window_bits == 0)
-        window_bits = kind == KIND_GZIP ? 15 + 16 : 15;
-    zret = inflateInit2(&d->zs, window_bits);
-    if (zret == Z_MEM_ERROR)
-        return fail_nomem(d);
-    if (zret != Z_OK) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                     "could not initialize zlib: %s", zError(zret));
-        return set_failed(d, PGFEED_EINTERNAL);
-    }
-    d->zinit = 1;
+    if ((rc = pgfeed__inflater_begin(&d->inf, kind == KIND_GZIP, restart, msg)) != ENGINE_OK)
+        return inflate_failed(d, rc, msg, d->dec_off);
     d->state = ST_INFLATE;
-    d->hdr_pending = d->engine && window_bits == 15 + 16;
     return d->has_held ? feed_held(d) : 0;
 }
 
@@ -802,53 +576,28 @@ static int write_plain(struct decoder *d, const char *p, size_t n)
     return rc;
 }
 
-static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
+/* Restarted: b, the first byte, must be the one the restart point recorded. */
+static int take_expected(struct decoder *d, unsigned char b)
 {
-    struct decoder *d = container_of(s, struct decoder, base);
-    const unsigned char *u = (const unsigned char *)p;
-    int rc;
+    char *detail;
 
-    if (d->state == ST_FAILED)
-        return d->err;
-    if (d->state == ST_DONE) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL, "input after its end");
-        return set_failed(d, PGFEED_EINTERNAL);
+    if (b != d->expected) {
+        detail = pgfeed__strdup_printf(
+            "The source byte at %llu is 0x%02x, but the checkpoint recorded 0x%02x there.",
+            (unsigned long long)d->raw_off, b, d->expected);
+        return fail(d, PGFEED_ECHANGED, detail,
+                    "The source seems to have changed; run with --restart to import it again.",
+                    "the source differs from the checkpoint", d->dec_off, d->raw_off);
     }
-    if (busy(d)) {
-        d->up_blocked = 1;
-        return PGFEED_EAGAIN;
-    }
-    if (n == 0)
-        return 0;
-    if (d->state == ST_SNIFF) {
-        if (!d->has_held && n == 1) {
-            d->held = u[0];
-            d->has_held = 1;
-            d->raw_off = 1;
-            return 0;
-        }
-        rc = begin(d, d->has_held ? sniff(d->held, u[0]) : sniff(u[0], u[1]), 0);
-        if (rc < 0)
-            return rc;
-    }
-    if (d->expect_byte) { /* restarted with unused bits: the partial byte comes first */
-        if (u[0] != d->expected) {
-            char *detail = pgfeed__strdup_printf(
-                "The source byte at %llu is 0x%02x, but the checkpoint recorded 0x%02x there.",
-                (unsigned long long)d->raw_off, u[0], d->expected);
-            return fail(d, PGFEED_ECHANGED, detail,
-                        "The source seems to have changed; run with --restart to import it again.",
-                        "the source differs from the checkpoint", d->dec_off, d->raw_off);
-        }
-        d->expect_byte = 0;
-        d->raw_off++;
-        p++;
-        u++;
-        if (--n == 0)
-            return 0;
-    }
-    if (d->state == ST_PLAIN)
-        return write_plain(d, p, n);
+    d->expect_byte = 0;
+    d->raw_off++;
+    return 0;
+}
+
+/* Compressed input: inflated and handed downstream as far as it takes it, the rest kept. */
+static int write_compressed(struct decoder *d, const unsigned char *u, size_t n)
+{
+    int rc;
 
     if (n > d->in_cap) { /* larger than the source ever writes; keep room for all of it */
         unsigned char *bigger = malloc(n);
@@ -869,6 +618,46 @@ static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
         return 0;
     }
     return rc;
+}
+
+static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
+{
+    struct decoder *d = container_of(s, struct decoder, base);
+    const unsigned char *u = (const unsigned char *)p;
+    int rc;
+
+    if (d->state == ST_FAILED)
+        return d->err;
+    if (d->state == ST_DONE)
+        return fail_internal(d, "input after its end");
+    if (busy(d)) {
+        d->up_blocked = 1;
+        return PGFEED_EAGAIN;
+    }
+    if (n == 0)
+        return 0;
+    if (d->state == ST_SNIFF) {
+        if (!d->has_held && n == 1) {
+            d->held = u[0];
+            d->has_held = 1;
+            d->raw_off = 1;
+            return 0;
+        }
+        rc = begin(d, d->has_held ? sniff(d->held, u[0]) : sniff(u[0], u[1]), 0);
+        if (rc < 0)
+            return rc;
+    }
+    if (d->expect_byte) { /* restarted with unused bits: the partial byte comes first */
+        if ((rc = take_expected(d, u[0])) != 0)
+            return rc;
+        p++;
+        u++;
+        if (--n == 0)
+            return 0;
+    }
+    if (d->state == ST_PLAIN)
+        return write_plain(d, p, n);
+    return write_compressed(d, u, n);
 }
 
 static int dec_finish(struct pgfeed_stage *s)
@@ -935,13 +724,9 @@ static void dec_destroy(struct pgfeed_stage *s)
 {
     struct decoder *d = container_of(s, struct decoder, base);
 
-    if (d->zinit)
-        inflateEnd(&d->zs);
-    if (d->eng)
-        d->eng_ops->destroy(d->eng);
+    pgfeed__inflater_free(&d->inf);
     free(d->in);
     free(d->out);
-    pgfeed__rp_ring_free(&d->ring);
     free(d);
 }
 
@@ -981,21 +766,19 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
     d->base.ops = &decoder_ops;
     d->base.ctx = ctx;
     d->state = ST_SNIFF;
-    d->span = SPAN;
-    pgfeed__rp_ring_init(&d->ring, NULL); /* the start of the input */
-    d->engine = PGFEED_GZIP_ENGINE;
+    pgfeed__inflater_init(&d->inf, PGFEED_GZIP_ENGINE, SPAN);
     *out = &d->base;
     return 0;
 }
 
 void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span)
 {
-    container_of(s, struct decoder, base)->span = span;
+    container_of(s, struct decoder, base)->inf.span = span;
 }
 
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on)
 {
-    container_of(s, struct decoder, base)->engine = on ? PGFEED_GZIP_ENGINE : NULL;
+    container_of(s, struct decoder, base)->inf.engine = on ? PGFEED_GZIP_ENGINE : NULL;
     return PGFEED_GZIP_ENGINE_BUILT;
 }
 
@@ -1012,33 +795,9 @@ int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, stru
         *raw_offset = decoded;
         return pgfeed__rp_encode(&plain, PGFEED_RP_PLAIN, NULL, out);
     }
-    return pgfeed__rp_ring_blob(
-        &d->ring, decoded, d->kind == KIND_GZIP ? PGFEED_RP_GZIP : PGFEED_RP_ZLIB, out, raw_offset);
-}
-
-/* restart_from: inflating goes on from point p, its window in slot 0. 0 or the failure. */
-static int prime(struct decoder *d, const struct access_point *p, enum pgfeed_rp_mode mode)
-{
-    if (mode == PGFEED_RP_GZIP && d->engine) {
-        /* The engine inflates the member; zlib stays ready for the next one's header. */
-        struct engine_point ep = {p->raw, p->bits, p->byte, d->ring.windows, p->wlen};
-        int rc = engine_start(d);
-        if (rc != 0)
-            return rc;
-        if (d->eng_ops->prime(d->eng, &ep) != 0) {
-            pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                         "%s refused a restart point", d->eng_ops->name);
-            return set_failed(d, PGFEED_EINTERNAL);
-        }
-        return 0;
-    }
-    if ((p->bits && inflatePrime(&d->zs, p->bits, p->byte >> (8 - p->bits)) != Z_OK) ||
-        (p->wlen && inflateSetDictionary(&d->zs, d->ring.windows, p->wlen) != Z_OK)) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                     "zlib refused a restart point");
-        return set_failed(d, PGFEED_EINTERNAL);
-    }
-    return 0;
+    return pgfeed__rp_ring_blob(&d->inf.ring, decoded,
+                                d->kind == KIND_GZIP ? PGFEED_RP_GZIP : PGFEED_RP_ZLIB, out,
+                                raw_offset);
 }
 
 static int fail_blob(struct decoder *d, uint64_t decoded, char *detail)
@@ -1046,6 +805,34 @@ static int fail_blob(struct decoder *d, uint64_t decoded, char *detail)
     return fail(d, PGFEED_ECHECKPOINT, detail,
                 "Run with --restart to import the source again from its start.",
                 "the checkpoint's decoder restart point is not usable", decoded, 0);
+}
+
+/* restart_from for a gzip member or zlib stream: inflating goes on from p, raw. */
+static int restart_inflate(struct decoder *d, const void *blob, const struct access_point *p,
+                           enum pgfeed_rp_mode mode, uint64_t decoded)
+{
+    char msg[ENGINE_MSG] = "";
+    unsigned char *window;
+    char *detail;
+    int rc;
+
+    if ((rc = begin(d, mode == PGFEED_RP_GZIP ? KIND_GZIP : KIND_ZLIB, 1)) != 0)
+        return rc;
+    if (!(window = pgfeed__inflater_restart_window(&d->inf)))
+        return fail_nomem(d);
+    if ((rc = pgfeed__rp_window(blob, p, window, &detail)) == UV_ENOMEM)
+        return fail_nomem(d);
+    if (rc != 0)
+        return fail_blob(d, decoded, detail);
+    if ((rc = pgfeed__inflater_prime(&d->inf, p, msg)) != ENGINE_OK)
+        return inflate_failed(d, rc, msg, d->dec_off);
+    d->resumed = 1;
+    pgfeed__ctx_member_start(d->base.ctx, p->dec - p->mlen, p->member_raw);
+    d->raw_off = p->raw - (p->bits ? 1 : 0);
+    d->expect_byte = p->bits != 0;
+    d->expected = p->byte;
+    d->stream_end = p->raw;
+    return 0;
 }
 
 int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
@@ -1057,11 +844,8 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
     char *detail;
     int rc;
 
-    if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted) {
-        pgfeed__fail(d->base.ctx, "decoder", PGFEED_EINTERNAL, NULL, NULL,
-                     "restart point set after input or twice");
-        return set_failed(d, PGFEED_EINTERNAL);
-    }
+    if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted)
+        return fail_internal(d, "restart point set after input or twice");
     if ((rc = pgfeed__rp_decode(blob, n, decoded, &p, &mode, &detail)) != 0)
         return fail_blob(d, decoded, detail);
 
@@ -1074,29 +858,8 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         d->raw_off = p.raw;
         break;
     default:
-        if ((rc = begin(d, mode == PGFEED_RP_GZIP ? KIND_GZIP : KIND_ZLIB, -15)) != 0)
+        if ((rc = restart_inflate(d, blob, &p, mode, decoded)) != 0)
             return rc;
-        if (!(d->ring.windows = malloc((size_t)PGFEED_RP_RING * WINSIZE)))
-            return fail_nomem(d);
-        if ((rc = pgfeed__rp_window(blob, &p, d->ring.windows, &detail)) == UV_ENOMEM)
-            return fail_nomem(d);
-        if (rc != 0)
-            return fail_blob(d, decoded, detail);
-        if ((rc = prime(d, &p, mode)) != 0)
-            return rc;
-        d->raw_member = 1;
-        d->resumed = 1;
-        d->check = p.check;
-        d->mlen_base = p.mlen;
-        d->member_raw = p.member_raw;
-        d->member_no = p.member_no;
-        pgfeed__ctx_member_start(d->base.ctx, p.dec - p.mlen, p.member_raw);
-        d->raw_off = p.raw - (p.bits ? 1 : 0);
-        d->expect_byte = p.bits != 0;
-        d->expected = p.byte;
-        d->stream_end = p.raw;
-        /* The point is the restarted decoder's first: slot 0, window included. */
-        pgfeed__rp_ring_init(&d->ring, &p);
         break;
     }
     d->dec_off = p.dec;

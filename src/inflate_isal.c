@@ -3,24 +3,26 @@
  *
  * It owns ISA-L's inflate state, the search for block boundaries where access
  * points can be recorded, and the last input bytes ISA-L took. It leaves gzip
- * headers (zlib reads them, so header errors keep zlib's words and offsets),
- * zlib streams, the CRC-32 and trailer checks, the access point ring and
- * every error message to decode_gzip.c, through decode_engine.h. Built only
- * when meson finds ISA-L (-Disal, which defines PGFEED_HAVE_ISAL).
+ * headers (the zlib engine, inflate_zlib.c, reads them, so header errors keep
+ * zlib's words and offsets) and zlib streams to zlib, the CRC-32 and the
+ * access point ring to the inflater (inflater.c), the trailer checks and
+ * every error message to decode_gzip.c; it talks to the inflater through
+ * decode_engine.h. Built only when meson finds ISA-L (-Disal, which defines
+ * PGFEED_HAVE_ISAL).
  *
  * isal_inflate with its CRC-32 takes about a third of the CPU time zlib
- * 1.2.13 does (points included). ISA-L inflates raw, so decode_gzip.c keeps
- * the member's CRC-32 and reads its trailer (state CHECK) as for a resumed
- * member, failing in zlib's words at zlib's offsets ("incorrect data check"
- * once the CRC-32 is in) when the member was read from its start. ISA-L
- * reads up to 8 bytes ahead into its bit buffer (read_in); at the end of the
- * deflate data the whole bytes in it are the trailer's first bytes: we hand
- * them back to src, or take them from hist when they came with an earlier
- * write. raw_off counts the bytes ISA-L took, so a corruption's offset is at
- * most 8 + 328 bytes late. Its data errors are worded "ISA-L reported ...".
- * ISA-L decodes up to three literals per table lookup and waits for the last
- * one's code: until more input comes, out may be two bytes short of what
- * zlib would give.
+ * 1.2.13 does (points included). ISA-L inflates raw, so the inflater keeps
+ * the member's CRC-32 and decode_gzip.c reads its trailer (state CHECK) as
+ * for a resumed member, failing in zlib's words at zlib's offsets ("incorrect
+ * data check" once the CRC-32 is in) when the member was read from its start.
+ * ISA-L reads up to 8 bytes ahead into its bit buffer (read_in); at the end
+ * of the deflate data the whole bytes in it are the trailer's first bytes: we
+ * hand them back to src, or take them from hist when they came with an
+ * earlier write. raw_off counts the bytes ISA-L took, so a corruption's
+ * offset is at most 8 + 328 bytes late. Its data errors are worded "ISA-L
+ * reported ...". ISA-L decodes up to three literals per table lookup and
+ * waits for the last one's code: until more input comes, out may be two bytes
+ * short of what zlib would give.
  *
  * Access points: ISA-L never stops at a block boundary by itself, but when a
  * call ends between a block's end-of-block code and the end of the next
@@ -28,7 +30,7 @@
  * holding the bits after the boundary and tmp_in_buffer the bytes after
  * those: that gives the point's raw offset and unused bits; the partial byte
  * comes from hist, the window from the end of ISA-L's tmp_out_buffer
- * (checked against out by decode_gzip.c). So once a point is due we feed it
+ * (checked against out by the inflater). So once a point is due we feed it
  * PROBE_IN bytes per call, after copying its state (snap); when the block
  * type or the Huffman codes changed during a probe, a boundary went by: we
  * put the copy back and go through the same bytes STEP_IN at a time, and a
@@ -107,12 +109,14 @@ static struct decode_engine *isal_create(void)
     return e;
 }
 
-static void isal_reset(struct decode_engine *e, uint64_t raw_off)
+/* mode is ENGINE_RAW: zlib reads every other. */
+static int isal_reset(struct decode_engine *e, enum engine_mode mode, uint64_t raw_off, char *msg)
 {
     isal_inflate_reset(&e->st);
-    e->st.crc_flag = ISAL_DEFLATE; /* raw: the CRC-32 and the trailer are decode_gzip.c's */
+    e->st.crc_flag = ISAL_DEFLATE; /* raw: the CRC-32 and the trailer are the decoder's */
     e->st.hist_bits = 0;           /* a 32 KiB window */
     e->hist_lo = e->hist_hi = raw_off;
+    return ENGINE_OK;
 }
 
 static int isal_prime(struct decode_engine *e, const struct engine_point *p)

@@ -609,18 +609,18 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
 void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
 /*
  * Restart points: resuming mid-stream without re-reading the compressed input
- * from its start (decode_gzip.c's top comment has the details, restart_point.c
- * the blob's format). restart_point appends to out a self-contained restart
- * point for the latest access point at or before decoded offset `decoded`, and sets
- * *raw_offset to the source byte from which reading must restart. Returns 0,
- * 1 when no access point at or before `decoded` is kept any more (re-read from
- * 0 and skip instead), or UV_ENOMEM (the job's error is not set).
- * restart_from, before the first write, sets a new decoder up from such a
- * blob: the source then delivers its bytes from *raw_offset on, and the
- * decoder discards output up to `decoded` (the checkpoint's decoded offset,
- * at or after the point's). Returns 0, or a failure code with the job's
- * error set: PGFEED_ECHECKPOINT for a blob that is damaged or of another
- * format version.
+ * from its start (the top comments of decode_gzip.c and inflater.c have the
+ * details, restart_point.c the blob's format). restart_point appends to out a
+ * self-contained restart point for the latest access point at or before
+ * decoded offset `decoded`, and sets *raw_offset to the source byte from
+ * which reading must restart. Returns 0, 1 when no access point at or before
+ * `decoded` is kept any more (re-read from 0 and skip instead), or UV_ENOMEM
+ * (the job's error is not set). restart_from, before the first write, sets a
+ * new decoder up from such a blob: the source then delivers its bytes from
+ * *raw_offset on, and the decoder discards output up to `decoded` (the
+ * checkpoint's decoded offset, at or after the point's). Returns 0, or a
+ * failure code with the job's error set: PGFEED_ECHECKPOINT for a blob that
+ * is damaged or of another format version.
  */
 int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, struct pgfeed_buf *out,
                                   uint64_t *raw_offset);
@@ -642,7 +642,7 @@ enum pgfeed_rp_mode { PGFEED_RP_START, PGFEED_RP_PLAIN, PGFEED_RP_GZIP, PGFEED_R
 /* A place in the compressed input where inflating can start over. */
 struct access_point {
     uint64_t seq;        /* 1, 2, ... in recording order; 0: an empty slot */
-    uint64_t raw;        /* the first input byte zlib had not consumed */
+    uint64_t raw;        /* the first input byte the engine had not consumed */
     uint64_t dec;        /* decoded offset */
     uint64_t member_raw; /* where its gzip member (zlib stream) starts */
     uint64_t member_no;

@@ -4,9 +4,10 @@
  * It owns the blob's format: writing an access point out (with its window
  * compressed when that makes it smaller), reading one back with every check
  * of magic, version, length, CRC-32 and field consistency; and the ring of
- * the last points a decoder recorded. It leaves finding block boundaries and
- * setting a decoder up from a point to decode_gzip.c (and its engine), and
- * storing the blob to the checkpoint (sink and job).
+ * the last points a decoder recorded. It leaves choosing the points (the
+ * inflater, inflater.c, at its engines' block boundaries), setting a decoder
+ * up from one (decode_gzip.c and the inflater), and storing the blob to the
+ * checkpoint (sink and job).
  *
  * An access point is a place in the compressed input where inflating can
  * start over: the raw offset of the next whole input byte, the unused bits
@@ -29,7 +30,7 @@
  *    7  1  the partial byte (the source byte at raw offset - 1), 0 without bits
  *    8  1  window encoding: 0 stored, 1 raw deflate (level 1)
  *    9  3  reserved, 0
- *   12  8  raw offset of the point: the first source byte zlib has not consumed
+ *   12  8  raw offset of the point: the first source byte the engine has not consumed
  *   20  8  decoded offset of the point
  *   28  8  raw offset where the point's gzip member or zlib stream starts
  *   36  8  member number, from 0
