@@ -1,11 +1,12 @@
 /*
  * pgfeed.h -- the public API of libpgfeed, the only header an embedder includes.
  *
- * pgfeed streams a (usually gzipped) TSV or text file from a local path, stdin
- * or, later, HTTP(S) into a PostgreSQL table with COPY, on the caller's libuv
- * loop. Nothing in the library blocks the loop, installs signal handlers,
- * prints, exits, or keeps global state (libcurl's global init aside, which is
- * pgfeed_library_init()'s job and the caller's to call once from main).
+ * pgfeed streams a (usually gzipped) TSV, CSV or text file from a local path
+ * (or file:// URL), stdin or HTTP(S) into a PostgreSQL table with COPY (text or
+ * binary), on the caller's libuv loop. Nothing in the library blocks the loop,
+ * installs signal handlers, prints, exits, or keeps global state (libcurl's
+ * global init aside, which is pgfeed_library_init()'s job and the caller's to
+ * call once from main).
  *
  * Lifecycle:
  *
@@ -221,9 +222,10 @@ struct pgfeed_options {
 
     /*
      * Parallel COPY connections, 1 to 16 (default 1). Batches go to whichever
-     * connection is free and COPY concurrently; they commit in input order
-     * (a batch whose COPY finished early waits for the ones before it), so
-     * the checkpoint always covers a prefix of the input and --resume stays exact.
+     * connection is free and COPY concurrently; each commits as soon as its
+     * COPY ends, and the checkpoint records the committed prefix of the input
+     * plus the batches committed past it (at most this many), which a resume
+     * skips: --resume stays exact.
      */
     int connections;
     /*

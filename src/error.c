@@ -1,9 +1,10 @@
 /*
  * error.c -- error codes, their names and texts, and message helpers.
  *
- * Owns the PGFEED_ERRNO_MAP tables and the small string helpers the stages
- * use to build PostgreSQL-style messages; the job's stored error lives in
- * job.c, which these helpers fill through pgfeed__fail.
+ * Owns the PGFEED_ERRNO_MAP tables, the version strings (pgfeed_version,
+ * pgfeed_build_info) and the small string helpers the stages use to build
+ * PostgreSQL-style messages; the job's stored error lives in the context
+ * (ctx.c), which pgfeed__fail fills.
  */
 #include <stdarg.h>
 #include <stdio.h>

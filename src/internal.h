@@ -258,9 +258,9 @@ enum pgfeed_backoff_limit { PGFEED_BACKOFF_LIMIT_BASE, PGFEED_BACKOFF_LIMIT_DELA
 double pgfeed__backoff(unsigned attempt, double first, double limit, double u,
                        enum pgfeed_backoff_limit where);
 
-/* ---- errors and logging (error.c, log.c) ---- */
+/* ---- errors and logging (error.c, ctx.c) ---- */
 
-/* An owned copy of struct pgfeed_error; job.c keeps one per job. */
+/* An owned copy of struct pgfeed_error; the context (ctx.c) keeps one per job. */
 struct pgfeed_err_store {
     struct pgfeed_error pub;
     char *message, *detail, *hint, *sqlstate, *column_name;
@@ -595,9 +595,10 @@ typedef void (*pgfeed_prefetch_cb)(void *arg, const char *p, size_t n);
 int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb,
                                  void *arg);
 /*
- * source_http.c: http://, https:// and file:// URLs through libcurl's multi
- * interface on the job's loop. multi is the shared transfer context or NULL
- * (the source then makes its own). Counts bytes_read and sets bytes_total.
+ * source_http.c: http:// and https:// URLs (file:// ones go to source_file.c)
+ * through libcurl's multi interface on the job's loop. multi is the shared
+ * transfer context or NULL (the source then makes its own). Counts bytes_read
+ * and sets bytes_total.
  */
 struct pgfeed_http;
 int pgfeed__source_http_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_http *shared,

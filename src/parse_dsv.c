@@ -1,5 +1,6 @@
 /*
- * parse_dsv.c -- the parser stage: decoded bytes in, COPY text rows out, in batches. This
+ * parse_dsv.c -- the parser stage: decoded bytes in, COPY rows (text or binary) out, in
+ * batches. This
  * file is the stage itself (write, finish, resume, destroy, creation), the input buffer and
  * the loop that finds each record in it and hands it on.
  *
@@ -9,9 +10,9 @@
  * boundaries and the row maps, parse_report.c the wording of rejections and errors, and
  * parse_utf8.c the UTF-8 check. Escaping is encode_copy.c's or, for binary COPY
  * (pgfeed__parser_set_binary; tsv and csv), encode_binary.c's; mapping the header to
- * columns is the job's (on_header); transactions, checkpoints and the rejects file are the
- * sink's and the job's; the sink learns where each batch ends through end_batch and where
- * its rows start through pgfeed__parser_row_line.
+ * columns is mapping.c's (the job hands it the line, on_header); transactions and
+ * checkpoints are the sink's, the rejects file rejects.c's; the sink learns where each
+ * batch ends through end_batch, with the batch's row map attached (rowmap.c).
  *
  * Formats: tsv splits on the delimiter with no quoting, backslashes are data, a field equal
  * to the null marker is NULL, array fields become array literals. text is PostgreSQL's own

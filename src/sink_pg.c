@@ -8,15 +8,18 @@
  * and abort; to sink_refused.c the search for refused rows (--max-rejects); to
  * checkpoint.c the state table's SQL. Reaches the rest of the import only through its
  * context (ctx.c: failing, logging, counters, rejects) and the events it was given at
- * creation (struct pgfeed_sink_events: table described, checkpoint read, done, and what
- * it asks of other stages: validators, restart point, row lines); it calls neither job.c
- * nor the parser.
+ * creation (struct pgfeed_sink_events: table described, checkpoint read, done); what a
+ * batch needs from other stages (the restart point, the source's validators, the row map)
+ * comes attached to it. It calls neither job.c nor the parser.
  *
- * States (sink_internal.h lists them all): conns[0] sets up -- SETUP, CATALOG (column
- * query), STATE_CREATE, STATE_READ, AHEAD_READ, FORGET --, then every connection takes
- * batches: READY -> STARTING ("BEGIN; COPY ...") -> COPY_IN -> ENDING -> CHECKPOINT ->
- * COMMITTING -> READY ... -> MARK_FINISHED -> FINISHED. Each state whose command string
- * is complete has its handler (on_done[]).
+ * States (sink_internal.h lists them all): every connection connects (pg_conn.c) and
+ * sets its session up (SETUP); conns[0] then reads the table's columns and the
+ * checkpoint -- CATALOG, STATE_CREATE, STATE_READ, AHEAD_READ, FORGET --, then every
+ * connection takes batches: READY -> STARTING ("BEGIN; COPY ...") -> COPY_IN -> ENDING ->
+ * CHECKPOINT -> COMMITTING -> READY ... -> MARK_FINISHED (or TRUNCATING, an empty input
+ * with --truncate) -> FINISHED; a stop: ABORTING -> CLOSED. The SPLIT_ states are
+ * sink_refused.c's. Each state whose command string is complete has its handler
+ * (on_done[]).
  *
  * Several connections: nothing waits for another batch, so no lock a batch holds can
  * wait on ours. The checkpoint is a prefix plus the batches committed past it: the batch
