@@ -1,7 +1,10 @@
 /*
  * test_checkpoint.c -- the state table's SQL and its row read back (checkpoint.c).
  *
- * Without a server: the restart point's bytea hex input (pgfeed__checkpoint_hex).
+ * Without a server: the restart point's bytea hex input (pgfeed__checkpoint_hex), the
+ * options text a resume must match, the stored targets read back, and the weighing of a
+ * found checkpoint against the run's options and source (pgfeed__checkpoint_weigh), each
+ * decision and each refusal's code and message.
  * With PGFEED_TEST_DB (a conninfo string; the checks that need it are skipped without it):
  * pgfeed__checkpoint_read on real PGresults, a SELECT of literal values in the columns the
  * select statement reads, for each shape of the restart column (hex of either case, empty,
@@ -53,6 +56,125 @@ static void test_hex(void)
         ASSERT_EQ_MEM(b.data, b.len, cases[i].want, strlen(cases[i].want), cases[i].want);
         ASSERT_TRUE(b.cap > b.len && b.data[b.len] == '\0', "%s: NUL-terminated", cases[i].want);
         pgfeed__buf_free(&b);
+    }
+}
+
+/* ------------------------------------------------ the job's options text */
+
+static void test_options_text(void)
+{
+    pgfeed_options_init(&opt);
+    opt.format = PGFEED_FORMAT_CSV;
+    opt.delimiter = ';';
+    opt.quote = '\'';
+    opt.null_marker = "NULL";
+    opt.header = PGFEED_HEADER_SKIP;
+    const char *names[] = {"a", "b c"};
+    struct pgfeed_targets t = {.n = 2, .names = names};
+    char *text = pgfeed__checkpoint_options_text(&opt, &t);
+    ASSERT_EQ_STR(text, "format=csv delimiter=59 quote=39 null=NULL header=skip targets=a,b c",
+                  "options text with targets");
+    free(text);
+    opt.format = PGFEED_FORMAT_TSV;
+    text = pgfeed__checkpoint_options_text(&opt, NULL);
+    ASSERT_EQ_STR(text, "format=tsv delimiter=59 quote=0 null=NULL header=skip",
+                  "tsv: no quote; without targets");
+    free(text);
+}
+
+static void test_targets_back(void)
+{
+    static const struct pgfeed_column cols[] = {{.name = "a"}, {.name = "b c"}, {.name = "d"}};
+    ctx_reset();
+    opt.table = "t";
+    size_t *idx = NULL, n = 9;
+    ASSERT_EQ_INT(pgfeed__checkpoint_targets(&ctx, "format=tsv", cols, 3, &idx, &n), 0,
+                  "no targets stored");
+    ASSERT_TRUE(idx == NULL && n == 0, "no targets stored: none read");
+    ASSERT_EQ_INT(pgfeed__checkpoint_targets(&ctx, "format=tsv targets=d,b c,a", cols, 3, &idx, &n),
+                  0, "targets stored");
+    ASSERT_TRUE(idx && n == 3 && idx[0] == 2 && idx[1] == 1 && idx[2] == 0,
+                "targets d, b c, a -> columns 2, 1, 0");
+    free(idx);
+    ASSERT_EQ_INT(pgfeed__checkpoint_targets(&ctx, "format=tsv targets=a,gone", cols, 3, &idx, &n),
+                  PGFEED_ECHECKPOINT, "a stored column the table lost");
+    ASSERT_EQ_STR(ctx.err.pub.message,
+                  "cannot resume the import into \"t\": column \"gone\" is gone",
+                  "the lost column's message");
+}
+
+/* ------------------------------------------------------------- weighing */
+
+enum { RESUME = 1, RESTART = 2, TRUNCATE = 4 };
+
+static const struct weigh_case {
+    const char *what;
+    int flags; /* RESUME, RESTART, TRUNCATE */
+    int found, finished, other;
+    const char *options; /* stored; NULL: this run's */
+    int64_t size_now;    /* the source's size now (the checkpoint's: 1000) */
+    int want;            /* a decision, or the failure code */
+    const char *message; /* the failure's message, or NULL */
+} weigh_cases[] = {
+    {"none", 0, 0, 0, 0, NULL, 1000, PGFEED_CKPT_FRESH, NULL},
+    {"none, --resume", RESUME, 0, 0, 0, NULL, 1000, PGFEED_CKPT_FRESH, NULL},
+    {"another stream's, --resume", RESUME, 0, 0, 1, NULL, 1000, PGFEED_ECHANGED,
+     "cannot resume: standard input is not the stream the interrupted import read"},
+    {"another stream's, no --resume", 0, 0, 0, 1, NULL, 1000, PGFEED_CKPT_FRESH, NULL},
+    {"unfinished, --resume", RESUME, 1, 0, 0, NULL, 1000, PGFEED_CKPT_RESUME, NULL},
+    {"unfinished, no flag", 0, 1, 0, 0, NULL, 1000, PGFEED_ECHECKPOINT,
+     "an unfinished import of this source into \"t\" exists"},
+    {"unfinished, --restart", RESTART, 1, 0, 0, NULL, 1000, PGFEED_CKPT_FORGET, NULL},
+    {"unfinished, --resume, other options", RESUME, 1, 0, 0, "format=csv delimiter=44", 1000,
+     PGFEED_ECHECKPOINT, "cannot resume: the format options differ from the interrupted import's"},
+    {"unfinished, --resume, stored targets", RESUME, 1, 0, 0, "+ targets=a,b", 1000,
+     PGFEED_CKPT_RESUME, NULL},
+    {"unfinished, --resume, source changed", RESUME, 1, 0, 0, NULL, 2000, PGFEED_ECHANGED,
+     "the source changed since the checkpoint"},
+    {"finished, --resume", RESUME, 1, 1, 0, NULL, 1000, PGFEED_CKPT_FINISHED, NULL},
+    {"finished, --resume, source changed", RESUME, 1, 1, 0, NULL, 2000, PGFEED_CKPT_FRESH, NULL},
+    {"finished, no flag", 0, 1, 1, 0, NULL, 1000, PGFEED_ECHECKPOINT,
+     "this source was already imported into \"t\""},
+    {"finished, --restart", RESTART, 1, 1, 0, NULL, 1000, PGFEED_CKPT_FRESH, NULL},
+    {"finished, --truncate", TRUNCATE, 1, 1, 0, NULL, 1000, PGFEED_CKPT_FRESH, NULL},
+    {"finished, source changed", 0, 1, 1, 0, NULL, 2000, PGFEED_CKPT_FRESH, NULL},
+};
+
+static void test_weigh(void)
+{
+    for (size_t i = 0; i < sizeof weigh_cases / sizeof weigh_cases[0]; i++) {
+        const struct weigh_case *w = &weigh_cases[i];
+        ctx_reset();
+        opt.source = "/data/x.tsv";
+        opt.table = "t";
+        opt.format = PGFEED_FORMAT_TSV;
+        opt.delimiter = '\t';
+        opt.null_marker = "\\N";
+        opt.resume = (w->flags & RESUME) != 0;
+        opt.restart = (w->flags & RESTART) != 0;
+        opt.truncate = (w->flags & TRUNCATE) != 0;
+        char *mine = pgfeed__checkpoint_options_text(&opt, NULL);
+        char stored[256];
+        if (w->options && w->options[0] == '+')
+            snprintf(stored, sizeof stored, "%s%s", mine, w->options + 1);
+        else
+            snprintf(stored, sizeof stored, "%s", w->options ? w->options : mine);
+        free(mine);
+        struct pgfeed_checkpoint c = {.found = w->found,
+                                      .finished = w->finished,
+                                      .other = w->other,
+                                      .rows = 70,
+                                      .batches = 7,
+                                      .lines = 71,
+                                      .options = stored,
+                                      .size = 1000};
+        struct pgfeed_validators v = {.size = w->size_now};
+        int got = pgfeed__checkpoint_weigh(&ctx, &c, &v);
+        ASSERT_EQ_INT(got, w->want, w->what);
+        if (w->message)
+            ASSERT_EQ_STR(ctx.err.pub.message, w->message, w->what);
+        else
+            ASSERT_TRUE(ctx.err.pub.code == 0, "%s: no error", w->what);
     }
 }
 
@@ -286,9 +408,8 @@ static void test_finish_forget(void)
 static int ahead(const char *key, const char *first, const char *last, const char *rows)
 {
     char *sql = pgfeed__checkpoint_sql_ahead(table);
-    const char *params[15] = {key, "/data/x.tsv", "public.t", "format=tsv", NULL, "1.5", "99",
-                              rows, "1",           last,       "4096",       "0",  "f", NULL,
-                              first};
+    const char *params[15] = {key, "/data/x.tsv", "public.t", "format=tsv", NULL, "1.5", "99", rows,
+                              "1", last,          "4096",     "0",          "f",  NULL,  first};
     int n = exec_ok(sql, 15, params, "ahead");
     free(sql);
     return n;
@@ -298,7 +419,7 @@ static int ahead(const char *key, const char *first, const char *last, const cha
 static int prefix_at(const char *key, const char *rows, const char *lines)
 {
     char *sql = pgfeed__checkpoint_sql_upsert(table);
-    const char *params[14] = {key,  "/data/x.tsv", "public.t", "format=tsv", NULL,  "1.5", "99",
+    const char *params[14] = {key,  "/data/x.tsv", "public.t", "format=tsv", NULL,   "1.5", "99",
                               rows, "1",           lines,      "4096",       "1024", "f",   NULL};
     int n = exec_ok(sql, 14, params, "prefix");
     free(sql);
@@ -373,6 +494,9 @@ static void test_statements(void)
 int main(void)
 {
     test_hex();
+    test_options_text();
+    test_targets_back();
+    test_weigh();
     const char *db = getenv("PGFEED_TEST_DB");
     if (db == NULL || *db == '\0') {
         tap_skip("reading a row and the statements need PGFEED_TEST_DB (a conninfo string)");
