@@ -188,7 +188,12 @@ struct pgfeed_options {
      */
     int resume;  /* continue an unfinished import of the same source into the same table */
     int restart; /* forget an unfinished import's checkpoint and start over */
-    const char *state_table; /* default "pgfeed_checkpoints" (in the search_path's first schema) */
+    /* default "pgfeed_checkpoints" (in the search_path's first schema). Used as it is when it
+     * exists (the role needs SELECT, INSERT, UPDATE, DELETE on it); created only when missing. */
+    const char *state_table;
+    /* 1: no state table at all, no checkpoint per batch; resume is then refused, and a lost
+     * connection is not retried (what is committed is said in the error). Default 0. */
+    int no_checkpoint;
 
     /*
      * Rejected rows. Up to max_rejects rows that cannot be imported (wrong

@@ -198,6 +198,14 @@ void pgfeed__ctx_busy(struct pgfeed_ctx *ctx, uint64_t since_ns)
 
 void pgfeed__ctx_transient(struct pgfeed_ctx *ctx)
 {
+    if (ctx->opt && ctx->opt->no_checkpoint) {
+        /* A retry reads where to go on from the checkpoint: there is none. */
+        if (ctx->err.pub.code == 0 && !ctx->canceled)
+            pgfeed__log(ctx, PGFEED_LOG_WARNING,
+                        "not retrying: without checkpoints (--no-checkpoint) a new attempt "
+                        "would not know where to go on");
+        return;
+    }
     if (ctx->err.pub.code == 0 && !ctx->canceled)
         ctx->transient = 1;
 }

@@ -131,6 +131,11 @@ int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
                      pgfeed__url_path_ends_with(o->source, ".csv.gz"))
                         ? PGFEED_FORMAT_CSV
                         : PGFEED_FORMAT_TSV;
+    if (o->no_checkpoint && (o->resume || o->restart))
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Leave out --no-checkpoint to resume or restart an import.",
+                            "--%s needs checkpoints, and --no-checkpoint turns them off",
+                            o->resume ? "resume" : "restart");
     if (o->resume && o->restart)
         return pgfeed__fail(
             ctx, "job", PGFEED_EUSAGE, NULL,

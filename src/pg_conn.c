@@ -190,14 +190,31 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
                      strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0))
         pgfeed__ctx_transient(ctx); /* connection trouble, shutdown, serialization, deadlock */
-    if (sqlstate && strcmp(sqlstate, "42P01") == 0) {
+    int state_table = k->state >= S_STATE_CHECK && k->state <= S_AHEAD_READ;
+    if (state_table && sqlstate && strncmp(sqlstate, "42", 2) == 0) {
+        code = PGFEED_ECHECKPOINT;
+        hint = k->state == S_STATE_CREATE
+                   ? "pgfeed creates its state table only when it is missing: have it created "
+                     "once by a role that may (see the README), name one in a schema you may "
+                     "create tables in with --state-table, or import without checkpoints "
+                     "(--no-checkpoint)."
+                   : "Grant this role SELECT, INSERT, UPDATE and DELETE on the state table, name "
+                     "another with --state-table, or import without checkpoints "
+                     "(--no-checkpoint).";
+    } else if (sqlstate && strcmp(sqlstate, "42P01") == 0) {
         code = PGFEED_ETABLE;
         hint = "Create the table first, or check --table and the search_path.";
     } else if (sqlstate && strncmp(sqlstate, "42", 2) == 0 && k->state == S_CATALOG) {
         code = PGFEED_ETABLE;
     }
-    pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "%s",
-                 primary ? primary : PQresultErrorMessage(r));
+    if (state_table)
+        pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint,
+                     "cannot %s the checkpoint table \"%s\": %s",
+                     k->state == S_STATE_CREATE ? "create" : "use", k->sh->state_table,
+                     primary ? primary : PQresultErrorMessage(r));
+    else
+        pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "%s",
+                     primary ? primary : PQresultErrorMessage(r));
     pgfeed__fail_sqlstate(ctx, sqlstate);
     if (in_batch)
         pgfeed__fail_count_committed(ctx);

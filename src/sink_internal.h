@@ -15,8 +15,9 @@
 /*
  * A connection's states. Connecting and setting up (pg_conn.c, then the stage's
  * handlers): NEW -> CONNECTING (PQconnectPoll on uv_poll) -> SETUP (session settings);
- * conns[0] then reads the catalog and the state table: CATALOG -> STATE_CREATE ->
- * STATE_READ -> AHEAD_READ (-> FORGET with --restart) -> READY. A batch: READY -> STARTING
+ * conns[0] then reads the catalog and the state table: CATALOG -> STATE_CHECK (->
+ * STATE_CREATE when it is missing) -> STATE_READ -> AHEAD_READ (-> FORGET with --restart)
+ * -> READY; with --no-checkpoint, CATALOG -> READY. A batch: READY -> STARTING
  * ("BEGIN; COPY" sent) -> COPY_IN -> ENDING (PQputCopyEnd sent) -> CHECKPOINT ->
  * COMMITTING -> READY. A refused batch with --max-rejects goes ENDING ->
  * SPLIT_REFUSED -> SPLIT_ROLLBACK -> SPLIT_BEGIN, then per range of rows SPLIT_STARTING ->
@@ -29,7 +30,8 @@ enum sink_state {
     S_CONNECTING,
     S_SETUP,
     S_CATALOG,
-    S_STATE_CREATE, /* CREATE TABLE IF NOT EXISTS state table */
+    S_STATE_CHECK,  /* does the state table exist? */
+    S_STATE_CREATE, /* CREATE TABLE IF NOT EXISTS state table (only when missing) */
     S_STATE_READ,   /* SELECT the job's checkpoint */
     S_AHEAD_READ,   /* SELECT its batches committed past the prefix */
     S_FORGET,       /* DELETE it (--restart) */
@@ -91,6 +93,7 @@ struct sink {
     uint64_t prefix_seq;
     uint32_t past_prefix;
     int finished_in_row; /* the last batch wrote finished = true with its prefix row */
+    int state_exists;    /* STATE_CHECK's answer */
     int eof;             /* finish() was called */
     int stop_requested;
     int any_batch;       /* a batch transaction has been started */

@@ -314,9 +314,13 @@ static void wake_upstream(struct sink_pg *k)
  * goes in its transaction, then COMMIT. Whether it is the prefix row is decided now: a
  * batch that commits before an earlier one writes its own row.
  */
+static int checkpoint_written(struct sink_pg *k);
+
 static int checkpoint_batch(struct sink_pg *k)
 {
     k->prefix = k->batch.seq == k->sh->prefix_seq;
+    if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
+        return checkpoint_written(k); /* straight to COMMIT */
     if (send_checkpoint(k) != 0)
         return -1;
     k->state = S_CHECKPOINT;
@@ -427,11 +431,18 @@ static int send_checkpoint(struct sink_pg *k)
     return 0;
 }
 
+/* Every batch is in: the checkpoint says so (a statement sent), or, without checkpoints,
+ * the sink is done at once (state FINISHED). */
 static int mark_finished(struct sink_pg *k)
 {
     int rc = pgfeed__ctx_flush_rejects(sink_ctx(k), 0, UINT64_MAX);
     if (rc != 0)
         return rc;
+    if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint) {
+        k->state = S_FINISHED;
+        k->sh->ev.done(k->sh->ev.arg, 0);
+        return 0;
+    }
     char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
     const char *params[1] = {k->sh->key};
     if (sql == NULL)
@@ -475,10 +486,30 @@ static int setup_done(struct sink_pg *k)
     return 0;
 }
 
+static int ahead_read(struct sink_pg *k);
+
+/* The table is known: look for the state table (or, without checkpoints, go on). */
 static int catalog_done(struct sink_pg *k)
 {
     if (k->sh->ev.table_described(k->sh->ev.arg) != 0)
         return -1;
+    if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
+        return ahead_read(k); /* no checkpoint found: a new import */
+    const char *params[1] = {k->sh->state_table};
+    if (!PQsendQueryParams(k->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL,
+                           NULL, 0))
+        return pgfeed__conn_fail(k, "could not look for the checkpoint table");
+    k->state = S_STATE_CHECK;
+    return 0;
+}
+
+static int state_created(struct sink_pg *k);
+
+/* Used as it is when it exists (a role may write it without CREATE on its schema). */
+static int state_checked(struct sink_pg *k)
+{
+    if (k->sh->state_exists)
+        return state_created(k);
     char *sql = pgfeed__checkpoint_sql_create(k->sh->state_table);
     if (sql == NULL || !PQsendQuery(k->conn, sql)) {
         free(sql);
@@ -543,6 +574,14 @@ static int checkpoint_written(struct sink_pg *k)
     return 0;
 }
 
+/* mark_finished as a handler's answer: sent (0), done already (SINK_WAIT), or failed. */
+static int finish_sent(struct sink_pg *k)
+{
+    if (mark_finished(k) != 0)
+        return -1;
+    return k->state == S_FINISHED ? SINK_WAIT : 0;
+}
+
 /* COMMITTING or TRUNCATING done. */
 static int committed(struct sink_pg *k)
 {
@@ -567,14 +606,14 @@ static int committed(struct sink_pg *k)
         return SINK_WAIT;
     }
     if (k->last && was_truncating)
-        return mark_finished(k) != 0 ? -1 : 0;
+        return finish_sent(k);
     if (k->sh->eof) {
         /* The last of the batches still committing finishes (a connection still
          * connecting, never given a batch, does not count). */
         if (batch_in_flight(k->sh))
             return SINK_WAIT;
         if (!k->sh->finished_in_row)
-            return mark_finished(k) != 0 ? -1 : 0; /* folds the rows past the prefix */
+            return finish_sent(k); /* folds the rows past the prefix */
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
         return SINK_WAIT;
@@ -601,6 +640,7 @@ static int split_done(struct sink_pg *k)
 static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_SETUP] = setup_done,
     [S_CATALOG] = catalog_done,
+    [S_STATE_CHECK] = state_checked,
     [S_STATE_CREATE] = state_created,
     [S_STATE_READ] = state_read,
     [S_AHEAD_READ] = ahead_read,
@@ -629,6 +669,8 @@ static int on_tuples(struct sink_pg *k, PGresult *r)
         return handle_result_catalog(k, r);
     if (k->state == S_STATE_READ && PQntuples(r) == 1)
         return pgfeed__checkpoint_read(&k->sh->ckpt, r, sink_ctx(k));
+    if (k->state == S_STATE_CHECK && PQntuples(r) == 1)
+        k->sh->state_exists = PQgetvalue(r, 0, 0)[0] == 't';
     if (k->state == S_AHEAD_READ && pgfeed__checkpoint_read_ahead(&k->sh->ckpt, r) != 0)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
