@@ -405,7 +405,9 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
     if (f->buf == NULL || f->name == NULL)
         return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
     if (path) {
-        f->fd = open(f->name, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO without a writer yet opens at once (the poll then waits for
+         * one) instead of blocking the loop in open(); a regular file ignores it. */
+        f->fd = open(f->name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (f->fd < 0) {
             int err = errno;
             char detail[512];
@@ -451,6 +453,8 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
             /* epoll refuses it (e.g. /dev/null): read it like a file. */
             fcntl(f->fd, F_SETFL, f->restore_flags);
             f->restore_flags = -1;
+        } else if (f->owns_fd && flags >= 0) {
+            fcntl(f->fd, F_SETFL, flags & ~O_NONBLOCK); /* opened so above; read it like a file */
         }
     }
     if (!f->use_poll)
