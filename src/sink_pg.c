@@ -124,8 +124,12 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
         return NULL;
     }
     if (k == NULL) {
-        /* A batch past the prefix + nconns - 1 waits for the prefix to move. */
-        k = sh->ended < sh->prefix_seq + sh->nconns ? idle_conn(sh) : NULL;
+        /* A batch past the prefix + nconns - 1 waits for the prefix to move; the first
+         * waits for every connection, so that one the server refuses (a connection
+         * limit) fails the import before anything is committed. */
+        k = sh->ended < sh->prefix_seq + sh->nconns && (sh->any_batch || all_idle(sh))
+                ? idle_conn(sh)
+                : NULL;
         if (k == NULL) {
             pgfeed__ctx_server_wait(sh->base.ctx, 1);
             return NULL;
