@@ -270,6 +270,13 @@ PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
  * Asks the job to stop: the batch in flight is rolled back (COPY ended with an
  * error, so the server keeps none of it), committed batches stay. done_cb then
  * runs with PGFEED_ECANCELED. Safe from any loop callback, any number of times.
+ *
+ * Threads: pgfeed starts none, but libcurl's threaded resolver (the usual build)
+ * runs each HTTP host name lookup (getaddrinfo) in a thread of its own. Cancel and
+ * pgfeed_job_close() return at once during a lookup only with a libcurl that has a
+ * threaded or c-ares resolver and CURLOPT_QUICK_EXIT (7.87 or later): the lookup's
+ * thread is then left to finish alone. An older libcurl waits for the lookup to end
+ * (up to the resolver's own timeouts, ~10 s with glibc's defaults) inside the call.
  */
 PGFEED_API void pgfeed_job_cancel(pgfeed_job_t *job);
 

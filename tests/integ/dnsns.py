@@ -161,7 +161,8 @@ def read_lines(f, t0, into):
 
 
 def inner_main(cfg):
-    """cfg: names {name: delay s}, never [names], httpd_root, argv (with {port}), env,
+    """cfg: names {name: delay s}, never [names], httpd_root, argv (with {port}), env (the
+    whole environment for argv; ours when absent),
     sigint_after_query (s after the first query for a test name; or None), timeout.
     Prints {rc, elapsed, sigint_at, exit_after_sigint, stdout, stderr: [[t, line]],
     queries: [[t, name, qtype]]}; every time in seconds since pgfeed started."""
@@ -175,8 +176,7 @@ def inner_main(cfg):
         if cfg.get("httpd_root"):
             httpd, port = start_httpd(cfg["httpd_root"])
         argv = [a.replace("{port}", str(port)) for a in cfg["argv"]]
-        env = dict(os.environ)
-        env.update(cfg.get("env", {}))
+        env = cfg.get("env") or dict(os.environ)
         dns.t0 = t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env)

@@ -1,0 +1,136 @@
+"""Name resolution never stalls the loop: HTTP sources whose host name answers late or never,
+inside the private namespace of dnsns.py (a loopback DNS responder; no traffic leaves the
+machine and the machine's resolver is never asked).
+
+- a lookup that takes 3 s: the import succeeds, and --progress json keeps printing during the
+  lookup (the loop turns; a gap in the lines is a stall);
+- SIGINT during a lookup (one that answers late, and one that never answers): exit 130 at
+  once, not when getaddrinfo gives up (cancel must not wait for libcurl's resolver thread);
+- --connect-timeout expiring during a lookup: the error comes on time and progress keeps
+  printing (libcurl must not join the resolver thread inside the loop).
+
+The bounds: progress lines every 0.05 s came at most ~0.1 s apart under ASan on 2 busy cores;
+a gap over 0.5 s is a stall. Exit after SIGINT took ~0.05 s; before CURLOPT_QUICK_EXIT it
+took until the lookup ended (3-10 s), so 1-1.5 s is a wide margin either way.
+
+Run alone with:  /usr/bin/python3 tests/integ/test_dns.py [-k dns_...]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dnsns  # noqa: E402
+from harness import (Failure, Result, Skip, check, clean_env, parse_dsv, rows_eq,  # noqa: E402
+                     sanitizer_check, test)
+
+MAX_GAP = 0.5  # seconds between progress lines while a lookup is pending
+SLOW = "slow.pgfeed.test"
+NEVER = "never.pgfeed.test"
+
+
+def in_ns(ctx, host, args, names=None, never=(), sigint_after_query=None, timeout=60):
+    """pgfeed -d ... -t names ARGS http://HOST:PORT/names.tsv.gz inside the namespace."""
+    why = dnsns.available()
+    if why:
+        raise Skip(why)
+    env = {k: v for k, v in clean_env().items() if "proxy" not in k.lower()}
+    url = f"http://{host}:{{port}}/names.tsv.gz"
+    argv = ctx.argv(["-t", "names", *args, url])
+    cfg = {"names": names or {}, "never": list(never), "httpd_root": str(ctx.tmp),
+           "argv": argv, "env": env, "sigint_after_query": sigint_after_query,
+           "timeout": timeout}
+    try:
+        rep = dnsns.run_in_ns(cfg, timeout=timeout + 30)
+    except RuntimeError as e:
+        raise Failure(str(e))
+    err = "\n".join(ln for _, ln in rep["stderr"])
+    res = Result(argv, rep["rc"], rep["stdout"], err, rep["elapsed"])
+    sanitizer_check(res)
+    rep["res"] = res
+    return rep
+
+
+def data(ctx, rows=20000, seed=11):
+    d = ctx.gen(rows, seed=seed)
+    ctx.write("names.tsv.gz", d, gz=True)
+    ctx.create_names()
+    return sorted(parse_dsv(d, nfields=6))
+
+
+def first_query(rep, name):
+    ts = [t for t, n, _ in rep["queries"] if n == name]
+    check(ts, f"no DNS query for {name}: {rep['queries']}")
+    return ts[0]
+
+
+def progress_times(rep):
+    return [t for t, ln in rep["stderr"] if ln.startswith("{")]
+
+
+def expect_no_gap(rep, start, end, what):
+    """Progress lines came all through [start, end], none more than MAX_GAP apart."""
+    ts = [t for t in progress_times(rep) if start <= t <= end]
+    pts = [start] + ts + [end]
+    gap = max(b - a for a, b in zip(pts, pts[1:]))
+    check(len(ts) >= 2 and gap <= MAX_GAP,
+          f"{what}: {len(ts)} progress lines in [{start:.2f}, {end:.2f}] s, longest gap "
+          f"{gap:.2f} s (want <= {MAX_GAP}): the loop stalled\n{rep['res'].describe()}")
+    return gap
+
+
+@test(name="dns_slow_lookup_import_and_progress")
+def test_dns_slow_lookup(ctx):
+    want = data(ctx)
+    rep = in_ns(ctx, SLOW, ["--progress", "json", "--progress-interval", "0.05"],
+                names={SLOW: 3.0})
+    ctx.expect_rc(rep["res"], 0)
+    rows_eq(ctx.rows(), want, "names")
+    q = first_query(rep, SLOW)
+    check(rep["elapsed"] >= q + 3.0, f"finished at {rep['elapsed']} s: the lookup was not slow")
+    expect_no_gap(rep, q, q + 3.0, "during the 3 s lookup")
+
+
+@test(name="dns_sigint_during_slow_lookup")
+def test_dns_sigint_slow(ctx):
+    data(ctx)
+    rep = in_ns(ctx, SLOW, ["--progress", "none"], names={SLOW: 4.0}, sigint_after_query=0.5)
+    ctx.expect_rc(rep["res"], 130)
+    check(rep["exit_after_sigint"] <= 1.0,
+          f"exited {rep['exit_after_sigint']} s after SIGINT (want <= 1.0)")
+    check(ctx.count() == 0, "rows landed")
+
+
+@test(name="dns_sigint_lookup_never_answers")
+def test_dns_sigint_never(ctx):
+    data(ctx)
+    rep = in_ns(ctx, NEVER, ["--progress", "none"], never=[NEVER], sigint_after_query=0.5)
+    ctx.expect_rc(rep["res"], 130)
+    check(rep["exit_after_sigint"] <= 1.5,
+          f"exited {rep['exit_after_sigint']} s after SIGINT (want <= 1.5)")
+
+
+@test(name="dns_connect_timeout_during_lookup")
+def test_dns_connect_timeout(ctx):
+    data(ctx)
+    rep = in_ns(ctx, NEVER, ["--connect-timeout", "1", "--retries", "0", "--progress", "json",
+                             "--progress-interval", "0.05"], never=[NEVER])
+    res = rep["res"]
+    check(res.rc not in (0, 130), f"want an error exit\n{res.describe()}")
+    ctx.expect_err(res, r"resolve|timed? ?out")
+    q = first_query(rep, NEVER)
+    check(rep["elapsed"] <= q + 2.5,
+          f"exited at {rep['elapsed']} s, lookup began at {q} s: the 1 s timeout was late")
+    expect_no_gap(rep, q, rep["elapsed"] - 0.1, "until the connect timeout")
+    last = json.loads([ln for _, ln in rep["stderr"] if ln.startswith("{")][-1])
+    check(last.get("done") is True, f"last progress line {last}")
+
+
+if __name__ == "__main__":
+    sys.modules.setdefault("test_dns", sys.modules["__main__"])  # run.py may import us too
+    import run as runner  # noqa: E402
+
+    sys.exit(runner.main())
