@@ -203,6 +203,20 @@ static const struct pgfeed_stage_ops http_ops = {
             return pgfeed__http_setopt_fail(src, setopt_rc_, #opt);                                \
     } while (0)
 
+/*
+ * Removing or cleaning up a handle whose lookup is still running (a cancel, or libcurl's
+ * own connect timeout inside curl_multi_socket_action) would otherwise join the threaded
+ * resolver's thread and stall the loop until getaddrinfo gives up. A libcurl older than
+ * 7.87 does not know the option: it then waits, as it always did.
+ */
+static int set_quick_exit(struct http_source *src)
+{
+    CURLcode rc = curl_easy_setopt(src->xfer.easy, CURLOPT_QUICK_EXIT, 1L);
+    if (rc != CURLE_OK && rc != CURLE_UNKNOWN_OPTION)
+        return pgfeed__http_setopt_fail(src, rc, "CURLOPT_QUICK_EXIT");
+    return 0;
+}
+
 /* The options every request of this source shares (the Range is set per attempt). */
 static int set_options(struct http_source *src, const struct pgfeed_options *opt)
 {
@@ -212,13 +226,8 @@ static int set_options(struct http_source *src, const struct pgfeed_options *opt
     SETOPT(CURLOPT_PRIVATE, (void *)&src->xfer);
     SETOPT(CURLOPT_ERRORBUFFER, src->errbuf);
     SETOPT(CURLOPT_NOSIGNAL, 1L);
-    /* Removing or cleaning up a handle whose lookup is still running (a cancel, or
-     * libcurl's own connect timeout inside curl_multi_socket_action) would otherwise join
-     * the threaded resolver's thread and stall the loop until getaddrinfo gives up. A
-     * libcurl older than 7.87 does not know the option: it then waits, as it always did. */
-    CURLcode qrc = curl_easy_setopt(src->xfer.easy, CURLOPT_QUICK_EXIT, 1L);
-    if (qrc != CURLE_OK && qrc != CURLE_UNKNOWN_OPTION)
-        return pgfeed__http_setopt_fail(src, qrc, "CURLOPT_QUICK_EXIT");
+    if (set_quick_exit(src) != 0)
+        return PGFEED_EINTERNAL;
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     /* Read the socket in the pipeline's chunk size, not curl's 16 KiB default: 8x fewer
