@@ -130,8 +130,15 @@ struct pgfeed_stats {
     uint64_t rows_rejected;  /* rows skipped and written to the rejects file */
     uint64_t batches_committed;
     uint64_t lines_read; /* input lines, header included */
-    uint64_t retries;    /* transient failures retried so far */
-    double elapsed_s;    /* since pgfeed_job_start() */
+    /*
+     * Retries made so far, of both kinds together: the download's (an HTTP(S) request
+     * made again after a dropped or stalled connection, a short body or a transient
+     * status; each is logged as a PGFEED_LOG_WARNING) and the job's (a reconnect to the
+     * database after a lost connection, which continues from the checkpoint and counts
+     * once even when it reads an HTTP source again). A failure given up on is not counted.
+     */
+    uint64_t retries;
+    double elapsed_s; /* since pgfeed_job_start() */
     /* Rates over the last ~10 seconds (0 until two samples exist), and the
      * estimated seconds to go from source bytes (-1 when the total is unknown). */
     double rate_rows_s;
@@ -215,7 +222,13 @@ struct pgfeed_options {
 
     /* Time and retries. */
     double timeout_s; /* give up after this long (PGFEED_ETIMEDOUT); 0: no limit */
-    int retries;      /* retries of transient network/connection failures (default 5) */
+    /*
+     * Retries of transient failures (default 5): of a download, that many in a row (an
+     * attempt that brings new bytes before it fails starts the count again; the error of
+     * a download given up on says how many it made in all); of the database connection,
+     * that many in the whole run.
+     */
+    int retries;
 
     /* HTTP(S) sources. */
     struct pgfeed_http *http; /* shared transfer context (pgfeed_http_new) or NULL: own */

@@ -90,7 +90,8 @@ struct http_source {
 
     /* Whole download. */
     uint64_t delivered; /* bytes the decoder accepted: the next byte to deliver */
-    int retries_used;
+    int retries_used;   /* retries since the last attempt that brought new bytes */
+    int retries_made;   /* every retry of this download (each also counts in stats.retries) */
     uint64_t rng;
     char *etag, *last_modified; /* validators of the first response */
     int64_t length;             /* full length from the first response, or -1 */

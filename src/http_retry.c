@@ -146,6 +146,35 @@ void pgfeed__http_start_attempt(struct http_source *src)
 
 /* ---- retries ---- */
 
+/*
+ * The detail of a download given up on. It counts every retry of the download, as
+ * stats.retries does, and, when an attempt that brought new bytes restarted the --retries
+ * budget (failures in a row), how many retries came after the last such attempt.
+ */
+static char *give_up_detail(const struct http_source *src)
+{
+    if (src->retries_made > src->retries_used)
+        return pgfeed__strdup_printf(
+            "Gave up after %d retries (the last %d brought no new bytes), %" PRIu64
+            " bytes imported.",
+            src->retries_made, src->retries_used, src->delivered);
+    return pgfeed__strdup_printf("Gave up after %d %s, %" PRIu64 " bytes imported.",
+                                 src->retries_made, src->retries_made == 1 ? "retry" : "retries",
+                                 src->delivered);
+}
+
+static void give_up(struct http_source *src, const char *why)
+{
+    char *msg = pgfeed__strdup_printf("could not download \"%s\": %s", src->shown, why);
+    char *detail = src->retries_made > 0 ? give_up_detail(src) : NULL;
+    src_fail(src, PGFEED_EHTTP, detail,
+             src->retries_made > 0 ? "Try again later, or raise --retries."
+                                   : "Raise --retries to retry.",
+             msg ? msg : why);
+    free(msg);
+    free(detail);
+}
+
 static void schedule_retry(struct http_source *src, const char *why)
 {
     struct pgfeed_ctx *ctx = src->base.ctx;
@@ -154,20 +183,12 @@ static void schedule_retry(struct http_source *src, const char *why)
         src->retries_used = 0; /* progress was made: the budget counts failures in a row */
     int max = opt->retries > 0 ? opt->retries : 0;
     if (src->retries_used >= max) {
-        char *msg = pgfeed__strdup_printf("could not download \"%s\": %s", src->shown, why);
-        char *detail = NULL;
-        if (max > 0)
-            detail = pgfeed__strdup_printf("Gave up after %d %s, %" PRIu64 " bytes imported.", max,
-                                           max == 1 ? "retry" : "retries", src->delivered);
-        src_fail(src, PGFEED_EHTTP, detail,
-                 max > 0 ? "Try again later, or raise --retries." : "Raise --retries to retry.",
-                 msg ? msg : why);
-        free(msg);
-        free(detail);
+        give_up(src, why);
         return;
     }
     uint64_t ms = backoff_ms(src, src->retries_used);
     src->retries_used++;
+    src->retries_made++;
     pgfeed__ctx_stats(ctx)->retries++; /* one count for every retry, download or database */
     pgfeed__log(ctx, PGFEED_LOG_WARNING,
                 "could not download \"%s\": %s; retry %d of %d in %.1f s from byte %" PRIu64,

@@ -21,6 +21,8 @@ meets the same plan. Counters are kept per full URL (path and query): "the first
   drop=N            send N body bytes, wait until the client has read them, then reset the
                     connection (RST)
   short=N           send N body bytes of a full Content-Length, then close cleanly (FIN)
+  then=CODE         once drop= or short= is used up (after its times), answer CODE every time:
+                    a download that makes progress, then fails without any
   rate=BYTES        throttle the body to BYTES per second
   norange=1         ignore Range and If-Range (always 200, no Accept-Ranges)
   chunked=1         Transfer-Encoding: chunked instead of Content-Length
@@ -167,6 +169,10 @@ class Handler(BaseHTTPRequestHandler):
             code = int(q["status"])
             hdrs = [("Retry-After", q["retry_after"])] if "retry_after" in q else []
             self.simple(code, f"fault {code}\n".encode(), hdrs, head)
+            return
+
+        if "then" in q and ("drop" in q or "short" in q) and n > (times or 1):
+            self.simple(int(q["then"]), f"fault {q['then']}\n".encode(), (), head)
             return
 
         rel = unquote(u.path).lstrip("/")

@@ -260,6 +260,51 @@ def test_http_500_gives_up_after_retries(ctx):
     no_rows(ctx)
 
 
+def reported_retries(res):
+    """stats.retries as the CLI reports it: the summary's "retries:" line (left out when 0)
+    and the last --progress json line."""
+    m = re.search(r"^pgfeed: retries:\s+(\d+)$", res.err, re.M)
+    lines = [ln for ln in res.err.splitlines() if ln.startswith("{")]
+    check(lines, f"no --progress json line:\n{res.describe()}")
+    return {"summary": int(m.group(1)) if m else 0, "json": json.loads(lines[-1])["retries"]}
+
+
+@test(name="http_retries_counted_when_given_up")
+@with_server
+def test_http_retries_counted_when_given_up(ctx):
+    """Two drops, each after new bytes (a retry that brings bytes restarts the --retries
+    budget of failures in a row), then a 500 every time: with --retries 1 the download
+    retries twice and gives up on the 500. The detail, the summary and the progress JSON
+    all say 2, the requests made past the first."""
+    srv, want, size = serve(ctx)
+    url = srv.url("names.tsv.gz", drop=size // 4, times=2, then=500)
+    res = run(ctx, srv, url, "--retries", "1", "--progress", "json")
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r"^pgfeed: error: could not download .*HTTP status 500", re.M)
+    eq([e["status"] for e in srv.log()], [200, 206, 500], "statuses")
+    made = len(srv.log()) - 1
+    m = re.search(r"^pgfeed: detail: Gave up after (\d+) retr", res.err, re.M)
+    check(m, f"no \"Gave up after N retries\" detail:\n{res.describe()}")
+    eq(int(m.group(1)), made, "retries in the detail")
+    eq(reported_retries(res), {"summary": made, "json": made}, "retries reported")
+    no_rows(ctx)
+
+
+@test(name="http_retries_counted_when_healed")
+@with_server
+def test_http_retries_counted_when_healed(ctx):
+    """Two drops healed by Range requests: exit 0, and the summary and the progress JSON
+    count both retries (the requests made past the first)."""
+    srv, want, size = serve(ctx)
+    res = run(ctx, srv, srv.url("names.tsv.gz", drop=size // 4, times=2), "--progress", "json")
+    exact(ctx, res, want)
+    eq([e["status"] for e in srv.log()], [200, 206, 206], "statuses")
+    made = len(srv.log()) - 1
+    eq(len(re.findall(r"^pgfeed: warning: could not download .*; retry \d+ of", res.err, re.M)),
+       made, "retries logged")
+    eq(reported_retries(res), {"summary": made, "json": made}, "retries reported")
+
+
 @test(name="http_404_fails_fast")
 @with_server
 def test_http_404_fails_fast(ctx):
