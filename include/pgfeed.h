@@ -3,10 +3,15 @@
  *
  * pgfeed streams a (usually gzipped) TSV, CSV or text file from a local path
  * (or file:// URL), stdin or HTTP(S) into a PostgreSQL table with COPY (text or
- * binary), on the caller's libuv loop. Nothing in the library blocks the loop,
- * installs signal handlers, prints, exits, or keeps global state (libcurl's
- * global init aside, which is pgfeed_library_init()'s job and the caller's to
- * call once from main).
+ * binary), on the caller's libuv loop. Nothing in the library installs signal
+ * handlers, prints, exits, or keeps global state (libcurl's global init aside, which
+ * is pgfeed_library_init()'s job and the caller's to call once from main). Nor does it
+ * wait for the network in a blocking call, with one exception: libpq looks the
+ * database's host name up with a blocking getaddrinfo() each time it starts a
+ * connection (see libpq's PQconnectStartParams); a Unix-socket host or hostaddr= in
+ * the conninfo avoids it. Local files (the source, the rejects file) are read and
+ * written with ordinary blocking calls; a FIFO as the source path is opened without
+ * waiting for its writer.
  *
  * Lifecycle:
  *
@@ -17,12 +22,37 @@
  *     pgfeed_job_t *job;
  *     if (pgfeed_job_new(loop, &opt, &job) == 0 && pgfeed_job_start(job, done_cb) == 0)
  *         uv_run(loop, UV_RUN_DEFAULT);  // done_cb runs exactly once
- *     pgfeed_job_close(job, close_cb);    // frees the job in close_cb
+ *     pgfeed_job_close(job, close_cb);    // frees the job in close_cb ...
+ *     uv_run(loop, UV_RUN_DEFAULT);       // ... which runs from the loop
  *
  * Every function returns 0 or a negative error code: pgfeed's own codes below,
  * or a libuv code (UV_ENOMEM, UV_EINVAL, ...) passed through. A function that
  * takes a callback and returns an error never calls that callback; otherwise
- * the callback runs exactly once, never from inside the call that registered it.
+ * the callback runs exactly once (done_cb: unless the job is closed before it
+ * finishes), never from inside the call that registered it.
+ *
+ * Threads. A libuv loop is not thread-safe, and everything pgfeed does happens on the
+ * thread that runs the loop the job (or HTTP context) was made on: call every
+ * function that takes a loop, a job or an HTTP context (pgfeed_job_*, pgfeed_http_*)
+ * from that thread only, before uv_run() or from one of the loop's callbacks. That
+ * includes pgfeed_job_cancel() and pgfeed_job_stats(): to stop a job from another
+ * thread, uv_async_send() to the loop and cancel from the async callback.
+ * pgfeed_options_init(), pgfeed_strerror(), pgfeed_err_name(), pgfeed_version() and
+ * pgfeed_build_info() touch no shared state and may be called from any thread;
+ * pgfeed_library_init() and pgfeed_library_cleanup() as said with them (once each, from
+ * main). Give a job only an HTTP context made on the job's own loop.
+ * Every callback (log_cb, progress_cb, done_cb, close_cb and pgfeed_http_close()'s)
+ * runs on the loop's thread. pgfeed starts no thread, but libcurl may: its threaded
+ * resolver (the usual build of libcurl, and Debian's) starts a thread for each host
+ * name it looks up for an HTTP(S) download (not for a numeric address, nor for a name
+ * in its DNS cache). That thread runs only getaddrinfo() and no pgfeed code; one still
+ * waiting when its transfer ends is detached and may outlive the job.
+ *
+ * Callbacks. No pgfeed function calls log_cb, progress_cb, done_cb or close_cb before
+ * it returns: they run from the work the loop's own callbacks do (a socket becoming
+ * readable or writable, a timer, a handle's close), so none of them is ever entered
+ * from inside a call the embedder makes. When each one runs, how long its arguments
+ * live and what it may call in turn are said with its type below.
  */
 #ifndef PGFEED_H
 #define PGFEED_H
@@ -117,6 +147,17 @@ typedef enum {
     PGFEED_LOG_DEBUG
 } pgfeed_log_level_t;
 
+/*
+ * A log line: level is a pgfeed_log_level_t no higher than pgfeed_options.log_level;
+ * msg is one line made safe to print (tabs and line ends become spaces, other control
+ * characters and bytes that are not UTF-8 become \xNN), valid only until log_cb
+ * returns: copy it to keep it. log_cb runs where the library logs, in the middle of a
+ * loop callback's work, often with libcurl or libpq part-way through a call. So it may
+ * only look: pgfeed_job_stats(), pgfeed_job_error(), pgfeed_job_rejects_path(),
+ * pgfeed_job_get_data(). It must not call pgfeed_job_start(), pgfeed_job_cancel(),
+ * pgfeed_job_close() or pgfeed_http_close(), nor run the loop; to act on a message
+ * (cancel on a warning, say), start a 0 ms uv_timer_t and do it from its callback.
+ */
 typedef void (*pgfeed_log_cb)(void *arg, int level, const char *msg);
 
 /* Counters; all monotonic during a run. */
@@ -156,9 +197,40 @@ struct pgfeed_stats {
 struct pgfeed_job;
 typedef struct pgfeed_job pgfeed_job_t;
 
+/*
+ * Progress, from the job's progress timer while it runs (backoffs before a retry
+ * included), about every pgfeed_options.progress_interval_ms (the timer ticks every
+ * 250 ms, or every interval if that is shorter; never with an interval of 0); and once
+ * more when the job has finished, with stats->done = 1, right before done_cb and from
+ * the same loop callback (not for a job closed before it finished). stats points to a
+ * copy that lives until progress_cb returns. It may call pgfeed_job_stats() and
+ * pgfeed_job_error(), and mid-run pgfeed_job_cancel() or pgfeed_job_close() (the job
+ * then stops as usual; after a close, done_cb does not run). In the last call
+ * pgfeed_job_close() may be called too, but the job has finished, so done_cb still
+ * runs as soon as progress_cb returns, and close_cb after it.
+ */
 typedef void (*pgfeed_progress_cb)(void *arg, const struct pgfeed_stats *stats);
-/* status: 0 imported, or the negative code of the failure (PGFEED_ECANCELED if canceled). */
+/*
+ * The job ended. status: 0 imported, or the negative code of the failure
+ * (PGFEED_ECANCELED if canceled). Runs once for a started job that was not closed before
+ * it finished, on the loop's thread, from whichever of the job's loop callbacks ends
+ * its last piece of work (a timer, a socket poll or a handle's close callback), never
+ * from inside a pgfeed_* call; every handle of the job is closed or inactive by then.
+ * From here on pgfeed_job_stats() (with done = 1), pgfeed_job_error() and
+ * pgfeed_job_rejects_path() give the final outcome, unchanged until close_cb. It may
+ * call those, and pgfeed_job_close() (the usual place to release the job);
+ * pgfeed_job_cancel() has no effect and pgfeed_job_start() returns UV_EINVAL
+ * (PGFEED_ECANCELED after a cancel). Other jobs may be made, started or closed from it.
+ */
 typedef void (*pgfeed_done_cb)(pgfeed_job_t *job, int status);
+/*
+ * The job is closed: runs once after pgfeed_job_close(), on the loop's thread, from the
+ * libuv close callback of the job's last handle, never from inside pgfeed_job_close().
+ * The job is freed as soon as it returns; until then pgfeed_job_stats(),
+ * pgfeed_job_error(), pgfeed_job_rejects_path() and pgfeed_job_get_data() still work
+ * (the place to free what pgfeed_job_set_data() was given). Nothing else may be called
+ * on the job.
+ */
 typedef void (*pgfeed_close_cb)(pgfeed_job_t *job);
 
 /*
@@ -272,7 +344,8 @@ PGFEED_API int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt,
 
 /*
  * Starts the import. Returns 0, after which done_cb runs exactly once, from a
- * loop callback; UV_EINVAL if already started; PGFEED_ECANCELED if the job was
+ * loop callback (unless the job is closed before it finishes); UV_EINVAL if
+ * already started (or refused by pgfeed_job_new()); PGFEED_ECANCELED if the job was
  * canceled before it started. When done_cb runs, the job has no active handle
  * left on the loop (uv_run can return) and its stats and error stay readable
  * until pgfeed_job_close().
@@ -282,7 +355,9 @@ PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
 /*
  * Asks the job to stop: the batch in flight is rolled back (COPY ended with an
  * error, so the server keeps none of it), committed batches stay. done_cb then
- * runs with PGFEED_ECANCELED. Safe from any loop callback, any number of times.
+ * runs with PGFEED_ECANCELED (with the failure's code if the job was already stopping
+ * after one). Safe from any loop callback of the embedder's and from progress_cb and
+ * done_cb (not from log_cb), any number of times; no effect once the job has finished.
  *
  * Threads: pgfeed starts none, but libcurl's threaded resolver (the usual build)
  * runs each HTTP host name lookup (getaddrinfo) in a thread of its own. Cancel and
@@ -297,11 +372,13 @@ PGFEED_API void pgfeed_job_cancel(pgfeed_job_t *job);
  * Releases the job. If it is still running it is canceled first. close_cb (may
  * be NULL) runs from a loop callback once every handle of the job is closed;
  * the job's memory is freed as soon as close_cb returns, so job is invalid
- * after that. done_cb is not called for a job closed before it finished.
+ * after that. done_cb is not called for a job closed before it finished. May be
+ * called from done_cb and progress_cb (see there), not from log_cb or close_cb; a
+ * second call has no effect other than replacing close_cb.
  */
 PGFEED_API void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb);
 
-/* Copies the current counters into *out. */
+/* Copies the current counters into *out; any time until close_cb returns. */
 PGFEED_API void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out);
 
 /* A failure, in PostgreSQL's style: message, detail, hint. Strings are NULL when absent. */
@@ -320,10 +397,17 @@ struct pgfeed_error {
     uint64_t raw_offset;     /* compressed byte offset */
 };
 
-/* The job's error (code 0 if none). Valid until pgfeed_job_close(). */
+/*
+ * The job's error (code 0 if none). The pointer stays valid until close_cb returns, but
+ * what it holds is final only from done_cb on: a failure the job retries is cleared
+ * (its strings freed), and the message, detail or hint of the last one may be
+ * rewritten when the job stops, so strings read before done_cb may dangle later (copy
+ * them). From done_cb until close_cb nothing in it changes. After a refused
+ * pgfeed_job_new(), or a pgfeed_job_cancel() before the start, it says why.
+ */
 PGFEED_API const struct pgfeed_error *pgfeed_job_error(const pgfeed_job_t *job);
 
-/* Where rejected rows were written, or NULL if none was. Valid until pgfeed_job_close(). */
+/* Where rejected rows were written, or NULL if none was. Valid until close_cb returns. */
 PGFEED_API const char *pgfeed_job_rejects_path(const pgfeed_job_t *job);
 
 /* A pointer for the embedder. */
