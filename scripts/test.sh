@@ -7,6 +7,9 @@
 #   build-ci    -Dwerror=true
 #   build-asan  -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 #
+# build-ci is also installed into a temp dir, and a small embedder is built against it with
+# pkg-config's flags alone, linked shared and static (tests/pkgconfig/run.sh, TAP).
+#
 # Then each fuzz target (tests/fuzz/) runs for a short fixed time with a fixed seed, through
 # scripts/fuzz in its own clang tree (build-fuzz): one result per target.
 #
@@ -198,6 +201,17 @@ if [ -n "${BUILT[build-ci]:-}" ] && [ -f build-ci/libpgfeed.a ]; then
         FAILED=$((FAILED + 1))
         note "symbols: FAILED, names without the pgfeed_ prefix: $(echo $bad)"
     fi
+fi
+
+# ---------------------------------------------------------------- pkg-config
+
+# pgfeed.pc as an embedder uses it: `meson install --destdir` of build-ci (the whole tree,
+# so only after a complete build), then tests/pkgconfig/embed_min.c built and run with the
+# flags pkg-config gives. No server needed.
+if [ -n "${UNIT[build-ci]:-}" ]; then
+    out=$WORK/pkgconfig.tap
+    tests/pkgconfig/run.sh build-ci "$WORK/pkgconfig" 2>&1 | tee "$out"
+    tap_count "$out" "pkg-config (build-ci)"
 fi
 
 # ---------------------------------------------------------------- unit tests
