@@ -411,6 +411,12 @@ static void connect_step(struct sink_pg *k)
 {
     PostgresPollingStatusType ps = PQconnectPoll(k->conn);
     int rc = 0;
+    /* While connecting, libpq may close its socket and open another (the next host or
+     * address, an SSL or GSS fallback) that gets the same descriptor number: the kernel
+     * dropped the old one from epoll with its close, so a poll kept for "the same" fd
+     * would never fire. Watch each step's socket with a fresh poll. */
+    if (ps == PGRES_POLLING_READING || ps == PGRES_POLLING_WRITING)
+        poll_stop_close(k);
     switch (ps) {
     case PGRES_POLLING_READING:
         rc = pgfeed__conn_watch(k, UV_READABLE);

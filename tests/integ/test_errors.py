@@ -323,3 +323,22 @@ def test_damaged_gzip_member_says_which_committed_lines(ctx):
     expect_error(ctx, res)
     ctx.expect_err(res, r"none of its rows were committed")
     eq(ctx.count(), 0, "rows committed")
+
+
+@test()
+def test_refused_host_then_socket_in_one_conninfo(ctx):
+    """A host list whose first entry refuses the connection (TCP, port 1) and whose second is
+    the cluster's Unix socket: libpq's second socket may get the first one's descriptor
+    number, which epoll dropped when libpq closed it; the import must go on, not hang."""
+    data = ctx.gen(2000, seed=93)
+    ctx.create_names()
+    host = re.search(r"host=(\S+)", ctx.conninfo).group(1)
+    port = re.search(r"port=(\d+)", ctx.conninfo).group(1)
+    db = re.sub(r"port=\d+", f"port=1,{port}",
+                re.sub(r"host=\S+", f"host=127.0.0.1,{host}", ctx.conninfo))
+    for jobs in ("1", "3"):
+        ctx.sql("TRUNCATE names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
+        res = ctx.pgfeed("-d", db, "-t", "names", "-j", jobs, ctx.write("n.tsv", data),
+                         db=False, timeout=30)
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data, what=f"-j {jobs} through the second host")
