@@ -83,34 +83,30 @@ def activity(ctx):
     return int(a), int(b)
 
 
-def wait_for_count(ctx, p, errpath, want, timeout=60):
-    """Polls count(*) of names until it is `want` (batches committed past the held one)."""
+def wait_until(p, errpath, probe, want, what, timeout=60):
+    """Polls probe() until it returns `want`; fails if pgfeed exits first or time runs out."""
     deadline = time.monotonic() + timeout
     got = None
     while time.monotonic() < deadline:
         if p.poll() is not None:
             raise Failure(f"pgfeed exited ({p.returncode}) early:\n"
                           f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
-        got = ctx.count()
+        got = probe()
         if got == want:
             return
         time.sleep(0.05)
-    raise Failure(f"the table never held {want} rows; last {got}")
+    raise Failure(f"{what} never showed {want}; last {got}")
+
+
+def wait_for_count(ctx, p, errpath, want, timeout=60):
+    """count(*) of names reaches `want` (batches committed past the held one)."""
+    wait_until(p, errpath, ctx.count, want, "the table's row count", timeout)
 
 
 def wait_for_activity(ctx, p, errpath, want, timeout=60):
-    deadline = time.monotonic() + timeout
-    got = None
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise Failure(f"pgfeed exited ({p.returncode}) early:\n"
-                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
-        got = activity(ctx)
-        if got == want:
-            return
-        time.sleep(0.05)
-    raise Failure(f"pg_stat_activity never showed {want} (waiting, idle in transaction); "
-                  f"last {got}")
+    """pg_stat_activity shows `want` (backends waiting on the gate, idle in a transaction)."""
+    wait_until(p, errpath, lambda: activity(ctx), want,
+               "pg_stat_activity (waiting, idle in transaction)", timeout)
 
 
 @test()
