@@ -448,13 +448,16 @@ static void connect_step(struct sink_pg *k)
                      uv_strerror(rc));
 }
 
-/* Starts connection k; conninfo was checked by pgfeed__conn_check_conninfo. */
+/* Starts connection k; conninfo was checked by pgfeed__conn_check_conninfo, and its host
+ * names looked up (pg_resolve.c) when sh->conn_hostaddr is set. */
 int pgfeed__conn_start(struct sink_pg *k)
 {
     struct pgfeed_ctx *ctx = sink_ctx(k);
     const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
-    const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {o->conninfo ? o->conninfo : "", "pgfeed", NULL};
+    /* Later keys override what dbname expands to; NULL values are skipped. */
+    const char *keys[] = {"dbname", "host", "port", "hostaddr", "fallback_application_name", NULL};
+    const char *vals[] = {o->conninfo ? o->conninfo : "", k->sh->conn_host, k->sh->conn_port,
+                          k->sh->conn_hostaddr,           "pgfeed",         NULL};
     k->conn = PQconnectStartParams(keys, vals, 1);
     if (k->conn == NULL)
         return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");

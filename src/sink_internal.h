@@ -2,7 +2,8 @@
  * sink_internal.h -- what the sink's files share: the stage (struct sink), one
  * connection (struct sink_pg) and its states. Private to sink_pg.c (the stage, the
  * pool, which batch writes the checkpoint's prefix row, and the handler of each phase), pg_conn.c
- * (one libpq connection: connect, watch, result pump, abort) and sink_refused.c (finding the rows
+ * (one libpq connection: connect, watch, result pump, abort), pg_resolve.c (the host names,
+ * looked up before connecting) and sink_refused.c (finding the rows
  * the server refused and rebuilding them as input). Nothing else includes it.
  */
 #ifndef PGFEED_SINK_INTERNAL_H
@@ -101,6 +102,10 @@ struct sink {
     uint64_t ended;      /* batches ended (end_batch calls taken) */
     size_t queue_budget; /* COPY bytes a connection may queue in libpq before it blocks */
 
+    struct pg_resolve *resolve; /* host name lookups under way (pg_resolve.c), or NULL */
+    /* What they found, for libpq (NULL: the conninfo's own): host, port, hostaddr lists. */
+    char *conn_host, *conn_port, *conn_hostaddr;
+
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     struct pgfeed_column *cols;
     size_t ncols;
@@ -186,6 +191,14 @@ int pgfeed__conn_copy_trailer(struct sink_pg *k); /* COPY binary: once per COPY 
 /* Rolls back what is in flight and closes (a batch on its way to COMMIT may finish). */
 void pgfeed__conn_stop(struct sink_pg *k);
 void pgfeed__conn_close(struct sink_pg *k); /* closes the poll and timers, state CLOSED */
+
+/* pg_resolve.c: the conninfo's host names, looked up off the loop once for every
+ * connection. done runs once from the loop (rc 0: sh->conn_* are set; else the error is
+ * recorded) when *started is 1; it never runs after pgfeed__resolve_stop. *started 0 and
+ * 0: nothing to look up; <0: failed (recorded), done never runs. */
+typedef void (*pgfeed__resolved_cb)(struct sink *sh, int rc);
+int pgfeed__resolve_start(struct sink *sh, pgfeed__resolved_cb done, int *started);
+void pgfeed__resolve_stop(struct sink *sh); /* no answer wanted any more; returns at once */
 
 /* sink_refused.c: with --max-rejects, a refused batch again without its bad rows. */
 /* The error result r is one row's fault and k's batch can be split to find it. */

@@ -5,10 +5,10 @@
  *
  * Takes COPY rows (text or binary tuples) from the parser and leaves parsing, encoding and
  * batch sizing to it. Leaves to pg_conn.c one connection's socket, result pump, errors
- * and abort; to sink_refused.c the search for refused rows (--max-rejects); to
- * checkpoint.c the state table's SQL. Reaches the rest of the import only through its
- * context (ctx.c: failing, logging, counters, rejects) and the events it was given at
- * creation (struct pgfeed_sink_events: table described, checkpoint read, done); what a
+ * and abort; to pg_resolve.c the host names' lookup before connecting; to sink_refused.c the search
+ * for refused rows (--max-rejects); to checkpoint.c the state table's SQL. Reaches the rest of the
+ * import only through its context (ctx.c: failing, logging, counters, rejects) and the events it
+ * was given at creation (struct pgfeed_sink_events: table described, checkpoint read, done); what a
  * batch needs from other stages (the restart point, the source's validators, the row map)
  * comes attached to it. It calls neither job.c nor the parser.
  *
@@ -728,16 +728,32 @@ static const struct sink_handlers handlers = {
 };
 
 /* ------------------------------------------------------------ the stage's interface */
+static int connect_all(struct sink *sh)
+{
+    int rc = 0;
+    for (size_t i = 0; i < sh->nconns && rc == 0; i++)
+        rc = pgfeed__conn_start(sh->conns[i]);
+    return rc;
+}
+
+/* The host names are looked up (or failed, recorded): connect every connection. */
+static void resolved_cb(struct sink *sh, int rc)
+{
+    if (rc == 0 && !sh->stop_requested)
+        connect_all(sh);
+}
+
 int pgfeed__sink_connect(struct pgfeed_stage *s)
 {
     struct sink *sh = sink_of(s);
     const struct pgfeed_options *o = pgfeed__ctx_options(s->ctx);
     int rc = pgfeed__conn_check_conninfo(s->ctx, o->conninfo);
-    if (rc != 0)
+    int started = 0;
+    if (rc == 0)
+        rc = pgfeed__resolve_start(sh, resolved_cb, &started);
+    if (rc != 0 || started)
         return rc;
-    for (size_t i = 0; i < sh->nconns && rc == 0; i++)
-        rc = pgfeed__conn_start(sh->conns[i]);
-    return rc;
+    return connect_all(sh);
 }
 
 const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t *n)
@@ -862,6 +878,7 @@ static void sink_stop(struct pgfeed_stage *s)
 {
     struct sink *sh = sink_of(s);
     sh->stop_requested = 1;
+    pgfeed__resolve_stop(sh);
     /* A batch on its way to COMMIT may still commit; the others are rolled back. */
     for (size_t i = 0; i < sh->nconns; i++)
         if (sh->conns[i])
@@ -888,6 +905,9 @@ static void sink_destroy(struct pgfeed_stage *s)
         free(sh->cols[i].type_name);
     }
     free(sh->cols);
+    free(sh->conn_host);
+    free(sh->conn_port);
+    free(sh->conn_hostaddr);
     free(sh->qualified);
     free(sh->copy_sql);
     free(sh->state_table);

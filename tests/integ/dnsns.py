@@ -9,7 +9,8 @@ Used two ways:
 - as that inner script (as __main__): bind-mounts a private resolv.conf (nameserver
   127.0.0.1), nsswitch.conf (hosts: files dns) and hosts (localhost only) over /etc, brings
   lo up, starts the DNS responder (a thread) and tests/httpd.py, runs the pgfeed command, and
-  prints one JSON object on stdout. PostgreSQL stays reachable: its Unix socket is a path.
+  prints one JSON object on stdout. PostgreSQL stays reachable: its Unix socket is a path,
+  and with pg_socket a forwarder (a thread) takes TCP on 127.0.0.1:{pgport} to it.
 
 The responder: an A query for a name in "names" is answered with 127.0.0.1 after that name's
 delay in seconds; its AAAA query gets an empty answer (NOERROR, no records) after the same
@@ -155,13 +156,56 @@ def start_httpd(root):
     return p, int(line.split()[1])
 
 
+class PgForward:
+    """127.0.0.1:PORT -> PostgreSQL's Unix socket, so that a --db host name (resolved to
+    127.0.0.1 by the responder) reaches the test cluster, which listens on a socket only.
+    One thread accepts; two per connection splice bytes until either side closes."""
+
+    def __init__(self, socket_path):
+        self.path = socket_path
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            c, _ = self.lsock.accept()
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                u.connect(self.path)
+            except OSError:
+                c.close()
+                continue
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.splice, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def splice(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def read_lines(f, t0, into):
     for raw in iter(f.readline, b""):
         into.append([round(time.monotonic() - t0, 3), raw.decode("utf-8", "replace").rstrip("\n")])
 
 
 def inner_main(cfg):
-    """cfg: names {name: delay s}, never [names], httpd_root, argv (with {port}), env (the
+    """cfg: names {name: delay s}, never [names], httpd_root, pg_socket (PostgreSQL's socket
+    file: forwarded from 127.0.0.1:{pgport}), argv (with {port}, {pgport}), env (the
     whole environment for argv; ours when absent),
     sigint_after_query (s after the first query for a test name; or None), timeout.
     Prints {rc, elapsed, sigint_at, exit_after_sigint, stdout, stderr: [[t, line]],
@@ -175,7 +219,9 @@ def inner_main(cfg):
         port = 0
         if cfg.get("httpd_root"):
             httpd, port = start_httpd(cfg["httpd_root"])
-        argv = [a.replace("{port}", str(port)) for a in cfg["argv"]]
+        pgport = PgForward(cfg["pg_socket"]).port if cfg.get("pg_socket") else 0
+        argv = [a.replace("{port}", str(port)).replace("{pgport}", str(pgport))
+                for a in cfg["argv"]]
         env = cfg.get("env") or dict(os.environ)
         dns.t0 = t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

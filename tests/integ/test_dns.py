@@ -132,6 +132,100 @@ def test_dns_connect_timeout(ctx):
     check(last.get("done") is True, f"last progress line {last}")
 
 
+# ---------------------------------------------------------------- the database's host name
+
+SLOWDB = "slowdb.pgfeed.test"
+NXDB = "nx.pgfeed.test"
+
+
+def db_in_ns(ctx, host, args, conn_extra="", names=None, never=(), sigint_after_query=None,
+             timeout=60):
+    """pgfeed -d "host=HOST port=PGPORT ..." -t names ARGS names.tsv.gz inside the namespace,
+    PGPORT forwarded to the test cluster's socket."""
+    why = dnsns.available()
+    if why:
+        raise Skip(why)
+    db = f"host={host} port={{pgport}} dbname={ctx.db} user=postgres {conn_extra}".strip()
+    argv = ctx.argv(["-d", db, "-t", "names", *args, str(ctx.tmp / "names.tsv.gz")], db=False)
+    cfg = {"names": names or {}, "never": list(never), "argv": argv, "env": clean_env(),
+           "pg_socket": f"{ctx.cfg.cluster.dir}/.s.PGSQL.5432",
+           "sigint_after_query": sigint_after_query, "timeout": timeout}
+    try:
+        rep = dnsns.run_in_ns(cfg, timeout=timeout + 30)
+    except RuntimeError as e:
+        raise Failure(str(e))
+    err = "\n".join(ln for _, ln in rep["stderr"])
+    res = Result(argv, rep["rc"], rep["stdout"], err, rep["elapsed"])
+    sanitizer_check(res)
+    rep["res"] = res
+    return rep
+
+
+PROGRESS = ["--progress", "json", "--progress-interval", "0.05"]
+
+
+@test(name="dns_db_slow_lookup_import_and_progress")
+def test_dns_db_slow_lookup(ctx):
+    want = data(ctx)
+    rep = db_in_ns(ctx, SLOWDB, PROGRESS, names={SLOWDB: 2.0})
+    ctx.expect_rc(rep["res"], 0)
+    rows_eq(ctx.rows(), want, "names")
+    q = first_query(rep, SLOWDB)
+    check(rep["elapsed"] >= q + 2.0, f"finished at {rep['elapsed']} s: the lookup was not slow")
+    expect_no_gap(rep, q, q + 2.0, "during the 2 s lookup of the database host")
+
+
+@test(name="dns_db_lookup_once_for_all_connections")
+def test_dns_db_lookup_once(ctx):
+    want = data(ctx)
+    rep = db_in_ns(ctx, SLOWDB, ["-j", "4", *PROGRESS], names={SLOWDB: 2.0})
+    ctx.expect_rc(rep["res"], 0)
+    rows_eq(ctx.rows(), want, "names")
+    a = [x for x in rep["queries"] if x[1] == SLOWDB and x[2] == dnsns.QTYPE_A]
+    check(len(a) == 1, f"want one A query for {SLOWDB} with -j 4, got {rep['queries']}")
+    q = a[0][0]
+    check(rep["elapsed"] < q + 2 * 2.0,
+          f"finished at {rep['elapsed']} s, lookup began at {q} s: lookups one after another?")
+    expect_no_gap(rep, q, q + 2.0, "during the lookup with -j 4")
+
+
+@test(name="dns_db_connect_timeout_during_lookup")
+def test_dns_db_connect_timeout(ctx):
+    data(ctx)
+    rep = db_in_ns(ctx, NEVER, ["--retries", "0", *PROGRESS], conn_extra="connect_timeout=1",
+                   never=[NEVER])
+    res = rep["res"]
+    check(res.rc not in (0, 130), f"want an error exit\n{res.describe()}")
+    ctx.expect_err(res, rf'error: could not resolve host "{NEVER}": timed out after 1 s')
+    ctx.expect_err(res, r"hint: Check the host name in --db")
+    q = first_query(rep, NEVER)
+    check(rep["elapsed"] <= q + 1.5,
+          f"exited at {rep['elapsed']} s, lookup began at {q} s: connect_timeout=1 was late")
+    expect_no_gap(rep, q, rep["elapsed"] - 0.1, "until connect_timeout")
+
+
+@test(name="dns_db_nxdomain")
+def test_dns_db_nxdomain(ctx):
+    data(ctx)
+    rep = db_in_ns(ctx, NXDB, ["--retries", "0", "--progress", "none"])
+    res = rep["res"]
+    check(res.rc not in (0, 130), f"want an error exit\n{res.describe()}")
+    ctx.expect_err(res, rf'error: could not translate host name "{NXDB}" to address\n')
+    ctx.expect_err(res, r"detail: Name or service not known\.")
+    ctx.expect_err(res, r"hint: Check the host name in --db")
+
+
+@test(name="dns_db_sigint_during_lookup")
+def test_dns_db_sigint(ctx):
+    data(ctx)
+    rep = db_in_ns(ctx, SLOWDB, ["--progress", "none"], names={SLOWDB: 4.0},
+                   sigint_after_query=0.5)
+    ctx.expect_rc(rep["res"], 130)
+    check(rep["exit_after_sigint"] <= 1.0,
+          f"exited {rep['exit_after_sigint']} s after SIGINT (want <= 1.0)")
+    check(ctx.count() == 0, "rows landed")
+
+
 if __name__ == "__main__":
     sys.modules.setdefault("test_dns", sys.modules["__main__"])  # run.py may import us too
     import run as runner  # noqa: E402
