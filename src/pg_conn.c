@@ -110,6 +110,7 @@ int pgfeed__conn_fail(struct sink_pg *k, const char *what)
     const char *m = PQerrorMessage(k->conn);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
+    pgfeed__resolve_name_hosts(k->sh, detail, sizeof detail);
     size_t n = strlen(detail);
     while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
         detail[--n] = '\0';

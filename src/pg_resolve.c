@@ -39,7 +39,8 @@
 /* One host entry; its fields after `name` are written by its thread under the mutex. */
 struct lookup {
     struct lookups *all;
-    char *name; /* NULL: nothing to look up (socket, numeric address, empty) */
+    char *name;         /* NULL: nothing to look up (socket, numeric address, empty) */
+    struct lookup *src; /* the entry whose thread looks the name up: itself, or an earlier */
     int done;
     char reason[128]; /* why it did not resolve */
     char addr[MAX_ADDRS][ADDR_LEN];
@@ -195,11 +196,11 @@ static int build_lists(struct pg_resolve *r, size_t *entries)
     int rc = 0;
     *entries = 0;
     for (size_t i = 0; i < r->l->n && rc == 0; i++) {
-        struct lookup *e = &r->l->e[i];
-        size_t reps = e->name ? (e->done ? e->naddrs : 0) : 1;
+        struct lookup *e = r->l->e[i].src;
+        size_t reps = r->l->e[i].name ? (e->done ? e->naddrs : 0) : 1;
         for (size_t j = 0; j < reps && rc == 0; j++, (*entries)++) {
             rc = append(&host, r->hosts[i], *entries) ||
-                 append(&addr, e->name ? e->addr[j] : "", *entries) ||
+                 append(&addr, r->l->e[i].name ? e->addr[j] : "", *entries) ||
                  (r->nports > 1 && append(&port, r->ports[i], *entries));
         }
     }
@@ -229,7 +230,7 @@ static int fail_unresolved(struct pg_resolve *r)
     if (pgfeed__ctx_retrying(ctx))
         pgfeed__ctx_transient(ctx);
     for (size_t i = 0; i < r->l->n; i++) {
-        struct lookup *e = &r->l->e[i];
+        struct lookup *e = r->l->e[i].src;
         if (e->name == NULL)
             continue;
         if (!e->done) {
@@ -246,6 +247,34 @@ static int fail_unresolved(struct pg_resolve *r)
                             "could not translate host name \"%s\" to address", e->name);
     }
     return pgfeed__fail(ctx, "sink", PGFEED_ECONNECT, NULL, hint, "could not resolve the host");
+}
+
+/* The first `at "ADDR", port` in msg becomes `at "HOST" (ADDR), port`. */
+static void name_one(char *msg, size_t cap, const char *h, size_t hl, const char *a, size_t al)
+{
+    char needle[80], with[400];
+    int nn = snprintf(needle, sizeof needle, "at \"%.*s\", port", (int)al, a);
+    int wn = snprintf(with, sizeof with, "at \"%.*s\" (%.*s), port", (int)hl, h, (int)al, a);
+    char *at = nn > 0 && (size_t)nn < sizeof needle ? strstr(msg, needle) : NULL;
+    size_t len = strlen(msg);
+    if (at == NULL || wn <= 0 || (size_t)wn >= sizeof with || len - nn + wn >= cap)
+        return;
+    memmove(at + wn, at + nn, len - (size_t)(at - msg) - nn + 1);
+    memcpy(at, with, (size_t)wn);
+}
+
+void pgfeed__resolve_name_hosts(const struct sink *sh, char *msg, size_t cap)
+{
+    const char *h = sh->conn_host, *a = sh->conn_hostaddr;
+    while (h && a) {
+        size_t hl = strcspn(h, ","), al = strcspn(a, ",");
+        if (al > 0)
+            name_one(msg, cap, h, hl, a, al);
+        if (h[hl] == '\0' || a[al] == '\0')
+            break;
+        h += hl + 1;
+        a += al + 1;
+    }
 }
 
 /* ------------------------------------------------------------ the loop side */
@@ -303,7 +332,7 @@ static void wake_cb(uv_async_t *h)
     int pending = 0;
     pthread_mutex_lock(&r->l->mu);
     for (size_t i = 0; i < r->l->n; i++)
-        pending += r->l->e[i].name && !r->l->e[i].done;
+        pending += r->l->e[i].name && !r->l->e[i].src->done;
     pthread_mutex_unlock(&r->l->mu);
     if (pending == 0)
         finish(r);
@@ -326,7 +355,7 @@ static int start_threads(struct lookups *l)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = 0;
     for (size_t i = 0; i < l->n && rc == 0; i++) {
-        if (l->e[i].name == NULL)
+        if (l->e[i].name == NULL || l->e[i].src != &l->e[i])
             continue;
         pthread_t t;
         pthread_mutex_lock(&l->mu);
@@ -352,10 +381,14 @@ static struct lookups *lookups_new(char **hosts, size_t n)
     l->n = n;
     for (size_t i = 0; i < n; i++) {
         l->e[i].all = l;
+        l->e[i].src = &l->e[i];
         if (needs_lookup(hosts[i]) && (l->e[i].name = strdup(hosts[i])) == NULL) {
             lookups_unref(l);
             return NULL;
         }
+        for (size_t j = 0; j < i && l->e[i].name; j++)
+            if (l->e[j].name && strcmp(l->e[j].name, l->e[i].name) == 0)
+                l->e[i].src = l->e[j].src; /* a name given twice is looked up once */
     }
     return l;
 }

@@ -199,6 +199,9 @@ void pgfeed__conn_close(struct sink_pg *k); /* closes the poll and timers, state
 typedef void (*pgfeed__resolved_cb)(struct sink *sh, int rc);
 int pgfeed__resolve_start(struct sink *sh, pgfeed__resolved_cb done, int *started);
 void pgfeed__resolve_stop(struct sink *sh); /* no answer wanted any more; returns at once */
+/* libpq names only the address it was given: `at "ADDR", port` in msg (libpq's error)
+ * becomes `at "HOST" (ADDR), port`, as libpq says it when it looks the name up itself. */
+void pgfeed__resolve_name_hosts(const struct sink *sh, char *msg, size_t cap);
 
 /* sink_refused.c: with --max-rejects, a refused batch again without its bad rows. */
 /* The error result r is one row's fault and k's batch can be split to find it. */

@@ -215,6 +215,28 @@ def test_dns_db_nxdomain(ctx):
     ctx.expect_err(res, r"hint: Check the host name in --db")
 
 
+@test(name="dns_db_multi_host_skips_unresolved")
+def test_dns_db_multi_host(ctx):
+    """host=a,b: both looked up at once; a name that does not resolve is skipped, as libpq
+    skips it, and the next host is used."""
+    want = data(ctx)
+    db = f"host={NXDB},{SLOWDB},{SLOWDB} port=1,{{pgport}},2 dbname={ctx.db} user=postgres"
+    why = dnsns.available()
+    if why:
+        raise Skip(why)
+    argv = ctx.argv(["-d", db, "-t", "names", "--progress", "none",
+                     str(ctx.tmp / "names.tsv.gz")], db=False)
+    rep = dnsns.run_in_ns({"names": {SLOWDB: 0.5}, "argv": argv, "env": clean_env(),
+                           "pg_socket": f"{ctx.cfg.cluster.dir}/.s.PGSQL.5432", "timeout": 60})
+    res = Result(argv, rep["rc"], rep["stdout"], "\n".join(ln for _, ln in rep["stderr"]),
+                 rep["elapsed"])
+    sanitizer_check(res)
+    ctx.expect_rc(res, 0)
+    rows_eq(ctx.rows(), want, "names")
+    a = [x for x in rep["queries"] if x[1] == SLOWDB and x[2] == dnsns.QTYPE_A]
+    check(len(a) == 1, f"want one A query for {SLOWDB} (named twice), got {rep['queries']}")
+
+
 @test(name="dns_db_sigint_during_lookup")
 def test_dns_db_sigint(ctx):
     data(ctx)
