@@ -359,8 +359,11 @@ PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
  * after one). Safe from any loop callback of the embedder's and from progress_cb and
  * done_cb (not from log_cb), any number of times; no effect once the job has finished.
  *
- * Threads: pgfeed starts none, but libcurl's threaded resolver (the usual build)
- * runs each HTTP host name lookup (getaddrinfo) in a thread of its own. Cancel and
+ * Threads: the database's host names (opt.conninfo) are looked up before libpq
+ * connects, each in a detached thread of pgfeed's own, so libpq never blocks the loop
+ * resolving them; a cancel during one returns at once and leaves the thread to finish
+ * alone (it touches nothing of the job's afterwards). libcurl's threaded resolver (the
+ * usual build) runs each HTTP host name lookup (getaddrinfo) in a thread too. Cancel and
  * pgfeed_job_close() return at once during a lookup only with a libcurl that has a
  * threaded or c-ares resolver and CURLOPT_QUICK_EXIT (7.87 or later): the lookup's
  * thread is then left to finish alone. An older libcurl waits for the lookup to end
