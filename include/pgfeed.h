@@ -6,11 +6,9 @@
  * binary), on the caller's libuv loop. Nothing in the library installs signal
  * handlers, prints, exits, or keeps global state (libcurl's global init aside, which
  * is pgfeed_library_init()'s job and the caller's to call once from main). Nor does it
- * wait for the network in a blocking call, with one exception: libpq looks the
- * database's host name up with a blocking getaddrinfo() each time it starts a
- * connection (see libpq's PQconnectStartParams); a Unix-socket host or hostaddr= in
- * the conninfo avoids it. Local files (the source, the rejects file) are read and
- * written with ordinary blocking calls; a FIFO as the source path is opened without
+ * wait for the network in a blocking call: host names are looked up off the loop (see
+ * pgfeed_job_cancel()), and libpq is handed the addresses.
+ * Local files (the source, the rejects file) are read and written with ordinary blocking calls; a FIFO as the source path is opened without
  * waiting for its writer.
  *
  * Lifecycle:
@@ -359,11 +357,15 @@ PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
  * after one). Safe from any loop callback of the embedder's and from progress_cb and
  * done_cb (not from log_cb), any number of times; no effect once the job has finished.
  *
- * Threads: the database's host names (opt.conninfo) are looked up before libpq
- * connects, each in a detached thread of pgfeed's own, so libpq never blocks the loop
- * resolving them; a cancel during one returns at once and leaves the thread to finish
- * alone (it touches nothing of the job's afterwards). libcurl's threaded resolver (the
- * usual build) runs each HTTP host name lookup (getaddrinfo) in a thread too. Cancel and
+ * Lookups: the database's host names (opt.conninfo) are looked up with uv_getaddrinfo()
+ * on libuv's threadpool before libpq connects, so libpq never blocks the loop resolving
+ * them. A cancel during one returns at once: a request not yet started is cancelled, one
+ * under way is let go of (it touches nothing of the job's afterwards) but holds its
+ * threadpool thread and keeps uv_run() from returning until getaddrinfo() gives up on its
+ * own (resolv.conf's timeout x attempts per server; ~10 s with glibc's defaults), and
+ * libuv's exit handler joins it too (the command line leaves with _exit() then).
+ * libcurl's threaded resolver (the usual build) runs each HTTP host name lookup
+ * (getaddrinfo) in a thread of its own. Cancel and
  * pgfeed_job_close() return at once during a lookup only with a libcurl that has a
  * threaded or c-ares resolver and CURLOPT_QUICK_EXIT (7.87 or later): the lookup's
  * thread is then left to finish alone. An older libcurl waits for the lookup to end

@@ -1,7 +1,7 @@
 /*
  * pg_resolve.c -- the database's host names, looked up off the loop before libpq connects
  * (libpq's own lookup inside PQconnectStartParams/PQconnectPoll blocks): once per sink for
- * all of its connections, each name on a thread of its own, all at once.
+ * all of its connections, every name at once, with uv_getaddrinfo on libuv's threadpool.
  *
  * Leaves connecting to pg_conn.c, which hands libpq the answer as lists: host (kept, for
  * TLS verification, .pgpass and messages), hostaddr (one address per host entry, empty for
@@ -11,20 +11,15 @@
  * is looked up when the conninfo (or PGHOSTADDR) has hostaddr, names a service, or has no
  * host name, or when its port list does not match its host list (libpq says why).
  *
- * Threads, not uv_getaddrinfo: a getaddrinfo that has started cannot be cancelled, and a
- * pending uv_getaddrinfo request keeps uv_run from returning (the threadpool's four
- * threads are the host's too), so a cancel or a timeout would wait for the resolver's own
- * timeout (10 s with glibc's defaults). A detached thread owns its share of `struct
- * lookups` (refcounted under its mutex) and wakes the loop through uv_async_send only while
- * the sink still listens; a thread still in getaddrinfo after a stop finishes later and
- * frees what is left. The loop side owns a uv_async_t and a uv_timer_t (connect_timeout of
- * the conninfo or PGCONNECT_TIMEOUT, or --connect-timeout, whichever is shorter, taken as
- * given: libpq's minimum of 2 s is for its own attempts).
+ * A stop or the time limit (connect_timeout of the conninfo or PGCONNECT_TIMEOUT, or
+ * --connect-timeout, whichever is shorter, taken as given: libpq's minimum of 2 s is for
+ * its own attempts) does not wait for the resolver: a request not yet started is
+ * cancelled, one under way is let go (its callback finds no owner and frees it). Such a
+ * request still holds a threadpool thread, and keeps uv_run() from returning, until
+ * getaddrinfo() gives up on its own (resolv.conf's timeout x attempts per server).
  */
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,74 +31,72 @@
 #define MAX_HOSTS 64 /* host entries looked up; more are left to libpq */
 #define ADDR_LEN  46 /* INET6_ADDRSTRLEN */
 
-/* One host entry; its fields after `name` are written by its thread under the mutex. */
+/* One host entry. */
 struct lookup {
-    struct lookups *all;
-    char *name;         /* NULL: nothing to look up (socket, numeric address, empty) */
-    struct lookup *src; /* the entry whose thread looks the name up: itself, or an earlier */
+    char *name;             /* NULL: nothing to look up (socket, numeric address, empty) */
+    struct lookup *src;     /* the entry whose request looks the name up: itself, or an earlier */
+    struct lookup_req *req; /* the request under way, or NULL */
     int done;
     char reason[128]; /* why it did not resolve */
     char addr[MAX_ADDRS][ADDR_LEN];
     size_t naddrs;
 };
 
-/* Shared by the loop and the threads; freed by whoever drops the last reference. */
-struct lookups {
-    pthread_mutex_t mu;
-    int refs;         /* running threads + 1 while the sink listens */
-    uv_async_t *wake; /* NULL once the sink stopped listening */
-    size_t n;
-    struct lookup e[];
+/* One uv_getaddrinfo request: owned by the resolver while it listens, by itself after. */
+struct lookup_req {
+    uv_getaddrinfo_t req;
+    struct pg_resolve *r; /* NULL once let go */
+    struct lookup *e;
 };
 
-/* The loop's side. */
 struct pg_resolve {
     struct sink *sh;
     pgfeed__resolved_cb done;
-    struct lookups *l;
     char **hosts, **ports; /* the conninfo's lists (ports: NULL, or one per host) */
     size_t nhosts, nports;
     double timeout_s;
-    uv_async_t wake;
+    size_t pending; /* requests under way */
     uv_timer_t timer;
-    int closing; /* handles still closing */
+    size_t n;
+    struct lookup *e; /* one per host entry */
 };
 
-static void lookups_unref(struct lookups *l)
+static void finish(struct pg_resolve *r);
+
+/* The resolver's words for a failure, as libpq would quote them (glibc's gai_strerror). */
+static const char *lookup_reason(int status)
 {
-    pthread_mutex_lock(&l->mu);
-    int last = --l->refs == 0;
-    pthread_mutex_unlock(&l->mu);
-    if (!last)
-        return;
-    pthread_mutex_destroy(&l->mu);
-    for (size_t i = 0; i < l->n; i++)
-        free(l->e[i].name);
-    free(l);
+    switch (status) {
+    case UV_EAI_NONAME:
+        return gai_strerror(EAI_NONAME);
+    case UV_EAI_AGAIN:
+        return gai_strerror(EAI_AGAIN);
+    case UV_EAI_FAIL:
+        return gai_strerror(EAI_FAIL);
+    default:
+        return uv_strerror(status);
+    }
 }
 
-static void *lookup_thread(void *arg)
+static void lookup_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-    struct lookup *e = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(e->name, NULL, &hints, &res);
-    struct lookups *l = e->all;
-    pthread_mutex_lock(&l->mu);
-    if (rc != 0)
-        snprintf(e->reason, sizeof e->reason, "%s",
-                 rc == EAI_SYSTEM ? "system error" : gai_strerror(rc));
-    for (struct addrinfo *a = res; a && e->naddrs < MAX_ADDRS; a = a->ai_next)
-        if (getnameinfo(a->ai_addr, a->ai_addrlen, e->addr[e->naddrs], ADDR_LEN, NULL, 0,
-                        NI_NUMERICHOST) == 0)
-            e->naddrs++;
-    e->done = 1;
-    if (l->wake)
-        uv_async_send(l->wake);
-    pthread_mutex_unlock(&l->mu);
-    if (res)
-        freeaddrinfo(res);
-    lookups_unref(l);
-    return NULL;
+    struct lookup_req *q = container_of(req, struct lookup_req, req);
+    struct pg_resolve *r = q->r;
+    if (r != NULL) {
+        struct lookup *e = q->e;
+        if (status != 0)
+            snprintf(e->reason, sizeof e->reason, "%s", lookup_reason(status));
+        for (struct addrinfo *a = res; a && e->naddrs < MAX_ADDRS; a = a->ai_next)
+            if (getnameinfo(a->ai_addr, a->ai_addrlen, e->addr[e->naddrs], ADDR_LEN, NULL, 0,
+                            NI_NUMERICHOST) == 0)
+                e->naddrs++;
+        e->done = 1;
+        e->req = NULL;
+    }
+    uv_freeaddrinfo(res);
+    free(q);
+    if (r != NULL && --r->pending == 0)
+        finish(r);
 }
 
 /* ------------------------------------------------------------ the conninfo */
@@ -195,12 +188,12 @@ static int build_lists(struct pg_resolve *r, size_t *entries)
     struct pgfeed_buf host = {0}, port = {0}, addr = {0};
     int rc = 0;
     *entries = 0;
-    for (size_t i = 0; i < r->l->n && rc == 0; i++) {
-        struct lookup *e = r->l->e[i].src;
-        size_t reps = r->l->e[i].name ? (e->done ? e->naddrs : 0) : 1;
+    for (size_t i = 0; i < r->n && rc == 0; i++) {
+        struct lookup *e = r->e[i].src;
+        size_t reps = r->e[i].name ? (e->done ? e->naddrs : 0) : 1;
         for (size_t j = 0; j < reps && rc == 0; j++, (*entries)++) {
             rc = append(&host, r->hosts[i], *entries) ||
-                 append(&addr, r->l->e[i].name ? e->addr[j] : "", *entries) ||
+                 append(&addr, r->e[i].name ? e->addr[j] : "", *entries) ||
                  (r->nports > 1 && append(&port, r->ports[i], *entries));
         }
     }
@@ -229,8 +222,8 @@ static int fail_unresolved(struct pg_resolve *r)
     const char *hint = "Check the host name in --db (or DATABASE_URL and the PGHOST variable).";
     if (pgfeed__ctx_retrying(ctx))
         pgfeed__ctx_transient(ctx);
-    for (size_t i = 0; i < r->l->n; i++) {
-        struct lookup *e = r->l->e[i].src;
+    for (size_t i = 0; i < r->n; i++) {
+        struct lookup *e = r->e[i].src;
         if (e->name == NULL)
             continue;
         if (!e->done) {
@@ -279,32 +272,40 @@ void pgfeed__resolve_name_hosts(const struct sink *sh, char *msg, size_t cap)
 
 /* ------------------------------------------------------------ the loop side */
 
-static void handle_close_cb(uv_handle_t *h)
+static void resolve_free(struct pg_resolve *r)
+{
+    free_list(r->hosts, r->nhosts);
+    free_list(r->ports, r->nports);
+    for (size_t i = 0; r->e && i < r->n; i++)
+        free(r->e[i].name);
+    free(r->e);
+    free(r);
+}
+
+static void timer_close_cb(uv_handle_t *h)
 {
     struct pg_resolve *r = h->data;
     struct pgfeed_ctx *ctx = r->sh->base.ctx;
-    if (--r->closing == 0) {
-        free_list(r->hosts, r->nhosts);
-        free_list(r->ports, r->nports);
-        free(r);
-    }
+    resolve_free(r);
     pgfeed__ctx_handle_closed(ctx);
 }
 
-/* Stops listening (threads still running finish on their own) and closes the handles;
- * r is freed in the last close callback. */
+/* Stops listening: requests not started are cancelled, those under way let go (their
+ * callbacks free them); r is freed when its timer has closed. */
 static void detach(struct pg_resolve *r)
 {
     r->sh->resolve = NULL;
-    pthread_mutex_lock(&r->l->mu);
-    r->l->wake = NULL;
-    pthread_mutex_unlock(&r->l->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        struct lookup_req *q = r->e[i].req;
+        if (q == NULL)
+            continue;
+        q->r = NULL;
+        uv_cancel((uv_req_t *)&q->req); /* fails once started: fine, the callback frees it */
+        r->e[i].req = NULL;
+    }
     uv_timer_stop(&r->timer);
-    r->closing = 2;
     pgfeed__ctx_handle_closing(r->sh->base.ctx);
-    pgfeed__ctx_handle_closing(r->sh->base.ctx);
-    uv_close((uv_handle_t *)&r->wake, handle_close_cb);
-    uv_close((uv_handle_t *)&r->timer, handle_close_cb);
+    uv_close((uv_handle_t *)&r->timer, timer_close_cb);
 }
 
 /* Every name answered, or the time is up: hand over the lists (or the error). */
@@ -313,29 +314,14 @@ static void finish(struct pg_resolve *r)
     struct sink *sh = r->sh;
     pgfeed__resolved_cb done = r->done;
     size_t entries = 0;
-    pthread_mutex_lock(&r->l->mu);
     int rc = build_lists(r, &entries);
-    pthread_mutex_unlock(&r->l->mu);
-    struct lookups *l = r->l;
-    detach(r); /* first: failing stops the sink, which must find nothing to stop here */
+    detach(r); /* first: failing stops the sink, which must find nothing to stop here; r
+                * itself lives until its timer's close callback */
     if (rc != 0)
         rc = pgfeed__fail(sh->base.ctx, "sink", rc, NULL, NULL, "out of memory");
     else if (entries == 0)
         rc = fail_unresolved(r);
-    lookups_unref(l); /* r itself lives until its handles' close callbacks */
     done(sh, rc);
-}
-
-static void wake_cb(uv_async_t *h)
-{
-    struct pg_resolve *r = h->data;
-    int pending = 0;
-    pthread_mutex_lock(&r->l->mu);
-    for (size_t i = 0; i < r->l->n; i++)
-        pending += r->l->e[i].name && !r->l->e[i].src->done;
-    pthread_mutex_unlock(&r->l->mu);
-    if (pending == 0)
-        finish(r);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -343,54 +329,46 @@ static void timer_cb(uv_timer_t *t)
     finish(t->data);
 }
 
-/* One detached thread per name, with every signal blocked (the loop's thread takes them). */
-static int start_threads(struct lookups *l)
+/* One request per distinct name, all at once. */
+static int start_lookups(struct pg_resolve *r)
 {
-    pthread_attr_t attr;
-    sigset_t all, old;
-    if (pthread_attr_init(&attr) != 0)
-        return UV_ENOMEM;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = 0;
-    for (size_t i = 0; i < l->n && rc == 0; i++) {
-        if (l->e[i].name == NULL || l->e[i].src != &l->e[i])
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    uv_loop_t *loop = pgfeed__ctx_loop(r->sh->base.ctx);
+    for (size_t i = 0; i < r->n; i++) {
+        struct lookup *e = &r->e[i];
+        if (e->name == NULL || e->src != e)
             continue;
-        pthread_t t;
-        pthread_mutex_lock(&l->mu);
-        l->refs++;
-        pthread_mutex_unlock(&l->mu);
-        rc = -pthread_create(&t, &attr, lookup_thread, &l->e[i]);
-        if (rc != 0)
-            lookups_unref(l);
+        struct lookup_req *q = calloc(1, sizeof *q);
+        if (q == NULL)
+            return UV_ENOMEM;
+        q->r = r;
+        q->e = e;
+        int rc = uv_getaddrinfo(loop, &q->req, lookup_cb, e->name, NULL, &hints);
+        if (rc != 0) {
+            free(q);
+            return rc;
+        }
+        e->req = q;
+        r->pending++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    return rc;
+    return 0;
 }
 
-static struct lookups *lookups_new(char **hosts, size_t n)
+/* The entries, each distinct name marked as the one to look up. */
+static int lookups_init(struct pg_resolve *r, size_t n)
 {
-    struct lookups *l = calloc(1, sizeof *l + n * sizeof l->e[0]);
-    if (l == NULL || pthread_mutex_init(&l->mu, NULL) != 0) {
-        free(l);
-        return NULL;
-    }
-    l->refs = 1;
-    l->n = n;
+    if ((r->e = calloc(n, sizeof *r->e)) == NULL)
+        return UV_ENOMEM;
+    r->n = n;
     for (size_t i = 0; i < n; i++) {
-        l->e[i].all = l;
-        l->e[i].src = &l->e[i];
-        if (needs_lookup(hosts[i]) && (l->e[i].name = strdup(hosts[i])) == NULL) {
-            lookups_unref(l);
-            return NULL;
-        }
-        for (size_t j = 0; j < i && l->e[i].name; j++)
-            if (l->e[j].name && strcmp(l->e[j].name, l->e[i].name) == 0)
-                l->e[i].src = l->e[j].src; /* a name given twice is looked up once */
+        r->e[i].src = &r->e[i];
+        if (needs_lookup(r->hosts[i]) && (r->e[i].name = strdup(r->hosts[i])) == NULL)
+            return UV_ENOMEM;
+        for (size_t j = 0; j < i && r->e[i].name; j++)
+            if (r->e[j].name && strcmp(r->e[j].name, r->e[i].name) == 0)
+                r->e[i].src = r->e[j].src; /* a name given twice is looked up once */
     }
-    return l;
+    return 0;
 }
 
 int pgfeed__resolve_start(struct sink *sh, pgfeed__resolved_cb done, int *started)
@@ -404,24 +382,18 @@ int pgfeed__resolve_start(struct sink *sh, pgfeed__resolved_cb done, int *starte
     r->sh = sh;
     r->done = done;
     size_t n = read_conninfo(r, o->conninfo, o->connect_timeout_s);
-    if (n == 0 || (r->l = lookups_new(r->hosts, n)) == NULL) {
-        free_list(r->hosts, r->nhosts);
-        free_list(r->ports, r->nports);
-        free(r);
+    if (n == 0 || lookups_init(r, n) != 0) {
+        resolve_free(r);
         return n == 0 ? 0 : pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
-    uv_async_init(pgfeed__ctx_loop(ctx), &r->wake, wake_cb);
     uv_timer_init(pgfeed__ctx_loop(ctx), &r->timer);
-    r->wake.data = r->timer.data = r;
-    r->l->wake = &r->wake;
+    r->timer.data = r;
     sh->resolve = r;
     if (r->timeout_s > 0)
         uv_timer_start(&r->timer, timer_cb, (uint64_t)(r->timeout_s * 1000.0), 0);
-    int rc = start_threads(r->l);
+    int rc = start_lookups(r);
     if (rc != 0) {
-        struct lookups *l = r->l;
         detach(r);
-        lookups_unref(l);
         return pgfeed__fail(ctx, "sink", rc, NULL, NULL, "could not start a host name lookup: %s",
                             uv_strerror(rc));
     }
@@ -431,10 +403,6 @@ int pgfeed__resolve_start(struct sink *sh, pgfeed__resolved_cb done, int *starte
 
 void pgfeed__resolve_stop(struct sink *sh)
 {
-    struct pg_resolve *r = sh->resolve;
-    if (r == NULL)
-        return;
-    struct lookups *l = r->l;
-    detach(r);
-    lookups_unref(l);
+    if (sh->resolve != NULL)
+        detach(sh->resolve);
 }

@@ -20,6 +20,7 @@ struct run {
     uv_signal_t sigint, sigterm, sigusr1;
     int status;
     int finished;
+    int closed; /* the job's close_cb ran */
 };
 
 static void signals_stop(struct run *r)
@@ -81,6 +82,23 @@ static void done_cb(pgfeed_job_t *job, int status)
     signals_stop(r);
 }
 
+static void job_closed_cb(pgfeed_job_t *job)
+{
+    struct run *r = pgfeed_job_get_data(job);
+    r->closed = 1;
+}
+
+/*
+ * Runs the loop until *flag is set, not until it is empty: a host name lookup the job
+ * let go of (a cancel during a slow DNS answer) may keep libuv's threadpool, and so
+ * uv_run(), busy for the resolver's own timeouts; the command does not wait for it.
+ */
+static void run_until(uv_loop_t *loop, const int *flag)
+{
+    while (!*flag && uv_run(loop, UV_RUN_ONCE) != 0)
+        ;
+}
+
 /* Signals on, then the job, then the loop until the job is done. */
 static void run_job(struct run *r, uv_loop_t *loop)
 {
@@ -104,7 +122,7 @@ static void run_job(struct run *r, uv_loop_t *loop)
         r->status = rc;
         signals_stop(r);
     } else {
-        uv_run(loop, UV_RUN_DEFAULT);
+        run_until(loop, &r->finished);
     }
 }
 
@@ -139,16 +157,19 @@ static int report(struct run *r)
     return exit_code;
 }
 
-/* Closes every handle, the job's too, and the loop. */
-static void close_all(struct run *r, uv_loop_t *loop)
+/* Closes every handle, the job's too, and the loop; 1 when a request is still under way. */
+static int close_all(struct run *r, uv_loop_t *loop)
 {
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigusr1, NULL);
-    pgfeed_job_close(r->job, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(loop) != 0 && r->cli.verbose)
-        fprintf(stderr, "pgfeed: debug: the loop still had open handles at exit\n");
+    pgfeed_job_close(r->job, job_closed_cb);
+    run_until(loop, &r->closed);
+    uv_run(loop, UV_RUN_NOWAIT); /* the other close callbacks */
+    int busy = uv_loop_close(loop) != 0;
+    if (busy && r->cli.verbose)
+        fprintf(stderr, "pgfeed: debug: the loop still had open handles or requests at exit\n");
+    return busy;
 }
 
 /* pgfeed_job_new refused the options: its error if it made a job, else the code's. */
@@ -194,7 +215,13 @@ int main(int argc, char **argv)
     if (rc == 0) {
         run_job(&r, loop);
         rc = report(&r);
-        close_all(&r, loop);
+        if (close_all(&r, loop)) {
+            /* A host name lookup let go of is still in libuv's threadpool, whose exit
+             * handler would join it (up to the resolver's timeouts): leave without it. */
+            fflush(stdout);
+            fflush(stderr);
+            _exit(rc);
+        }
     } else {
         rc = job_new_failed(&r, loop, rc);
     }
