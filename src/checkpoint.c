@@ -265,24 +265,23 @@ int pgfeed__checkpoint_read_ahead(struct pgfeed_checkpoint *c, const struct pg_r
 
 /* ------------------------------------------------------ the job's identity */
 
-char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *src, const char *stdin_id)
+char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *src, const char *stdin_id,
+                                   const char *real_path)
 {
     if (strcmp(src, "-") == 0)
         return strdup(stdin_id && stdin_id[0] ? stdin_id : "stdin");
     if (pgfeed__url_is_http(src))
         return pgfeed__url_strip_credentials(src);
+    if (real_path)
+        return strdup(real_path);
     char *path = NULL;
     if (pgfeed__url_is(src, "file://")) {
         if (pgfeed__url_file_path(ctx, src, &path) != 0)
             return NULL;
-    } else if ((path = strdup(src)) == NULL) {
-        return NULL;
+    } else {
+        path = strdup(src);
     }
-    char *real = realpath(path, NULL);
-    if (real == NULL)
-        return path;
-    free(path);
-    return real;
+    return path;
 }
 
 char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,

@@ -166,9 +166,10 @@ int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r)
     return ctx->hooks.reject(ctx->hooks.owner, r);
 }
 
-int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto)
+int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto,
+                              void (*cb)(void *arg, int status), void *arg)
 {
-    return ctx->hooks.flush_rejects(ctx->hooks.owner, from, upto);
+    return ctx->hooks.flush_rejects(ctx->hooks.owner, from, upto, cb, arg);
 }
 
 void pgfeed__ctx_batch_ending(struct pgfeed_ctx *ctx, struct pgfeed_batch_info *bi)

@@ -118,10 +118,11 @@ int pgfeed__checkpoint_read(struct pgfeed_checkpoint *c, const struct pg_result 
                             struct pgfeed_ctx *ctx);
 /* The select_ahead result into c->ahead (after pgfeed__checkpoint_read): 0 or UV_ENOMEM. */
 int pgfeed__checkpoint_read_ahead(struct pgfeed_checkpoint *c, const struct pg_result *r);
-/* The source part of the job key: a file's real path, a URL without credentials, stdin's
- * "stdin:HASH" (stdin_id) or "stdin". NULL when out of memory. */
-char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *source,
-                                   const char *stdin_id);
+/* The source part of the job key: a file's real path (real_path, from the source once
+ * opened; NULL: the path as given), a URL without credentials, stdin's "stdin:HASH"
+ * (stdin_id) or "stdin". NULL when out of memory. */
+char *pgfeed__checkpoint_source_id(struct pgfeed_ctx *ctx, const char *source, const char *stdin_id,
+                                   const char *real_path);
 /* The format options a resume must match ("format=... header=..."), with " targets=a,b"
  * when t maps fields. NULL when out of memory. */
 struct pgfeed_targets;
@@ -229,6 +230,16 @@ struct pgfeed_stage_ops {
      * re-reads from the checkpoint, so without it a retry would skip new bytes.
      */
     int (*rereadable)(struct pgfeed_stage *s);
+    /*
+     * Sources only, both optional. open: before anything else, the filesystem work the
+     * source needs (open, fstat, realpath) on libuv's threadpool; cb runs once from the
+     * loop with 0 or a failure (error set), unless open itself fails (error set, no cb).
+     * A stop while it is pending holds a close reference until its request returns, and
+     * cb then does not run. real_path: the source's canonical path once opened, NULL
+     * when it has none (a descriptor, a path realpath() cannot resolve).
+     */
+    int (*open)(struct pgfeed_stage *s, void (*cb)(void *arg, int status), void *arg);
+    const char *(*real_path)(struct pgfeed_stage *s);
 };
 
 struct pgfeed_stage {
@@ -343,8 +354,10 @@ struct pgfeed_ctx_hooks {
     /* A rejected row: 0 when it is set aside and the stage goes on, or the failure code
      * when the import fails instead (--max-rejects reached or 0; the error is then set). */
     int (*reject)(void *owner, const struct pgfeed_reject *r);
-    /* Before a batch commits: write the rejects of lines from..upto. 0 or failure. */
-    int (*flush_rejects)(void *owner, uint64_t from, uint64_t upto);
+    /* Before a batch commits: the rejects of lines from..upto to the file, as
+     * pgfeed__rejects_flush (1: done; 0: cb runs when they are on disk; <0: failed). */
+    int (*flush_rejects)(void *owner, uint64_t from, uint64_t upto,
+                         void (*cb)(void *arg, int status), void *arg);
     /* A batch ends (bi filled but for what it carries to the sink): attach the restart
      * point for bi->end_decoded, the source's validators and its rows' lines. */
     void (*batch_ending)(void *owner, struct pgfeed_batch_info *bi);
@@ -400,7 +413,8 @@ void pgfeed__ctx_close_cb(uv_handle_t *h);
 void pgfeed__ctx_schedule_resume(struct pgfeed_ctx *ctx, struct pgfeed_stage *s);
 /* A rejected row (see the hooks): 0 to go on, or the failure code. */
 int pgfeed__ctx_reject(struct pgfeed_ctx *ctx, const struct pgfeed_reject *r);
-int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto);
+int pgfeed__ctx_flush_rejects(struct pgfeed_ctx *ctx, uint64_t from, uint64_t upto,
+                              void (*cb)(void *arg, int status), void *arg);
 /* The parser ended a batch: what its checkpoint needs is attached (see the hooks). */
 void pgfeed__ctx_batch_ending(struct pgfeed_ctx *ctx, struct pgfeed_batch_info *bi);
 /*
@@ -497,25 +511,56 @@ struct pgfeed_pending_reject {
     char *text; /* "LINE\tREASON\tROW\n", ready to write (the row may hold NUL bytes) */
     size_t len;
 };
+#define PGFEED_REJECTS_WAITERS 64 /* batches committing at once (one per connection) */
+struct pgfeed_rejects_waiter {
+    uint64_t from, upto_line; /* the batch's lines */
+    int taken;                /* its rows are in `out` (the file is open) */
+    uint64_t upto;            /* then: answered once `synced` reaches this */
+    void (*cb)(void *arg, int status);
+    void *arg;
+};
 struct pgfeed_rejects {
+    struct pgfeed_ctx *ctx;
     struct pgfeed_pending_reject *pending; /* rows of batches not committed yet */
     size_t n, cap;
-    FILE *file; /* opened (created) on the first flush that writes */
-    char *path; /* chosen by pgfeed__rejects_check */
+    char *path;  /* chosen by pgfeed__rejects_choose */
+    uv_fs_t req; /* the one request in flight (busy) */
+    int busy, opened, checked, fd;
+    int is_dev;                      /* a character device (/dev/null): appended to, never synced */
+    int sync;                        /* a regular file: fdatasync before answering a flush */
+    int failed;                      /* a write failed: the error, set; every later flush fails */
+    struct pgfeed_buf out, inflight; /* bytes not yet written; being written */
+    size_t inflight_off;
+    uint64_t appended, written, syncing, synced; /* bytes of the file's stream */
+    struct pgfeed_rejects_waiter wait[PGFEED_REJECTS_WAITERS];
+    size_t nwait;
+    void (*check_cb)(void *arg, int status);
+    void *check_arg;
 };
+/* In pgfeed_job_new, with no filesystem call: where rejects go (ctx->opt: max_rejects,
+ * rejects_path, table). 0 or UV_ENOMEM (error set). */
+int pgfeed__rejects_choose(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx);
 /*
- * Before anything runs (ctx->opt: max_rejects, rejects_path, table, resume): decides where
- * rejects go and refuses, with the error set, a file that a new import would mix into, a
- * symbolic link, or something that is not a regular file or a character device.
+ * At the job's start (ctx->opt->resume too): an lstat on the threadpool, then cb with 0,
+ * or a failure (error set) for a file that a new import would mix into, a symbolic link,
+ * or something that is not a regular file or a character device. Returns 0 (cb will
+ * run), 1 (nothing to check: no cb) or a failure (error set, no cb).
  */
-int pgfeed__rejects_check(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx);
+int pgfeed__rejects_check(struct pgfeed_rejects *rj, void (*cb)(void *arg, int status), void *arg);
+/* A stop: the check, if it has not begun, does not run (its cb does not either). */
+void pgfeed__rejects_cancel(struct pgfeed_rejects *rj);
 /* A rejected row: kept until its batch commits (0), or the import's failure (--max-rejects
  * reached: the error is set from the row's message, detail, hint and position). */
 int pgfeed__rejects_add(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx,
                         const struct pgfeed_reject *r);
-/* Writes the kept rows of lines from..upto (the batch about to commit). 0 or failure. */
-int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t from,
-                          uint64_t upto);
+/*
+ * Before a batch commits: the kept rows of lines from..upto go to the file. Returns 1 when
+ * nothing needs waiting for (cb does not run), 0 when cb(arg, status) will run once they
+ * and every byte before them are written and synced (0) or could not be (the error set;
+ * also from inside this call), or a failure (error set).
+ */
+int pgfeed__rejects_flush(struct pgfeed_rejects *rj, uint64_t from, uint64_t upto,
+                          void (*cb)(void *arg, int status), void *arg);
 /*
  * A refused row written back as an input line, for the rejects file's ORIGINAL ROW: every
  * path that rebuilds a row (sink_refused.c from COPY text, pgfeed__bin_row_as_input from a
@@ -582,7 +627,8 @@ struct pgfeed_ctx *pgfeed__job_ctx(pgfeed_job_t *job);
 
 /* ---- stage constructors ---- */
 
-/* source_file.c: path or fd (path NULL). Starts reading on start(). */
+/* source_file.c: path or fd (path NULL). No filesystem call until open (see the op);
+ * reads on start(). */
 int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
                             struct pgfeed_stage **out);
 /*

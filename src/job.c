@@ -74,7 +74,8 @@ static void ctx_failed(void *arg, int code);
 static void ctx_closed(void *arg);
 static void schedule_resume(void *arg, struct pgfeed_stage *s);
 static int reject(void *arg, const struct pgfeed_reject *r);
-static int flush_rejects(void *arg, uint64_t from, uint64_t upto);
+static int flush_rejects(void *arg, uint64_t from, uint64_t upto, void (*cb)(void *arg, int status),
+                         void *cb_arg);
 static void batch_ending(void *arg, struct pgfeed_batch_info *bi);
 static void sink_done(void *arg, int status);
 
@@ -127,7 +128,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     /* A refusal leaves a job that reports its error and can only be closed. */
     int rc = pgfeed__options_resolve(&job->ctx, &job->opt);
     if (rc == 0)
-        rc = pgfeed__rejects_check(&job->rejects, &job->ctx);
+        rc = pgfeed__rejects_choose(&job->rejects, &job->ctx); /* no filesystem call */
     return rc;
 }
 
@@ -263,6 +264,13 @@ static void job_check_closed(struct pgfeed_job *job)
 {
     if (job->ctx.pending_closes != 0)
         return;
+    if (job->state == JOB_CLOSING) {
+        /* Like libuv's close callbacks: the last moment the job is valid. */
+        if (job->close_cb)
+            job->close_cb(job);
+        free_job(job);
+        return;
+    }
     if (job->state == JOB_STOPPING && job->ctx.transient && !job->cancel_requested &&
         !job->close_requested && job->ctx.attempts < job->opt.retries) {
         struct pgfeed_stage *src = job->source_stage;
@@ -301,12 +309,7 @@ static void job_timer_close_cb(uv_handle_t *h)
 {
     struct pgfeed_job *job = h->data;
     job->ctx.pending_closes--;
-    if (job->ctx.pending_closes == 0 && job->state == JOB_CLOSING) {
-        /* Like libuv's close callbacks: the last moment the job is valid. */
-        if (job->close_cb)
-            job->close_cb(job);
-        free_job(job);
-    }
+    job_check_closed(job);
 }
 
 /*
@@ -327,6 +330,7 @@ static void job_shutdown(struct pgfeed_job *job)
     job->ctx.pending_closes++;
     job->shutdown_pending = 1;
     uv_timer_start(&job->defer, defer_cb, 0, 0);
+    pgfeed__rejects_cancel(&job->rejects);
     struct pgfeed_stage *stages[4] = {job->source_stage, job->decoder, job->parser, job->sink};
     for (int i = 0; i < 4; i++)
         if (stages[i] && stages[i]->ops->stop)
@@ -429,7 +433,34 @@ static const struct pgfeed_sink_events sink_events = {
     .done = sink_done,
 };
 
-/* Makes source, decoder and sink and starts connecting; the parser comes with the table. */
+/* The source is ready to read: stdin's first bytes, then the connection. */
+static int connect_sink(struct pgfeed_job *job)
+{
+    pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
+    if (strcmp(job->opt.source, "-") == 0 && job->stdin_id[0] == '\0')
+        return pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES, stdin_prefetched,
+                                            job);
+    return pgfeed__sink_connect(job->sink);
+}
+
+/* The source's open op is done (its files opened on the threadpool): on with the start. */
+static void source_opened(void *arg, int status)
+{
+    struct pgfeed_job *job = arg;
+    if (job->state != JOB_RUNNING)
+        return;
+    int rc = status != 0 ? status : connect_sink(job);
+    if (rc != 0 && job->ctx.err.pub.code == 0)
+        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
+                     pgfeed_strerror(rc));
+    if (rc != 0)
+        job_shutdown(job);
+}
+
+/*
+ * Makes source, decoder and sink and opens the source (its filesystem work runs on
+ * libuv's threadpool), then starts connecting; the parser comes with the table.
+ */
 static int build_pipeline(struct pgfeed_job *job)
 {
     int rc;
@@ -457,17 +488,23 @@ static int build_pipeline(struct pgfeed_job *job)
     if (rc == 0) {
         job->source_stage->next = job->decoder;
         job->decoder->prev = job->source_stage;
-        pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
-        if (strcmp(job->opt.source, "-") == 0 && job->stdin_id[0] == '\0')
-            rc = pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES, stdin_prefetched,
-                                              job);
-        else
-            rc = pgfeed__sink_connect(job->sink);
+        struct pgfeed_stage *src = job->source_stage;
+        rc = src->ops->open ? src->ops->open(src, source_opened, job) : connect_sink(job);
     }
     if (rc != 0 && job->ctx.err.pub.code == 0)
         pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
                      pgfeed_strerror(rc));
     return rc;
+}
+
+/* What is at the rejects file's path allows the import: on with the pipeline. */
+static void rejects_checked(void *arg, int status)
+{
+    struct pgfeed_job *job = arg;
+    if (job->state != JOB_RUNNING)
+        return;
+    if (status != 0 || build_pipeline(job) != 0)
+        job_shutdown(job);
 }
 
 int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
@@ -488,7 +525,11 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     }
     if (job->opt.timeout_s > 0)
         uv_timer_start(&job->timeout, timeout_cb, (uint64_t)(job->opt.timeout_s * 1000.0), 0);
-    if (build_pipeline(job) != 0)
+    /* The rejects file first (an lstat on the threadpool), then the pipeline. */
+    int rc = pgfeed__rejects_check(&job->rejects, rejects_checked, job);
+    if (rc == 1)
+        rc = build_pipeline(job);
+    if (rc < 0)
         job_shutdown(job); /* reported through done_cb, from the loop */
     return 0;
 }
@@ -695,10 +736,11 @@ static int reject(void *arg, const struct pgfeed_reject *r)
     return pgfeed__rejects_add(&job->rejects, &job->ctx, r);
 }
 
-static int flush_rejects(void *arg, uint64_t from, uint64_t upto)
+static int flush_rejects(void *arg, uint64_t from, uint64_t upto, void (*cb)(void *arg, int status),
+                         void *cb_arg)
 {
     struct pgfeed_job *job = arg;
-    return pgfeed__rejects_flush(&job->rejects, &job->ctx, from, upto);
+    return pgfeed__rejects_flush(&job->rejects, from, upto, cb, cb_arg);
 }
 
 const char *pgfeed_job_rejects_path(const pgfeed_job_t *job)
@@ -763,7 +805,9 @@ static int update_identity(struct pgfeed_job *job)
 {
     int is_stdin = strcmp(job->opt.source, "-") == 0;
     const char *table = pgfeed__sink_table(job->sink);
-    char *src = pgfeed__checkpoint_source_id(&job->ctx, job->opt.source, job->stdin_id);
+    struct pgfeed_stage *st = job->source_stage;
+    const char *real = st && st->ops->real_path ? st->ops->real_path(st) : NULL;
+    char *src = pgfeed__checkpoint_source_id(&job->ctx, job->opt.source, job->stdin_id, real);
     char *key = src ? pgfeed__strdup_printf("%s -> %s", src, table) : NULL;
     char *opts = pgfeed__checkpoint_options_text(&job->opt, &job->targets);
     char *others = is_stdin ? pgfeed__checkpoint_stdin_others(table) : NULL;

@@ -567,7 +567,8 @@ void pgfeed__conn_stop(struct sink_pg *k)
             PQflush(k->conn);
             wait = 1;
         }
-    } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_COMMITTING) &&
+    } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_REJECTS_SYNC ||
+                k->state == S_COMMITTING) &&
                PQstatus(k->conn) == CONNECTION_OK && k->poll && k->timer_inited) {
         /*
          * A whole batch is on its way to COMMIT: it was complete before the

@@ -9,6 +9,14 @@
  * hand rows here through the context's reject hook (the job checks it is running); the
  * sink asks for the flush before each COMMIT, so a row is written only once its batch is
  * about to be committed (a crash in between may repeat it on resume, never lose it).
+ *
+ * No filesystem call runs on the loop's thread: the check at the job's start (lstat), the
+ * open, the writes and the fdatasync are uv_fs_* requests on libuv's threadpool, one at a
+ * time on one uv_fs_t, each holding a close reference of the job until it returns. A flush
+ * moves its rows to `out`; the next write takes all of `out` (swapped with `inflight`), so
+ * bytes go to the file in the order the batches asked. A flush that added bytes waits
+ * (its callback) until they are written and synced: the sink sends COMMIT only then, and
+ * a failed write or sync fails the import before that COMMIT.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -264,116 +272,291 @@ static int fail_rejects_symlink(struct pgfeed_rejects *rj, struct pgfeed_ctx *ct
                         "rejects file \"%s\" is a symbolic link", rj->path);
 }
 
-/*
- * Decides where rejects go, before anything runs: --rejects FILE, else the default name.
- * A new import (no --resume; --restart is one too) writes a new file, so a file that
- * exists is refused now, before a row is committed, rather than mixed into or
- * overwritten; --resume appends to the interrupted import's file. A symbolic link is
- * never followed. A character device (/dev/null) may be named in any case.
- */
-int pgfeed__rejects_check(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
+int pgfeed__rejects_choose(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
 {
     const struct pgfeed_options *opt = ctx->opt;
+    rj->ctx = ctx;
     if (opt->max_rejects == 0)
         return 0; /* the first bad row fails the import: nothing is ever written */
     rj->path = opt->rejects_path ? strdup(opt->rejects_path) : default_rejects_path(opt->table);
     if (rj->path == NULL)
         return pgfeed__fail(ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
-    struct stat st;
-    if (lstat(rj->path, &st) != 0)
+    return 0;
+}
+
+/* A request on rj->req is in flight: it holds a close reference until it returns. */
+static void req_begin(struct pgfeed_rejects *rj)
+{
+    rj->busy = 1;
+    pgfeed__ctx_handle_closing(rj->ctx);
+}
+
+/* Its end, the last thing a callback does (the job may be freed by it). */
+static void req_end(struct pgfeed_rejects *rj)
+{
+    pgfeed__ctx_handle_closed(rj->ctx);
+}
+
+static int fail_system(struct pgfeed_rejects *rj, int err, const char *what, const char *hint)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "The system said: %s.", strerror(-err));
+    return pgfeed__fail(rj->ctx, "job", PGFEED_ESOURCE, detail, hint, "could not %s \"%s\"", what,
+                        rj->path);
+}
+
+/* What lstat found at the path decides (see pgfeed__rejects_check). */
+static int weigh_path(struct pgfeed_rejects *rj, ssize_t res, const uv_stat_t *st)
+{
+    const struct pgfeed_options *opt = rj->ctx->opt;
+    if (res < 0)
         return 0; /* absent (or unreachable: opening it says why) */
-    if (S_ISLNK(st.st_mode))
-        return fail_rejects_symlink(rj, ctx);
-    if (S_ISCHR(st.st_mode) || (opt->resume && S_ISREG(st.st_mode)))
+    if (S_ISLNK(st->st_mode))
+        return fail_rejects_symlink(rj, rj->ctx);
+    rj->is_dev = S_ISCHR(st->st_mode);
+    if (rj->is_dev || (opt->resume && S_ISREG(st->st_mode)))
         return 0;
-    if (S_ISREG(st.st_mode))
-        return fail_rejects_exists(rj, ctx);
-    return pgfeed__fail(ctx, "job", UV_EINVAL, NULL,
+    if (S_ISREG(st->st_mode))
+        return fail_rejects_exists(rj, rj->ctx);
+    return pgfeed__fail(rj->ctx, "job", UV_EINVAL, NULL,
                         "Name a regular file (or /dev/null) with --rejects.",
                         "rejects file \"%s\" is not a regular file", rj->path);
 }
 
-/* Opens rj->path as rejects_check decided: created new, or appended to. */
-static int rejects_open(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx)
+static void check_cb(uv_fs_t *req)
 {
-    const struct pgfeed_options *opt = ctx->opt;
-    const char *path = rj->path;
-    struct stat st;
-    int dev = lstat(path, &st) == 0 && S_ISCHR(st.st_mode);
-    int append = opt->resume || dev;
-    /* O_NONBLOCK: a FIFO put there since the check must not block the loop in open. */
-    int fd = open(path,
-                  O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
-                      (append ? O_APPEND : O_EXCL),
-                  0666);
-    int err = errno;
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || (dev && S_ISCHR(st.st_mode))) ||
-                    (S_ISREG(st.st_mode) && !opt->resume && append))) {
-        /* Swapped for something else since the check. */
-        err = S_ISREG(st.st_mode) ? EEXIST : EINVAL;
-        close(fd);
-        fd = -1;
-    }
-    if (fd >= 0)
-        rj->file = fdopen(fd, "a");
-    if (fd >= 0 && rj->file == NULL) {
-        err = errno;
-        close(fd);
-    }
-    if (rj->file != NULL)
-        return 0;
-    if (err == EEXIST)
-        return fail_rejects_exists(rj, ctx);
-    if (err == ELOOP)
-        return fail_rejects_symlink(rj, ctx);
-    char detail[512];
-    snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-    return pgfeed__fail(ctx, "job", PGFEED_ESOURCE, detail, "Choose another place with --rejects.",
-                        "could not open the rejects file \"%s\"", path);
+    struct pgfeed_rejects *rj = container_of(req, struct pgfeed_rejects, req);
+    ssize_t res = req->result;
+    uv_stat_t st = req->statbuf;
+    uv_fs_req_cleanup(req);
+    rj->busy = 0;
+    if (res != UV_ECANCELED)
+        rj->check_cb(rj->check_arg, weigh_path(rj, res, &st));
+    req_end(rj);
 }
 
 /*
- * Writes the pending rejects of lines up to `upto` (the batch about to
- * commit) to the rejects file, opened (created) on first use. Rejects of a
- * batch that is rolled back are never written: resuming reads those rows again.
+ * A new import (no --resume; --restart is one too) writes a new file, so a file that
+ * exists is refused before a row is committed, rather than mixed into or overwritten;
+ * --resume appends to the interrupted import's file. A symbolic link is never
+ * followed. A character device (/dev/null) may be named in any case.
  */
-int pgfeed__rejects_flush(struct pgfeed_rejects *rj, struct pgfeed_ctx *ctx, uint64_t from,
-                          uint64_t upto)
+int pgfeed__rejects_check(struct pgfeed_rejects *rj, void (*cb)(void *arg, int status), void *arg)
 {
-    size_t keep = 0;
-    for (size_t i = 0; i < rj->n; i++) {
-        struct pgfeed_pending_reject *pr = &rj->pending[i];
-        if (pr->line < from || pr->line > upto) {
-            rj->pending[keep++] = *pr;
-            continue;
-        }
-        if (rj->file == NULL) {
-            if (rj->path == NULL) /* max_rejects 0: never here */
-                return pgfeed__fail(ctx, "job", PGFEED_EINTERNAL, NULL, NULL,
-                                    "a row was rejected with no rejects file chosen");
-            int rc = rejects_open(rj, ctx);
-            if (rc != 0)
-                return rc;
-        }
-        if (fwrite(pr->text, 1, pr->len, rj->file) != pr->len) {
-            /* This row and the ones after it stay pending, behind the rows kept so far. */
-            memmove(&rj->pending[keep], pr, (rj->n - i) * sizeof *pr);
-            rj->n = keep + (rj->n - i);
-            return pgfeed__fail(ctx, "job", PGFEED_ESOURCE, NULL, NULL,
-                                "could not write the rejects file \"%s\"", rj->path);
-        }
-        free(pr->text);
-    }
-    rj->n = keep;
-    if (rj->file && fflush(rj->file) != 0)
-        return pgfeed__fail(ctx, "job", PGFEED_ESOURCE, NULL, NULL,
-                            "could not write the rejects file \"%s\"", rj->path);
+    if (rj->path == NULL)
+        return 1;
+    rj->check_cb = cb;
+    rj->check_arg = arg;
+    int rc = uv_fs_lstat(rj->ctx->loop, &rj->req, rj->path, check_cb);
+    if (rc != 0)
+        return fail_system(rj, rc, "inspect the rejects file", NULL);
+    req_begin(rj);
     return 0;
+}
+
+void pgfeed__rejects_cancel(struct pgfeed_rejects *rj)
+{
+    if (rj->busy && rj->req.fs_type == UV_FS_LSTAT)
+        uv_cancel((uv_req_t *)&rj->req);
+}
+
+static void kick(struct pgfeed_rejects *rj);
+static int take(struct pgfeed_rejects *rj);
+
+/* The waiters whose rows are all on disk (or all of them, on a failure) are answered. */
+static void notify(struct pgfeed_rejects *rj, int status)
+{
+    struct pgfeed_rejects_waiter ready[PGFEED_REJECTS_WAITERS];
+    size_t n = 0, keep = 0;
+    for (size_t i = 0; i < rj->nwait; i++) {
+        if (status != 0 || (rj->wait[i].taken && rj->wait[i].upto <= rj->synced))
+            ready[n++] = rj->wait[i];
+        else
+            rj->wait[keep++] = rj->wait[i];
+    }
+    rj->nwait = keep;
+    for (size_t i = 0; i < n; i++)
+        ready[i].cb(ready[i].arg, status);
+}
+
+/* A request failed (the error set): no batch whose rejects are not on disk commits. */
+static void failed(struct pgfeed_rejects *rj, int rc)
+{
+    rj->failed = rc;
+    notify(rj, rc);
+}
+
+static int open_failed(struct pgfeed_rejects *rj, int err)
+{
+    if (err == UV_EEXIST)
+        return fail_rejects_exists(rj, rj->ctx);
+    if (err == UV_ELOOP)
+        return fail_rejects_symlink(rj, rj->ctx);
+    return fail_system(rj, err, "open the rejects file", "Choose another place with --rejects.");
+}
+
+/* One finished request: open -> fstat (still what the check allowed?) -> writes -> sync. */
+static int step_done(struct pgfeed_rejects *rj, uv_fs_type type, ssize_t res, const uv_stat_t *st)
+{
+    const struct pgfeed_options *opt = rj->ctx->opt;
+    if (type == UV_FS_OPEN) {
+        if (res < 0)
+            return open_failed(rj, (int)res);
+        rj->fd = (int)res;
+        rj->opened = 1;
+        return 0; /* fstat next */
+    }
+    if (type == UV_FS_FSTAT) {
+        int ok = res == 0 && (S_ISREG(st->st_mode) || (rj->is_dev && S_ISCHR(st->st_mode))) &&
+                 !(S_ISREG(st->st_mode) && !opt->resume && rj->is_dev);
+        if (!ok) /* swapped for something else since the check */
+            return open_failed(rj, S_ISREG(st->st_mode) ? UV_EEXIST : UV_EINVAL);
+        rj->checked = 1;
+        rj->sync = S_ISREG(st->st_mode);
+        return take(rj);
+    }
+    if (type == UV_FS_WRITE) {
+        if (res < 0)
+            return fail_system(rj, (int)res, "write the rejects file", NULL);
+        rj->inflight_off += (size_t)res;
+        rj->written += (uint64_t)res;
+        if (rj->inflight_off == rj->inflight.len)
+            rj->inflight.len = rj->inflight_off = 0;
+        return 0;
+    }
+    if (res < 0) /* fdatasync */
+        return fail_system(rj, (int)res, "write the rejects file", NULL);
+    rj->synced = rj->syncing;
+    notify(rj, 0);
+    return 0;
+}
+
+static void step_cb(uv_fs_t *req)
+{
+    struct pgfeed_rejects *rj = container_of(req, struct pgfeed_rejects, req);
+    uv_fs_type type = req->fs_type;
+    ssize_t res = req->result;
+    uv_stat_t st = req->statbuf;
+    uv_fs_req_cleanup(req);
+    rj->busy = 0;
+    int rc = step_done(rj, type, res, &st);
+    if (rc != 0)
+        failed(rj, rc);
+    else
+        kick(rj);
+    req_end(rj);
+}
+
+/*
+ * The next request, when none is in flight: open (O_EXCL for a new import, O_APPEND
+ * with --resume or for a device, never through a symbolic link; O_NONBLOCK so that a
+ * FIFO put there since the check does not hold a thread), fstat, then the bytes in
+ * order with one write at a time, then fdatasync (not for a device).
+ */
+static void kick(struct pgfeed_rejects *rj)
+{
+    uv_loop_t *loop = rj->ctx->loop;
+    if (rj->busy || rj->failed || (rj->checked && rj->synced == rj->appended) || rj->nwait == 0)
+        return;
+    int rc;
+    int append = rj->ctx->opt->resume || rj->is_dev;
+    if (!rj->opened) {
+        rc = uv_fs_open(loop, &rj->req, rj->path,
+                        O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+                            (append ? O_APPEND : O_EXCL),
+                        0666, step_cb);
+    } else if (!rj->checked) {
+        rc = uv_fs_fstat(loop, &rj->req, rj->fd, step_cb);
+    } else if (rj->written < rj->appended) {
+        if (rj->inflight.len == 0) {
+            struct pgfeed_buf t = rj->inflight; /* the next bytes to write: all taken so far */
+            rj->inflight = rj->out;
+            rj->out = t;
+        }
+        uv_buf_t b = uv_buf_init(rj->inflight.data + rj->inflight_off,
+                                 (unsigned)(rj->inflight.len - rj->inflight_off));
+        rc = uv_fs_write(loop, &rj->req, rj->fd, &b, 1, -1, step_cb);
+    } else if (!rj->sync) {
+        rj->synced = rj->written; /* a device: nothing to make durable */
+        notify(rj, 0);
+        return;
+    } else {
+        rj->syncing = rj->written;
+        rc = uv_fs_fdatasync(loop, &rj->req, rj->fd, step_cb);
+    }
+    if (rc == 0)
+        req_begin(rj);
+    else
+        failed(rj, fail_system(rj, rc, "write the rejects file", NULL));
+}
+
+/*
+ * Once the file is open and checked: the pending rows of every waiting flush, in the
+ * order the flushes came, go to `out`. Until then they stay pending, so a file that
+ * cannot be opened leaves them where they were.
+ */
+static int take(struct pgfeed_rejects *rj)
+{
+    for (size_t w = 0; w < rj->nwait; w++) {
+        struct pgfeed_rejects_waiter *wt = &rj->wait[w];
+        if (wt->taken)
+            continue;
+        size_t keep = 0;
+        int rc = 0;
+        for (size_t i = 0; i < rj->n; i++) {
+            struct pgfeed_pending_reject *pr = &rj->pending[i];
+            if (pr->line >= wt->from && pr->line <= wt->upto_line && rc == 0 &&
+                (rc = pgfeed__buf_append(&rj->out, pr->text, pr->len)) == 0) {
+                rj->appended += pr->len;
+                free(pr->text);
+                continue;
+            }
+            rj->pending[keep++] = *pr;
+        }
+        rj->n = keep;
+        if (rc != 0)
+            return pgfeed__fail(rj->ctx, "job", UV_ENOMEM, NULL, NULL, "out of memory");
+        wt->upto = rj->appended;
+        wt->taken = 1;
+    }
+    return 0;
+}
+
+/*
+ * Asks for the pending rejects of lines from..upto (the batch about to commit) in the
+ * rejects file, opened (created) on first use. Rejects of a batch that is rolled back
+ * are never written: resuming reads those rows again.
+ */
+int pgfeed__rejects_flush(struct pgfeed_rejects *rj, uint64_t from, uint64_t upto,
+                          void (*cb)(void *arg, int status), void *arg)
+{
+    size_t mine = 0;
+    for (size_t i = 0; i < rj->n; i++)
+        mine += rj->pending[i].line >= from && rj->pending[i].line <= upto;
+    if (mine == 0)
+        return 1;         /* no row of this batch: nothing to wait for */
+    if (rj->path == NULL) /* max_rejects 0: never here */
+        return pgfeed__fail(rj->ctx, "job", PGFEED_EINTERNAL, NULL, NULL,
+                            "a row was rejected with no rejects file chosen");
+    if (rj->failed)
+        return rj->failed;
+    if (rj->nwait == PGFEED_REJECTS_WAITERS)
+        return pgfeed__fail(rj->ctx, "job", PGFEED_EINTERNAL, NULL, NULL,
+                            "too many batches wait for the rejects file");
+    rj->wait[rj->nwait++] =
+        (struct pgfeed_rejects_waiter){.from = from, .upto_line = upto, .cb = cb, .arg = arg};
+    int rc = rj->checked ? take(rj) : 0;
+    if (rc != 0) {
+        rj->nwait--;
+        return rc;
+    }
+    kick(rj);
+    return rj->failed ? rj->failed : 0;
 }
 
 const char *pgfeed__rejects_written(const struct pgfeed_rejects *rj)
 {
-    return rj->file ? rj->path : NULL;
+    return rj->opened ? rj->path : NULL;
 }
 
 size_t pgfeed__rejects_drop_pending(struct pgfeed_rejects *rj)
@@ -389,8 +572,10 @@ void pgfeed__rejects_free(struct pgfeed_rejects *rj)
 {
     pgfeed__rejects_drop_pending(rj);
     free(rj->pending);
-    if (rj->file)
-        fclose(rj->file);
+    if (rj->opened)
+        close(rj->fd); /* everything written is synced already: close() does not wait */
+    pgfeed__buf_free(&rj->out);
+    pgfeed__buf_free(&rj->inflight);
     free(rj->path);
     memset(rj, 0, sizeof *rj);
 }

@@ -20,11 +20,11 @@
  * STATE_CREATE when it is missing) -> STATE_READ -> AHEAD_READ (-> FORGET with --restart)
  * -> READY; with --no-checkpoint, CATALOG -> READY. A batch: READY -> STARTING
  * ("BEGIN; COPY" sent) -> COPY_IN -> ENDING (PQputCopyEnd sent) -> CHECKPOINT ->
- * COMMITTING -> READY. A refused batch with --max-rejects goes ENDING ->
- * SPLIT_REFUSED -> SPLIT_ROLLBACK -> SPLIT_BEGIN, then per range of rows SPLIT_STARTING ->
- * SPLIT_COPYING -> SPLIT_ENDING (or SPLIT_REFUSED -> SPLIT_UNDO), and on to CHECKPOINT
- * once no range is left. The end: TRUNCATING (empty input with --truncate) and
- * MARK_FINISHED -> FINISHED; a stop: ABORTING -> CLOSED.
+ * (REJECTS_SYNC while the batch's rejected rows go to disk) -> COMMITTING -> READY. A refused batch
+ * with --max-rejects goes ENDING -> SPLIT_REFUSED -> SPLIT_ROLLBACK -> SPLIT_BEGIN, then per range
+ * of rows SPLIT_STARTING -> SPLIT_COPYING -> SPLIT_ENDING (or SPLIT_REFUSED -> SPLIT_UNDO), and on
+ * to CHECKPOINT once no range is left. The end: TRUNCATING (empty input with --truncate) and
+ * (FINAL_REJECTS ->) MARK_FINISHED -> FINISHED; a stop: ABORTING -> CLOSED.
  */
 enum sink_state {
     S_NEW,
@@ -40,7 +40,8 @@ enum sink_state {
     S_STARTING,
     S_COPY_IN,
     S_ENDING,
-    S_CHECKPOINT, /* the batch's checkpoint upsert, inside its transaction */
+    S_CHECKPOINT,   /* the batch's checkpoint upsert, inside its transaction */
+    S_REJECTS_SYNC, /* its rejected rows being written and synced (rejects.c), then COMMIT */
     S_COMMITTING,
     S_MARK_FINISHED, /* UPDATE ... SET finished when no batch was open at the end */
     /* Isolating the rows the server refused (only with --max-rejects > 0): */
@@ -52,6 +53,7 @@ enum sink_state {
     S_SPLIT_UNDO,     /* ROLLBACK TO SAVEPOINT sent after the range failed */
     S_SPLIT_REFUSED,  /* a COPY was refused: roll back once its results are all read */
     S_TRUNCATING,
+    S_FINAL_REJECTS, /* the rejects of no batch being synced before MARK_FINISHED */
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
     S_CLOSED

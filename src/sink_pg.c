@@ -437,11 +437,34 @@ static int send_checkpoint(struct sink_pg *k)
 
 /* Every batch is in: the checkpoint says so (a statement sent), or, without checkpoints,
  * the sink is done at once (state FINISHED). */
+static int send_finish(struct sink_pg *k);
+static void final_rejects_synced(void *arg, int status);
+
 static int mark_finished(struct sink_pg *k)
 {
-    int rc = pgfeed__ctx_flush_rejects(sink_ctx(k), 0, UINT64_MAX);
-    if (rc != 0)
+    /* Rejects of no batch (rows after the last one): on disk before the end is marked. */
+    k->state = S_FINAL_REJECTS;
+    int rc = pgfeed__ctx_flush_rejects(sink_ctx(k), 0, UINT64_MAX, final_rejects_synced, k);
+    if (rc < 0)
         return rc;
+    return rc == 1 ? send_finish(k) : 0;
+}
+
+static void final_rejects_synced(void *arg, int status)
+{
+    struct sink_pg *k = arg;
+    if (k->state != S_FINAL_REJECTS)
+        return; /* stopped meanwhile */
+    if (status != 0) {
+        k->state = S_CLOSED; /* the failure (rejects.c's) stops the import */
+        pgfeed__conn_close(k);
+        return;
+    }
+    send_finish(k); /* sent and flushed, or done; a failure is recorded */
+}
+
+static int send_finish(struct sink_pg *k)
+{
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint) {
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
@@ -565,17 +588,41 @@ static int forgotten(struct sink_pg *k)
     return SINK_WAIT;
 }
 
-static int checkpoint_written(struct sink_pg *k)
+static int send_commit(struct sink_pg *k)
 {
-    /* Rejects of this batch go to the file before its rows commit: a crash in between
-     * may repeat them on resume, but never loses one. */
-    if (pgfeed__ctx_flush_rejects(sink_ctx(k), k->batch.first_line,
-                                  k->last ? UINT64_MAX : k->batch.last_line) != 0)
-        return -1;
     if (!PQsendQuery(k->conn, "COMMIT"))
         return pgfeed__conn_fail(k, "could not commit");
     k->state = S_COMMITTING;
     return 0;
+}
+
+/* The batch's rejected rows are on disk (0), or could not be written (rejects.c failed the
+ * import): COMMIT, or hang up so the server rolls the batch back. */
+static void rejects_synced(void *arg, int status)
+{
+    struct sink_pg *k = arg;
+    if (k->state != S_REJECTS_SYNC)
+        return; /* closed meanwhile (a stop that waited too long): nothing to commit */
+    if (status != 0) {
+        k->state = S_CLOSED;
+        pgfeed__conn_close(k);
+        return;
+    }
+    if (send_commit(k) == 0)
+        pgfeed__conn_flush(k, "lost the connection to the server");
+}
+
+static int checkpoint_written(struct sink_pg *k)
+{
+    /* Rejects of this batch go to the file, synced, before its rows commit (REJECTS_SYNC
+     * until then): a crash in between may repeat them on resume, but never loses one. */
+    k->state = S_REJECTS_SYNC;
+    int rc =
+        pgfeed__ctx_flush_rejects(sink_ctx(k), k->batch.first_line,
+                                  k->last ? UINT64_MAX : k->batch.last_line, rejects_synced, k);
+    if (rc < 0)
+        return -1;
+    return rc == 1 ? send_commit(k) : SINK_WAIT;
 }
 
 /* mark_finished as a handler's answer: sent (0), done already (SINK_WAIT), or failed. */

@@ -7,6 +7,11 @@
  * (page-cache reads do not block the loop for long; no threadpool on the hot
  * path). Leaves decompression to the decoder; counts bytes_read.
  *
+ * Opening (the open op, before anything else): open, fstat and realpath run as
+ * uv_fs_* requests on libuv's threadpool, one after another on one uv_fs_t, so a
+ * slow disk, NFS or a FIFO never holds the loop. A stop while one is pending
+ * cancels it if it has not begun and keeps a close reference until it returns.
+ *
  * Flow control: a chunk the decoder refuses (EAGAIN) is kept and offered
  * again on resume; reading stops until then. A regular file is read at most
  * READS_PER_TICK chunks per idle callback so the loop keeps turning.
@@ -51,6 +56,12 @@ struct source_file {
     void *prefetch_arg;
     int replaying;       /* a retry of a pipe: bytes come from the job's replay first */
     uint64_t replay_pos; /* stream offset of the next byte to replay */
+    uv_fs_t fsreq;       /* open, fstat, realpath: one at a time */
+    int fs_active;       /* fsreq is in flight */
+    int fs_ref;          /* a stop took a close reference for it */
+    char *real;          /* realpath of the path, once opened */
+    void (*open_cb)(void *arg, int status);
+    void *open_arg;
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -285,6 +296,11 @@ static void source_stop(struct pgfeed_stage *s)
         return;
     stop_reading(f);
     f->stopped = 1;
+    if (f->fs_active && !f->fs_ref) {
+        f->fs_ref = 1;
+        pgfeed__ctx_handle_closing(s->ctx);
+        uv_cancel((uv_req_t *)&f->fsreq); /* UV_EBUSY once a thread runs it: it returns soon */
+    }
     if (f->h_inited) {
         f->h_inited = 0;
         pgfeed__ctx_handle_closing(s->ctx);
@@ -301,6 +317,7 @@ static void source_destroy(struct pgfeed_stage *s)
         close(f->fd);
     free(f->buf);
     free(f->name);
+    free(f->real);
     free(f);
 }
 
@@ -376,7 +393,16 @@ static int source_rereadable(struct pgfeed_stage *s)
     return src_of(s)->regular || pgfeed__ctx_replay_ok(s->ctx);
 }
 
+static int source_open(struct pgfeed_stage *s, void (*cb)(void *arg, int status), void *arg);
+
+static const char *source_real_path(struct pgfeed_stage *s)
+{
+    return src_of(s)->real;
+}
+
 static const struct pgfeed_stage_ops source_file_ops = {
+    .open = source_open,
+    .real_path = source_real_path,
     .name = "source",
     .rereadable = source_rereadable,
     .validators = source_validators,
@@ -396,48 +422,37 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
         return UV_ENOMEM;
     f->base.ops = &source_file_ops;
     f->base.ctx = ctx;
-    f->fd = -1;
+    f->fd = path ? -1 : fd;
+    f->owns_fd = path != NULL;
     f->restore_flags = -1;
     f->cap = o->chunk_size;
     f->buf = malloc(f->cap);
     f->name = strdup(path ? path : "standard input");
+    f->fsreq.data = f;
     *out = &f->base;
     if (f->buf == NULL || f->name == NULL)
         return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
-    if (path) {
-        /* O_NONBLOCK: a FIFO without a writer yet opens at once (the poll then waits for
-         * one) instead of blocking the loop in open(); a regular file ignores it. */
-        f->fd = open(f->name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (f->fd < 0) {
-            int err = errno;
-            char detail[512];
-            snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
-            return pgfeed__fail(ctx, "source", PGFEED_ESOURCE, detail,
-                                err == ENOENT ? "Check the path, or give - to read standard input."
-                                              : NULL,
-                                "could not open \"%s\"", f->name);
-        }
-        f->owns_fd = 1;
-    } else {
-        f->fd = fd;
-    }
-    struct stat st;
-    if (fstat(f->fd, &st) != 0)
-        return fail_errno(f, errno, "inspect");
-    if (S_ISDIR(st.st_mode))
+    return 0;
+}
+
+/* The descriptor's kind is known: validators, and the handle that will read it. */
+static int set_up(struct source_file *f, const uv_stat_t *st)
+{
+    struct pgfeed_ctx *ctx = f->base.ctx;
+    if (S_ISDIR(st->st_mode))
         return pgfeed__fail(ctx, "source", PGFEED_ESOURCE, NULL, NULL,
                             "could not read \"%s\": it is a directory", f->name);
     uv_loop_t *loop = pgfeed__ctx_loop(ctx);
     f->v.size = -1;
-    if (S_ISREG(st.st_mode)) {
+    if (S_ISREG(st->st_mode)) {
         f->regular = 1;
         /* A retry reads stdin from a file again from its start. */
-        if (!path && pgfeed__ctx_retrying(ctx) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
+        if (!f->owns_fd && pgfeed__ctx_retrying(ctx) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
             return fail_errno(f, errno, "seek in");
-        pgfeed__ctx_stats(ctx)->bytes_total = (int64_t)st.st_size;
-        f->v.size = (int64_t)st.st_size;
-        snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
-                 (long)st.st_mtim.tv_nsec);
+        pgfeed__ctx_stats(ctx)->bytes_total = (int64_t)st->st_size;
+        f->v.size = (int64_t)st->st_size;
+        snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st->st_mtim.tv_sec,
+                 (long)st->st_mtim.tv_nsec);
         f->v.last_modified = f->mtime;
     } else {
         if (pgfeed__ctx_retrying(ctx)) {
@@ -461,5 +476,87 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
         uv_idle_init(loop, &f->h.idle);
     f->h.poll.data = f; /* same offset in both union members */
     f->h_inited = 1;
+    return 0;
+}
+
+static int fail_open(struct source_file *f, int err)
+{
+    char detail[512];
+    snprintf(detail, sizeof detail, "The system said: %s.", strerror(err));
+    return pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, detail,
+                        err == ENOENT ? "Check the path, or give - to read standard input." : NULL,
+                        "could not open \"%s\"", f->name);
+}
+
+static void fs_cb(uv_fs_t *req);
+
+/*
+ * One finished step of the opening (req already cleaned up: its result, stat and real
+ * path copied): open -> fstat -> realpath for a path, fstat for a descriptor. Returns 1
+ * when the next request is in flight, 0 when done, <0 on failure (error set).
+ */
+static int open_step(struct source_file *f, uv_fs_type type, ssize_t res, const uv_stat_t *st)
+{
+    uv_loop_t *loop = pgfeed__ctx_loop(f->base.ctx);
+    if (type == UV_FS_OPEN) {
+        if (res < 0)
+            return fail_open(f, (int)-res);
+        f->fd = (int)res;
+        return uv_fs_fstat(loop, &f->fsreq, f->fd, fs_cb) == 0 ? 1 : fail_errno(f, EIO, "inspect");
+    }
+    if (type == UV_FS_FSTAT) {
+        if (res < 0)
+            return fail_errno(f, (int)-res, "inspect");
+        int rc = set_up(f, st);
+        if (rc != 0 || !f->owns_fd)
+            return rc;
+        /* The checkpoint's key names the file by its canonical path. */
+        return uv_fs_realpath(loop, &f->fsreq, f->name, fs_cb) == 0 ? 1 : 0;
+    }
+    return 0; /* realpath: none is no error (the key keeps the path as given) */
+}
+
+static void fs_cb(uv_fs_t *req)
+{
+    struct source_file *f = req->data;
+    uv_fs_type type = req->fs_type;
+    ssize_t res = req->result;
+    uv_stat_t st = req->statbuf;
+    int nomem = 0;
+    if (type == UV_FS_REALPATH && res == 0 && req->ptr)
+        nomem = (f->real = strdup(req->ptr)) == NULL;
+    uv_fs_req_cleanup(req);
+    f->fs_active = 0;
+    if (f->stopped) {
+        if (type == UV_FS_OPEN && res >= 0)
+            f->fd = (int)res; /* closed by destroy */
+        if (f->fs_ref) {
+            f->fs_ref = 0;
+            pgfeed__ctx_handle_closed(f->base.ctx); /* may destroy f: the last use */
+        }
+        return;
+    }
+    int rc = nomem ? pgfeed__fail(f->base.ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory")
+                   : open_step(f, type, res, &st); /* a failure stops the stage first */
+    if (rc == 1)
+        f->fs_active = 1;
+    else
+        f->open_cb(f->open_arg, rc);
+}
+
+static int source_open(struct pgfeed_stage *s, void (*cb)(void *arg, int status), void *arg)
+{
+    struct source_file *f = src_of(s);
+    uv_loop_t *loop = pgfeed__ctx_loop(s->ctx);
+    f->open_cb = cb;
+    f->open_arg = arg;
+    /* O_NONBLOCK: a FIFO without a writer yet opens at once (the poll then waits for
+     * one); a regular file ignores it. */
+    int rc = f->owns_fd
+                 ? uv_fs_open(loop, &f->fsreq, f->name, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, fs_cb)
+                 : uv_fs_fstat(loop, &f->fsreq, f->fd, fs_cb);
+    if (rc != 0)
+        return fail_errno(f, -rc, f->owns_fd ? "open" : "inspect");
+    f->fs_active = 1;
     return 0;
 }

@@ -24,6 +24,7 @@
 #define S(lit) lit, sizeof(lit) - 1
 
 static char dir[64];
+static uv_loop_t loop;
 static struct pgfeed_options opt;
 static struct pgfeed_ctx ctx;
 static unsigned failed_calls;
@@ -45,8 +46,42 @@ static void ctx_reset(uint64_t max_rejects, const char *path, int resume)
     opt.rejects_path = path;
     opt.resume = resume;
     ctx.opt = &opt;
+    ctx.loop = &loop;
     ctx.hooks.failed = hook_failed;
     failed_calls = 0;
+}
+
+/* The check and the flush run on the threadpool: each waits here for its callback. */
+static int done, done_status;
+
+static void done_cb(void *arg, int status)
+{
+    (void)arg;
+    done = 1;
+    done_status = status;
+}
+
+static int wait_done(int rc)
+{
+    if (rc == 1)
+        return 0; /* nothing to wait for */
+    while (rc == 0 && !done)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the request's own end */
+    return rc != 0 ? rc : done_status;
+}
+
+static int check(struct pgfeed_rejects *rj)
+{
+    done = 0;
+    int rc = pgfeed__rejects_choose(rj, &ctx);
+    return rc != 0 ? rc : wait_done(pgfeed__rejects_check(rj, done_cb, NULL));
+}
+
+static int flush(struct pgfeed_rejects *rj, uint64_t from, uint64_t upto)
+{
+    done = 0;
+    return wait_done(pgfeed__rejects_flush(rj, from, upto, done_cb, NULL));
 }
 
 /* The file's contents (NUL bytes kept) in *n; NULL when it cannot be read. */
@@ -114,18 +149,18 @@ static void test_write_and_flush(void)
     snprintf(path, sizeof path, "%s/rows.tsv", dir);
     ctx_reset(3, path, 0);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "check: an absent file");
+    ASSERT_EQ_INT(check(&rj), 0, "check: an absent file");
     ASSERT_EQ_STR(rj.path, path, "check: --rejects is the path");
     add_three(&rj);
     ASSERT_EQ_INT(ctx.stats.rows_rejected, 3, "rows_rejected counts the rows");
     ASSERT_EQ_INT(rj.n, 3, "three rows pending");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "nothing written yet");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 1), 0, "flush up to line 1");
+    ASSERT_EQ_INT(flush(&rj, 0, 1), 0, "flush up to line 1");
     ASSERT_TRUE(!exists(path), "no row up to line 1: no file made");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "still nothing written");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), 0, "flush up to line 5");
+    ASSERT_EQ_INT(flush(&rj, 0, 5), 0, "flush up to line 5");
     char want[256];
     size_t wn = 0;
     memcpy(want + wn, line2, sizeof line2 - 1);
@@ -136,9 +171,9 @@ static void test_write_and_flush(void)
     ASSERT_EQ_STR(pgfeed__rejects_written(&rj), path, "written: the path");
     ASSERT_EQ_INT(rj.n, 1, "line 9 pending");
 
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), 0, "flush up to line 5 again");
+    ASSERT_EQ_INT(flush(&rj, 0, 5), 0, "flush up to line 5 again");
     check_file(path, want, wn, "nothing written twice");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "flush up to line 100");
+    ASSERT_EQ_INT(flush(&rj, 0, 100), 0, "flush up to line 100");
     memcpy(want + wn, line9, sizeof line9 - 1);
     wn += sizeof line9 - 1;
     check_file(path, want, wn, "line 9 written, its NUL byte kept");
@@ -190,7 +225,7 @@ static void test_no_rejects_allowed(void)
         snprintf(what, sizeof what, "max 0, %s row", cases[i].stage ? cases[i].stage : "no stage");
         ctx_reset(0, NULL, 0);
         struct pgfeed_rejects rj = {0};
-        ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, what);
+        ASSERT_EQ_INT(check(&rj), 0, what);
         ASSERT_TRUE(rj.path == NULL, "%s: no file chosen", what);
         struct pgfeed_reject r = row(3, "bad", NULL, "Detail.", S("x"));
         r.stage = cases[i].stage;
@@ -211,10 +246,10 @@ static void test_drop_pending(void)
     snprintf(path, sizeof path, "%s/dropped.tsv", dir);
     ctx_reset(10, path, 0);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "drop: check");
+    ASSERT_EQ_INT(check(&rj), 0, "drop: check");
     add_three(&rj);
     ASSERT_EQ_INT(pgfeed__rejects_drop_pending(&rj), 3, "drop: three rows forgotten");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "drop: flush");
+    ASSERT_EQ_INT(flush(&rj, 0, 100), 0, "drop: flush");
     ASSERT_TRUE(!exists(path), "drop: nothing written, no file");
     ASSERT_EQ_INT(pgfeed__rejects_drop_pending(&rj), 0, "drop: none left");
     pgfeed__rejects_free(&rj);
@@ -227,9 +262,9 @@ static void test_writes_where_allowed(const char *file)
     /* --resume appends to the interrupted import's file. */
     ctx_reset(5, file, 1);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "resume: check");
+    ASSERT_EQ_INT(check(&rj), 0, "resume: check");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 2), 0, "resume: flush");
+    ASSERT_EQ_INT(flush(&rj, 0, 2), 0, "resume: flush");
     char want[256];
     memcpy(want, "1\told\trow\n", 10);
     memcpy(want + 10, line2, sizeof line2 - 1);
@@ -238,9 +273,9 @@ static void test_writes_where_allowed(const char *file)
 
     /* /dev/null takes rows, new import or not. */
     ctx_reset(5, "/dev/null", 0);
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "/dev/null: check");
+    ASSERT_EQ_INT(check(&rj), 0, "/dev/null: check");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), 0, "/dev/null: flush");
+    ASSERT_EQ_INT(flush(&rj, 0, 100), 0, "/dev/null: flush");
     ASSERT_EQ_STR(pgfeed__rejects_written(&rj), "/dev/null", "/dev/null: written");
     pgfeed__rejects_free(&rj);
 }
@@ -276,7 +311,7 @@ static void test_check_existing(void)
         snprintf(what, sizeof what, "check %s%s", cases[i].path, cases[i].resume ? ", resume" : "");
         ctx_reset(5, cases[i].path, cases[i].resume);
         struct pgfeed_rejects rj = {0};
-        ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), cases[i].code, what);
+        ASSERT_EQ_INT(check(&rj), cases[i].code, what);
         if (cases[i].message) {
             snprintf(msg, sizeof msg, "rejects file \"%s\"%s", cases[i].path, cases[i].message);
             ASSERT_EQ_STR(ctx.err.pub.message, msg, what);
@@ -301,12 +336,12 @@ static void test_created_since_check(void)
     snprintf(path, sizeof path, "%s/late.tsv", dir);
     ctx_reset(5, path, 0);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "late: check");
+    ASSERT_EQ_INT(check(&rj), 0, "late: check");
     FILE *f = fopen(path, "w");
     fputs("someone else's\n", f);
     fclose(f);
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 100), UV_EEXIST, "late: flush refused");
+    ASSERT_EQ_INT(flush(&rj, 0, 100), UV_EEXIST, "late: flush refused");
     check_file(path, S("someone else's\n"), "late: the file is untouched");
     ASSERT_TRUE(pgfeed__rejects_written(&rj) == NULL, "late: nothing written");
     pgfeed__rejects_free(&rj);
@@ -320,9 +355,9 @@ static void test_unwritable_path(void)
     snprintf(path, sizeof path, "%s/no/such/dir/r.tsv", dir);
     ctx_reset(5, path, 0);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "unwritable: check lets open say why");
+    ASSERT_EQ_INT(check(&rj), 0, "unwritable: check lets open say why");
     add_three(&rj);
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 5), PGFEED_ESOURCE, "unwritable: flush");
+    ASSERT_EQ_INT(flush(&rj, 0, 5), PGFEED_ESOURCE, "unwritable: flush");
     snprintf(msg, sizeof msg, "could not open the rejects file \"%s\"", path);
     ASSERT_EQ_STR(ctx.err.pub.message, msg, "unwritable: message");
     ASSERT_EQ_STR(ctx.err.pub.detail, "The system said: No such file or directory.",
@@ -342,16 +377,16 @@ static void test_write_fails(void)
 {
     ctx_reset(10, "/dev/full", 0);
     struct pgfeed_rejects rj = {0};
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "/dev/full: check");
+    ASSERT_EQ_INT(check(&rj), 0, "/dev/full: check");
     struct pgfeed_reject r = row(1, "short", NULL, NULL, S("x"));
     ASSERT_EQ_INT(pgfeed__rejects_add(&rj, &ctx, &r), 0, "/dev/full: add");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 1), PGFEED_ESOURCE, "/dev/full: short row");
+    ASSERT_EQ_INT(flush(&rj, 0, 1), PGFEED_ESOURCE, "/dev/full: short row");
     ASSERT_EQ_STR(ctx.err.pub.message, "could not write the rejects file \"/dev/full\"",
                   "/dev/full: message");
     pgfeed__rejects_free(&rj);
 
     ctx_reset(10, "/dev/full", 0);
-    ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, "/dev/full: check");
+    ASSERT_EQ_INT(check(&rj), 0, "/dev/full: check");
     size_t big = 1 << 16;
     char *raw = malloc(big);
     memset(raw, 'r', big);
@@ -360,7 +395,7 @@ static void test_write_fails(void)
                                     row(2, "long", NULL, NULL, raw, big)};
     for (int i = 0; i < 3; i++)
         ASSERT_EQ_INT(pgfeed__rejects_add(&rj, &ctx, &rows[i]), 0, "/dev/full: add");
-    ASSERT_EQ_INT(pgfeed__rejects_flush(&rj, &ctx, 0, 3), PGFEED_ESOURCE, "/dev/full: long row");
+    ASSERT_EQ_INT(flush(&rj, 0, 3), PGFEED_ESOURCE, "/dev/full: long row");
     int once = 1;
     for (size_t i = 0; i < rj.n; i++)
         for (size_t k = i + 1; k < rj.n; k++)
@@ -407,7 +442,7 @@ static void test_default_path(void)
         ctx_reset(1, NULL, 0);
         opt.table = cases[i].table;
         struct pgfeed_rejects rj = {0};
-        ASSERT_EQ_INT(pgfeed__rejects_check(&rj, &ctx), 0, cases[i].want);
+        ASSERT_EQ_INT(check(&rj), 0, cases[i].want);
         ASSERT_EQ_STR(rj.path, cases[i].want, cases[i].want);
         pgfeed__rejects_free(&rj);
     }
@@ -420,6 +455,7 @@ int main(void)
         perror(dir);
         return 1;
     }
+    uv_loop_init(&loop);
     test_write_and_flush();
     test_no_rejects_allowed();
     test_drop_pending();

@@ -123,6 +123,29 @@ static void ctx_reset(size_t chunk)
     failed_calls = closed_calls = 0;
 }
 
+/* The source made and opened (its open op runs on the threadpool): 0 or the failure. */
+static int open_status;
+static int open_done;
+
+static void opened_cb(void *arg, int status)
+{
+    (void)arg;
+    open_status = status;
+    open_done = 1;
+}
+
+static int source_new(const char *path, int fd, struct pgfeed_stage **out)
+{
+    int rc = pgfeed__source_file_new(&ctx, path, fd, out);
+    if (rc != 0)
+        return rc;
+    open_done = 0;
+    rc = (*out)->ops->open(*out, opened_cb, NULL);
+    while (rc == 0 && !open_done)
+        uv_run(&loop, UV_RUN_ONCE);
+    return rc != 0 ? rc : open_status;
+}
+
 /* ----------------------------------------------------- the fake decoder */
 
 static struct fake {
@@ -334,7 +357,7 @@ static void test_regular_file(const struct file_case *c)
     fk.eagain_every = c->eagain_every;
     fk.finish_eagains = c->finish_eagains;
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, path, -1, &s), 0, lbl(c->name, "new"));
+    ASSERT_EQ_INT(source_new(path, -1, &s), 0, lbl(c->name, "new"));
     ASSERT_EQ_INT(ctx.stats.bytes_total, c->size, lbl(c->name, "bytes_total is the size"));
     const struct pgfeed_validators *v = s->ops->validators(s);
     ASSERT_TRUE(v && v->size == (int64_t)c->size && v->etag == NULL, "%s: validators size",
@@ -373,7 +396,7 @@ static void test_failure_stops_reading(void)
     fake_reset();
     fk.fail_after = 10000;
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, path, -1, &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(path, -1, &s), 0, lbl(name, "new"));
     run(name, s);
     ASSERT_EQ_INT(failed_calls, 1, lbl(name, "failed once"));
     ASSERT_EQ_INT(ctx.err.pub.code, PGFEED_EDECODE, lbl(name, "the downstream's error stays"));
@@ -403,7 +426,7 @@ static void test_file_seek(void)
         fake_reset();
         fk.eagain_every = 5;
         struct pgfeed_stage *s = NULL;
-        ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, path, -1, &s), 0, lbl(name, "new"));
+        ASSERT_EQ_INT(source_new(path, -1, &s), 0, lbl(name, "new"));
         ASSERT_EQ_INT(s->ops->seek(s, k, NULL), 0, lbl(name, "seek"));
         ASSERT_EQ_INT(ctx.stats.bytes_read, k, lbl(name, "bytes before the offset count as read"));
         run(name, s);
@@ -429,7 +452,7 @@ static void test_fd_retry(void)
     ctx_reset(4096);
     fake_reset();
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, fd, &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, fd, &s), 0, lbl(name, "new"));
     ASSERT_TRUE(s->ops->validators(s) == NULL, "%s: no validators for a descriptor", name);
     ASSERT_EQ_INT(ctx.stats.bytes_total, n, lbl(name, "bytes_total is the file's size"));
     run(name, s);
@@ -440,7 +463,7 @@ static void test_fd_retry(void)
     name = "descriptor at its end, not a retry";
     ctx_reset(4096);
     fake_reset();
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, fd, &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, fd, &s), 0, lbl(name, "new"));
     run(name, s);
     check_got(name, "", 0);
     close_source(name, s);
@@ -454,7 +477,7 @@ static void test_fd_retry(void)
         ctx_reset(4096);
         ctx.attempts = 1;
         fake_reset();
-        ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, fd, &s), 0, lbl(nm, "new"));
+        ASSERT_EQ_INT(source_new(NULL, fd, &s), 0, lbl(nm, "new"));
         if (offsets[i] >= 0)
             ASSERT_EQ_INT(s->ops->seek(s, (uint64_t)offsets[i], NULL), 0, lbl(nm, "seek"));
         run(nm, s);
@@ -486,7 +509,7 @@ static void test_open_fails(const struct open_case *c)
     snprintf(msg, sizeof msg, "%s%s%s", c->before, path, c->after);
     ctx_reset(4096);
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, path, -1, &s), PGFEED_ESOURCE, lbl(c->name, "new"));
+    ASSERT_EQ_INT(source_new(path, -1, &s), PGFEED_ESOURCE, lbl(c->name, "new"));
     ASSERT_EQ_INT(failed_calls, 1, lbl(c->name, "failed once"));
     ASSERT_EQ_STR(ctx.err.pub.stage, "source", lbl(c->name, "stage"));
     ASSERT_EQ_STR(ctx.err.pub.message, msg, lbl(c->name, "message"));
@@ -585,7 +608,7 @@ static void test_pipe(const struct pipe_case *c)
     fake_reset();
     fk.eagain_every = c->eagain_every;
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(c->name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(c->name, "new"));
     ASSERT_EQ_INT(ctx.stats.bytes_total, -1, lbl(c->name, "a pipe's size is unknown"));
     ASSERT_TRUE(s->ops->validators(s) == NULL, "%s: no validators", c->name);
     writer_start(p[1], data, c->size, c->step, 1);
@@ -678,7 +701,7 @@ static void test_prefetch(const struct prefetch_case *c)
     memset(&pf, 0, sizeof pf);
     uv_timer_init(&loop, &pf.later);
     pf.seek = c->seek;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, fd, &pf.s), 0, lbl(c->name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, fd, &pf.s), 0, lbl(c->name, "new"));
     attach(pf.s);
     ASSERT_EQ_INT(pgfeed__source_file_prefetch(pf.s, c->want, prefetched, &pf), 0,
                   lbl(c->name, "prefetch"));
@@ -731,7 +754,7 @@ static void test_pipe_resume(void)
         ctx_reset(4096);
         fake_reset();
         struct pgfeed_stage *s = NULL;
-        ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(name, "new"));
+        ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(name, "new"));
         ASSERT_EQ_INT(s->ops->seek(s, cases[i].seek, NULL), 0, lbl(name, "seek"));
         run(name, s);
         if (cases[i].fails) {
@@ -766,7 +789,7 @@ static void test_pipe_retry(void)
     fake_reset();
     fk.fail_after = 20000;
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(name, "new"));
     run(name, s);
     ASSERT_EQ_INT(ctx.err.pub.code, PGFEED_EDECODE, lbl(name, "failed downstream"));
     const char *kept = NULL;
@@ -791,7 +814,7 @@ static void test_pipe_retry(void)
     ctx.stats.bytes_read = 0;
     failed_calls = 0;
     fake_reset();
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(name, "new"));
     ASSERT_EQ_INT(s->ops->seek(s, committed, NULL), 0, lbl(name, "seek to the committed byte"));
     writer_start(p[1], b, nb, 1000, 1); /* the stream goes on, then ends */
     run(name, s);
@@ -825,7 +848,7 @@ static void test_pipe_replay_lost(void)
     opt.batch_bytes = 1000; /* the bound: (1 connection + 1) x 1000 bytes */
     fake_reset();
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(name, "new"));
     run(name, s);
     check_got(name, data, n);
     ASSERT_EQ_INT(s->ops->rereadable(s), 0, lbl(name, "not rereadable"));
@@ -838,7 +861,7 @@ static void test_pipe_replay_lost(void)
     name = "pipe, retry without the bytes";
     ctx.attempts = 1;
     fake_reset();
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, p[0], &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, p[0], &s), 0, lbl(name, "new"));
     ASSERT_EQ_INT(s->ops->seek(s, 0, NULL), PGFEED_ESOURCE, lbl(name, "seek refused"));
     ASSERT_EQ_STR(ctx.err.pub.message,
                   "could not read \"standard input\" again: the bytes to retry from are gone",
@@ -856,7 +879,7 @@ static void test_dev_null(void)
     ctx_reset(4096);
     fake_reset();
     struct pgfeed_stage *s = NULL;
-    ASSERT_EQ_INT(pgfeed__source_file_new(&ctx, NULL, fd, &s), 0, lbl(name, "new"));
+    ASSERT_EQ_INT(source_new(NULL, fd, &s), 0, lbl(name, "new"));
     run(name, s);
     check_got(name, "", 0);
     ASSERT_EQ_INT(fk.writes, 0, lbl(name, "no write"));
