@@ -7,9 +7,15 @@
  * handlers, prints, exits, or keeps global state (libcurl's global init aside, which
  * is pgfeed_library_init()'s job and the caller's to call once from main). Nor does it
  * wait for the network in a blocking call: host names are looked up off the loop (see
- * pgfeed_job_cancel()), and libpq is handed the addresses.
- * Local files (the source, the rejects file) are read and written with ordinary blocking calls; a FIFO as the source path is opened without
- * waiting for its writer.
+ * pgfeed_job_cancel()), and libpq is handed the addresses. Local files never hold the
+ * loop in a system call that waits for a disk: the source path is opened, fstat()ed and
+ * realpath()ed, and the rejects file checked (lstat), opened, written and fdatasync()ed,
+ * with libuv's uv_fs_* requests on libuv's threadpool (its size is libuv's:
+ * UV_THREADPOOL_SIZE, default 4, shared with the rest of the process). A pipe, FIFO,
+ * socket, terminal or character device is read nonblocking when the loop says it is
+ * readable (a FIFO without a writer yet opens at once and waits on the loop); a regular
+ * file is read with read() from an idle handle a few chunks per loop turn, which the page
+ * cache answers at once.
  *
  * Lifecycle:
  *
@@ -281,8 +287,11 @@ struct pgfeed_options {
      * in the working directory (TABLE as the server reads it, schema.table, with
      * characters unsafe in a file name replaced by '_'), created only when a row
      * is rejected. A new import (resume 0, restart included) creates the file new:
-     * with max_rejects > 0, pgfeed_job_new fails with UV_EEXIST if it exists
-     * (/dev/null excepted) and with UV_ELOOP for a symbolic link; resume 1 appends.
+     * with max_rejects > 0, the job fails at its start (done_cb with UV_EEXIST, its
+     * error saying why, before anything is imported) if it exists (/dev/null
+     * excepted), and with UV_ELOOP for a symbolic link; resume 1 appends. The rows
+     * rejected from a batch are written and fdatasync()ed before that batch commits;
+     * a write that fails fails the import before that COMMIT.
      */
     uint64_t max_rejects;
     const char *rejects_path;
@@ -332,7 +341,9 @@ struct pgfeed_options {
 PGFEED_API void pgfeed_options_init(struct pgfeed_options *opt);
 
 /*
- * Creates a job on loop. On success returns 0 and *out owns a job that must be
+ * Creates a job on loop. Makes no filesystem or network call of its own: what is at the source
+ * and rejects paths is found out by the job once started (a missing source, an existing
+ * rejects file: done_cb). On success returns 0 and *out owns a job that must be
  * released with pgfeed_job_close(). On failure returns PGFEED_EUSAGE (with
  * *out still set, so pgfeed_job_error() can say what was wrong; close it) or
  * UV_ENOMEM (*out = NULL). opt and its strings may be freed after the call.
@@ -344,9 +355,15 @@ PGFEED_API int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt,
  * Starts the import. Returns 0, after which done_cb runs exactly once, from a
  * loop callback (unless the job is closed before it finishes); UV_EINVAL if
  * already started (or refused by pgfeed_job_new()); PGFEED_ECANCELED if the job was
- * canceled before it started. When done_cb runs, the job has no active handle
- * left on the loop (uv_run can return) and its stats and error stay readable
- * until pgfeed_job_close().
+ * canceled before it started. Its first steps are filesystem requests on libuv's
+ * threadpool (the rejects file's lstat when max_rejects > 0, then the source's open,
+ * fstat and realpath); their failures (UV_EEXIST, UV_ELOOP, UV_EINVAL for the rejects
+ * file; PGFEED_ESOURCE for the source) come through done_cb with the job's error set.
+ * When done_cb runs, the job has no active handle and no pending request left on the
+ * loop (uv_run can return) and its stats and error stay readable until
+ * pgfeed_job_close(). A job closed or canceled while such a request is pending stops
+ * at once; its close_cb runs once the request has returned (uv_cancel()ed if no
+ * thread has taken it yet).
  */
 PGFEED_API int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb);
 

@@ -3,7 +3,10 @@ split that finds the rows the server refuses. Every test checks the exact accoun
 rows imported + rows rejected = rows read, each good row committed exactly once.
 """
 
+import os
 import re
+import signal
+import time
 
 from harness import check, eq, test
 
@@ -219,3 +222,46 @@ def test_rejects_same_for_text_and_binary_copy(ctx):
         eq(files["binary"], files["text"], f"{name}: rejects file, binary vs text COPY")
         got = {int(ln[0]): ln[2] for ln in rejects_lines(rej)}
         eq(got, want, f"{name}: refused rows in input form")
+
+
+@test()
+def test_rejects_file_that_cannot_be_written_fails_before_commit(ctx):
+    """/dev/full takes the open and refuses every write (ENOSPC), as a full disk does: the
+    batch holding the rejected row is not committed, the batch before it is, and the error
+    says why, before the COMMIT that would have lost the row."""
+    ctx.sql(INT_DDL)
+    data = nums_tsv(300, bad={150: "150\tabcd\tbad value"})
+    path = ctx.write("nums.tsv", data)
+    res = ctx.pgfeed("-t", "nums", "-b", "100", "--max-rejects", "5", "--rejects", "/dev/full",
+                     path)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, r'^pgfeed: error: could not write the rejects file "/dev/full"$', re.M)
+    ctx.expect_err(res, r"^pgfeed: detail: The system said: No space left on device\.", re.M)
+    eq(table_ids(ctx), list(range(1, 101)), "only the batch before the rejected row")
+
+
+@test()
+def test_rejects_of_a_batch_on_disk_when_it_commits(ctx):
+    """The rejects of a batch are in the file once its commit is visible: pgfeed is killed
+    (-9) as soon as the checkpoint shows the batch committed, while it waits for more input
+    on a FIFO, and the file still holds the batch's rejected row."""
+    ctx.sql(INT_DDL)
+    fifo = ctx.tmp / "in.fifo"
+    os.mkfifo(fifo)
+    rej = ctx.tmp / "r.tsv"
+    p, errpath = ctx.spawn("-t", "nums", "-b", "100", "--max-rejects", "5", "--rejects", rej,
+                           fifo)
+    w = os.open(fifo, os.O_WRONLY)
+    try:
+        os.write(w, nums_tsv(150, bad={42: "42\tabcd\tbad value"}))
+        deadline = time.monotonic() + 30
+        while ctx.sql("SELECT count(*) FROM nums;").strip() != "100":  # a batch: 100 good rows
+            check(time.monotonic() < deadline and p.poll() is None, "the first batch commits")
+            time.sleep(0.02)
+        p.send_signal(signal.SIGKILL)
+        p.wait(20)
+    finally:
+        os.close(w)
+    lines = rejects_lines(rej)
+    eq([ln[0] for ln in lines], ["43"], "the committed batch's reject (line 43) is in the file")
+    eq(lines[0][2], "42\tabcd\tbad value", "original row")

@@ -7,7 +7,9 @@
  * closed before it finished (never otherwise). Cases: a job never started; one whose
  * options were refused; a start refused after a cancel; a start that fails on a bad
  * connection string (unparseable, or a server that is not there) or a missing source,
- * closed after done_cb, from inside done_cb, or while still running. With PGFEED_TEST_DB
+ * closed after done_cb, from inside done_cb, or while still running; a rejects file (or a
+ * symbolic link) made between new and start, in a directory that did not exist at new,
+ * refused through done_cb (pgfeed_job_new makes no filesystem call). With PGFEED_TEST_DB
  * (skipped without it): a local file imported whole, then canceled after its first
  * committed batch, and closed while running from a progress callback: the rows committed
  * are what the table and the checkpoint row hold.
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pgfeed.h"
@@ -198,6 +201,48 @@ static void test_failed_start(const struct fail_case *c, enum when when)
     finish_case(1);
 }
 
+/*
+ * pgfeed_job_new makes no filesystem call: a rejects file that appears between new and
+ * start (in a directory that did not exist at new) is found at the start and refused
+ * through done_cb, with the code and message pgfeed_job_new used to return; a symbolic
+ * link likewise. Nothing is imported (no server is reachable, and none is asked).
+ */
+static void test_rejects_checked_at_start(int symlink_there)
+{
+    char sub[128], path[192], msg[256];
+    snprintf(sub, sizeof sub, "%s/later-%d", dir, symlink_there);
+    snprintf(path, sizeof path, "%s/r.tsv", sub);
+    begin(symlink_there ? "rejects file a symlink made after new"
+                        : "rejects file made after new, in a new directory");
+    struct pgfeed_options o;
+    options(&o, data_path, "host=/nonexistent-pgfeed-unit port=1");
+    o.max_rejects = 5;
+    o.rejects_path = path;
+    ASSERT_EQ_INT(pgfeed_job_new(&R.loop, &o, &R.job), 0, lbl("new: no filesystem call"));
+    ASSERT_EQ_INT(mkdir(sub, 0700), 0, lbl("the directory did not exist at new"));
+    if (symlink_there) {
+        ASSERT_EQ_INT(symlink(data_path, path), 0, lbl("symlink"));
+    } else {
+        FILE *f = fopen(path, "w");
+        fputs("1\told\trow\n", f);
+        fclose(f);
+    }
+    ASSERT_EQ_INT(pgfeed_job_start(R.job, done_cb), 0, lbl("start"));
+    ASSERT_EQ_INT(R.done_calls, 0, lbl("done_cb comes from the loop"));
+    uv_run(&R.loop, UV_RUN_DEFAULT);
+    ASSERT_EQ_INT(R.done_calls, 1, lbl("done_cb once"));
+    ASSERT_EQ_INT(R.status, symlink_there ? UV_ELOOP : UV_EEXIST, lbl("status"));
+    snprintf(msg, sizeof msg, "rejects file \"%s\" %s", path,
+             symlink_there ? "is a symbolic link" : "already exists");
+    ASSERT_EQ_STR(R.message, msg, lbl("message"));
+    ASSERT_EQ_INT(pgfeed_job_error(R.job)->code, R.status, lbl("the error's code"));
+    ASSERT_EQ_INT(R.last.rows_committed, 0, lbl("nothing imported"));
+    do_close();
+    finish_case(1);
+    unlink(path);
+    rmdir(sub);
+}
+
 /* ----------------------------------------------------------- with a server */
 
 static PGconn *conn;
@@ -340,6 +385,8 @@ int main(void)
     for (size_t i = 0; i < sizeof fail_cases / sizeof fail_cases[0]; i++)
         for (int w = CLOSE_AFTER_DONE; w <= CLOSE_RUNNING; w++)
             test_failed_start(&fail_cases[i], (enum when)w);
+    test_rejects_checked_at_start(0);
+    test_rejects_checked_at_start(1);
     test_with_server();
 
     pgfeed_library_cleanup();
