@@ -20,6 +20,8 @@
 #   PGFEED_NO_INSTALL=1   never call apt-get
 #   PGFEED_SKIP_FUZZ=1    no fuzzing
 #   PGFEED_FUZZ_TIME=S    seconds per fuzz target (default 20)
+#   PGFEED_SKIP_CONTAINER=1  no container image test
+#   PGFEED_TEST_COMPOSE=1    the container test also runs docker/compose.yml (podman-compose)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -251,6 +253,21 @@ if [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-asan]:-}" ]; then
     else
         integ_tests build-asan
     fi
+fi
+
+# ---------------------------------------------------------------- container image
+
+# docker/Dockerfile built with rootful podman (installed with apt-get when missing; the
+# debootstrap'd base image cached in /var/cache/pgfeed-test) and run against the same
+# PostgreSQL through its socket directory: imports, JSON progress, the rejects volume, the
+# user, SIGTERM and SIGINT (tests/container/run.sh, TAP). Where podman cannot be installed
+# or run, every test is counted as skipped, with the reason on the summary line.
+if [ "${PGFEED_SKIP_CONTAINER:-0}" != 1 ] && [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-ci]:-}" ]; then
+    out=$WORK/container.tap
+    tests/container/run.sh "$PGDIR" "$REPO/build-ci/gen-names" 2>&1 | tee "$out"
+    tap_count "$out" "container (docker/Dockerfile)"
+    why=$(grep -m1 -oE '# SKIP .*' "$out" | sed 's/^# SKIP //')
+    [ -z "$why" ] || note "container: skipped: $why"
 fi
 
 # ---------------------------------------------------------------- fuzzing
