@@ -21,7 +21,7 @@ PG_IMAGE=localhost/pgfeed-test-postgres:15
 ROWS=50000
 
 echo "building $PG_IMAGE"
-podman build --pull=never -q -t "$PG_IMAGE" tests/container/postgres >/dev/null
+podman build --pull=never --layers=false -q -t "$PG_IMAGE" tests/container/postgres >/dev/null
 
 "$GEN_NAMES" --rows $ROWS --seed 11 | gzip -c >"$W/data/compose.tsv.gz"
 cat >"$W/compose.override.yml" <<EOF

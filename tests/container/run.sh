@@ -207,7 +207,9 @@ VERSION=$(meson introspect --projectinfo meson.build 2>/dev/null |
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 say "build docker/Dockerfile (VERSION=$VERSION)"
 tb=$(date +%s)
-podman build --pull=never -f docker/Dockerfile -t "$IMAGE" --build-arg VERSION="$VERSION" \
+# --layers=false: no intermediate layer is committed (the storage goes at the end anyway);
+# measured 33 s instead of 58 s for the same build
+podman build --pull=never --layers=false -f docker/Dockerfile -t "$IMAGE" --build-arg VERSION="$VERSION" \
     --build-arg REVISION="$REVISION" . >"$W/build.log" 2>&1
 st=$?
 [ $st = 0 ] || tail -n 40 "$W/build.log" | sed 's/^/# /'
