@@ -9,7 +9,7 @@
 
 #include "pgfeed.h"
 
-enum { PROGRESS_AUTO, PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON };
+enum { PROGRESS_AUTO, PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON, PROGRESS_AUTO_JSON };
 
 struct cli {
     const char *table;
@@ -28,7 +28,7 @@ struct cli {
 /* What the command line says (options.c). */
 struct cli_args {
     struct pgfeed_options opt; /* conninfo from $DATABASE_URL unless --db; no callbacks set */
-    struct cli cli;            /* table, quiet, verbose, progress (never PROGRESS_AUTO) */
+    struct cli cli;            /* table, quiet, verbose, progress (never PROGRESS_AUTO*) */
     double progress_interval;  /* --progress-interval seconds; 0: not given */
     char *conninfo_copy;       /* the copies of arguments blanked in argv, which opt points to */
     char *source_copy;

@@ -90,11 +90,9 @@ static const struct word copy_formats[] = {{"text", PGFEED_COPY_TEXT},
                                            {"binary", PGFEED_COPY_BINARY},
                                            {"auto", PGFEED_COPY_AUTO},
                                            {NULL, 0}};
-static const struct word progress_modes[] = {{"auto", PROGRESS_AUTO},
-                                             {"bar", PROGRESS_BAR},
-                                             {"json", PROGRESS_JSON},
-                                             {"none", PROGRESS_NONE},
-                                             {NULL, 0}};
+static const struct word progress_modes[] = {
+    {"auto", PROGRESS_AUTO}, {"auto-json", PROGRESS_AUTO_JSON}, {"bar", PROGRESS_BAR},
+    {"json", PROGRESS_JSON}, {"none", PROGRESS_NONE},           {NULL, 0}};
 
 /* In --help's order. */
 static const struct cli_option options[] = {
@@ -151,9 +149,11 @@ static const struct cli_option options[] = {
     {SECONDS("low-speed-time", opt.low_speed_time_s,
              "retry a download stalled this long (default 60)")},
     {FLAG('k', "insecure", opt.insecure, "do not verify the server's TLS certificate")},
-    {WORD(0, "progress", "MODE", cli.progress, progress_modes, "use auto, bar, json or none",
-          "auto | bar | json | none (default auto: bar when stderr is a\n"
-          "terminal); json: one object per line on stderr")},
+    {WORD(0, "progress", "MODE", cli.progress, progress_modes,
+          "use auto, auto-json, bar, json or none",
+          "auto | auto-json | bar | json | none (default $PGFEED_PROGRESS,\n"
+          "else auto: bar when stderr is a terminal, else none; auto-json:\n"
+          "bar on a terminal, else json); json: one object per line on stderr")},
     {SECONDS("progress-interval", progress_interval,
              "how often progress is shown (default 0.25 bar, 1 json)")},
     {FLAG('q', "quiet", cli.quiet, "print errors only")},
@@ -516,8 +516,12 @@ static int finish_args(struct cli_args *a, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     a->cli.table = a->opt.table;
-    if (a->cli.progress == PROGRESS_AUTO)
-        a->cli.progress = isatty(STDERR_FILENO) && !a->cli.quiet ? PROGRESS_BAR : PROGRESS_NONE;
+    if (a->cli.progress == PROGRESS_AUTO || a->cli.progress == PROGRESS_AUTO_JSON) {
+        int tty = isatty(STDERR_FILENO) && !a->cli.quiet;
+        a->cli.progress = tty                                     ? PROGRESS_BAR
+                          : a->cli.progress == PROGRESS_AUTO_JSON ? PROGRESS_JSON
+                                                                  : PROGRESS_NONE;
+    }
     if (a->cli.progress != PROGRESS_NONE) {
         double interval = a->progress_interval;
         if (interval <= 0)
@@ -529,6 +533,23 @@ static int finish_args(struct cli_args *a, int argc, char **argv)
     return CLI_RUN;
 }
 
+/* PGFEED_PROGRESS: --progress's default (a container image sets it; --progress wins). */
+static int progress_from_env(struct cli_args *a)
+{
+    const char *v = getenv("PGFEED_PROGRESS");
+    if (v == NULL || *v == '\0')
+        return 0;
+    for (const struct word *w = progress_modes; w->word; w++)
+        if (strcmp(v, w->word) == 0) {
+            a->cli.progress = w->value;
+            return 0;
+        }
+    cli_usage_error("invalid value \"%s\" for PGFEED_PROGRESS: use auto, auto-json, bar, json "
+                    "or none",
+                    v);
+    return -1;
+}
+
 int cli_parse_args(struct cli_args *a, int argc, char **argv)
 {
     char shorts[2 + 2 * N_OPTIONS];
@@ -536,6 +557,8 @@ int cli_parse_args(struct cli_args *a, int argc, char **argv)
     memset(a, 0, sizeof *a);
     pgfeed_options_init(&a->opt);
     a->opt.conninfo = getenv("DATABASE_URL");
+    if (progress_from_env(a) != 0)
+        return CLI_EXIT_USAGE;
     getopt_tables(shorts, longs);
 
     int c;

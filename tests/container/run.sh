@@ -264,7 +264,7 @@ rows=$(sql "SELECT count(*) FROM imp")
 [ $st = 0 ] && [ "$rows" = 20000 ]
 check import_http_database_url $? "exit $st, $rows rows of 20000" "$(tail -n 5 "$W/imp.err")"
 
-# no --progress given: the entrypoint's json; the last line says imported, done
+# no --progress given, stderr not a terminal: the image's PGFEED_PROGRESS=auto-json; the last line says imported, done
 last=$(grep '^{' "$W/imp.err" | tail -n 1)
 "$PY" - "$last" <<'EOF'
 import json, sys

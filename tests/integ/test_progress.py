@@ -123,7 +123,7 @@ def wait_screen(pred, what, timeout=60):
     raise Failure(f"screen never showed {what}:\n{screen}")
 
 
-def bar_at_width(ctx, width):
+def bar_at_width(ctx, width, env=""):
     if shutil.which("tmux") is None:
         raise Skip("tmux is not installed")
     path, gz = gz_file(ctx)
@@ -133,7 +133,7 @@ def bar_at_width(ctx, width):
     # Hold the table locked so the import stalls with a bar on the screen.
     _, release = hold_lock(ctx)
     done = ctx.tmp / "exit-status"
-    cmd = shlex.join(ctx.argv(["-t", "names", "-b", "50000", str(gz)]))
+    cmd = env + shlex.join(ctx.argv(["-t", "names", "-b", "50000", str(gz)]))
     tmux("kill-server", check_rc=False)
     try:
         tmux("new-session", "-d", "-s", "bar", "-x", str(width), "-y", "20",
@@ -142,6 +142,7 @@ def bar_at_width(ctx, width):
         bar_lines = [ln for ln in screen.splitlines() if re.search(r"\d+%", ln)]
         check(len(bar_lines) == 1, f"want one bar line, got:\n{screen}")
         check(len(bar_lines[0].rstrip()) < width, f"bar wider than {width}: {bar_lines[0]!r}")
+        check("{" not in screen, f"JSON on a terminal:\n{screen}")
         if width >= 60:
             check(re.search(r"\[#*\.*\]", bar_lines[0]), f"no [###...] bar at {width}: {bar_lines[0]!r}")
         release()
@@ -167,6 +168,41 @@ def test_bar_wide_terminal(ctx):
 @test()
 def test_bar_narrow_terminal(ctx):
     bar_at_width(ctx, 44)
+
+
+@test(name="progress_auto_json_draws_the_bar_on_a_terminal")
+def test_bar_auto_json(ctx):
+    bar_at_width(ctx, 100, env="PGFEED_PROGRESS=auto-json ")
+
+
+def json_lines(res):
+    return [json.loads(ln) for ln in res.err.splitlines() if ln.startswith("{")]
+
+
+@test(name="progress_mode_from_environment")
+def test_progress_env(ctx):
+    path, gz = gz_file(ctx, rows=20000)
+    ctx.create_names()
+    # stderr is a pipe here: auto-json and PGFEED_PROGRESS=json print JSON, auto nothing
+    for how, env, args, want in [
+            ("--progress auto-json", None, ["--progress", "auto-json"], True),
+            ("PGFEED_PROGRESS=json", {"PGFEED_PROGRESS": "json"}, [], True),
+            ("PGFEED_PROGRESS=auto-json", {"PGFEED_PROGRESS": "auto-json"}, [], True),
+            ("PGFEED_PROGRESS=json, --progress none", {"PGFEED_PROGRESS": "json"},
+             ["--progress", "none"], False),
+            ("no setting", None, [], False)]:
+        ctx.sql("TRUNCATE names;")
+        res = ctx.pgfeed("-t", "names", "--restart", *args, gz, env=env)
+        ctx.expect_rc(res, 0)
+        objs = json_lines(res)
+        if want:
+            check(objs and objs[-1]["done"] is True and objs[-1]["rows_committed"] == 20000,
+                  f"{how}: want JSON lines ending with done\n{res.describe()}")
+        else:
+            check(not objs, f"{how}: want no JSON\n{res.describe()}")
+    res = ctx.pgfeed("-t", "names", gz, env={"PGFEED_PROGRESS": "yes"})
+    ctx.expect_rc(res, 2)
+    ctx.expect_err(res, r'error: invalid value "yes" for PGFEED_PROGRESS: use auto, auto-json')
 
 
 @test()
