@@ -52,8 +52,8 @@
  * in its DNS cache). That thread runs only getaddrinfo() and no pgfeed code; one still
  * waiting when its transfer ends is detached and may outlive the job.
  *
- * Callbacks. No pgfeed function calls log_cb, progress_cb, done_cb or close_cb before
- * it returns: they run from the work the loop's own callbacks do (a socket becoming
+ * Callbacks. No pgfeed function calls log_cb, progress_cb, drain_cb, done_cb or close_cb
+ * before it returns: they run from the work the loop's own callbacks do (a socket becoming
  * readable or writable, a timer, a handle's close), so none of them is ever entered
  * from inside a call the embedder makes. When each one runs, how long its arguments
  * live and what it may call in turn are said with its type below.
@@ -238,12 +238,38 @@ typedef void (*pgfeed_done_cb)(pgfeed_job_t *job, int status);
 typedef void (*pgfeed_close_cb)(pgfeed_job_t *job);
 
 /*
+ * A push job (pgfeed_options.push) takes writes again: pgfeed_job_write() answered
+ * PGFEED_EAGAIN, and what the job holds has since fallen below its bound. Runs once per
+ * refusal (several refusals before it: once), on the loop's thread, from a 0 ms timer of
+ * the job's, never from inside a pgfeed_* call nor from the pipeline's own work; not after
+ * pgfeed_job_write_end(), and not once the job has stopped (done_cb tells then). It may
+ * call pgfeed_job_write() (the usual thing: write what was refused, then more until the
+ * next EAGAIN), pgfeed_job_write_end(), pgfeed_job_stats(), pgfeed_job_error(),
+ * pgfeed_job_cancel() and pgfeed_job_close().
+ */
+typedef void (*pgfeed_drain_cb)(pgfeed_job_t *job, void *arg);
+
+/*
  * Options. Fill with pgfeed_options_init(), then set what you need. Strings are
  * borrowed only during pgfeed_job_new(), which copies them.
  */
 struct pgfeed_options {
-    const char *source;   /* path, file:// URL, or "-" for source_fd (required) */
-    int source_fd;        /* the descriptor "-" reads (default 0); never closed by pgfeed */
+    const char *source; /* path, file:// URL, "-" for source_fd; push: a name (required) */
+    int source_fd;      /* the descriptor "-" reads (default 0); never closed by pgfeed */
+    /*
+     * 1: a push job. The embedder writes the input with pgfeed_job_write() and ends it
+     * with pgfeed_job_write_end(); the same decoding (gzip, zlib or plain, from the first
+     * bytes), parsing, batches, checkpoints and rejects as for a file follow. source is
+     * then a name for the stream, not opened: it is what messages show, what the format
+     * default looks at (a name ending in .csv or .csv.gz is csv), and the checkpoint's
+     * job key ("push:" + source + " -> " + table, so never the same job as a path, a URL
+     * or stdin): give each stream a name of its own, and the same name again to resume
+     * it. drain_cb (may be NULL: then poll with writes) and drain_arg as said with
+     * pgfeed_drain_cb. Default 0.
+     */
+    int push;
+    pgfeed_drain_cb drain_cb;
+    void *drain_arg;
     const char *conninfo; /* libpq conninfo or URI; NULL: libpq's PG* environment */
     const char *table;    /* target table, optionally schema-qualified (required) */
     const char *columns;  /* "a,b,c": target columns in input order; NULL: from header/table */
@@ -399,6 +425,48 @@ PGFEED_API void pgfeed_job_cancel(pgfeed_job_t *job);
  * second call has no effect other than replacing close_cb.
  */
 PGFEED_API void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb);
+
+/*
+ * Push jobs (pgfeed_options.push): the next len bytes of the input, copied, so buf may be
+ * reused as soon as the call returns. All or nothing. Returns:
+ *   0                 all len bytes were taken (len 0: nothing to take).
+ *   PGFEED_EAGAIN     none were taken: the job holds its bound of input already. Write
+ *                     the same bytes (or others: nothing was taken) again after drain_cb.
+ *   UV_EINVAL         not a push job, input already ended (pgfeed_job_write_end), buf NULL
+ *                     with len > 0, or a job pgfeed_job_new() refused.
+ *   PGFEED_ECANCELED  the job was canceled (or closed); the failure's code (PGFEED_EPARSE,
+ *                     PGFEED_ESERVER, ...) once it stopped after a failure; UV_EPIPE once
+ *                     it finished without needing the input (a resume of a finished
+ *                     import). done_cb says the same.
+ *   UV_ENOMEM         the copy could not be made (nothing taken).
+ * Backpressure: a write is taken while the job holds fewer than 4 x chunk_size bytes of
+ * input not yet decoded (512 KiB by default) and refused from there on, so a job holds
+ * less than that bound plus one write: a write larger than the bound is taken whole when
+ * less than the bound waits (split large buffers to keep memory to the bound). A pipeline
+ * that PostgreSQL holds back stops taking the job's input, and so the host's writes.
+ * Writes before pgfeed_job_start() are taken too, up to the bound (EAGAIN then, and
+ * drain_cb once the started job has made room). Writes go on being taken while the job
+ * reconnects after a lost connection (its retry reads again, from memory, what it had
+ * taken since the last committed restart point: up to (connections + 1) x batch_bytes;
+ * past that a lost connection fails the job, saying what is committed).
+ * Resume: a push stream cannot be read back, so a job with resume = 1 is written the
+ * stream from its start again; it drops the bytes before its checkpoint's restart point
+ * as they come (an input that ends before it is PGFEED_ECHANGED) and imports the rest.
+ * The bytes are handed to the pipeline from a loop callback, never inside this call, so
+ * no callback runs from it. Call it from the embedder's own loop callbacks, before
+ * pgfeed_job_start(), or from drain_cb, progress_cb or done_cb (which returns the job's
+ * status there); not from log_cb or close_cb.
+ */
+PGFEED_API int pgfeed_job_write(pgfeed_job_t *job, const void *buf, size_t len);
+
+/*
+ * Push jobs: the input ends after what was written. The job then imports what it holds,
+ * commits the last batch and runs done_cb. A job whose input never ends waits for more
+ * (with no limit other than timeout_s). Returns 0, or what pgfeed_job_write() would
+ * return for a refused write (UV_EINVAL for a second call). Called from where
+ * pgfeed_job_write() may be; drain_cb does not run after it.
+ */
+PGFEED_API int pgfeed_job_write_end(pgfeed_job_t *job);
 
 /* Copies the current counters into *out; any time until close_cb returns. */
 PGFEED_API void pgfeed_job_stats(const pgfeed_job_t *job, struct pgfeed_stats *out);

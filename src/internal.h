@@ -641,6 +641,55 @@ typedef void (*pgfeed_prefetch_cb)(void *arg, const char *p, size_t n);
 int pgfeed__source_file_prefetch(struct pgfeed_stage *s, size_t want, pgfeed_prefetch_cb cb,
                                  void *arg);
 /*
+ * source_once.c: for a source whose bytes come only once (a pipe, the embedder's writes).
+ * init: name is borrowed for messages; replaying starts 0 (set it for a retry, when
+ * pgfeed__ctx_retrying). seek: before start, begin at raw_offset: a retry replays from
+ * there, else the first raw_offset bytes are dropped as they come; 0, or a failure (the
+ * replay no longer holds it; error set). replay: while replaying, the kept bytes from the
+ * next position on, borrowed until the context's next replay call (*n = 0: all replayed,
+ * replaying is cleared); 0 or a failure (error set); replayed: n of them were taken.
+ * drop: n bytes came next, how many of them to drop from the front. end: the input ended;
+ * 0, or PGFEED_ECHANGED (error set) when it ended before the position a resume starts at.
+ */
+struct pgfeed_once {
+    struct pgfeed_ctx *ctx;
+    const char *name;
+    uint64_t discard;    /* bytes still to drop (a resume) */
+    int replaying;       /* a retry: bytes come from the context's replay first */
+    uint64_t replay_pos; /* stream offset of the next byte to replay */
+};
+void pgfeed__once_init(struct pgfeed_once *o, struct pgfeed_ctx *ctx, const char *name);
+int pgfeed__once_seek(struct pgfeed_once *o, uint64_t raw_offset);
+int pgfeed__once_replay(struct pgfeed_once *o, const char **p, size_t *n);
+void pgfeed__once_replayed(struct pgfeed_once *o, size_t n);
+size_t pgfeed__once_drop(struct pgfeed_once *o, size_t n);
+int pgfeed__once_end(struct pgfeed_once *o);
+/*
+ * source_push.c: the embedder's writes (pgfeed_options.push). The inbox belongs to the job
+ * and outlives the stages of one attempt: the bytes written and not yet taken by the
+ * pipeline wait in buf from off on. write: takes all n bytes (0) while fewer than bound
+ * bytes wait, else none (PGFEED_EAGAIN; room(arg) then runs once, from the stage's work,
+ * when what waits falls below bound); UV_ENOMEM. end: no more writes. The source stage
+ * reads it from start() until stop(), from its resume op only.
+ */
+struct pgfeed_push_inbox {
+    struct pgfeed_buf buf;
+    size_t off;
+    size_t bound;
+    int ended;     /* pgfeed_job_write_end */
+    int want_room; /* a write was refused: call room when below bound */
+    void (*room)(void *arg);
+    void *room_arg;
+    struct pgfeed_stage *reader; /* the started push source, else NULL */
+};
+void pgfeed__push_init(struct pgfeed_push_inbox *in, size_t bound, void (*room)(void *arg),
+                       void *arg);
+int pgfeed__push_write(struct pgfeed_push_inbox *in, const void *p, size_t n);
+void pgfeed__push_end(struct pgfeed_push_inbox *in);
+void pgfeed__push_free(struct pgfeed_push_inbox *in);
+int pgfeed__source_push_new(struct pgfeed_ctx *ctx, struct pgfeed_push_inbox *in,
+                            struct pgfeed_stage **out);
+/*
  * source_http.c: http:// and https:// URLs (file:// ones go to source_file.c)
  * through libcurl's multi interface on the job's loop. multi is the shared
  * transfer context or NULL (the source then makes its own). Counts bytes_read

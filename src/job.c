@@ -4,11 +4,12 @@
  *
  * Owns the resolved options (options.c), the stages, the context they share (ctx.c), the
  * counters of earlier attempts and the rates (stats.c), the rejects file (rejects.c) and
- * the field-to-column targets (mapping.c), and four timers: `defer` (0 ms: deferred
- * resumes and the shutdown step, so that no stage is resumed or torn down inside its own
- * callback), `progress`, `timeout` and `retry`. Stages own their own handles; every handle
- * close goes through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb so the job knows
- * when the last one is gone.
+ * the field-to-column targets (mapping.c), a push job's inbox (source_push.c), and five
+ * timers: `defer` (0 ms: deferred resumes and the shutdown step, so that no stage is
+ * resumed or torn down inside its own callback), `progress`, `timeout`, `retry` and `drain`
+ * (0 ms: a push job's drain_cb, never run from inside a stage's work). Stages own their own
+ * handles; every handle close goes through pgfeed__ctx_handle_closing()/pgfeed__ctx_close_cb so the
+ * job knows when the last one is gone.
  *
  * It answers the sink's events: the table described (targets from --columns or the
  * table), the checkpoint read (weighed in checkpoint.c; then the parser is made, the
@@ -48,7 +49,7 @@ struct pgfeed_job {
 
     struct pgfeed_stage *source_stage, *decoder, *parser, *sink;
 
-    uv_timer_t defer, progress, timeout, retry;
+    uv_timer_t defer, progress, timeout, retry, drain;
     int retrying;              /* stages are closing for a retry, or its backoff is running */
     struct pgfeed_stats carry; /* counters of the runs before a retry */
     struct pgfeed_stage *deferred[MAX_DEFERRED];
@@ -67,7 +68,12 @@ struct pgfeed_job {
 
     /* Target columns, in input field order. */
     struct pgfeed_targets targets; /* the table column of each input field (mapping.c) */
+
+    struct pgfeed_push_inbox push; /* push jobs: what pgfeed_job_write() took, not yet read */
 };
+
+/* What a push job holds of the host's writes before it answers EAGAIN, in chunks. */
+#define PUSH_BOUND_CHUNKS 4
 
 static void job_shutdown(struct pgfeed_job *job);
 static void ctx_failed(void *arg, int code);
@@ -90,6 +96,7 @@ static int update_identity(struct pgfeed_job *job);
 static void job_check_closed(struct pgfeed_job *job);
 static void finish_damaged_member(struct pgfeed_job *job);
 static void fail_not_rereadable(struct pgfeed_job *job);
+static void push_room(void *arg);
 
 /* ------------------------------------------------------------ making one */
 
@@ -122,7 +129,10 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     uv_timer_init(loop, &job->progress);
     uv_timer_init(loop, &job->timeout);
     uv_timer_init(loop, &job->retry);
+    uv_timer_init(loop, &job->drain);
     job->defer.data = job->progress.data = job->timeout.data = job->retry.data = job;
+    job->drain.data = job;
+    pgfeed__push_init(&job->push, job->opt.chunk_size * PUSH_BOUND_CHUNKS, push_room, job);
     *out = job;
 
     /* A refusal leaves a job that reports its error and can only be closed. */
@@ -257,7 +267,15 @@ static void free_job(struct pgfeed_job *job)
     pgfeed__options_free(&job->own);
     pgfeed__rejects_free(&job->rejects);
     pgfeed__buf_free(&job->ctx.replay.buf);
+    pgfeed__push_free(&job->push);
     free(job);
+}
+
+/* The job is stopping for a transient failure it will retry (if the source allows). */
+static int will_retry(const struct pgfeed_job *job)
+{
+    return job->state == JOB_STOPPING && job->ctx.transient && !job->cancel_requested &&
+           !job->close_requested && job->ctx.attempts < job->opt.retries;
 }
 
 static void job_check_closed(struct pgfeed_job *job)
@@ -271,8 +289,7 @@ static void job_check_closed(struct pgfeed_job *job)
         free_job(job);
         return;
     }
-    if (job->state == JOB_STOPPING && job->ctx.transient && !job->cancel_requested &&
-        !job->close_requested && job->ctx.attempts < job->opt.retries) {
+    if (will_retry(job)) {
         struct pgfeed_stage *src = job->source_stage;
         int started = job->ctx.stats.bytes_read > 0 || job->carry.bytes_read > 0;
         if (!started || src == NULL || src->ops->rereadable == NULL || src->ops->rereadable(src)) {
@@ -286,6 +303,7 @@ static void job_check_closed(struct pgfeed_job *job)
         finish_damaged_member(job);
         uv_timer_stop(&job->progress); /* kept running by job_shutdown for a retry */
         uv_timer_stop(&job->timeout);
+        uv_timer_stop(&job->drain);
         set_state(job, JOB_DONE);
         job->ctx.stats.elapsed_s = elapsed_s(job);
         job->ctx.stats.done = 1;
@@ -437,7 +455,7 @@ static const struct pgfeed_sink_events sink_events = {
 static int connect_sink(struct pgfeed_job *job)
 {
     pgfeed__ctx_server_wait(&job->ctx, 1); /* until the table is known */
-    if (strcmp(job->opt.source, "-") == 0 && job->stdin_id[0] == '\0')
+    if (!job->opt.push && strcmp(job->opt.source, "-") == 0 && job->stdin_id[0] == '\0')
         return pgfeed__source_file_prefetch(job->source_stage, STDIN_ID_BYTES, stdin_prefetched,
                                             job);
     return pgfeed__sink_connect(job->sink);
@@ -464,7 +482,9 @@ static void source_opened(void *arg, int status)
 static int build_pipeline(struct pgfeed_job *job)
 {
     int rc;
-    if (pgfeed__url_is_http(job->opt.source)) {
+    if (job->opt.push) {
+        rc = pgfeed__source_push_new(&job->ctx, &job->push, &job->source_stage);
+    } else if (pgfeed__url_is_http(job->opt.source)) {
         rc = pgfeed__source_http_new(&job->ctx, job->opt.source, job->opt.http, &job->source_stage);
     } else if (strcmp(job->opt.source, "-") == 0) {
         rc = pgfeed__source_file_new(&job->ctx, NULL, job->opt.source_fd, &job->source_stage);
@@ -595,18 +615,23 @@ static void fail_not_rereadable(struct pgfeed_job *job)
     struct pgfeed_err_store *e = &job->ctx.err;
     unsigned long long rows = job->carry.rows_committed + job->ctx.stats.rows_committed;
     unsigned long long batches = job->carry.batches_committed + job->ctx.stats.batches_committed;
+    int push = job->opt.push;
     char *detail = pgfeed__strdup_printf(
-        "The import stopped with \"%s\"%s%s Standard input is kept in memory for a retry up to "
+        "The import stopped with \"%s\"%s%s %s is kept in memory for a retry up to "
         "%zu bytes past the last commit ((connections + 1) x --batch-bytes), and more was not "
         "committed yet. Rows committed by this run: %llu in %llu batches; the checkpoint covers "
         "input lines 1 to %llu (the header included), and the batch in flight was rolled back.",
         e->message ? e->message : "the connection was lost", e->detail ? ": " : ".",
-        e->detail ? e->detail : "", pgfeed__ctx_replay_cap(&job->ctx), rows, batches,
+        e->detail ? e->detail : "", push ? "Pushed input" : "Standard input",
+        pgfeed__ctx_replay_cap(&job->ctx), rows, batches,
         (unsigned long long)job->ctx.lines_committed);
-    char *hint = pgfeed__strdup_printf(
-        "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
-        "(checking that the input starts as before) and imports the rest.");
-    char *msg = strdup("could not retry the import: standard input cannot be read again");
+    char *hint = strdup(
+        push ? "Write the same input from its start into a new job with resume set: it drops the "
+               "committed part and imports the rest."
+             : "Pipe the same input into pgfeed again with --resume: it skips the committed lines "
+               "(checking that the input starts as before) and imports the rest.");
+    char *msg = strdup(push ? "could not retry the import: pushed input cannot be written again"
+                            : "could not retry the import: standard input cannot be read again");
     /* message and detail were escaped when stored: one line each already */
     if (detail == NULL || hint == NULL || msg == NULL) {
         free(detail);
@@ -718,11 +743,68 @@ void pgfeed_job_close(pgfeed_job_t *job, pgfeed_close_cb close_cb)
     if (job->state == JOB_CLOSING)
         return;
     set_state(job, JOB_CLOSING);
-    uv_timer_t *timers[4] = {&job->defer, &job->progress, &job->timeout, &job->retry};
-    for (int i = 0; i < 4; i++) {
+    uv_timer_t *timers[5] = {&job->defer, &job->progress, &job->timeout, &job->retry, &job->drain};
+    for (int i = 0; i < 5; i++) {
         job->ctx.pending_closes++;
         uv_close((uv_handle_t *)timers[i], job_timer_close_cb);
     }
+}
+
+/* ---------------------------------------------------------- pushed input */
+
+/* Still taking input: not stopped (a refused job never runs), or stopping to retry. */
+static int takes_input(const struct pgfeed_job *job)
+{
+    if (job->cancel_requested)
+        return 0;
+    if (job->state == JOB_NEW)
+        return job->ctx.err.pub.code == 0;
+    return job->state == JOB_RUNNING || will_retry(job);
+}
+
+/* Why a write or its end is refused, or 0. */
+static int write_refused(const struct pgfeed_job *job)
+{
+    if (!job->opt.push || job->push.ended)
+        return UV_EINVAL;
+    if (takes_input(job))
+        return 0;
+    if (job->cancel_requested)
+        return PGFEED_ECANCELED;
+    if (job->state == JOB_NEW)
+        return UV_EINVAL; /* refused by pgfeed_job_new */
+    return job->status ? job->status : UV_EPIPE;
+}
+
+int pgfeed_job_write(pgfeed_job_t *job, const void *buf, size_t len)
+{
+    int rc = write_refused(job);
+    if (rc == 0 && buf == NULL && len > 0)
+        rc = UV_EINVAL;
+    return rc != 0 ? rc : pgfeed__push_write(&job->push, buf, len);
+}
+
+int pgfeed_job_write_end(pgfeed_job_t *job)
+{
+    int rc = write_refused(job);
+    if (rc == 0)
+        pgfeed__push_end(&job->push);
+    return rc;
+}
+
+static void drain_timer_cb(uv_timer_t *t)
+{
+    struct pgfeed_job *job = t->data;
+    if (takes_input(job) && !job->push.ended && job->opt.drain_cb)
+        job->opt.drain_cb(job, job->opt.drain_arg);
+}
+
+/* The inbox took a write again after an EAGAIN: drain_cb from a timer of its own. */
+static void push_room(void *arg)
+{
+    struct pgfeed_job *job = arg;
+    if (job->state != JOB_CLOSING)
+        uv_timer_start(&job->drain, drain_timer_cb, 0, 0);
 }
 
 /* ---------------------------------------------------------- rejected rows */
@@ -803,11 +885,14 @@ static int on_header(void *arg, const char *line, size_t n)
 /* The sink's checkpoint row: key "SOURCE -> TABLE", options text, other stdin streams. */
 static int update_identity(struct pgfeed_job *job)
 {
-    int is_stdin = strcmp(job->opt.source, "-") == 0;
+    int is_stdin = !job->opt.push && strcmp(job->opt.source, "-") == 0;
     const char *table = pgfeed__sink_table(job->sink);
     struct pgfeed_stage *st = job->source_stage;
     const char *real = st && st->ops->real_path ? st->ops->real_path(st) : NULL;
-    char *src = pgfeed__checkpoint_source_id(&job->ctx, job->opt.source, job->stdin_id, real);
+    /* A push job is its stream's name: "push:" sets it apart from paths, URLs and stdin. */
+    char *src = job->opt.push
+                    ? pgfeed__strdup_printf("push:%s", job->opt.source)
+                    : pgfeed__checkpoint_source_id(&job->ctx, job->opt.source, job->stdin_id, real);
     char *key = src ? pgfeed__strdup_printf("%s -> %s", src, table) : NULL;
     char *opts = pgfeed__checkpoint_options_text(&job->opt, &job->targets);
     char *others = is_stdin ? pgfeed__checkpoint_stdin_others(table) : NULL;

@@ -120,6 +120,11 @@ static int check_characters(struct pgfeed_ctx *ctx, const struct pgfeed_options 
 
 int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
 {
+    if (o->push && (o->source == NULL || o->source[0] == '\0'))
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Set source to a name for the pushed stream: messages and the "
+                            "checkpoint know the import by it.",
+                            "no name given for the pushed input");
     if (o->source == NULL || o->source[0] == '\0')
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
                             "Give a path, a URL, or - for standard input.", "no source given");

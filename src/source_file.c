@@ -5,7 +5,8 @@
  * bytes and one handle: a uv_poll_t for descriptors epoll can watch (pipes,
  * sockets, terminals), else a uv_idle_t that reads a regular file directly
  * (page-cache reads do not block the loop for long; no threadpool on the hot
- * path). Leaves decompression to the decoder; counts bytes_read.
+ * path). Leaves decompression to the decoder, and for a pipe the dropping of a resume's
+ * committed part and a retry's replay to source_once.c; counts bytes_read.
  *
  * Opening (the open op, before anything else): open, fstat and realpath run as
  * uv_fs_* requests on libuv's threadpool, one after another on one uv_fs_t, so a
@@ -49,19 +50,17 @@ struct source_file {
     char *name;     /* for messages */
     struct pgfeed_validators v;
     char mtime[48];
-    int regular;      /* a regular file: lseek works */
-    uint64_t discard; /* a pipe resumed mid-stream: bytes still to read and drop */
-    size_t prefetch;  /* > 0: reading the first bytes into buf, nothing pushed yet */
+    int regular;     /* a regular file: lseek works */
+    size_t prefetch; /* > 0: reading the first bytes into buf, nothing pushed yet */
     pgfeed_prefetch_cb prefetch_cb;
     void *prefetch_arg;
-    int replaying;       /* a retry of a pipe: bytes come from the job's replay first */
-    uint64_t replay_pos; /* stream offset of the next byte to replay */
-    uv_fs_t fsreq;       /* open, fstat, realpath: one at a time */
-    int fs_active;       /* fsreq is in flight */
-    int fs_ref;          /* a stop took a close reference for it */
-    char *real;          /* realpath of the path, once opened */
+    uv_fs_t fsreq; /* open, fstat, realpath: one at a time */
+    int fs_active; /* fsreq is in flight */
+    int fs_ref;    /* a stop took a close reference for it */
+    char *real;    /* realpath of the path, once opened */
     void (*open_cb)(void *arg, int status);
     void *open_arg;
+    struct pgfeed_once once; /* a pipe: dropping a resume's committed part, a retry's replay */
 };
 
 static struct source_file *src_of(struct pgfeed_stage *s)
@@ -112,13 +111,10 @@ static int push(struct source_file *f)
  */
 static ssize_t fill(struct source_file *f, size_t off, size_t max)
 {
-    if (f->replaying) {
+    if (f->once.replaying) {
         const char *p;
         size_t n;
-        if (pgfeed__ctx_replay_get(f->base.ctx, f->replay_pos, &p, &n) != 0) {
-            f->replaying = 0;
-            pgfeed__fail(f->base.ctx, "source", PGFEED_ESOURCE, NULL, NULL,
-                         "could not read \"%s\" again: the bytes to retry from are gone", f->name);
+        if (pgfeed__once_replay(&f->once, &p, &n) != 0) {
             errno = 0;
             return -1;
         }
@@ -126,10 +122,9 @@ static ssize_t fill(struct source_file *f, size_t off, size_t max)
             if (n > max)
                 n = max;
             memcpy(f->buf + off, p, n);
-            f->replay_pos += n;
+            pgfeed__once_replayed(&f->once, n);
             return (ssize_t)n;
         }
-        f->replaying = 0; /* all replayed: on with the descriptor */
     }
     ssize_t n = read(f->fd, f->buf + off, max);
     if (n > 0 && !f->regular)
@@ -194,18 +189,14 @@ static void pump(struct source_file *f, int rounds)
         if (n == 0)
             f->eof = 1;
         f->pending = (size_t)n;
-        if (f->discard && n > 0) {
-            /* A resumed pipe: what was committed is read again and dropped here. */
-            size_t drop = f->discard < (uint64_t)n ? (size_t)f->discard : (size_t)n;
+        /* A resumed pipe: what was committed is read again and dropped here. */
+        size_t drop = pgfeed__once_drop(&f->once, (size_t)n);
+        if (drop) {
             memmove(f->buf, f->buf + drop, (size_t)n - drop);
             f->pending -= drop;
-            f->discard -= drop;
         }
-        if (f->eof && f->discard) {
+        if (f->eof && pgfeed__once_end(&f->once) != 0) {
             stop_reading(f);
-            pgfeed__fail(f->base.ctx, "source", PGFEED_ECHANGED, NULL,
-                         "Use --restart if the input is meant to be a new version.",
-                         "\"%s\" ends before the checkpoint's position", f->name);
             return;
         }
     }
@@ -214,7 +205,7 @@ static void pump(struct source_file *f, int rounds)
         int rc = push(f);
         if (rc == PGFEED_EAGAIN || rc < 0 || f->finished)
             stop_reading(f);
-        else if (f->replaying)
+        else if (f->once.replaying)
             pgfeed__ctx_schedule_resume(f->base.ctx, &f->base); /* no poll event announces it */
     }
 }
@@ -262,7 +253,7 @@ static int source_start(struct pgfeed_stage *s)
 {
     struct source_file *f = src_of(s);
     start_reading(f);
-    if (f->replaying)
+    if (f->once.replaying)
         pgfeed__ctx_schedule_resume(s->ctx, s); /* the pipe may stay silent meanwhile */
     return 0;
 }
@@ -272,7 +263,7 @@ static void source_resume(struct pgfeed_stage *s)
     struct source_file *f = src_of(s);
     if (f->stopped || f->finished)
         return;
-    if (f->replaying) {
+    if (f->once.replaying) {
         pump(f, READS_PER_TICK);
         if (!f->stopped && !f->finished && f->pending == 0)
             start_reading(f);
@@ -330,41 +321,27 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
     if (raw_offset == 0 && f->regular && !f->owns_fd && f->pending == 0 &&
         lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
         return fail_errno(f, errno, "seek in"); /* stdin from a file, on a retry */
-    if (f->replaying) {
-        /* A retry of a pipe: the job kept the bytes from the last restart point on. */
-        const char *p;
-        size_t n;
-        if (pgfeed__ctx_replay_get(s->ctx, raw_offset, &p, &n) != 0)
-            return pgfeed__fail(s->ctx, "source", PGFEED_ESOURCE, NULL, NULL,
-                                "could not read \"%s\" again: the bytes to retry from are gone",
-                                f->name);
-        f->replay_pos = raw_offset;
-        pgfeed__ctx_stats(s->ctx)->bytes_read = raw_offset;
-        return 0;
+    if (!f->regular) {
+        /* A pipe: a retry replays from raw_offset, a resume drops what comes before it. */
+        int rc = pgfeed__once_seek(&f->once, raw_offset);
+        if (rc == 0 && f->pending) {
+            /* Prefetched bytes come first: drop what they hold of the committed part. */
+            size_t drop = pgfeed__once_drop(&f->once, f->pending);
+            memmove(f->buf, f->buf + drop, f->pending - drop);
+            f->pending -= drop;
+            if (f->eof)
+                rc = pgfeed__once_end(&f->once);
+        }
+        return rc;
     }
     if (raw_offset == 0)
         return 0;
     /* The bytes before the restart point count as read: progress starts where it stopped. */
     pgfeed__ctx_stats(s->ctx)->bytes_read = raw_offset;
-    if (f->regular) {
-        if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
-            return fail_errno(f, errno, "seek in");
-        f->pending = 0; /* prefetched bytes are before the offset, or read again */
-        f->eof = 0;
-        return 0;
-    }
-    f->discard = raw_offset;
-    if (f->pending) {
-        /* Prefetched bytes come first: drop what they hold of the committed part. */
-        size_t drop = f->discard < (uint64_t)f->pending ? (size_t)f->discard : f->pending;
-        memmove(f->buf, f->buf + drop, f->pending - drop);
-        f->pending -= drop;
-        f->discard -= drop;
-        if (f->eof && f->discard)
-            return pgfeed__fail(f->base.ctx, "source", PGFEED_ECHANGED, NULL,
-                                "Use --restart if the input is meant to be a new version.",
-                                "\"%s\" ends before the checkpoint's position", f->name);
-    }
+    if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
+        return fail_errno(f, errno, "seek in");
+    f->pending = 0; /* prefetched bytes are before the offset, or read again */
+    f->eof = 0;
     return 0;
 }
 
@@ -429,6 +406,7 @@ int pgfeed__source_file_new(struct pgfeed_ctx *ctx, const char *path, int fd,
     f->buf = malloc(f->cap);
     f->name = strdup(path ? path : "standard input");
     f->fsreq.data = f;
+    pgfeed__once_init(&f->once, ctx, f->name);
     *out = &f->base;
     if (f->buf == NULL || f->name == NULL)
         return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
@@ -455,10 +433,8 @@ static int set_up(struct source_file *f, const uv_stat_t *st)
                  (long)st->st_mtim.tv_nsec);
         f->v.last_modified = f->mtime;
     } else {
-        if (pgfeed__ctx_retrying(ctx)) {
-            f->replaying = 1; /* a pipe: from the job's replay first (seek says where) */
-            f->replay_pos = 0;
-        }
+        /* a pipe: a retry reads from the job's replay first (seek says where) */
+        f->once.replaying = pgfeed__ctx_retrying(ctx);
         int flags = fcntl(f->fd, F_GETFL);
         if (flags >= 0 && !(flags & O_NONBLOCK) && fcntl(f->fd, F_SETFL, flags | O_NONBLOCK) == 0)
             f->restore_flags = flags;
