@@ -129,6 +129,7 @@ def test_push_kill9_then_resume(ctx):
     eq(rc, 0, f"push-feed --resume exit status ({err[-2000:]})")
     eq(res["rows_committed"], ROWS - n, "rows committed by the resume")
     check("resuming after input line" in err, f"the resume says where: {err[-1500:]}")
+    check("restarting at byte" in err, f"the resume restarts mid-stream: {err[-1500:]}")
     ctx.expect_table(path.read_bytes(), what="table after kill -9 and --resume")
 
 

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     o.push = 1;
     o.drain_cb = drain_cb;
     o.log_cb = log_cb;
-    o.log_level = PGFEED_LOG_NOTICE;
+    o.log_level = PGFEED_LOG_INFO;
     H.rng = 1;
     H.max_write = 65536;
     const char *file = NULL;
