@@ -690,6 +690,37 @@ void pgfeed__push_free(struct pgfeed_push_inbox *in);
 int pgfeed__source_push_new(struct pgfeed_ctx *ctx, struct pgfeed_push_inbox *in,
                             struct pgfeed_stage **out);
 /*
+ * source_regular.c: a regular file read ahead on libuv's threadpool, for source_file.c.
+ * Embedded in the source; init before use (UV_ENOMEM), free after the last close.
+ * take() hands over the chunk that landed: it swaps *buf (the caller's drained buffer, cap
+ * bytes) with the filled one, sets *n (cap except for the last chunk) and *end (the file
+ * ended after them), starts the next read and returns 0; or returns 1 when nothing has
+ * landed yet (a read is then in flight and ready_cb runs when it lands, from the loop,
+ * never from inside a reader call); or a failed read's UV_E*. seek: the next byte taken is
+ * the one at pos (what was read ahead is dropped). stop: no ready_cb after it; a read in
+ * flight holds a close reference (pgfeed__ctx_handle_closing) until it returns.
+ */
+struct pgfeed_reader {
+    struct pgfeed_ctx *ctx;
+    uv_fs_t req;
+    uv_file fd;
+    char *spare; /* cap bytes: the read lands here */
+    size_t cap;
+    size_t got;   /* bytes in spare */
+    uint64_t pos; /* file offset of spare[got] */
+    int reading, ready, eof, stale, stopped, ref;
+    int err; /* a failed read, UV_E* */
+    void (*ready_cb)(struct pgfeed_reader *r);
+};
+int pgfeed__reader_init(struct pgfeed_reader *r, struct pgfeed_ctx *ctx, uv_file fd, size_t cap,
+                        uint64_t pos, void (*ready_cb)(struct pgfeed_reader *r));
+/* Starts a read unless one is in flight or has landed (or the end was taken): 0 or UV_E*. */
+int pgfeed__reader_start(struct pgfeed_reader *r);
+int pgfeed__reader_take(struct pgfeed_reader *r, char **buf, size_t *n, int *end);
+void pgfeed__reader_seek(struct pgfeed_reader *r, uint64_t pos);
+void pgfeed__reader_stop(struct pgfeed_reader *r);
+void pgfeed__reader_free(struct pgfeed_reader *r);
+/*
  * source_http.c: http:// and https:// URLs (file:// ones go to source_file.c)
  * through libcurl's multi interface on the job's loop. multi is the shared
  * transfer context or NULL (the source then makes its own). Counts bytes_read

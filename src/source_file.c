@@ -1,12 +1,14 @@
 /*
  * source_file.c -- reads a local path or a file descriptor (stdin) in chunks.
  *
- * Owns the descriptor (when it opened it), one read buffer of chunk_size
- * bytes and one handle: a uv_poll_t for descriptors epoll can watch (pipes,
- * sockets, terminals), else a uv_idle_t that reads a regular file directly
- * (page-cache reads do not block the loop for long; no threadpool on the hot
- * path). Leaves decompression to the decoder, and for a pipe the dropping of a resume's
- * committed part and a retry's replay to source_once.c; counts bytes_read.
+ * Owns the descriptor (when it opened it) and one read buffer of chunk_size bytes. A
+ * regular file is read on libuv's threadpool by source_regular.c (uv_fs_read at an
+ * offset, the next chunk read ahead into a second buffer), so a cold file, a slow disk or
+ * NFS never holds the loop; its chunks land in buf and go down as if just read. Other
+ * descriptors get one handle: a uv_poll_t for those epoll can watch (pipes, FIFOs,
+ * sockets, terminals, most character devices), else a uv_idle_t that read()s them
+ * (/dev/null). Leaves decompression to the decoder, and for a pipe the dropping of a
+ * resume's committed part and a retry's replay to source_once.c; counts bytes_read.
  *
  * Opening (the open op, before anything else): open, fstat and realpath run as
  * uv_fs_* requests on libuv's threadpool, one after another on one uv_fs_t, so a
@@ -14,8 +16,9 @@
  * cancels it if it has not begun and keeps a close reference until it returns.
  *
  * Flow control: a chunk the decoder refuses (EAGAIN) is kept and offered
- * again on resume; reading stops until then. A regular file is read at most
- * READS_PER_TICK chunks per idle callback so the loop keeps turning.
+ * again on resume; reading stops until then (a regular file's read ahead still lands and
+ * waits). A regular file goes down one chunk per landed read; an idle-read descriptor at
+ * most READS_PER_TICK chunks per idle callback, so the loop keeps turning.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +53,8 @@ struct source_file {
     char *name;     /* for messages */
     struct pgfeed_validators v;
     char mtime[48];
-    int regular;     /* a regular file: lseek works */
+    int regular; /* a regular file: read through rd at an offset */
+    struct pgfeed_reader rd;
     size_t prefetch; /* > 0: reading the first bytes into buf, nothing pushed yet */
     pgfeed_prefetch_cb prefetch_cb;
     void *prefetch_arg;
@@ -210,6 +214,73 @@ static void pump(struct source_file *f, int rounds)
     }
 }
 
+/* A regular file: the chunk that landed into buf. 1 when none has yet, 0, or <0 (failed). */
+static int take(struct source_file *f)
+{
+    size_t n;
+    int end;
+    int rc = pgfeed__reader_take(&f->rd, &f->buf, &n, &end);
+    if (rc < 0) {
+        stop_reading(f);
+        return fail_errno(f, -rc, "read");
+    }
+    if (rc == 0) {
+        f->pending = n;
+        f->eof = end;
+        if (end && !f->owns_fd)
+            lseek(f->fd, (off_t)f->rd.pos, SEEK_SET); /* stdin left at its end, as read() does */
+    }
+    return rc;
+}
+
+/*
+ * A regular file, while the decoder takes bytes: offers the pending chunk, then takes the
+ * next (which starts the read after it) and offers that, until a read is still in flight.
+ * Runs from the read's callback and from resume.
+ */
+static void pump_regular(struct source_file *f)
+{
+    if (f->prefetch) {
+        if (take(f) != 0)
+            return;
+        size_t want = f->prefetch; /* a chunk is at least this much, unless the file ends */
+        stop_reading(f);
+        f->prefetch = 0;
+        f->prefetch_cb(f->prefetch_arg, f->buf, f->pending < want ? f->pending : want);
+        return;
+    }
+    while (f->reading && !f->stopped) {
+        int rc = push(f);
+        if (rc != 0 || f->finished) {
+            stop_reading(f);
+            return;
+        }
+        if (take(f) != 0)
+            return;
+    }
+}
+
+static void landed_cb(struct pgfeed_reader *r)
+{
+    struct source_file *f = container_of(r, struct source_file, rd);
+    if (f->reading)
+        pump_regular(f); /* else it waits in the reader for resume */
+}
+
+static void start_regular(struct source_file *f)
+{
+    if (f->rd.ready || f->eof) {
+        /* Nothing will land to call back: offer what is there from the loop. */
+        pgfeed__ctx_schedule_resume(f->base.ctx, &f->base);
+        return;
+    }
+    int rc = pgfeed__reader_start(&f->rd);
+    if (rc < 0) {
+        stop_reading(f);
+        fail_errno(f, -rc, "read");
+    }
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     struct source_file *f = h->data;
@@ -232,7 +303,9 @@ static void start_reading(struct source_file *f)
     if (f->reading || f->stopped || f->finished)
         return;
     f->reading = 1;
-    if (f->use_poll)
+    if (f->regular)
+        start_regular(f);
+    else if (f->use_poll)
         uv_poll_start(&f->h.poll, UV_READABLE, poll_cb);
     else
         uv_idle_start(&f->h.idle, idle_cb);
@@ -243,6 +316,8 @@ static void stop_reading(struct source_file *f)
     if (!f->reading)
         return;
     f->reading = 0;
+    if (f->regular)
+        return; /* a read in flight lands in the reader and waits */
     if (f->use_poll)
         uv_poll_stop(&f->h.poll);
     else
@@ -263,6 +338,11 @@ static void source_resume(struct pgfeed_stage *s)
     struct source_file *f = src_of(s);
     if (f->stopped || f->finished)
         return;
+    if (f->regular) {
+        f->reading = 1;
+        pump_regular(f);
+        return;
+    }
     if (f->once.replaying) {
         pump(f, READS_PER_TICK);
         if (!f->stopped && !f->finished && f->pending == 0)
@@ -287,6 +367,8 @@ static void source_stop(struct pgfeed_stage *s)
         return;
     stop_reading(f);
     f->stopped = 1;
+    if (f->regular)
+        pgfeed__reader_stop(&f->rd); /* a read in flight holds a close reference */
     if (f->fs_active && !f->fs_ref) {
         f->fs_ref = 1;
         pgfeed__ctx_handle_closing(s->ctx);
@@ -306,6 +388,7 @@ static void source_destroy(struct pgfeed_stage *s)
         fcntl(f->fd, F_SETFL, f->restore_flags);
     if (f->owns_fd && f->fd >= 0)
         close(f->fd);
+    pgfeed__reader_free(&f->rd);
     free(f->buf);
     free(f->name);
     free(f->real);
@@ -318,9 +401,8 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
 {
     struct source_file *f = src_of(s);
     (void)expect;
-    if (raw_offset == 0 && f->regular && !f->owns_fd && f->pending == 0 &&
-        lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
-        return fail_errno(f, errno, "seek in"); /* stdin from a file, on a retry */
+    if (raw_offset == 0 && f->regular && !f->owns_fd && f->pending == 0)
+        pgfeed__reader_seek(&f->rd, 0); /* stdin from a file, on a retry */
     if (!f->regular) {
         /* A pipe: a retry replays from raw_offset, a resume drops what comes before it. */
         int rc = pgfeed__once_seek(&f->once, raw_offset);
@@ -338,8 +420,7 @@ static int source_seek(struct pgfeed_stage *s, uint64_t raw_offset,
         return 0;
     /* The bytes before the restart point count as read: progress starts where it stopped. */
     pgfeed__ctx_stats(s->ctx)->bytes_read = raw_offset;
-    if (lseek(f->fd, (off_t)raw_offset, SEEK_SET) == (off_t)-1)
-        return fail_errno(f, errno, "seek in");
+    pgfeed__reader_seek(&f->rd, raw_offset);
     f->pending = 0; /* prefetched bytes are before the offset, or read again */
     f->eof = 0;
     return 0;
@@ -423,10 +504,12 @@ static int set_up(struct source_file *f, const uv_stat_t *st)
     uv_loop_t *loop = pgfeed__ctx_loop(ctx);
     f->v.size = -1;
     if (S_ISREG(st->st_mode)) {
+        /* stdin from a file is read on from where it stands; a retry reads it from its start. */
+        off_t pos = f->owns_fd || pgfeed__ctx_retrying(ctx) ? 0 : lseek(f->fd, 0, SEEK_CUR);
+        if (pgfeed__reader_init(&f->rd, ctx, f->fd, f->cap, pos > 0 ? (uint64_t)pos : 0,
+                                landed_cb) != 0)
+            return pgfeed__fail(ctx, "source", UV_ENOMEM, NULL, NULL, "out of memory");
         f->regular = 1;
-        /* A retry reads stdin from a file again from its start. */
-        if (!f->owns_fd && pgfeed__ctx_retrying(ctx) && lseek(f->fd, 0, SEEK_SET) == (off_t)-1)
-            return fail_errno(f, errno, "seek in");
         pgfeed__ctx_stats(ctx)->bytes_total = (int64_t)st->st_size;
         f->v.size = (int64_t)st->st_size;
         snprintf(f->mtime, sizeof f->mtime, "%lld.%09ld", (long long)st->st_mtim.tv_sec,
@@ -448,6 +531,8 @@ static int set_up(struct source_file *f, const uv_stat_t *st)
             fcntl(f->fd, F_SETFL, flags & ~O_NONBLOCK); /* opened so above; read it like a file */
         }
     }
+    if (f->regular)
+        return 0; /* no handle: the reader's requests */
     if (!f->use_poll)
         uv_idle_init(loop, &f->h.idle);
     f->h.poll.data = f; /* same offset in both union members */
