@@ -14,8 +14,10 @@
  * UV_THREADPOOL_SIZE, default 4, shared with the rest of the process). A pipe, FIFO,
  * socket, terminal or character device is read nonblocking when the loop says it is
  * readable (a FIFO without a writer yet opens at once and waits on the loop); a regular
- * file is read with read() from an idle handle a few chunks per loop turn, which the page
- * cache answers at once.
+ * file is read on the threadpool too (uv_fs_read at an offset, one chunk_size read in
+ * flight, the next chunk read while the previous one is decoded: two chunks of memory),
+ * and a stop cancels or lets finish the read in flight before close_cb. (A device epoll
+ * refuses, such as /dev/null, is read() from an idle handle.)
  *
  * Lifecycle:
  *
