@@ -727,8 +727,26 @@ static int on_tuples(struct sink_pg *k, PGresult *r)
     return 0;
 }
 
+/*
+ * Another import made the state table between our look and our CREATE TABLE IF NOT EXISTS
+ * (jobs started together on a fresh database): PostgreSQL's check for an existing table is
+ * not atomic with the create, so the loser gets a unique violation on pg_type (23505) or
+ * "already exists" (42P07, 42710). The table is there: read it as if we had made it.
+ */
+static int created_meanwhile(const struct sink_pg *k, const PGresult *r)
+{
+    const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return k->state == S_STATE_CREATE && s &&
+           (strcmp(s, "23505") == 0 || strcmp(s, "42P07") == 0 || strcmp(s, "42710") == 0);
+}
+
 static int on_failed(struct sink_pg *k, PGresult *r)
 {
+    if (created_meanwhile(k, r)) {
+        pgfeed__log(sink_ctx(k), PGFEED_LOG_DEBUG,
+                    "the checkpoint table was created by another import meanwhile");
+        return 0; /* the command's end reads it (state_created) */
+    }
     if (pgfeed__split_takes(k, r))
         return pgfeed__split_refused(k, r);
     pgfeed__conn_fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);

@@ -106,3 +106,59 @@ def test_no_checkpoint_imports_without_a_state_table(ctx):
         check("--no-checkpoint" in ctx.cfg.help_text(), "--help lists --no-checkpoint")
     finally:
         drop_role(ctx)
+
+
+@test(name="state_table_created_by_another_import_meanwhile")
+def test_state_table_made_meanwhile(ctx):
+    """Two imports start together on a fresh database: both find no state table, both create
+    it; PostgreSQL's CREATE TABLE IF NOT EXISTS is not atomic with its check, so the second
+    gets a unique violation on pg_type (23505), which must not fail its import. Made
+    deterministic: a session creates the table (pgfeed's own columns, LIKE a model table
+    pgfeed made) and holds its transaction open until pgfeed's CREATE waits on it."""
+    import subprocess
+    import time
+
+    from harness import LIVE, Failure, clean_env, psql_env
+
+    data = ctx.gen(3000, seed=82)
+    ctx.create_names()
+    path = ctx.write("n.tsv", data)
+    ctx.expect_rc(ctx.pgfeed("-t", "names", "--state-table", "ckpt_model", path), 0)
+    ctx.sql("TRUNCATE names;")
+    holder = subprocess.Popen(["psql", "-X", "-q", "-At", "-d", ctx.conninfo],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=psql_env())
+    LIVE.add(holder)
+    p = None
+    try:
+        holder.stdin.write(b"BEGIN;\nCREATE TABLE pgfeed_checkpoints (LIKE ckpt_model INCLUDING ALL);"
+                           b"\nSELECT 'made';\n")
+        holder.stdin.flush()
+        eq(holder.stdout.readline().strip(), b"made", "the other session's CREATE")
+        p = subprocess.Popen(ctx.argv(["-t", "names", "-b", "1000", path]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+        LIVE.add(p)
+        deadline = time.monotonic() + 60
+        while True:
+            n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed'"
+                        " AND datname = current_database() AND wait_event_type = 'Lock';").strip()
+            if n == "1":
+                break
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise Failure(f"pgfeed never waited on the other CREATE (exit {p.poll()}): "
+                              f"{p.stderr.read().decode() if p.poll() is not None else ''}")
+            time.sleep(0.05)
+        holder.stdin.write(b"COMMIT;\n")
+        holder.stdin.close()
+        holder.wait(30)
+        out, err = p.communicate(timeout=120)
+        check(p.returncode == 0, f"exit {p.returncode}: {err.decode()}")
+        ctx.expect_table(data)
+        eq(ctx.sql("SELECT rows_committed, finished FROM pgfeed_checkpoints;").strip(), "3000|t",
+           "the checkpoint in the table the other session made")
+    finally:
+        for q in (holder, p):
+            if q is not None and q.poll() is None:
+                q.kill()
+                q.wait()
+            LIVE.discard(q)
