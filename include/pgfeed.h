@@ -530,8 +530,12 @@ PGFEED_API int pgfeed_http_new(uv_loop_t *loop, pgfeed_http_t **out);
 /*
  * Releases h. When jobs still use it, the close waits for the last of them to
  * stop. close_cb (may be NULL) runs once, from a loop callback, when every
- * handle of h is closed; h is freed right after it returns. Call it once, not
- * from inside a pgfeed callback; h must not be given to a new job afterwards.
+ * handle of h is closed, never from inside this call; h is freed right after it
+ * returns. Call it once, from the loop's thread: from the embedder's own loop callbacks,
+ * or from a job's done_cb, progress_cb or close_cb (the usual place is the done_cb of
+ * the last job that uses h: the teardown waits until libcurl's calls on the stack have
+ * returned); not from log_cb nor from its own close_cb. h must not be given to a new
+ * job afterwards.
  */
 PGFEED_API void pgfeed_http_close(pgfeed_http_t *h, pgfeed_http_close_cb close_cb);
 
