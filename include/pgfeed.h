@@ -47,8 +47,10 @@
  * pgfeed_build_info() touch no shared state and may be called from any thread;
  * pgfeed_library_init() and pgfeed_library_cleanup() as said with them (once each, from
  * main). Give a job only an HTTP context made on the job's own loop.
- * Every callback (log_cb, progress_cb, done_cb, close_cb and pgfeed_http_close()'s)
- * runs on the loop's thread. pgfeed starts no thread, but libcurl may: its threaded
+ * Every callback (log_cb, progress_cb, drain_cb, done_cb, close_cb and
+ * pgfeed_http_close()'s) runs on the loop's thread. pgfeed starts no thread; its file
+ * requests and database host name lookups run on libuv's threadpool (uv_fs_*,
+ * uv_getaddrinfo), whose threads run no pgfeed code. libcurl may start threads: its threaded
  * resolver (the usual build of libcurl, and Debian's) starts a thread for each host
  * name it looks up for an HTTP(S) download (not for a numeric address, nor for a name
  * in its DNS cache). That thread runs only getaddrinfo() and no pgfeed code; one still
