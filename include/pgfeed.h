@@ -338,6 +338,15 @@ struct pgfeed_options {
      * that many in the whole run.
      */
     int retries;
+    /*
+     * Waiting for the database server to come up (a batch job started together with its
+     * database: compose, Kubernetes). For this many seconds after the start, while no
+     * connection has been made yet, a connection that is refused, finds no server socket,
+     * times out, meets a server that is starting up, or whose host name does not resolve
+     * yet is tried again every 0.5 to 2 s (logged at PGFEED_LOG_NOTICE; not counted in
+     * stats.retries nor against retries). Default 0: the first such failure is final.
+     */
+    double wait_for_db_s;
 
     /* HTTP(S) sources. */
     struct pgfeed_http *http; /* shared transfer context (pgfeed_http_new) or NULL: own */

@@ -213,7 +213,17 @@ void pgfeed__ctx_transient(struct pgfeed_ctx *ctx)
 
 int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx)
 {
-    return ctx->attempts > 0;
+    return ctx->attempts > 0 || ctx->waits > 0;
+}
+
+int pgfeed__ctx_wait_for_db(struct pgfeed_ctx *ctx)
+{
+    if (ctx->connected || ctx->canceled || ctx->err.pub.code != 0 || ctx->wait_db_until == 0 ||
+        uv_hrtime() >= ctx->wait_db_until)
+        return 0;
+    ctx->transient = 1;
+    ctx->waiting_db = 1;
+    return 1;
 }
 
 void pgfeed__ctx_batch_committed(struct pgfeed_ctx *ctx, const struct pgfeed_batch_info *bi,

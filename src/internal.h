@@ -386,6 +386,10 @@ struct pgfeed_ctx {
 
     int transient;            /* the failure being handled may go away: retry */
     int attempts;             /* retries done */
+    int waiting_db;           /* the failure is a server not up yet: wait (--wait-for-db) */
+    int waits;                /* new attempts made while waiting for the server */
+    int connected;            /* a database connection was made in this job */
+    uint64_t wait_db_until;   /* uv_hrtime() until which a first connection may wait */
     uint64_t lines_committed; /* input lines the checkpoint covers (all runs) */
     struct pgfeed_replay replay;
     /* The gzip member being read, and the committed batches holding its rows. */
@@ -432,6 +436,10 @@ void pgfeed__ctx_busy(struct pgfeed_ctx *ctx, uint64_t since_ns);
  * instead of failing, unless it was canceled.
  */
 void pgfeed__ctx_transient(struct pgfeed_ctx *ctx);
+/* A first connection failed in a way a server still coming up fails (refused, no socket,
+ * starting up, a name not resolving yet; what says so is the caller's): 1 when the job
+ * waits for it (--wait-for-db, nothing connected yet, time left) and retries, else 0. */
+int pgfeed__ctx_wait_for_db(struct pgfeed_ctx *ctx);
 /* The import has been running before this attempt (a retry): a failure to connect is
  * then a server restarting or away for a moment, worth retrying too. */
 int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx);

@@ -51,6 +51,7 @@ struct pgfeed_job {
 
     uv_timer_t defer, progress, timeout, retry, drain;
     int retrying;              /* stages are closing for a retry, or its backoff is running */
+    double retry_delay_s;      /* the backoff before the next attempt */
     struct pgfeed_stats carry; /* counters of the runs before a retry */
     struct pgfeed_stage *deferred[MAX_DEFERRED];
     size_t ndeferred;
@@ -271,11 +272,17 @@ static void free_job(struct pgfeed_job *job)
     free(job);
 }
 
+/* The failure being handled is one to try again: a wait for the server, or a retry left. */
+static int retry_allowed(const struct pgfeed_job *job)
+{
+    return job->ctx.transient && (job->ctx.waiting_db || job->ctx.attempts < job->opt.retries);
+}
+
 /* The job is stopping for a transient failure it will retry (if the source allows). */
 static int will_retry(const struct pgfeed_job *job)
 {
-    return job->state == JOB_STOPPING && job->ctx.transient && !job->cancel_requested &&
-           !job->close_requested && job->ctx.attempts < job->opt.retries;
+    return job->state == JOB_STOPPING && retry_allowed(job) && !job->cancel_requested &&
+           !job->close_requested;
 }
 
 static void job_check_closed(struct pgfeed_job *job)
@@ -341,7 +348,7 @@ static void job_shutdown(struct pgfeed_job *job)
         return;
     set_state(job, JOB_STOPPING);
     uv_timer_stop(&job->retry);
-    if (!(job->ctx.transient && job->ctx.attempts < job->opt.retries)) {
+    if (!retry_allowed(job)) {
         uv_timer_stop(&job->progress);
         uv_timer_stop(&job->timeout);
     }
@@ -534,6 +541,8 @@ int pgfeed_job_start(pgfeed_job_t *job, pgfeed_done_cb done_cb)
     job->done_cb = done_cb;
     set_state(job, JOB_RUNNING);
     job->start_ns = uv_hrtime();
+    if (job->opt.wait_for_db_s > 0)
+        job->ctx.wait_db_until = job->start_ns + (uint64_t)(job->opt.wait_for_db_s * 1e9);
     take_sample(job);
     job->last_progress_ns = job->start_ns;
     {
@@ -684,28 +693,39 @@ static void schedule_retry(struct pgfeed_job *job)
     int64_t total = job->ctx.stats.bytes_total;
     memset(&job->ctx.stats, 0, sizeof job->ctx.stats);
     job->ctx.stats.bytes_total = total;
-    job->carry.retries++;
-    job->ctx.attempts++;
     job->base_rows = job->base_batches = 0;
-
     uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)job;
-    double delay = pgfeed__backoff((unsigned)job->ctx.attempts - 1, 0.2, 30,
-                                   (double)(seed % 1000) / 1000.0, PGFEED_BACKOFF_LIMIT_DELAY);
-    pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
-                job->ctx.err.pub.message ? job->ctx.err.pub.message : "connection lost",
-                job->ctx.err.pub.detail ? ": " : "",
-                job->ctx.err.pub.detail ? job->ctx.err.pub.detail : "", delay, job->ctx.attempts,
-                job->opt.retries);
-
+    double jitter = (double)(seed % 1000) / 1000.0;
+    const struct pgfeed_error *e = &job->ctx.err.pub;
+    if (job->ctx.waiting_db) {
+        /* Nothing was done yet: the same options again, resume and restart as given. */
+        double delay =
+            pgfeed__backoff((unsigned)job->ctx.waits++, 0.5, 2, jitter, PGFEED_BACKOFF_LIMIT_DELAY);
+        pgfeed__log(&job->ctx, PGFEED_LOG_NOTICE,
+                    "waiting for the database server: %s%s%s; trying again in %.1f s",
+                    e->message ? e->message : "not up", e->detail ? ": " : "",
+                    e->detail ? e->detail : "", delay);
+        job->retry_delay_s = delay;
+    } else {
+        job->carry.retries++;
+        job->ctx.attempts++;
+        double delay = pgfeed__backoff((unsigned)job->ctx.attempts - 1, 0.2, 30, jitter,
+                                       PGFEED_BACKOFF_LIMIT_DELAY);
+        pgfeed__log(&job->ctx, PGFEED_LOG_WARNING, "%s%s%s; retrying in %.1f s (retry %d of %d)",
+                    e->message ? e->message : "connection lost", e->detail ? ": " : "",
+                    e->detail ? e->detail : "", delay, job->ctx.attempts, job->opt.retries);
+        job->retry_delay_s = delay;
+        job->opt.resume = 1;
+        job->opt.restart = 0;
+    }
     pgfeed__err_clear(&job->ctx.err);
     job->ctx.err_count_committed = 0;
     job->status = 0;
     job->ctx.transient = 0;
-    job->opt.resume = 1;
-    job->opt.restart = 0;
+    job->ctx.waiting_db = 0;
     job->retrying = 1;
     set_state(job, JOB_RUNNING);
-    uv_timer_start(&job->retry, retry_cb, (uint64_t)(delay * 1000.0), 0);
+    uv_timer_start(&job->retry, retry_cb, (uint64_t)(job->retry_delay_s * 1000.0), 0);
 }
 
 void pgfeed_job_cancel(pgfeed_job_t *job)

@@ -99,15 +99,35 @@ int pgfeed__conn_watch(struct sink_pg *k, int events)
 
 /* -------------------------------------------------------------- errors */
 
+/* libpq's words for a server that is not there yet: refused, no socket file, starting up,
+ * not yet accepting connections, no answer in time. */
+static int not_up_yet(const char *m)
+{
+    static const char *const words[] = {"Connection refused",
+                                        "No such file or directory",
+                                        "the database system is starting up",
+                                        "not yet accepting connections",
+                                        "Connection timed out",
+                                        "timeout expired"};
+    for (size_t i = 0; m && i < sizeof words / sizeof words[0]; i++)
+        if (strstr(m, words[i]))
+            return 1;
+    return 0;
+}
+
 int pgfeed__conn_fail(struct sink_pg *k, const char *what)
 {
-    /* It was up, or the import ran before this attempt: a restart or a cut, worth retrying
-     * (a server restarting refuses connections, or answers 57P03, for a while). */
     if (k->conn == NULL || k->sh->stop_requested)
         return PGFEED_ECANCELED; /* closed by a stop: nothing went wrong on the wire */
-    if ((k->state != S_CONNECTING && k->state != S_NEW) || pgfeed__ctx_retrying(sink_ctx(k)))
-        pgfeed__ctx_transient(sink_ctx(k));
+    struct pgfeed_ctx *ctx = sink_ctx(k);
     const char *m = PQerrorMessage(k->conn);
+    int connecting = k->state == S_CONNECTING || k->state == S_NEW;
+    /* It was up, or the import ran before this attempt: a restart or a cut, worth retrying
+     * (a server restarting refuses connections, or answers 57P03, for a while). A first
+     * connection to a server not up yet waits for it with --wait-for-db. */
+    if (!(connecting && not_up_yet(m) && pgfeed__ctx_wait_for_db(ctx)) &&
+        (!connecting || ctx->attempts > 0))
+        pgfeed__ctx_transient(ctx);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
     pgfeed__resolve_name_hosts(k->sh, detail, sizeof detail);
@@ -401,7 +421,7 @@ static void connect_timer_cb(uv_timer_t *t)
     char detail[128];
     snprintf(detail, sizeof detail, "No connection was established within %g seconds.",
              pgfeed__ctx_options(sink_ctx(k))->connect_timeout_s);
-    if (pgfeed__ctx_retrying(sink_ctx(k)))
+    if (!pgfeed__ctx_wait_for_db(sink_ctx(k)) && sink_ctx(k)->attempts > 0)
         pgfeed__ctx_transient(sink_ctx(k));
     pgfeed__fail(sink_ctx(k), "sink", PGFEED_ECONNECT, detail,
                  "Check --db and that the server is reachable.",
@@ -427,6 +447,7 @@ static void connect_step(struct sink_pg *k)
         break;
     case PGRES_POLLING_OK:
         uv_timer_stop(&k->connect_timer);
+        sink_ctx(k)->connected = 1; /* from now on a server that goes away is no wait */
         if (PQsetnonblocking(k->conn, 1) != 0) {
             pgfeed__conn_fail(k, "could not set the connection to nonblocking mode");
             return;

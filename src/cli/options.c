@@ -139,6 +139,8 @@ static const struct cli_option options[] = {
     {SECONDS("timeout", opt.timeout_s, "give up after this long (default: no limit)")},
     {UINT(0, "retries", "N", opt.retries, 0, 100, "give a number from 0 to 100",
           "retries for transient network failures (default 5)")},
+    {SECONDS("wait-for-db", opt.wait_for_db_s,
+             "keep trying a database server that is not up yet this long")},
     {STRING(0, "cacert", "FILE", opt.ca_file,
             "CA bundle for https (default: the system's); also --ca-file"),
      .alias = "ca-file"},

@@ -7,10 +7,9 @@
 # in the environment; WORKDIR is its temp dir (holds data/compose.tsv.gz).
 #
 # podman-compose 1.0.3 (Debian 12) starts services in dependency order but does not wait
-# for `condition: service_healthy`, and podman without systemd runs no periodic health
-# checks; so, as docker/README.md tells its users, this runs the health check itself
-# (`podman healthcheck run`, the compose file's own test) until it passes, then starts
-# pgfeed. The source comes from a file mounted by an override file: the containers sit on
+# for `condition: service_healthy`: one `up -d` starts both, and the pgfeed service's
+# --wait-for-db carries it over PostgreSQL's initialisation (the test checks that it
+# waited). The source comes from a file mounted by an override file: the containers sit on
 # a bridge network and cannot reach a loopback HTTP server (run.sh tests HTTP).
 set -euo pipefail
 IMAGE=$1
@@ -35,29 +34,17 @@ pc=(podman-compose -p "$PROJECT" -f docker/compose.yml -f "$W/compose.override.y
 down() { "${pc[@]}" down -v >/dev/null 2>&1 || true; }
 trap down EXIT
 
-echo "up postgres"
-"${pc[@]}" up -d --no-build postgres >"$W/compose-up1.log" 2>&1 || { cat "$W/compose-up1.log"; exit 1; }
+echo "up (both services at once)"
+"${pc[@]}" up -d --no-build >"$W/compose-up.log" 2>&1 || { cat "$W/compose-up.log"; exit 1; }
 pg=${PROJECT}_postgres_1
-healthy=0
-for _ in $(seq 1 120); do
-    if podman healthcheck run "$pg" >/dev/null 2>&1; then
-        healthy=1
-        break
-    fi
-    sleep 0.5 # no event to await: podman without systemd schedules no health checks
-done
-if [ $healthy = 0 ]; then
-    echo "postgres did not turn healthy in 60 s:"
-    podman logs "$pg" 2>&1 | tail -n 20
-    exit 1
-fi
-echo "postgres healthy"
-
-echo "up pgfeed"
-"${pc[@]}" up -d --no-build pgfeed >"$W/compose-up2.log" 2>&1 || true
 feed=${PROJECT}_pgfeed_1
-st=$(podman wait "$feed") || { cat "$W/compose-up2.log"; exit 1; }
+st=$(podman wait "$feed") || { cat "$W/compose-up.log"; exit 1; }
 podman logs "$feed" 2>&1 | grep -v '^{' | tail -n 12
+if podman logs "$feed" 2>&1 | grep -q 'waiting for the database server'; then
+    echo "pgfeed waited for PostgreSQL (--wait-for-db)"
+else
+    echo "pgfeed found PostgreSQL up at once (no wait seen)"
+fi
 rows=$(podman exec "$pg" psql -X -At -U postgres -d imdb -c "SELECT count(*) FROM names")
 echo "pgfeed exit status $st, $rows rows in names"
 [ "$st" = 0 ] && [ "$rows" = $ROWS ]
