@@ -343,8 +343,8 @@ struct pgfeed_options {
      * database: compose, Kubernetes). For this many seconds after the start, while no
      * connection has been made yet, a connection that is refused, finds no server socket,
      * times out, meets a server that is starting up, or whose host name does not resolve
-     * yet is tried again every 0.5 to 2 s (logged at PGFEED_LOG_NOTICE; not counted in
-     * stats.retries nor against retries). Default 0: the first such failure is final.
+     * yet is tried again after 0.5 s (with jitter) growing to 2 s (logged at PGFEED_LOG_NOTICE; not
+     * counted in stats.retries nor against retries). Default 0: the first such failure is final.
      */
     double wait_for_db_s;
 
