@@ -285,7 +285,7 @@ struct pgfeed_options {
     uint64_t batch_rows;     /* rows per transaction; 0 = one transaction (default 100000) */
     int truncate;            /* TRUNCATE the table in the first batch's transaction */
     size_t max_line;         /* longest accepted input line in bytes (default 64 MiB) */
-    size_t chunk_size;       /* read and inflate chunk (default 128 KiB) */
+    size_t chunk_size;       /* read and inflate chunk (default 128 KiB; 4 KiB to 64 MiB) */
     pgfeed_log_cb log_cb;    /* NULL: silent */
     void *log_arg;
     int log_level;                  /* highest level delivered (default PGFEED_LOG_INFO) */
@@ -399,7 +399,8 @@ PGFEED_API int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt,
  * fstat and realpath); their failures (UV_EEXIST, UV_ELOOP, UV_EINVAL for the rejects
  * file; PGFEED_ESOURCE for the source) come through done_cb with the job's error set.
  * When done_cb runs, the job has no active handle and no pending request left on the
- * loop (uv_run can return) and its stats and error stay readable until
+ * loop (uv_run can return; a database host name lookup it let go of aside, see
+ * pgfeed_job_cancel()) and its stats and error stay readable until
  * pgfeed_job_close(). A job closed or canceled while such a request is pending stops
  * at once; its close_cb runs once the request has returned (uv_cancel()ed if no
  * thread has taken it yet).

@@ -216,14 +216,15 @@ int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx)
     return ctx->attempts > 0 || ctx->waits > 0;
 }
 
-int pgfeed__ctx_wait_for_db(struct pgfeed_ctx *ctx)
+void pgfeed__ctx_connect_failed(struct pgfeed_ctx *ctx, int not_up_yet)
 {
-    if (ctx->connected || ctx->canceled || ctx->err.pub.code != 0 || ctx->wait_db_until == 0 ||
-        uv_hrtime() >= ctx->wait_db_until)
-        return 0;
-    ctx->transient = 1;
-    ctx->waiting_db = 1;
-    return 1;
+    if (not_up_yet && !ctx->connected && !ctx->canceled && ctx->err.pub.code == 0 &&
+        ctx->wait_db_until != 0 && uv_hrtime() < ctx->wait_db_until) {
+        ctx->transient = 1;
+        ctx->waiting_db = 1;
+    } else if (ctx->attempts > 0) {
+        pgfeed__ctx_transient(ctx);
+    }
 }
 
 void pgfeed__ctx_batch_committed(struct pgfeed_ctx *ctx, const struct pgfeed_batch_info *bi,

@@ -436,12 +436,16 @@ void pgfeed__ctx_busy(struct pgfeed_ctx *ctx, uint64_t since_ns);
  * instead of failing, unless it was canceled.
  */
 void pgfeed__ctx_transient(struct pgfeed_ctx *ctx);
-/* A first connection failed in a way a server still coming up fails (refused, no socket,
- * starting up, a name not resolving yet; what says so is the caller's): 1 when the job
- * waits for it (--wait-for-db, nothing connected yet, time left) and retries, else 0. */
-int pgfeed__ctx_wait_for_db(struct pgfeed_ctx *ctx);
-/* The import has been running before this attempt (a retry): a failure to connect is
- * then a server restarting or away for a moment, worth retrying too. */
+/*
+ * A connection could not be made. not_up_yet: it failed the way a server still coming up
+ * fails (refused, no socket, timed out, starting up, a name not resolving yet; the
+ * caller's judgement). The job then waits for the server (--wait-for-db, nothing
+ * connected yet, time left); otherwise the failure is transient only on a retry attempt
+ * (a server restarting or away for a moment), and final on the first.
+ */
+void pgfeed__ctx_connect_failed(struct pgfeed_ctx *ctx, int not_up_yet);
+/* This is not the job's first attempt (a retry, or a wait for the server): a source read
+ * only once replays the bytes the context kept before reading on. */
 int pgfeed__ctx_retrying(const struct pgfeed_ctx *ctx);
 /*
  * A batch committed. With prefix_raw, it wrote the checkpoint's prefix row: its last line

@@ -92,6 +92,8 @@ int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies
         dst->batch_bytes = 16u << 20;
     if (dst->chunk_size < 4096)
         dst->chunk_size = 4096;
+    if (dst->chunk_size > (size_t)64 << 20)
+        dst->chunk_size = (size_t)64 << 20; /* reads and writes stay far below 4 GiB */
     if (dst->max_line < 1024)
         dst->max_line = 1024;
     return 0;

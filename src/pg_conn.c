@@ -104,7 +104,7 @@ int pgfeed__conn_watch(struct sink_pg *k, int events)
 static int not_up_yet(const char *m)
 {
     static const char *const words[] = {"Connection refused",
-                                        "No such file or directory",
+                                        "Is the server running", /* no socket file (yet) */
                                         "the database system is starting up",
                                         "not yet accepting connections",
                                         "Connection timed out",
@@ -125,8 +125,9 @@ int pgfeed__conn_fail(struct sink_pg *k, const char *what)
     /* It was up, or the import ran before this attempt: a restart or a cut, worth retrying
      * (a server restarting refuses connections, or answers 57P03, for a while). A first
      * connection to a server not up yet waits for it with --wait-for-db. */
-    if (!(connecting && not_up_yet(m) && pgfeed__ctx_wait_for_db(ctx)) &&
-        (!connecting || ctx->attempts > 0))
+    if (connecting)
+        pgfeed__ctx_connect_failed(ctx, not_up_yet(m));
+    else
         pgfeed__ctx_transient(ctx);
     char detail[1024];
     snprintf(detail, sizeof detail, "%s", m && *m ? m : "no further information");
@@ -421,8 +422,7 @@ static void connect_timer_cb(uv_timer_t *t)
     char detail[128];
     snprintf(detail, sizeof detail, "No connection was established within %g seconds.",
              pgfeed__ctx_options(sink_ctx(k))->connect_timeout_s);
-    if (!pgfeed__ctx_wait_for_db(sink_ctx(k)) && sink_ctx(k)->attempts > 0)
-        pgfeed__ctx_transient(sink_ctx(k));
+    pgfeed__ctx_connect_failed(sink_ctx(k), 1);
     pgfeed__fail(sink_ctx(k), "sink", PGFEED_ECONNECT, detail,
                  "Check --db and that the server is reachable.",
                  "could not connect to the database server");

@@ -220,8 +220,7 @@ static int fail_unresolved(struct pg_resolve *r)
 {
     struct pgfeed_ctx *ctx = r->sh->base.ctx;
     const char *hint = "Check the host name in --db (or DATABASE_URL and the PGHOST variable).";
-    if (!pgfeed__ctx_wait_for_db(ctx) && ctx->attempts > 0)
-        pgfeed__ctx_transient(ctx); /* a name not resolving yet: a server not up yet */
+    pgfeed__ctx_connect_failed(ctx, 1); /* a name not resolving yet: a server not up yet */
     for (size_t i = 0; i < r->n; i++) {
         struct lookup *e = r->e[i].src;
         if (e->name == NULL)

@@ -35,9 +35,18 @@ int pgfeed__once_seek(struct pgfeed_once *o, uint64_t raw_offset)
         /* A retry: the context kept the bytes from the last restart point on. */
         const char *p;
         size_t n;
-        if (pgfeed__ctx_replay_get(o->ctx, raw_offset, &p, &n) != 0)
+        if (pgfeed__ctx_replay_get(o->ctx, raw_offset, &p, &n) == 0) {
+            o->replay_pos = raw_offset;
+            pgfeed__ctx_stats(o->ctx)->bytes_read = raw_offset;
+            return 0;
+        }
+        /* Not read that far yet: an attempt that ended before its checkpoint was read (a
+         * resume that waited for the server) kept the stream from its start; replay that,
+         * dropping up to the restart point, then the source's own bytes as for a resume. */
+        if (pgfeed__ctx_replay_get(o->ctx, 0, &p, &n) != 0 || raw_offset <= n)
             return replay_gone(o);
-        o->replay_pos = raw_offset;
+        o->replay_pos = 0;
+        o->discard = raw_offset;
         pgfeed__ctx_stats(o->ctx)->bytes_read = raw_offset;
         return 0;
     }

@@ -151,6 +151,11 @@ static int step(struct source_push *s)
             return -1;
         if (n > 0) {
             n = n < s->chunk ? n : s->chunk;
+            size_t drop = pgfeed__once_drop(&s->once, n); /* replayed, before the restart */
+            if (drop) {
+                pgfeed__once_replayed(&s->once, drop);
+                return 1;
+            }
             rc = offer(s, p, n);
             if (rc == 0)
                 pgfeed__once_replayed(&s->once, n);

@@ -89,3 +89,67 @@ def test_wait_not_on_auth(ctx):
     ctx.expect_err(res, r'role "no_such_role_x" does not exist')
     check(WAITING not in res.err and time.monotonic() - t0 < 30,
           f"waited on a role that does not exist:\n{res.err}")
+
+
+def start_waiting(ctx, argv, stdin):
+    """pgfeed started with stdin; returns (Popen, stderr lines so far) once it says it waits."""
+    p = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=clean_env())
+    LIVE.add(p)
+    err = []
+    for raw in p.stderr:
+        err.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        if WAITING in err[-1]:
+            break
+    check(any(WAITING in ln for ln in err), "pgfeed never said it waits:\n" + "\n".join(err))
+    return p, err
+
+
+@test(name="wait_for_db_then_resume_a_pipe")
+def test_wait_then_resume_pipe(ctx):
+    """A pipe resumed with --wait-for-db: the attempt that waited had read stdin's first
+    bytes already; the next one replays them, drops up to the checkpoint's restart point
+    (well past those bytes) and reads the rest from the pipe: every row exactly once."""
+    d = ctx.gen(60000, seed=92)
+    ctx.create_names()
+    # a first run over a pipe, killed once a batch is committed
+    p = subprocess.Popen(ctx.argv(["-t", "names", "-b", "5000", "--progress", "none", "-"]),
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=clean_env())
+    LIVE.add(p)
+    try:
+        p.stdin.write(d[:len(d) // 2])
+        p.stdin.flush()
+        deadline = time.monotonic() + 60
+        while ctx.count() == 0:
+            check(p.poll() is None and time.monotonic() < deadline, "no batch committed")
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+    finally:
+        LIVE.discard(p)
+    n = ctx.count()
+    check(0 < n < 60000 and n % 5000 == 0, f"{n} rows committed by the first run")
+    # the resume, over a pipe, against a server that comes up only after pgfeed waited
+    sockdir = ctx.tmp / "sock"
+    sockdir.mkdir()
+    src = ctx.write("n.tsv", d)
+    feeder = subprocess.Popen(["cat", str(src)], stdout=subprocess.PIPE)  # a pipe, not a file
+    LIVE.add(feeder)
+    argv = ctx.argv(["-d", db_in(ctx, sockdir), "-t", "names", "-b", "5000", "--resume",
+                     "--wait-for-db", "60", "--progress", "none", "-"], db=False)
+    p = None
+    try:
+        p, err = start_waiting(ctx, argv, feeder.stdout)
+        feeder.stdout.close()
+        os.symlink(f"{ctx.cfg.cluster.dir}/.s.PGSQL.5432", sockdir / ".s.PGSQL.5432")
+        _, rest = p.communicate(timeout=120)
+        err += rest.decode("utf-8", "replace").splitlines()
+    finally:
+        for q in (p, feeder):
+            if q is not None and q.poll() is None:
+                q.kill()
+                q.wait()
+            LIVE.discard(q)
+    check(p.returncode == 0, f"exit {p.returncode}:\n" + "\n".join(err))
+    ctx.expect_table(d, what="table after a pipe resumed with a wait for the server")
