@@ -538,8 +538,11 @@ struct pgfeed_rejects {
     char *path;  /* chosen by pgfeed__rejects_choose */
     uv_fs_t req; /* the one request in flight (busy) */
     int busy, opened, checked, fd;
-    int is_dev;                      /* a character device (/dev/null): appended to, never synced */
-    int sync;                        /* a regular file: fdatasync before answering a flush */
+    int is_dev;    /* a character device (/dev/null): appended to, never synced */
+    int sync;      /* a regular file: fdatasync before answering a flush */
+    int dir_state; /* a file this import created: 0 its directory not synced yet, 1 opening
+                    * it, 2 syncing it, 3 done (appends and devices start at 3) */
+    int dir_fd;
     int failed;                      /* a write failed: the error, set; every later flush fails */
     struct pgfeed_buf out, inflight; /* bytes not yet written; being written */
     size_t inflight_off;

@@ -399,6 +399,13 @@ static int open_failed(struct pgfeed_rejects *rj, int err)
 static int step_done(struct pgfeed_rejects *rj, uv_fs_type type, ssize_t res, const uv_stat_t *st)
 {
     const struct pgfeed_options *opt = rj->ctx->opt;
+    if (type == UV_FS_OPEN && rj->dir_state == 1) {
+        if (res < 0)
+            return fail_system(rj, (int)res, "write the rejects file", NULL);
+        rj->dir_fd = (int)res;
+        rj->dir_state = 2;
+        return 0; /* its fsync next */
+    }
     if (type == UV_FS_OPEN) {
         if (res < 0)
             return open_failed(rj, (int)res);
@@ -413,6 +420,7 @@ static int step_done(struct pgfeed_rejects *rj, uv_fs_type type, ssize_t res, co
             return open_failed(rj, S_ISREG(st->st_mode) ? UV_EEXIST : UV_EINVAL);
         rj->checked = 1;
         rj->sync = S_ISREG(st->st_mode);
+        rj->dir_state = rj->sync && !opt->resume ? 0 : 3; /* created by us: O_EXCL */
         return take(rj);
     }
     if (type == UV_FS_WRITE) {
@@ -424,11 +432,39 @@ static int step_done(struct pgfeed_rejects *rj, uv_fs_type type, ssize_t res, co
             rj->inflight.len = rj->inflight_off = 0;
         return 0;
     }
-    if (res < 0) /* fdatasync */
+    if (type == UV_FS_FDATASYNC && res >= 0 && rj->dir_state == 0) {
+        rj->dir_state = 1; /* the file's name too, once: its directory next (kick) */
+        return 0;
+    }
+    if (type == UV_FS_FSYNC && rj->dir_state == 2)
+        close(rj->dir_fd); /* a directory's descriptor: nothing to flush, no disk wait */
+    if (res < 0)           /* fdatasync, or the directory's open or fsync */
         return fail_system(rj, (int)res, "write the rejects file", NULL);
+    rj->dir_state = 3;
     rj->synced = rj->syncing;
     notify(rj, 0);
     return 0;
+}
+
+static void step_cb(uv_fs_t *req);
+
+/* The directory of a rejects file this import created: opened, then fsync()ed, so that
+ * the file's name is as durable as its rows before the first COMMIT that needs them. */
+static int sync_dir(struct pgfeed_rejects *rj, uv_loop_t *loop)
+{
+    if (rj->dir_state == 2)
+        return uv_fs_fsync(loop, &rj->req, rj->dir_fd, step_cb);
+    char *dir = strdup(rj->path);
+    if (dir == NULL)
+        return UV_ENOMEM;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        strcpy(dir, ".");
+    else
+        slash[slash == dir] = '\0'; /* "/x" -> "/" */
+    int rc = uv_fs_open(loop, &rj->req, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, step_cb);
+    free(dir);
+    return rc;
 }
 
 static void step_cb(uv_fs_t *req)
@@ -480,6 +516,8 @@ static void kick(struct pgfeed_rejects *rj)
         rj->synced = rj->written; /* a device: nothing to make durable */
         notify(rj, 0);
         return;
+    } else if (rj->dir_state == 1 || rj->dir_state == 2) {
+        rc = sync_dir(rj, loop);
     } else {
         rj->syncing = rj->written;
         rc = uv_fs_fdatasync(loop, &rj->req, rj->fd, step_cb);
@@ -574,6 +612,8 @@ void pgfeed__rejects_free(struct pgfeed_rejects *rj)
     free(rj->pending);
     if (rj->opened)
         close(rj->fd); /* everything written is synced already: close() does not wait */
+    if (rj->dir_state == 2)
+        close(rj->dir_fd); /* a stop between the directory's open and its fsync */
     pgfeed__buf_free(&rj->out);
     pgfeed__buf_free(&rj->inflight);
     free(rj->path);

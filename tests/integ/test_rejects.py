@@ -265,3 +265,42 @@ def test_rejects_of_a_batch_on_disk_when_it_commits(ctx):
     lines = rejects_lines(rej)
     eq([ln[0] for ln in lines], ["43"], "the committed batch's reject (line 43) is in the file")
     eq(lines[0][2], "42\tabcd\tbad value", "original row")
+
+
+@test(name="rejects_file_name_made_durable_with_its_directory")
+def test_rejects_dir_synced(ctx):
+    """A rejects file the import creates is fdatasync()ed, then its directory fsync()ed (its
+    name as durable as its rows). Watched with strace (system calls, not timing)."""
+    import re as _re
+    import shutil
+    import subprocess
+
+    from harness import Skip, clean_env
+
+    if shutil.which("strace") is None:
+        raise Skip("strace not installed")
+    data = ctx.gen(3000, seed=71, bad_line=100)
+    ctx.create_names()
+    path = ctx.write("bad.tsv", data)
+    rj = ctx.tmp / "out" / "rj.tsv"
+    rj.parent.mkdir()
+    log = ctx.tmp / "strace.txt"
+
+    def traced(*args):
+        argv = ["strace", "-f", "-qq", "-e", "trace=openat,fsync,fdatasync", "-o", str(log),
+                *ctx.argv(["-t", "names", "--max-rejects", "5", "--rejects", str(rj), "-q",
+                           *args, path])]
+        # LeakSanitizer cannot run under ptrace
+        p = subprocess.run(argv, capture_output=True, timeout=120,
+                           env=clean_env({"ASAN_OPTIONS": "detect_leaks=0"}))
+        check(p.returncode == 0, f"exit {p.returncode}: {p.stderr.decode()}")
+        return log.read_text()
+
+    out = traced()
+    fd = _re.search(rf'openat\(AT_FDCWD, "{_re.escape(str(rj))}", [^)]*O_EXCL[^)]*\) = (\d+)', out)
+    dfd = _re.search(rf'openat\(AT_FDCWD, "{_re.escape(str(rj.parent))}", [^)]*O_DIRECTORY[^)]*\) = (\d+)', out)
+    check(fd and dfd, f"the rejects file and its directory were not both opened:\n{out[-3000:]}")
+    a = out.find(f"fdatasync({fd.group(1)})")
+    b = out.find(f"fsync({dfd.group(1)})")
+    check(0 <= a < b, f"want fdatasync of the file, then fsync of its directory:\n{out[-3000:]}")
+    check(rj.read_text().startswith("100\t"), "the rejected row is in the file")
