@@ -147,6 +147,12 @@ typedef enum {
     PGFEED_COPY_AUTO      /* the same, saying why only at PGFEED_LOG_INFO */
 } pgfeed_copy_format_t;
 
+/* What an import does with the rows already in its target table. */
+typedef enum {
+    PGFEED_MODE_APPEND = 0, /* add the file's rows to them (default) */
+    PGFEED_MODE_REPLACE     /* load a shadow table, then swap it in (see pgfeed_options.mode) */
+} pgfeed_mode_t;
+
 typedef enum {
     PGFEED_LOG_ERROR = 0,
     PGFEED_LOG_WARNING,
@@ -374,6 +380,22 @@ struct pgfeed_options {
      * Default PGFEED_COPY_AUTO (binary measured ~10 % faster than text).
      */
     pgfeed_copy_format_t copy_format;
+    /*
+     * PGFEED_MODE_REPLACE: the rows go into a shadow table, <table>_pgfeed_new in the
+     * target's schema, made like the target (columns, defaults, check and not-null
+     * constraints, generated and identity columns, storage, comments; no indexes). When
+     * every row is in, the target's indexes (and primary key and unique constraints)
+     * are built on it, and one transaction locks the target, renames it to
+     * <table>_pgfeed_old, renames the shadow to <table>, drops the old table (unless
+     * keep_old), grants the old table's privileges again, gives the new table the old
+     * one's owner and serial sequences, renames the indexes to the old names, and marks
+     * the checkpoint finished. Readers see the old rows or the new, never a mix. Refused
+     * (PGFEED_ETABLE) for a target with dependent views, foreign keys pointing at it,
+     * triggers, rules, exclusion constraints, or partitions, and for a leftover shadow
+     * without resume (continue into it) or restart (drop it). Not with truncate.
+     */
+    pgfeed_mode_t mode;
+    int keep_old; /* PGFEED_MODE_REPLACE: keep the old rows as <table>_pgfeed_old */
 };
 
 /* Fills *opt with the defaults named above. */

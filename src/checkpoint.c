@@ -290,8 +290,11 @@ char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
     static const char *const formats[] = {"auto", "tsv", "text", "csv"};
     static const char *const headers[] = {"auto", "match", "skip", "none"};
     struct pgfeed_buf b = {0};
+    /* The mode goes first (and only when not append, so older checkpoints still match):
+     * a replace checkpoint's text never starts with an append run's. */
     char *head = pgfeed__strdup_printf(
-        "format=%s delimiter=%d quote=%d null=%s header=%s", formats[o->format & 3], o->delimiter,
+        "%sformat=%s delimiter=%d quote=%d null=%s header=%s",
+        o->mode == PGFEED_MODE_REPLACE ? "mode=replace " : "", formats[o->format & 3], o->delimiter,
         o->format == PGFEED_FORMAT_CSV ? o->quote : 0, o->null_marker, headers[o->header & 3]);
     if (head == NULL)
         return NULL;
@@ -404,10 +407,11 @@ static int weigh_finished(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint
             o->table, (unsigned long long)c->rows);
         return PGFEED_CKPT_FINISHED;
     }
-    if (changed || o->restart || o->truncate)
+    if (changed || o->restart || o->truncate || o->mode == PGFEED_MODE_REPLACE)
         return PGFEED_CKPT_FRESH;
     /* The same, unchanged source again: appending would duplicate every row
-     * (--truncate empties the table first, so it may). */
+     * (--truncate empties the table first, and --mode replace swaps in a new one, so
+     * they may). */
     char detail[1024];
     snprintf(detail, sizeof detail,
              "Its checkpoint says the import finished at %s with %llu rows in %llu "
@@ -473,7 +477,9 @@ int pgfeed__checkpoint_weigh(struct pgfeed_ctx *ctx, const struct pgfeed_checkpo
             ctx, PGFEED_LOG_NOTICE,
             "forgetting the unfinished import's checkpoint; its %llu committed rows stay in \"%s\"%s",
             (unsigned long long)c->rows, o->table,
-            o->truncate ? " until the first batch truncates the table" : "");
+            o->mode == PGFEED_MODE_REPLACE ? "'s shadow table, which is dropped"
+            : o->truncate                  ? " until the first batch truncates the table"
+                                           : "");
         return PGFEED_CKPT_FORGET;
     }
     if (!o->resume) {

@@ -120,6 +120,23 @@ static int check_characters(struct pgfeed_ctx *ctx, const struct pgfeed_options 
     return 0;
 }
 
+/* --mode and what goes with it. */
+static int check_mode(struct pgfeed_ctx *ctx, const struct pgfeed_options *o)
+{
+    if (o->mode != PGFEED_MODE_APPEND && o->mode != PGFEED_MODE_REPLACE)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use append or replace.",
+                            "unknown mode %d", (int)o->mode);
+    if (o->mode == PGFEED_MODE_REPLACE && o->truncate)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE,
+                            "--mode replace loads a new table and swaps it in at the end.",
+                            "Leave out --truncate.",
+                            "--truncate cannot be used with --mode replace");
+    if (o->keep_old && o->mode != PGFEED_MODE_REPLACE)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use --keep-old with --mode replace.",
+                            "--keep-old only goes with --mode replace");
+    return 0;
+}
+
 int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
 {
     if (o->push && (o->source == NULL || o->source[0] == '\0'))
@@ -148,8 +165,11 @@ int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
             ctx, "job", PGFEED_EUSAGE, NULL,
             "Use --resume to continue the interrupted import, or --restart to start over.",
             "--resume and --restart cannot be used together");
+    int rc = check_mode(ctx, o);
+    if (rc != 0)
+        return rc;
     pgfeed__format_defaults(o->format, &o->delimiter, &o->quote, &o->null_marker);
-    int rc = check_characters(ctx, o);
+    rc = check_characters(ctx, o);
     if (rc != 0)
         return rc;
     if (o->copy_format != PGFEED_COPY_TEXT && o->copy_format != PGFEED_COPY_BINARY &&

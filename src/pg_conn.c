@@ -228,6 +228,9 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
         hint = "Create the table first, or check --table and the search_path.";
     } else if (sqlstate && strncmp(sqlstate, "42", 2) == 0 && k->state == S_CATALOG) {
         code = PGFEED_ETABLE;
+    } else if (sqlstate && strcmp(sqlstate, "55000") == 0 &&
+               (k->state == S_SHADOW_PREP || k->state == S_SWAP)) {
+        code = PGFEED_ETABLE; /* --mode replace refused (sink_replace.c) */
     }
     if (state_table)
         pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint,

@@ -24,7 +24,9 @@
  * with --max-rejects goes ENDING -> SPLIT_REFUSED -> SPLIT_ROLLBACK -> SPLIT_BEGIN, then per range
  * of rows SPLIT_STARTING -> SPLIT_COPYING -> SPLIT_ENDING (or SPLIT_REFUSED -> SPLIT_UNDO), and on
  * to CHECKPOINT once no range is left. The end: TRUNCATING (empty input with --truncate) and
- * (FINAL_REJECTS ->) MARK_FINISHED -> FINISHED; a stop: ABORTING -> CLOSED.
+ * (FINAL_REJECTS ->) MARK_FINISHED -> FINISHED; a stop: ABORTING -> CLOSED. With --mode
+ * replace, conns[0] goes READY -> SHADOW_PREP -> READY before the first batch, and the end
+ * is (FINAL_REJECTS ->) SWAP -> SWAP_MARK -> SWAP_COMMIT -> FINISHED.
  */
 enum sink_state {
     S_NEW,
@@ -54,6 +56,11 @@ enum sink_state {
     S_SPLIT_REFUSED,  /* a COPY was refused: roll back once its results are all read */
     S_TRUNCATING,
     S_FINAL_REJECTS, /* the rejects of no batch being synced before MARK_FINISHED */
+    /* --mode replace (sink_replace.c's SQL): */
+    S_SHADOW_PREP, /* checks, then the shadow created (or found, resuming) */
+    S_SWAP,        /* BEGIN; the index build and the swap */
+    S_SWAP_MARK,   /* the checkpoint marked finished in the swap's transaction */
+    S_SWAP_COMMIT, /* its COMMIT */
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
     S_CLOSED
@@ -108,7 +115,11 @@ struct sink {
     /* What they found, for libpq (NULL: the conninfo's own): host, port, hostaddr lists. */
     char *conn_host, *conn_port, *conn_hostaddr;
 
-    char *qualified; /* regclass::text: the table's name as the server quotes it */
+    char *qualified;  /* regclass::text: the table's name as the server quotes it */
+    char *shadow;     /* --mode replace: its shadow table's, which the COPY names */
+    int replace;      /* --mode replace */
+    int shadow_ready; /* replace: the shadow was made (or found) by this run */
+    int forgot;       /* the checkpoint was deleted (--restart) */
     struct pgfeed_column *cols;
     size_t ncols;
     char *copy_sql; /* "COPY t (a, b) FROM STDIN" */
@@ -172,6 +183,11 @@ static inline struct pgfeed_ctx *sink_ctx(struct sink_pg *k)
 {
     return k->sh->base.ctx;
 }
+
+/* sink_replace.c: --mode replace's DO blocks for table (regclass text); NULL: no memory. */
+char *pgfeed__replace_sql_prepare(PGconn *conn, const char *table, int resume, int restart,
+                                  int keep_old);
+char *pgfeed__replace_sql_swap(PGconn *conn, const char *table, int keep_old);
 
 /* pg_conn.c: one connection. Every int function returns 0 or an error already recorded
  * with pgfeed__fail (fail: always that error). */

@@ -47,6 +47,7 @@
 
 static int mark_finished(struct sink_pg *k);
 static int send_checkpoint(struct sink_pg *k);
+static int prepare_shadow(struct sink *sh);
 
 static struct sink *sink_of(struct pgfeed_stage *s)
 {
@@ -121,6 +122,10 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
     *rc = PGFEED_EAGAIN;
     if (sh->stop_requested) {
         *rc = PGFEED_ECANCELED;
+        return NULL;
+    }
+    if (k == NULL && sh->replace && !sh->shadow_ready) {
+        *rc = prepare_shadow(sh);
         return NULL;
     }
     if (k == NULL) {
@@ -283,6 +288,8 @@ static int sink_finish(struct pgfeed_stage *s)
         pgfeed__ctx_server_wait(sh->base.ctx, 1);
         return PGFEED_EAGAIN;
     }
+    if (sh->replace && !sh->shadow_ready)
+        return prepare_shadow(sh); /* no batch (an empty input, or all committed before) */
     sh->eof = 1;
     k = sh->conns[0];
     k->last = 1;
@@ -368,7 +375,8 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
             return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     k->sh->qualified = strdup(PQgetvalue(r, 0, 0));
-    if (k->sh->qualified == NULL)
+    k->sh->shadow = strdup(PQgetvalue(r, 0, 6));
+    if (k->sh->qualified == NULL || k->sh->shadow == NULL)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
 }
@@ -406,21 +414,12 @@ static int send_checkpoint(struct sink_pg *k)
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[15] = {k->sh->key,
-                              k->sh->source_name,
-                              k->sh->qualified,
-                              k->sh->options ? k->sh->options : "",
-                              v ? v->etag : NULL,
-                              v ? v->last_modified : NULL,
-                              have_size ? size : NULL,
-                              rows,
-                              "1",
-                              lines,
-                              dec,
-                              raw,
-                              k->last && k->prefix ? "t" : "f",
-                              have_point ? hex.data : NULL,
-                              first};
+    const char *params[15] = {
+        k->sh->key, k->sh->source_name, k->sh->qualified, k->sh->options ? k->sh->options : "",
+        v ? v->etag : NULL, v ? v->last_modified : NULL, have_size ? size : NULL, rows, "1", lines,
+        dec, raw,
+        /* replace: finished with the swap */
+        k->last && k->prefix && !k->sh->replace ? "t" : "f", have_point ? hex.data : NULL, first};
     char *sql = k->prefix ? pgfeed__checkpoint_sql_upsert(k->sh->state_table)
                           : pgfeed__checkpoint_sql_ahead(k->sh->state_table);
     if (sql == NULL) {
@@ -463,8 +462,12 @@ static void final_rejects_synced(void *arg, int status)
     send_finish(k); /* sent and flushed, or done; a failure is recorded */
 }
 
+static int send_swap(struct sink_pg *k);
+
 static int send_finish(struct sink_pg *k)
 {
+    if (k->sh->replace)
+        return send_swap(k);
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint) {
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
@@ -481,6 +484,78 @@ static int send_finish(struct sink_pg *k)
     k->state = S_MARK_FINISHED;
     return pgfeed__conn_flush(k, "lost the connection to the server");
 }
+/* ------------------------------------------------------------ --mode replace */
+
+/*
+ * Before the first batch (or the finish, when there is none), with every connection idle:
+ * the checks and the shadow table, on conns[0]. A resume finds the shadow its checkpoint's
+ * rows are in; --restart (which deleted the checkpoint) drops a leftover one.
+ */
+static int prepare_shadow(struct sink *sh)
+{
+    struct sink_pg *k = sh->conns[0];
+    pgfeed__ctx_server_wait(sh->base.ctx, 1);
+    if (k->state != S_READY || !all_idle(sh))
+        return PGFEED_EAGAIN;
+    const struct pgfeed_options *o = pgfeed__ctx_options(sh->base.ctx);
+    int resume = sh->ckpt.found && !sh->ckpt.finished && !sh->forgot;
+    char *sql =
+        pgfeed__replace_sql_prepare(k->conn, sh->qualified, resume, o->restart, o->keep_old);
+    if (sql == NULL)
+        return pgfeed__fail(sh->base.ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int rc = pgfeed__conn_send(k, sql, S_SHADOW_PREP);
+    free(sql);
+    return rc != 0 ? rc : PGFEED_EAGAIN;
+}
+
+static int shadow_prepared(struct sink_pg *k)
+{
+    k->sh->shadow_ready = 1;
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "loading into %s, to replace %s when every row is in",
+                k->sh->shadow, k->sh->qualified);
+    k->state = S_READY;
+    wake_upstream(k);
+    return SINK_WAIT;
+}
+
+/* Every row is in the shadow: its indexes, then the swap, in one transaction with the
+ * checkpoint's finish. */
+static int send_swap(struct sink_pg *k)
+{
+    const struct pgfeed_options *o = pgfeed__ctx_options(sink_ctx(k));
+    char *body = pgfeed__replace_sql_swap(k->conn, k->sh->qualified, o->keep_old);
+    char *sql = body ? pgfeed__strdup_printf("BEGIN; %s", body) : NULL;
+    free(body);
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "building the indexes of %s, then swapping it in",
+                k->sh->shadow);
+    int rc = pgfeed__conn_send(k, sql, S_SWAP);
+    free(sql);
+    return rc;
+}
+
+static int swapped(struct sink_pg *k)
+{
+    if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
+        return pgfeed__conn_send(k, "COMMIT", S_SWAP_COMMIT);
+    char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
+    const char *params[1] = {k->sh->key};
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
+    free(sql);
+    if (!ok)
+        return pgfeed__conn_fail(k, "could not mark the checkpoint finished");
+    k->state = S_SWAP_MARK;
+    return 0;
+}
+
+static int swap_marked(struct sink_pg *k)
+{
+    return pgfeed__conn_send(k, "COMMIT", S_SWAP_COMMIT);
+}
+
 /* ------------------------------------------------------------ the phases */
 
 /*
@@ -501,7 +576,10 @@ static int setup_done(struct sink_pg *k)
     if (!PQsendQueryParams(
             k->conn,
             "SELECT a.attrelid::regclass::text, a.attname, t.typcategory = 'A',"
-            " a.atttypid::int8, t.typelem::int8, format_type(a.atttypid, a.atttypmod)"
+            " a.atttypid::int8, t.typelem::int8, format_type(a.atttypid, a.atttypmod),"
+            " (SELECT format('%I.%I', n.nspname, c.relname || '_pgfeed_new')"
+            " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.oid = a.attrelid)"
             " FROM pg_catalog.pg_attribute a"
             " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
             " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
@@ -644,7 +722,7 @@ static int committed(struct sink_pg *k)
         stats->batches_committed++;
         pgfeed__ctx_batch_committed(ctx, &k->batch, k->prefix ? &k->ckpt_raw : NULL);
         note_committed(k);
-        if (k->last && k->prefix)
+        if (k->last && k->prefix && !k->sh->replace)
             k->sh->finished_in_row = 1;
         pgfeed__log(ctx, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                     (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
@@ -701,6 +779,10 @@ static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_COMMITTING] = committed,
     [S_TRUNCATING] = committed,
     [S_MARK_FINISHED] = finished,
+    [S_SHADOW_PREP] = shadow_prepared,
+    [S_SWAP] = swapped,
+    [S_SWAP_MARK] = swap_marked,
+    [S_SWAP_COMMIT] = finished,
     [S_SPLIT_REFUSED] = split_done,
     [S_SPLIT_ROLLBACK] = split_done,
     [S_SPLIT_BEGIN] = split_done,
@@ -836,7 +918,7 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     sh->bin = bin;
     struct pgfeed_buf b = {0};
     int rc = 0;
-    char *head = pgfeed__strdup_printf("COPY %s (", k->sh->qualified);
+    char *head = pgfeed__strdup_printf("COPY %s (", sh->replace ? sh->shadow : sh->qualified);
     if (head == NULL || pgfeed__buf_append(&b, head, strlen(head)) != 0)
         rc = UV_ENOMEM;
     free(head);
@@ -936,6 +1018,7 @@ int pgfeed__sink_forget_checkpoint(struct pgfeed_stage *s)
     if (!ok)
         return pgfeed__conn_fail(k, "could not delete the checkpoint");
     k->state = S_FORGET;
+    k->sh->forgot = 1;
     return 0;
 }
 
@@ -974,6 +1057,7 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(sh->conn_port);
     free(sh->conn_hostaddr);
     free(sh->qualified);
+    free(sh->shadow);
     free(sh->copy_sql);
     free(sh->state_table);
     free(sh->key);
@@ -1010,6 +1094,7 @@ int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev
     sh->next_first_line = 1;
     *out = &sh->base;
     const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
+    sh->replace = o->mode == PGFEED_MODE_REPLACE;
     size_t n = o->connections ? o->connections : 1;
     if (n > PGFEED_MAX_CONNECTIONS)
         n = PGFEED_MAX_CONNECTIONS;

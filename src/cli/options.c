@@ -86,6 +86,8 @@ static const struct word header_modes[] = {{"auto", PGFEED_HEADER_AUTO},
                                            {"skip", PGFEED_HEADER_SKIP},
                                            {"none", PGFEED_HEADER_NONE},
                                            {NULL, 0}};
+static const struct word modes[] = {
+    {"append", PGFEED_MODE_APPEND}, {"replace", PGFEED_MODE_REPLACE}, {NULL, 0}};
 static const struct word copy_formats[] = {{"text", PGFEED_COPY_TEXT},
                                            {"binary", PGFEED_COPY_BINARY},
                                            {"auto", PGFEED_COPY_AUTO},
@@ -121,6 +123,10 @@ static const struct cli_option options[] = {
           "auto | binary | text: how rows travel to the server (default\n"
           "auto: binary where the columns' types allow, else text)")},
     {FLAG(0, "truncate", opt.truncate, "empty the table in the first batch's transaction")},
+    {WORD(0, "mode", "MODE", opt.mode, modes, "use append or replace",
+          "append | replace (default append): replace loads TABLE_pgfeed_new\n"
+          "and swaps it in when every row is in; readers never see a mix")},
+    {FLAG(0, "keep-old", opt.keep_old, "--mode replace: keep the old rows as TABLE_pgfeed_old")},
     {UINT(0, "max-rejects", "N", opt.max_rejects, 0, UINT64_MAX, "give a whole number",
           "rows that may be rejected before the import fails (default 0)")},
     {STRING(0, "rejects", "FILE", opt.rejects_path,
