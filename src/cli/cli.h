@@ -13,6 +13,7 @@ enum { PROGRESS_AUTO, PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON, PROGRESS_AUTO_
 
 struct cli {
     const char *table;
+    const char *mode; /* --mode as a word: "append", "replace" */
     int quiet;
     int verbose;
     int signal_received; /* SIGINT or SIGTERM that canceled the job, else 0 */
@@ -53,7 +54,8 @@ void cli_progress_bar(const struct pgfeed_stats *st);
 void cli_progress_clear(void);
 void cli_progress_status(const struct pgfeed_stats *st);
 /* status NULL: an interim line; else the last line, with "done": true. */
-void cli_progress_json(const struct pgfeed_stats *st, const char *status, int exit_code);
+void cli_progress_json(const struct cli *c, const struct pgfeed_stats *st, const char *status,
+                       int exit_code);
 
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

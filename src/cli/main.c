@@ -57,7 +57,7 @@ static void progress_cb(void *arg, const struct pgfeed_stats *st)
         cli_progress_bar(st);
         r->cli.bar_drawn = 1;
     } else if (r->cli.progress == PROGRESS_JSON) {
-        cli_progress_json(st, NULL, 0);
+        cli_progress_json(&r->cli, st, NULL, 0);
     }
 }
 
@@ -146,7 +146,7 @@ static int report(struct run *r)
     if (r->status != 0 && exit_code < 128)
         cli_print_error(pgfeed_job_error(r->job));
     if (r->cli.progress == PROGRESS_JSON)
-        cli_progress_json(&st,
+        cli_progress_json(&r->cli, &st,
                           exit_code == 0     ? "imported"
                           : exit_code >= 128 ? "interrupted"
                                              : "failed",

@@ -524,6 +524,7 @@ static int finish_args(struct cli_args *a, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     a->cli.table = a->opt.table;
+    a->cli.mode = a->opt.mode == PGFEED_MODE_REPLACE ? "replace" : "append";
     if (a->cli.progress == PROGRESS_AUTO || a->cli.progress == PROGRESS_AUTO_JSON) {
         int tty = isatty(STDERR_FILENO) && !a->cli.quiet;
         a->cli.progress = tty                                     ? PROGRESS_BAR

@@ -121,6 +121,9 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
             st->wait_source_s);
     if (st->retries)
         fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
+    if (c->mode && strcmp(c->mode, "append") != 0)
+        cli_put("pgfeed: mode:              ", c->mode,
+                status == 0 ? " (the new table is in place)\n" : " (the table is unchanged)\n");
     if (status != 0 && st->rows_read > st->rows_committed)
         fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
                 (unsigned long long)(st->rows_read - st->rows_committed));

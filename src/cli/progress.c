@@ -162,13 +162,15 @@ static void json_num(FILE *f, const char *key, double v, int last)
     fprintf(f, "\"%s\":%.3f%s", key, v, last ? "" : ",");
 }
 
-void cli_progress_json(const struct pgfeed_stats *st, const char *status, int exit_code)
+void cli_progress_json(const struct cli *c, const struct pgfeed_stats *st, const char *status,
+                       int exit_code)
 {
     FILE *f = stderr;
-    fprintf(
-        f, "{\"rows_read\":%llu,\"rows_sent\":%llu,\"rows_committed\":%llu,\"rows_rejected\":%llu,",
-        (unsigned long long)st->rows_read, (unsigned long long)st->rows_sent,
-        (unsigned long long)st->rows_committed, (unsigned long long)st->rows_rejected);
+    fprintf(f, "{\"mode\":\"%s\",", c->mode ? c->mode : "append");
+    fprintf(f,
+            "\"rows_read\":%llu,\"rows_sent\":%llu,\"rows_committed\":%llu,\"rows_rejected\":%llu,",
+            (unsigned long long)st->rows_read, (unsigned long long)st->rows_sent,
+            (unsigned long long)st->rows_committed, (unsigned long long)st->rows_rejected);
     fprintf(f, "\"batches_committed\":%llu,\"lines_read\":%llu,\"bytes_read\":%llu,",
             (unsigned long long)st->batches_committed, (unsigned long long)st->lines_read,
             (unsigned long long)st->bytes_read);

@@ -41,9 +41,13 @@ def replace_gives_exactly_the_files_rows_and_keeps_the_tables_shape(ctx):
     names_with_extras(ctx)
     data = ctx.gen(20_000, seed=5)
     path = ctx.write("in.tsv", data)
-    res = ctx.pgfeed("-t", "names", "--mode", "replace", "-b", "5000", path)
+    res = ctx.pgfeed("-t", "names", "--mode", "replace", "-b", "5000", "--progress", "json",
+                     path)
     ctx.expect_rc(res, 0)
     ctx.expect_table(data)
+    ctx.expect_err(res, r"mode:\s+replace \(the new table is in place\)")
+    modes = {ln.split(",", 1)[0] for ln in res.err.splitlines() if ln.startswith("{")}
+    check(modes == {'{"mode":"replace"'}, f"JSON lines' mode: {modes}")
     check(relations(ctx) == ["names"], f"tables left: {relations(ctx)}")
     idx = ctx.sql("SELECT indexrelid::regclass, indisprimary FROM pg_index"
                   " WHERE indrelid = 'names'::regclass ORDER BY indexrelid::regclass::text;").split()
