@@ -434,6 +434,14 @@ static uint64_t fnv1a64(const char *p, size_t n)
     return h;
 }
 
+/* A start step failed with rc (0: it did not): the error, unless a stage set a better one. */
+static void start_failed(struct pgfeed_job *job, int rc)
+{
+    if (rc != 0 && job->ctx.err.pub.code == 0)
+        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
+                     pgfeed_strerror(rc));
+}
+
 /* stdin's first bytes are in: name the stream by them, then look up its checkpoint. */
 static void stdin_prefetched(void *arg, const char *p, size_t n)
 {
@@ -443,9 +451,7 @@ static void stdin_prefetched(void *arg, const char *p, size_t n)
     snprintf(job->stdin_id, sizeof job->stdin_id, "stdin:%016llx",
              (unsigned long long)(fnv1a64(p, n) ^ (uint64_t)n));
     int rc = pgfeed__sink_connect(job->sink);
-    if (rc != 0 && job->ctx.err.pub.code == 0)
-        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
-                     pgfeed_strerror(rc));
+    start_failed(job, rc);
 }
 
 static int table_ready(void *arg);
@@ -475,9 +481,7 @@ static void source_opened(void *arg, int status)
     if (job->state != JOB_RUNNING)
         return;
     int rc = status != 0 ? status : connect_sink(job);
-    if (rc != 0 && job->ctx.err.pub.code == 0)
-        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
-                     pgfeed_strerror(rc));
+    start_failed(job, rc);
     if (rc != 0)
         job_shutdown(job);
 }
@@ -518,9 +522,7 @@ static int build_pipeline(struct pgfeed_job *job)
         struct pgfeed_stage *src = job->source_stage;
         rc = src->ops->open ? src->ops->open(src, source_opened, job) : connect_sink(job);
     }
-    if (rc != 0 && job->ctx.err.pub.code == 0)
-        pgfeed__fail(&job->ctx, "job", rc, NULL, NULL, "could not start the import: %s",
-                     pgfeed_strerror(rc));
+    start_failed(job, rc);
     return rc;
 }
 

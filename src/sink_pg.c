@@ -464,6 +464,21 @@ static void final_rejects_synced(void *arg, int status)
 
 static int send_swap(struct sink_pg *k);
 
+/* The state table's row for this job marked finished (its own statement); next: state. */
+static int send_mark_finished(struct sink_pg *k, enum sink_state next)
+{
+    char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
+    const char *params[1] = {k->sh->key};
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
+    free(sql);
+    if (!ok)
+        return pgfeed__conn_fail(k, "could not mark the checkpoint finished");
+    k->state = next;
+    return 0;
+}
+
 static int send_finish(struct sink_pg *k)
 {
     if (k->sh->replace)
@@ -473,15 +488,9 @@ static int send_finish(struct sink_pg *k)
         k->sh->ev.done(k->sh->ev.arg, 0);
         return 0;
     }
-    char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
-    const char *params[1] = {k->sh->key};
-    if (sql == NULL)
-        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
-    free(sql);
-    if (!ok)
-        return pgfeed__conn_fail(k, "could not mark the checkpoint finished");
-    k->state = S_MARK_FINISHED;
+    int rc = send_mark_finished(k, S_MARK_FINISHED);
+    if (rc != 0)
+        return rc;
     return pgfeed__conn_flush(k, "lost the connection to the server");
 }
 /* ------------------------------------------------------------ --mode replace */
@@ -539,16 +548,7 @@ static int swapped(struct sink_pg *k)
 {
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
         return pgfeed__conn_send(k, "COMMIT", S_SWAP_COMMIT);
-    char *sql = pgfeed__checkpoint_sql_finish(k->sh->state_table);
-    const char *params[1] = {k->sh->key};
-    if (sql == NULL)
-        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    int ok = PQsendQueryParams(k->conn, sql, 1, NULL, params, NULL, NULL, 0);
-    free(sql);
-    if (!ok)
-        return pgfeed__conn_fail(k, "could not mark the checkpoint finished");
-    k->state = S_SWAP_MARK;
-    return 0;
+    return send_mark_finished(k, S_SWAP_MARK);
 }
 
 static int swap_marked(struct sink_pg *k)

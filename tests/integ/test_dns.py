@@ -46,6 +46,21 @@ SLOW = "slow.pgfeed.test"
 NEVER = "never.pgfeed.test"
 
 
+def ns_run(argv, cfg, timeout):
+    """Runs argv in the namespace with cfg (dnsns.inner_main); the report, with rep["res"]
+    the run as a harness Result (sanitizer reports checked)."""
+    cfg = dict(cfg, argv=argv, timeout=timeout)
+    try:
+        rep = dnsns.run_in_ns(cfg, timeout=timeout + 30)
+    except RuntimeError as e:
+        raise Failure(str(e))
+    err = "\n".join(ln for _, ln in rep["stderr"])
+    res = Result(argv, rep["rc"], rep["stdout"], err, rep["elapsed"])
+    sanitizer_check(res)
+    rep["res"] = res
+    return rep
+
+
 def in_ns(ctx, host, args, names=None, never=(), sigint_after_query=None, timeout=60):
     """pgfeed -d ... -t names ARGS http://HOST:PORT/names.tsv.gz inside the namespace."""
     why = dnsns.available()
@@ -57,15 +72,7 @@ def in_ns(ctx, host, args, names=None, never=(), sigint_after_query=None, timeou
     cfg = {"names": names or {}, "never": list(never), "httpd_root": str(ctx.tmp),
            "argv": argv, "env": env, "sigint_after_query": sigint_after_query,
            "timeout": timeout}
-    try:
-        rep = dnsns.run_in_ns(cfg, timeout=timeout + 30)
-    except RuntimeError as e:
-        raise Failure(str(e))
-    err = "\n".join(ln for _, ln in rep["stderr"])
-    res = Result(argv, rep["rc"], rep["stdout"], err, rep["elapsed"])
-    sanitizer_check(res)
-    rep["res"] = res
-    return rep
+    return ns_run(argv, cfg, timeout)
 
 
 def data(ctx, rows=20000, seed=11):
@@ -161,15 +168,7 @@ def db_in_ns(ctx, host, args, conn_extra="", names=None, never=(), sigint_after_
     cfg = {"names": names or {}, "never": list(never), "argv": argv, "env": clean_env(),
            "pg_socket": f"{ctx.cfg.cluster.dir}/.s.PGSQL.5432",
            "sigint_after_query": sigint_after_query, "timeout": timeout}
-    try:
-        rep = dnsns.run_in_ns(cfg, timeout=timeout + 30)
-    except RuntimeError as e:
-        raise Failure(str(e))
-    err = "\n".join(ln for _, ln in rep["stderr"])
-    res = Result(argv, rep["rc"], rep["stdout"], err, rep["elapsed"])
-    sanitizer_check(res)
-    rep["res"] = res
-    return rep
+    return ns_run(argv, cfg, timeout)
 
 
 PROGRESS = ["--progress", "json", "--progress-interval", "0.05"]

@@ -18,7 +18,6 @@ The example is found next to the pgfeed binary given to run.py (BUILDDIR/example
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dnsns  # noqa: E402
 from harness import Failure, Skip, check, clean_env, parse_dsv, sanitizer_check, test  # noqa: E402
 from harness import Result  # noqa: E402
+from test_dns import ns_run  # noqa: E402
 from test_http import Httpd  # noqa: E402
 
 LATE_BOUND_MS = 250
@@ -137,13 +137,8 @@ def test_embed_slow_dns(ctx):
            "never": ["never.pgfeed.test"], "httpd_root": str(ctx.tmp), "argv": argv,
            "env": {k: v for k, v in clean_env().items() if "proxy" not in k.lower()},
            "pg_socket": f"{ctx.cfg.cluster.dir}/.s.PGSQL.5432", "timeout": 120}
-    try:
-        rep = dnsns.run_in_ns(cfg, timeout=150)
-    except RuntimeError as e:
-        raise Failure(str(e))
-    res = Result(argv, rep["rc"], rep["stdout"], "\n".join(ln for _, ln in rep["stderr"]),
-                 rep["elapsed"])
-    sanitizer_check(res)
+    rep = ns_run(argv, cfg, 120)
+    res = rep["res"]
     out = expect_outcome(ctx, res, want, 10000, "slow DNS")
     check(rep["elapsed"] >= SLOW, f"finished in {rep['elapsed']} s: the lookups were not slow")
     # the timer ran all through the lookups: about one tick per 10 ms
