@@ -438,6 +438,19 @@ static void on_lock_check(uv_timer_t *t)
     ASSERT_EQ_INT(H.done_calls, 0, lbl("the job still runs while the table is locked"));
     if (H.done_calls)
         tap_note("%s: the job ended: %s", H.name, pgfeed_job_error(H.job)->message);
+    if (!blocked) {
+        /* what the job and the server were doing instead, for the failure's report */
+        struct pgfeed_stats st;
+        pgfeed_job_stats(H.job, &st);
+        tap_note("%s: bytes_read %llu, rows_read %llu, rows_sent %llu, server wait %.2f s", H.name,
+                 (unsigned long long)st.bytes_read, (unsigned long long)st.rows_read,
+                 (unsigned long long)st.rows_sent, st.wait_server_s);
+        char *a = query_text(locker, "SELECT string_agg(state || ' ' || coalesce(wait_event_type,"
+                                     " '-') || ' ' || left(query, 80), ' | ') FROM"
+                                     " pg_stat_activity WHERE application_name = 'pgfeed'");
+        tap_note("%s: pgfeed backends: %s", H.name, a ? a : "?");
+        free(a);
+    }
     ASSERT_TRUE(blocked && H.waiting,
                 "%s: the COPY waits on the lock (%d) while the host waits "
                 "for drain_cb (%d; input ended: %d)",
