@@ -373,7 +373,9 @@ static void test_same_as_file(const char *path, int gz)
 
 /* A second connection holds ACCESS EXCLUSIVE on t_push: the COPY waits, the inbox fills. */
 static void on_lock_check(uv_timer_t *t);
-static PGconn *locker;
+/* locker holds the lock in its open transaction; watcher reads pg_stat_activity outside
+ * any transaction (inside one, the server keeps the first reading of it until the end). */
+static PGconn *locker, *watcher;
 static int lock_seen, close_under_lock;
 static uint64_t lock_deadline;
 
@@ -382,6 +384,7 @@ static void test_backpressure_from_a_lock(const char *data, size_t len, int clos
 {
     reset_tables();
     locker = PQconnectdb(db);
+    watcher = PQconnectdb(db);
     char sql[256];
     snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE %s.t_push IN ACCESS EXCLUSIVE MODE", schema);
     PGresult *r = PQexec(locker, sql);
@@ -409,6 +412,7 @@ static void test_backpressure_from_a_lock(const char *data, size_t len, int clos
         ASSERT_TRUE(lock_seen, "%s: closed while the COPY waited", H.name);
         ASSERT_EQ_INT(H.drains, H.eagains - 1, lbl("no drain_cb after the close"));
         PQfinish(locker);
+        PQfinish(watcher);
         return;
     }
     uv_run(&H.loop, UV_RUN_DEFAULT);
@@ -418,6 +422,7 @@ static void test_backpressure_from_a_lock(const char *data, size_t len, int clos
     pgfeed_job_close(H.job, close_cb);
     end_case(1);
     PQfinish(locker);
+    PQfinish(watcher);
 }
 
 /* Polls (from the loop, so the job keeps running) until the job's backend waits on the lock
@@ -428,7 +433,7 @@ static void on_lock_check(uv_timer_t *t)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfeed' AND "
              "wait_event_type = 'Lock' AND pid <> pg_backend_pid()");
-    char *n = query_text(locker, sql);
+    char *n = query_text(watcher, sql);
     int blocked = n && strcmp(n, "0") != 0;
     free(n);
     if ((!blocked || !H.waiting) && !H.ended && !H.done_calls && uv_now(&H.loop) < lock_deadline)
@@ -445,9 +450,9 @@ static void on_lock_check(uv_timer_t *t)
         tap_note("%s: bytes_read %llu, rows_read %llu, rows_sent %llu, server wait %.2f s", H.name,
                  (unsigned long long)st.bytes_read, (unsigned long long)st.rows_read,
                  (unsigned long long)st.rows_sent, st.wait_server_s);
-        char *a = query_text(locker, "SELECT string_agg(state || ' ' || coalesce(wait_event_type,"
-                                     " '-') || ' ' || left(query, 80), ' | ') FROM"
-                                     " pg_stat_activity WHERE application_name = 'pgfeed'");
+        char *a = query_text(watcher, "SELECT string_agg(state || ' ' || coalesce(wait_event_type,"
+                                      " '-') || ' ' || left(query, 80), ' | ') FROM"
+                                      " pg_stat_activity WHERE application_name = 'pgfeed'");
         tap_note("%s: pgfeed backends: %s", H.name, a ? a : "?");
         free(a);
     }
