@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -425,6 +426,25 @@ static int weigh_finished(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint
         "this source was already imported into \"%s\"", o->table);
 }
 
+/*
+ * A file's mtime as the checkpoint keeps it ("SECONDS.NANOSECONDS", source_file.c) as UTC
+ * ISO 8601 in buf ("2026-12-03T17:45:53.348893991Z"); any other validator (an HTTP
+ * Last-Modified date) as it is.
+ */
+static const char *shown_mtime(const char *v, char *buf, size_t cap)
+{
+    char *end;
+    long long sec = strtoll(v, &end, 10);
+    struct tm tm;
+    time_t t = (time_t)sec;
+    char day[32];
+    if (end == v || *end != '.' || strlen(end + 1) != 9 || strspn(end + 1, "0123456789") != 9 ||
+        gmtime_r(&t, &tm) == NULL || strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return v;
+    snprintf(buf, cap, "%s.%sZ", day, end + 1);
+    return buf;
+}
+
 /* --resume of an unfinished import: the same format options and an unchanged source. */
 static int weigh_resume(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *c,
                         const struct pgfeed_validators *v, int changed)
@@ -448,12 +468,14 @@ static int weigh_resume(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint *
     }
     free(mine);
     if (changed) {
+        char was[48], now[48];
         snprintf(
             detail, sizeof detail,
             "The checkpoint was made for a source of %lld bytes%s%s; it now has %lld bytes%s%s. Resuming would mix two versions of the data.",
             (long long)c->size, c->last_modified ? ", modified " : "",
-            c->last_modified ? c->last_modified : "", (long long)v->size,
-            v->last_modified ? ", modified " : "", v->last_modified ? v->last_modified : "");
+            c->last_modified ? shown_mtime(c->last_modified, was, sizeof was) : "",
+            (long long)v->size, v->last_modified ? ", modified " : "",
+            v->last_modified ? shown_mtime(v->last_modified, now, sizeof now) : "");
         return pgfeed__fail(ctx, "job", PGFEED_ECHANGED, detail,
                             "Use --restart (with --truncate to replace the rows already imported).",
                             "the source changed since the checkpoint");

@@ -529,6 +529,7 @@ static int begin(struct decoder *d, enum dec_kind kind, int restart)
 
     d->kind = kind;
     d->began = 1;
+    d->base.ctx->compression = kind == KIND_PLAIN ? NULL : kind_name(d);
     if (kind == KIND_PLAIN) {
         d->state = ST_PLAIN;
         return 0;

@@ -389,6 +389,7 @@ struct pgfeed_ctx {
     int waiting_db;           /* the failure is a server not up yet: wait (--wait-for-db) */
     int waits;                /* new attempts made while waiting for the server */
     int connected;            /* a database connection was made in this job */
+    const char *compression;  /* what the decoder found: "gzip", "zlib", or NULL (plain) */
     uint64_t wait_db_until;   /* uv_hrtime() until which a first connection may wait */
     uint64_t lines_committed; /* input lines the checkpoint covers (all runs) */
     struct pgfeed_replay replay;

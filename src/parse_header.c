@@ -7,7 +7,8 @@
  * record is the header, its line numbers and where it ends are parse_record.c's.
  * tsv and text hand the header line as it is; csv hands its fields unquoted (doubled
  * quotes undone) and joined by the delimiter, built in a buffer of the record's length
- * that is freed before returning.
+ * that is freed before returning. A header with a zero byte or bytes that are not UTF-8
+ * fails the import as input that is not text (worded in parse_report.c).
  */
 #include "parse_internal.h"
 
@@ -36,6 +37,11 @@ static int csv_header(struct parser *P, const char *r, size_t n)
 int pgfeed__parse_header(struct parser *P, const char *r, size_t n)
 {
     P->want_header = 0;
+    /* A zero byte or bytes that are not UTF-8 in the first line: most likely not text at
+     * all (an archive, an image, a format pgfeed does not decompress), said as such. */
+    size_t bad = pgfeed__utf8_check(r, n);
+    if (bad < n)
+        return pgfeed__parse_not_text(P, r, n, bad);
     if (P->format == PGFEED_FORMAT_CSV)
         return csv_header(P, r, n);
     return P->on_header ? P->on_header(P->on_header_arg, r, n) : 0;

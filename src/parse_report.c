@@ -12,6 +12,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "parse_internal.h"
 
@@ -179,6 +180,75 @@ int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, 
     }
     int rc = reject(P, line, n, lineno, off, col, msg, detail, hint);
     free(quoted);
+    free(detail);
+    return rc;
+}
+
+/* ---- input that is not text ---- */
+
+/* What a file is, by its first bytes: formats that are often fed to pgfeed by mistake. */
+static const struct {
+    const char *magic;
+    size_t len;
+    const char *what;
+} signatures[] = {
+    {"PK\x03\x04", 4, "a zip archive (.zip, also .xlsx, .docx, .jar)"},
+    {"BZh", 3, "bzip2 data"},
+    {"\xfd"
+     "7zXZ",
+     5, "xz data"},
+    {"\x28\xb5\x2f\xfd", 4, "zstd data"},
+    {"7z\xbc\xaf\x27\x1c", 6, "a 7-Zip archive"},
+    {"Rar!\x1a\x07", 6, "a RAR archive"},
+    {"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8, "an OLE document (.xls, .doc)"},
+    {"%PDF", 4, "a PDF document"},
+    {"\x89PNG", 4, "a PNG image"},
+    {"\x7f"
+     "ELF",
+     4, "an ELF executable"},
+    {"PAR1", 4, "a Parquet file"},
+    {"SQLite format 3", 15, "an SQLite database"},
+    {"PGDMP", 5, "a pg_dump archive (restore it with pg_restore)"},
+    {"\xff\xfe", 2, "UTF-16 text (little-endian)"},
+    {"\xfe\xff", 2, "UTF-16 text (big-endian)"},
+};
+
+/* ", the signature of WHAT" for a known format, else "". */
+static const char *signature_of(const char *r, size_t n)
+{
+    for (size_t i = 0; i < sizeof signatures / sizeof signatures[0]; i++)
+        if (n >= signatures[i].len && memcmp(r, signatures[i].magic, signatures[i].len) == 0)
+            return signatures[i].what;
+    return NULL;
+}
+
+int pgfeed__parse_not_text(struct parser *P, const char *r, size_t n, size_t bad)
+{
+    char hex[8 * 5 + 1] = "";
+    size_t k = 0;
+    for (size_t i = 0; i < n && i < 8; i++)
+        k += (size_t)snprintf(hex + k, sizeof hex - k, "%s0x%02x", i ? " " : "",
+                              (unsigned char)r[i]);
+    const char *what = signature_of(r, n);
+    const char *comp = P->base.ctx->compression;
+    char what_s[96] = "";
+    if (what)
+        snprintf(what_s, sizeof what_s, ", the signature of %s", what);
+    const char *where = r[bad] == 0 ? "a zero byte" : "bytes that are not valid UTF-8";
+    char *detail =
+        comp
+            ? pgfeed__strdup_printf("Its first line has %s at byte %zu. The input is %s data whose "
+                                    "inflated bytes begin with %s%s.",
+                                    where, bad + 1, comp, hex, what_s)
+            : pgfeed__strdup_printf("Its first line has %s at byte %zu. The input begins with "
+                                    "%s%s; it is not compressed with gzip or zlib either (no 1f "
+                                    "8b or zlib header).",
+                                    where, bad + 1, hex, what_s);
+    int rc = pgfeed__fail(
+        P->base.ctx, "parser", PGFEED_EPARSE, detail,
+        "pgfeed reads TSV, CSV or COPY text in UTF-8, plain or compressed with gzip or zlib. Unpack other archives first (for example unzip -p FILE.zip | pgfeed ... -), and convert text in another encoding with iconv.",
+        "the input does not look like text");
+    pgfeed__fail_at(P->base.ctx, 1, 0, NULL, 0, 0);
     free(detail);
     return rc;
 }

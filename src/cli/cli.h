@@ -19,6 +19,7 @@ struct cli {
     int signal_received; /* SIGINT or SIGTERM that canceled the job, else 0 */
     int progress;        /* PROGRESS_NONE, _BAR, _JSON */
     int bar_drawn;       /* a bar line is on the screen */
+    int no_checkpoint;   /* --no-checkpoint: nothing to --resume after a failure */
 };
 
 /* Exit statuses besides 0 and 128 + signal; CLI_RUN: the command line asks for an import. */
@@ -47,6 +48,8 @@ void cli_args_free(struct cli_args *a);
 void cli_put(const char *prefix, const char *s, const char *suffix);
 void cli_print_error(const struct pgfeed_error *e);
 void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int status);
+/* After a failure (before its error) or an interruption: what is committed, how to go on. */
+void cli_print_unfinished(const struct cli *c, const struct pgfeed_stats *st, int interrupted);
 void cli_log_cb(void *arg, int level, const char *msg);
 /* progress.c */
 void cli_bar_text(const struct pgfeed_stats *st, int width, char *line, size_t cap);

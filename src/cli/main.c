@@ -36,12 +36,18 @@ static void signal_cb(uv_signal_t *h, int signum)
     if (r->cli.signal_received) {
         /* Second signal: the user means it. The server rolls back the open transaction. */
         if (signum == SIGINT || r->cli.signal_received == SIGINT) {
+            if (r->cli.bar_drawn)
+                cli_progress_clear();
             fprintf(stderr, "pgfeed: interrupted again; exiting at once\n");
             _exit(130);
         }
         return;
     }
     r->cli.signal_received = signum;
+    if (r->cli.bar_drawn) { /* the notice starts a line of its own, not the bar's end */
+        cli_progress_clear();
+        r->cli.bar_drawn = 0;
+    }
     if (!r->cli.quiet)
         fprintf(stderr, "pgfeed: %s received; rolling back the batch in flight\n",
                 signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -126,34 +132,36 @@ static void run_job(struct run *r, uv_loop_t *loop)
     }
 }
 
-/* The outcome on stderr (error, last progress line, summary); returns the exit status. */
+/*
+ * The outcome on stderr; returns the exit status. After an import: the last progress line
+ * and the summary. After a failure or an interruption: what is committed and how to go on,
+ * in a few lines, with the error last, where the eye lands.
+ */
 static int report(struct run *r)
 {
     struct pgfeed_stats st;
     pgfeed_job_stats(r->job, &st);
     int exit_code = 0;
-    if (r->cli.signal_received && r->status == PGFEED_ECANCELED) {
+    if (r->cli.signal_received && r->status == PGFEED_ECANCELED)
         exit_code = 128 + r->cli.signal_received;
-        if (!r->cli.quiet)
-            fprintf(stderr, "pgfeed: interrupted: %llu rows in %llu batches are committed\n",
-                    (unsigned long long)st.rows_committed,
-                    (unsigned long long)st.batches_committed);
-    } else if (r->status != 0) {
+    else if (r->status != 0)
         exit_code = r->status == PGFEED_EUSAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
-    }
     if (r->cli.bar_drawn)
         cli_progress_clear();
-    if (r->status != 0 && exit_code < 128)
-        cli_print_error(pgfeed_job_error(r->job));
     if (r->cli.progress == PROGRESS_JSON)
         cli_progress_json(&r->cli, &st,
                           exit_code == 0     ? "imported"
                           : exit_code >= 128 ? "interrupted"
                                              : "failed",
                           exit_code);
-    cli_print_summary(&r->cli, &st, r->status);
+    if (r->status == 0)
+        cli_print_summary(&r->cli, &st, r->status);
+    else
+        cli_print_unfinished(&r->cli, &st, exit_code >= 128);
     if (!r->cli.quiet && pgfeed_job_rejects_path(r->job))
         cli_put("pgfeed: rejects file:      ", pgfeed_job_rejects_path(r->job), "\n");
+    if (r->status != 0 && exit_code < 128)
+        cli_print_error(pgfeed_job_error(r->job));
     return exit_code;
 }
 
@@ -203,6 +211,7 @@ int main(int argc, char **argv)
     struct run r;
     memset(&r, 0, sizeof r);
     r.cli = a.cli;
+    r.cli.no_checkpoint = a.opt.no_checkpoint;
     a.opt.log_cb = cli_log_cb;
     a.opt.log_arg = &r.cli;
     a.opt.log_level = PGFEED_LOG_DEBUG;

@@ -173,7 +173,7 @@ static const struct cli_option options[] = {
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
 static const char help_head[] =
-    "pgfeed streams a (gzipped) TSV or text file into a PostgreSQL table with COPY.\n"
+    "pgfeed streams a (gzipped) TSV, CSV or COPY text file into a PostgreSQL table with COPY.\n"
     "\n"
     "Usage:\n"
     "  pgfeed [OPTIONS] SOURCE\n"

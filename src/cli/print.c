@@ -128,3 +128,42 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
         fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
                 (unsigned long long)(st->rows_read - st->rows_committed));
 }
+
+/*
+ * Nothing committed: one line, so that the error after it stands out. Batches committed:
+ * how many rows are safely in, the batch rolled back, and how to continue.
+ */
+void cli_print_unfinished(const struct cli *c, const struct pgfeed_stats *st, int interrupted)
+{
+    if (c->quiet)
+        return;
+    unsigned long long rows = st->rows_committed, batches = st->batches_committed;
+    if (interrupted) {
+        fprintf(stderr, "pgfeed: interrupted: %llu rows in %llu batches are committed\n", rows,
+                batches);
+    } else {
+        fprintf(stderr, "pgfeed: rows imported:     %llu into \"", rows);
+        cli_put("", c->table, "\"");
+        if (batches)
+            fprintf(stderr, " in %llu committed batch%s, which stay\n", batches,
+                    batches == 1 ? "" : "es");
+        else
+            fprintf(stderr, "; nothing was committed\n");
+    }
+    if (st->retries)
+        fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
+    if (c->mode && strcmp(c->mode, "append") != 0)
+        cli_put("pgfeed: mode:              ", c->mode, " (the table is unchanged)\n");
+    if (batches == 0)
+        return;
+    if (st->rows_read > st->rows_committed)
+        fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
+                (unsigned long long)(st->rows_read - st->rows_committed));
+    if (c->no_checkpoint)
+        fprintf(stderr, "pgfeed: to continue:       there is no checkpoint (--no-checkpoint): "
+                        "import again with --truncate\n");
+    else
+        fprintf(
+            stderr,
+            "pgfeed: to continue:       fix the cause, then run the same command with --resume\n");
+}
