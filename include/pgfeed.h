@@ -132,6 +132,12 @@ typedef enum {
     PGFEED_FORMAT_CSV       /* RFC 4180: quotes, doubled quotes, quoted delimiters and newlines */
 } pgfeed_format_t;
 
+/*
+ * A header (any mode but NONE) with a zero byte or bytes that are not UTF-8 fails the job
+ * with PGFEED_EPARSE, stage "parser", "the input does not look like text": the detail gives
+ * its first 8 bytes in hex, a known file signature (zip, bzip2, xz, zstd, PDF, UTF-16, ...)
+ * and whether it was inflated from gzip or zlib.
+ */
 typedef enum {
     PGFEED_HEADER_AUTO = 0, /* first line is a header: by name, else by position if counts agree */
     PGFEED_HEADER_MATCH,    /* first line is a header whose names must all match */

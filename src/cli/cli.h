@@ -47,7 +47,8 @@ void cli_args_free(struct cli_args *a);
 /* On stderr: prefix, s with control characters escaped (as \xNN), suffix. */
 void cli_put(const char *prefix, const char *s, const char *suffix);
 void cli_print_error(const struct pgfeed_error *e);
-void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int status);
+/* After an import: rows, batches, bytes, time, rates, waits, retries, the mode. */
+void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st);
 /* After a failure (before its error) or an interruption: what is committed, how to go on. */
 void cli_print_unfinished(const struct cli *c, const struct pgfeed_stats *st, int interrupted);
 void cli_log_cb(void *arg, int level, const char *msg);

@@ -155,7 +155,7 @@ static int report(struct run *r)
                                              : "failed",
                           exit_code);
     if (r->status == 0)
-        cli_print_summary(&r->cli, &st, r->status);
+        cli_print_summary(&r->cli, &st);
     else
         cli_print_unfinished(&r->cli, &st, exit_code >= 128);
     if (!r->cli.quiet && pgfeed_job_rejects_path(r->job))

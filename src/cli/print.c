@@ -97,7 +97,7 @@ static void human_bytes(char *out, size_t cap, double b)
     snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", b, units[u]);
 }
 
-void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int status)
+void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st)
 {
     if (c->quiet)
         return;
@@ -122,11 +122,7 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st, int s
     if (st->retries)
         fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
     if (c->mode && strcmp(c->mode, "append") != 0)
-        cli_put("pgfeed: mode:              ", c->mode,
-                status == 0 ? " (the new table is in place)\n" : " (the table is unchanged)\n");
-    if (status != 0 && st->rows_read > st->rows_committed)
-        fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
-                (unsigned long long)(st->rows_read - st->rows_committed));
+        cli_put("pgfeed: mode:              ", c->mode, " (the new table is in place)\n");
 }
 
 /*
