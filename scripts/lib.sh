@@ -23,8 +23,9 @@ PGFEED_RUN_PKGS=(postgresql-15 postgresql-client-15 python3 gzip)
 # Only the tests: tmux gives the progress bar a real terminal; clang and libclang-rt-14-dev
 # (libFuzzer) build the fuzz targets (scripts/fuzz); valgrind runs the embedding example
 # (tests/integ/test_embed.py); iproute2 brings up loopback in the DNS tests' namespace;
-# strace watches the rejects file being made durable (test_rejects.py).
-PGFEED_TEST_PKGS=(tmux clang libclang-rt-14-dev valgrind iproute2 strace)
+# strace watches the rejects file being made durable (test_rejects.py); man-db renders the
+# man page (tests/unit/test_manpage.py).
+PGFEED_TEST_PKGS=(tmux clang libclang-rt-14-dev valgrind iproute2 strace man-db)
 
 pgfeed_log()
 {
