@@ -156,8 +156,15 @@ typedef enum {
 /* What an import does with the rows already in its target table. */
 typedef enum {
     PGFEED_MODE_APPEND = 0, /* add the file's rows to them (default) */
-    PGFEED_MODE_REPLACE     /* load a shadow table, then swap it in (see pgfeed_options.mode) */
+    PGFEED_MODE_REPLACE,    /* load a shadow table, then swap it in (see pgfeed_options.mode) */
+    PGFEED_MODE_UPSERT      /* merge each batch by key (see pgfeed_options.key) */
 } pgfeed_mode_t;
+
+/* PGFEED_MODE_UPSERT: what a row whose key is already in the table does. */
+typedef enum {
+    PGFEED_ON_CONFLICT_UPDATE = 0, /* replaces the row's other columns (default) */
+    PGFEED_ON_CONFLICT_NOTHING     /* leaves the row as it is */
+} pgfeed_on_conflict_t;
 
 typedef enum {
     PGFEED_LOG_ERROR = 0,
@@ -212,6 +219,16 @@ struct pgfeed_stats {
     double wait_server_s;
     double wait_source_s;
     int done; /* 1 once the job has finished */
+    /*
+     * PGFEED_MODE_UPSERT, rows of committed batches (of this run, as rows_committed:
+     * a resumed import counts what it commits itself). inserted + updated + unchanged
+     * = rows_committed. A row whose key came earlier in the same batch counts as
+     * updated (with ON_CONFLICT_NOTHING: unchanged), as if rows were merged one by one.
+     */
+    uint64_t rows_inserted;  /* a new key: a row added */
+    uint64_t rows_updated;   /* key already there: its row replaced (ON_CONFLICT_UPDATE) */
+    uint64_t rows_unchanged; /* key already there: its row left (ON_CONFLICT_NOTHING) */
+    uint64_t rows_deleted;   /* delete_missing: target rows whose key was not in the file */
 };
 
 struct pgfeed_job;
@@ -402,6 +419,35 @@ struct pgfeed_options {
      */
     pgfeed_mode_t mode;
     int keep_old; /* PGFEED_MODE_REPLACE: keep the old rows as <table>_pgfeed_old */
+    /*
+     * PGFEED_MODE_UPSERT: each batch is COPYed into a temporary staging table on its
+     * connection (made LIKE the target with its NOT NULL and CHECK constraints, so it
+     * refuses the rows the target's own constraints would; a row refused there goes to
+     * the rejects file as in append mode), then merged into the target in the batch's
+     * transaction, with its checkpoint: INSERT ... ON CONFLICT (key) DO UPDATE (or DO
+     * NOTHING), keeping the last row of each key in the batch (the first with
+     * ON_CONFLICT_NOTHING). With several connections the COPYs run in parallel and the
+     * merges in file order (a batch merges once every earlier one committed), so the
+     * last row of a key in the file wins (the first with ON_CONFLICT_NOTHING). A row
+     * refused by the merge itself (a foreign key, another unique index, a trigger)
+     * fails the batch and the import with the server's error (PGFEED_ESERVER).
+     *
+     * key: the key's columns, comma-separated ("a,b", spelled as in the catalog, spaces
+     * around the commas ignored); NULL: the primary key, else the only unique index. No key
+     * found, several unique indexes and no primary key, or a key no unique index or
+     * constraint covers exactly: PGFEED_ETABLE before anything is loaded. The key's
+     * columns must be among those the file fills.
+     */
+    const char *key;
+    pgfeed_on_conflict_t on_conflict;
+    /*
+     * PGFEED_MODE_UPSERT: the transaction that marks the checkpoint finished also
+     * deletes the target's rows whose key the file does not have (a row with a NULL in
+     * a key column is left alone). The keys seen are kept in <table>_pgfeed_keys (a
+     * table in the target's schema, made at the start, kept across resume, dropped at
+     * the end). A leftover one without resume or restart: PGFEED_ETABLE.
+     */
+    int delete_missing;
 };
 
 /* Fills *opt with the defaults named above. */

@@ -292,11 +292,21 @@ char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
     static const char *const headers[] = {"auto", "match", "skip", "none"};
     struct pgfeed_buf b = {0};
     /* The mode goes first (and only when not append, so older checkpoints still match):
-     * a replace checkpoint's text never starts with an append run's. */
-    char *head = pgfeed__strdup_printf(
-        "%sformat=%s delimiter=%d quote=%d null=%s header=%s",
-        o->mode == PGFEED_MODE_REPLACE ? "mode=replace " : "", formats[o->format & 3], o->delimiter,
-        o->format == PGFEED_FORMAT_CSV ? o->quote : 0, o->null_marker, headers[o->header & 3]);
+     * a replace or upsert checkpoint's text never starts with an append run's. An upsert's
+     * key, on-conflict and delete-missing follow it: a resume must merge as it did. */
+    char *mode =
+        o->mode == PGFEED_MODE_UPSERT
+            ? pgfeed__strdup_printf(
+                  "mode=upsert%s%s%s%s ", o->key ? " key=" : "", o->key ? o->key : "",
+                  o->on_conflict == PGFEED_ON_CONFLICT_NOTHING ? " on-conflict=nothing" : "",
+                  o->delete_missing ? " delete-missing" : "")
+            : strdup(o->mode == PGFEED_MODE_REPLACE ? "mode=replace " : "");
+    char *head = mode ? pgfeed__strdup_printf("%sformat=%s delimiter=%d quote=%d null=%s header=%s",
+                                              mode, formats[o->format & 3], o->delimiter,
+                                              o->format == PGFEED_FORMAT_CSV ? o->quote : 0,
+                                              o->null_marker, headers[o->header & 3])
+                      : NULL;
+    free(mode);
     if (head == NULL)
         return NULL;
     int rc = pgfeed__buf_append(&b, head, strlen(head));
@@ -408,11 +418,11 @@ static int weigh_finished(struct pgfeed_ctx *ctx, const struct pgfeed_checkpoint
             o->table, (unsigned long long)c->rows);
         return PGFEED_CKPT_FINISHED;
     }
-    if (changed || o->restart || o->truncate || o->mode == PGFEED_MODE_REPLACE)
+    if (changed || o->restart || o->truncate || o->mode != PGFEED_MODE_APPEND)
         return PGFEED_CKPT_FRESH;
     /* The same, unchanged source again: appending would duplicate every row
-     * (--truncate empties the table first, and --mode replace swaps in a new one, so
-     * they may). */
+     * (--truncate empties the table first, --mode replace swaps in a new one and
+     * --mode upsert merges by key, so they may). */
     char detail[1024];
     snprintf(detail, sizeof detail,
              "Its checkpoint says the import finished at %s with %llu rows in %llu "

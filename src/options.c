@@ -10,6 +10,7 @@
  * delimiter, quote and NULL marker are (the parser uses it too, for callers that build a
  * parser without a job).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,8 +124,9 @@ static int check_characters(struct pgfeed_ctx *ctx, const struct pgfeed_options 
 /* --mode and what goes with it. */
 static int check_mode(struct pgfeed_ctx *ctx, const struct pgfeed_options *o)
 {
-    if (o->mode != PGFEED_MODE_APPEND && o->mode != PGFEED_MODE_REPLACE)
-        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use append or replace.",
+    if (o->mode != PGFEED_MODE_APPEND && o->mode != PGFEED_MODE_REPLACE &&
+        o->mode != PGFEED_MODE_UPSERT)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use append, replace or upsert.",
                             "unknown mode %d", (int)o->mode);
     if (o->mode == PGFEED_MODE_REPLACE && o->truncate)
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE,
@@ -134,6 +136,24 @@ static int check_mode(struct pgfeed_ctx *ctx, const struct pgfeed_options *o)
     if (o->keep_old && o->mode != PGFEED_MODE_REPLACE)
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use --keep-old with --mode replace.",
                             "--keep-old only goes with --mode replace");
+    const char *upsert_only = o->key                ? "--key"
+                              : o->on_conflict != 0 ? "--on-conflict"
+                              : o->delete_missing   ? "--delete-missing"
+                                                    : NULL;
+    if (upsert_only && o->mode != PGFEED_MODE_UPSERT) {
+        char hint[64];
+        snprintf(hint, sizeof hint, "Use %s with --mode upsert.", upsert_only);
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, hint,
+                            "%s only goes with --mode upsert", upsert_only);
+    }
+    if (o->on_conflict != PGFEED_ON_CONFLICT_UPDATE && o->on_conflict != PGFEED_ON_CONFLICT_NOTHING)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use update or nothing.",
+                            "unknown on_conflict %d", (int)o->on_conflict);
+    if (o->key && (o->key[0] == '\0' || strstr(o->key, ",,") || o->key[0] == ',' ||
+                   o->key[strlen(o->key) - 1] == ','))
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Name the key's columns separated by commas: --key a,b.",
+                            "invalid key \"%s\"", o->key);
     return 0;
 }
 

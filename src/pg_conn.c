@@ -231,6 +231,9 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     } else if (sqlstate && strcmp(sqlstate, "55000") == 0 &&
                (k->state == S_SHADOW_PREP || k->state == S_SWAP)) {
         code = PGFEED_ETABLE; /* --mode replace refused (sink_replace.c) */
+    } else if (sqlstate && (strcmp(sqlstate, "55000") == 0 || strcmp(sqlstate, "42703") == 0) &&
+               k->state == S_UPSERT_PREP) {
+        code = PGFEED_ETABLE; /* --mode upsert's key refused (sink_upsert.c) */
     }
     if (state_table)
         pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint,
@@ -591,8 +594,8 @@ void pgfeed__conn_stop(struct sink_pg *k)
             PQflush(k->conn);
             wait = 1;
         }
-    } else if ((k->state == S_ENDING || k->state == S_CHECKPOINT || k->state == S_REJECTS_SYNC ||
-                k->state == S_COMMITTING) &&
+    } else if ((k->state == S_ENDING || k->state == S_MERGE || k->state == S_CHECKPOINT ||
+                k->state == S_REJECTS_SYNC || k->state == S_COMMITTING) &&
                PQstatus(k->conn) == CONNECTION_OK && k->poll && k->timer_inited) {
         /*
          * A whole batch is on its way to COMMIT: it was complete before the

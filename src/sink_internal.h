@@ -26,7 +26,10 @@
  * to CHECKPOINT once no range is left. The end: TRUNCATING (empty input with --truncate) and
  * (FINAL_REJECTS ->) MARK_FINISHED -> FINISHED; a stop: ABORTING -> CLOSED. With --mode
  * replace, conns[0] goes READY -> SHADOW_PREP -> READY before the first batch, and the end
- * is (FINAL_REJECTS ->) SWAP -> SWAP_MARK -> SWAP_COMMIT -> FINISHED.
+ * is (FINAL_REJECTS ->) SWAP -> SWAP_MARK -> SWAP_COMMIT -> FINISHED. With --mode upsert,
+ * conns[0] goes READY -> UPSERT_PREP -> READY before the first batch, a batch goes ENDING ->
+ * (MERGE_WAIT until every earlier batch committed ->) MERGE -> CHECKPOINT, and with
+ * --delete-missing the end is (FINAL_REJECTS ->) DELETE_MISSING -> SWAP_MARK -> SWAP_COMMIT.
  */
 enum sink_state {
     S_NEW,
@@ -42,6 +45,8 @@ enum sink_state {
     S_STARTING,
     S_COPY_IN,
     S_ENDING,
+    S_MERGE_WAIT,   /* upsert: COPY done, waiting for every earlier batch to commit */
+    S_MERGE,        /* upsert: the stage merged into the target (sink_upsert.c's SQL) */
     S_CHECKPOINT,   /* the batch's checkpoint upsert, inside its transaction */
     S_REJECTS_SYNC, /* its rejected rows being written and synced (rejects.c), then COMMIT */
     S_COMMITTING,
@@ -61,6 +66,9 @@ enum sink_state {
     S_SWAP,        /* BEGIN; the index build and the swap */
     S_SWAP_MARK,   /* the checkpoint marked finished in the swap's transaction */
     S_SWAP_COMMIT, /* its COMMIT */
+    /* --mode upsert (sink_upsert.c's SQL): */
+    S_UPSERT_PREP,    /* the key found and checked, the table of keys seen made (or found) */
+    S_DELETE_MISSING, /* BEGIN; --delete-missing's DELETE; then SWAP_MARK and SWAP_COMMIT */
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
     S_CLOSED
@@ -115,10 +123,17 @@ struct sink {
     /* What they found, for libpq (NULL: the conninfo's own): host, port, hostaddr lists. */
     char *conn_host, *conn_port, *conn_hostaddr;
 
-    char *qualified;  /* regclass::text: the table's name as the server quotes it */
-    char *shadow;     /* --mode replace: its shadow table's, which the COPY names */
-    int replace;      /* --mode replace */
-    int shadow_ready; /* replace: the shadow was made (or found) by this run */
+    char *qualified; /* regclass::text: the table's name as the server quotes it */
+    char *shadow;    /* --mode replace: its shadow table's, which the COPY names */
+    int replace;     /* --mode replace */
+    int upsert;      /* --mode upsert */
+    int final_txn;   /* the end is a transaction of its own: replace, or --delete-missing */
+    int prepared;    /* replace: the shadow was made (or found); upsert: the key is known */
+    char **key_cols; /* upsert: the key's columns (UPSERT_PREP's answer) */
+    size_t nkey;
+    char *keys_table; /* --delete-missing: the table of keys seen */
+    char *merge_sql;  /* upsert: each batch's merge */
+    uint64_t deleted; /* --delete-missing: rows deleted by the final transaction */
     int forgot;       /* the checkpoint was deleted (--restart) */
     struct pgfeed_column *cols;
     size_t ncols;
@@ -177,6 +192,7 @@ struct sink_pg {
     struct pgfeed_batch_info batch; /* the batch being ended */
     uint64_t ckpt_raw;              /* its checkpoint's raw_offset (0: no restart point) */
     uint64_t batch_rows_base;       /* rows_sent when the current batch started */
+    uint64_t merged_ins;            /* upsert: rows its merge inserted */
 };
 
 static inline struct pgfeed_ctx *sink_ctx(struct sink_pg *k)
@@ -188,6 +204,17 @@ static inline struct pgfeed_ctx *sink_ctx(struct sink_pg *k)
 char *pgfeed__replace_sql_prepare(PGconn *conn, const char *table, int resume, int restart,
                                   int keep_old);
 char *pgfeed__replace_sql_swap(PGconn *conn, const char *table, int keep_old);
+
+/* sink_upsert.c: --mode upsert's SQL; NULL: no memory. The key's columns and the file's
+ * (cols) are names as the catalog spells them; tables are quoted names (regclass text). */
+char *pgfeed__upsert_sql_prepare(PGconn *conn, const char *table, const char *key,
+                                 int delete_missing, int resume, int drop_old);
+char *pgfeed__upsert_sql_stage(PGconn *conn, const char *table, char *const *cols, size_t ncols);
+char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys_table,
+                               char *const *cols, size_t ncols, char *const *key, size_t nkey,
+                               int nothing);
+char *pgfeed__upsert_sql_delete(PGconn *conn, const char *table, const char *keys_table,
+                                char *const *key, size_t nkey);
 
 /* pg_conn.c: one connection. Every int function returns 0 or an error already recorded
  * with pgfeed__fail (fail: always that error). */

@@ -47,7 +47,8 @@
 
 static int mark_finished(struct sink_pg *k);
 static int send_checkpoint(struct sink_pg *k);
-static int prepare_shadow(struct sink *sh);
+static int prepare_target(struct sink *sh);
+static int checkpoint_merged(struct sink_pg *k);
 
 static struct sink *sink_of(struct pgfeed_stage *s)
 {
@@ -124,8 +125,8 @@ static struct sink_pg *copy_conn(struct sink *sh, int *rc)
         *rc = PGFEED_ECANCELED;
         return NULL;
     }
-    if (k == NULL && sh->replace && !sh->shadow_ready) {
-        *rc = prepare_shadow(sh);
+    if (k == NULL && (sh->replace || sh->upsert) && !sh->prepared) {
+        *rc = prepare_target(sh);
         return NULL;
     }
     if (k == NULL) {
@@ -288,8 +289,8 @@ static int sink_finish(struct pgfeed_stage *s)
         pgfeed__ctx_server_wait(sh->base.ctx, 1);
         return PGFEED_EAGAIN;
     }
-    if (sh->replace && !sh->shadow_ready)
-        return prepare_shadow(sh); /* no batch (an empty input, or all committed before) */
+    if ((sh->replace || sh->upsert) && !sh->prepared)
+        return prepare_target(sh); /* no batch (an empty input, or all committed before) */
     sh->eof = 1;
     k = sh->conns[0];
     k->last = 1;
@@ -327,7 +328,65 @@ static void wake_upstream(struct sink_pg *k)
  */
 static int checkpoint_written(struct sink_pg *k);
 
+/*
+ * Upsert: batches merge in file order, so that the last row of a key in the file wins.
+ * One whose COPY ended before an earlier batch committed waits (MERGE_WAIT) holding no
+ * lock on the target (its COPY went to its own temporary table), so the earlier batch's
+ * merge never waits on it; that batch's commit sends this merge (merge_next).
+ */
+static int send_merge(struct sink_pg *k)
+{
+    if (!PQsendQuery(k->conn, k->sh->merge_sql))
+        return pgfeed__conn_fail(k, "could not merge the batch");
+    k->state = S_MERGE;
+    return 0;
+}
+
 static int checkpoint_batch(struct sink_pg *k)
+{
+    if (!k->sh->upsert)
+        return checkpoint_merged(k);
+    if (k->batch.seq == k->sh->prefix_seq)
+        return send_merge(k);
+    if (k->sh->stop_requested) {
+        k->state = S_CLOSED; /* the earlier batch will not commit now: roll this one back */
+        pgfeed__conn_close(k);
+        return SINK_WAIT;
+    }
+    k->state = S_MERGE_WAIT;
+    return SINK_WAIT;
+}
+
+/* A batch committed: the batch that follows it may merge now, if its COPY is done. */
+static void merge_next(struct sink *sh)
+{
+    for (size_t i = 0; i < sh->nconns; i++) {
+        struct sink_pg *c = sh->conns[i];
+        if (c && c->state == S_MERGE_WAIT && c->batch.seq == sh->prefix_seq && send_merge(c) == 0)
+            pgfeed__conn_flush(c, "lost the connection to the server");
+    }
+}
+
+/* Upsert: the merge's one row, the rows it inserted. */
+static void merge_counted(struct sink_pg *k, const PGresult *r)
+{
+    k->merged_ins = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+}
+
+/* Upsert's counts of a committed batch: what was not inserted was updated or left. */
+static void count_merged(struct sink_pg *k, struct pgfeed_stats *stats)
+{
+    uint64_t ins = k->merged_ins < k->batch.rows ? k->merged_ins : k->batch.rows;
+    stats->rows_inserted += ins;
+    if (pgfeed__ctx_options(sink_ctx(k))->on_conflict == PGFEED_ON_CONFLICT_NOTHING ||
+        k->sh->nkey == k->sh->ntargets)
+        stats->rows_unchanged += k->batch.rows - ins;
+    else
+        stats->rows_updated += k->batch.rows - ins;
+    k->merged_ins = 0;
+}
+
+static int checkpoint_merged(struct sink_pg *k)
 {
     k->prefix = k->batch.seq == k->sh->prefix_seq;
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
@@ -418,8 +477,8 @@ static int send_checkpoint(struct sink_pg *k)
         k->sh->key, k->sh->source_name, k->sh->qualified, k->sh->options ? k->sh->options : "",
         v ? v->etag : NULL, v ? v->last_modified : NULL, have_size ? size : NULL, rows, "1", lines,
         dec, raw,
-        /* replace: finished with the swap */
-        k->last && k->prefix && !k->sh->replace ? "t" : "f", have_point ? hex.data : NULL, first};
+        /* replace, --delete-missing: finished in the final transaction */
+        k->last && k->prefix && !k->sh->final_txn ? "t" : "f", have_point ? hex.data : NULL, first};
     char *sql = k->prefix ? pgfeed__checkpoint_sql_upsert(k->sh->state_table)
                           : pgfeed__checkpoint_sql_ahead(k->sh->state_table);
     if (sql == NULL) {
@@ -479,10 +538,14 @@ static int send_mark_finished(struct sink_pg *k, enum sink_state next)
     return 0;
 }
 
+static int send_delete_missing(struct sink_pg *k);
+
 static int send_finish(struct sink_pg *k)
 {
     if (k->sh->replace)
         return send_swap(k);
+    if (pgfeed__ctx_options(sink_ctx(k))->delete_missing)
+        return send_delete_missing(k);
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint) {
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
@@ -500,7 +563,7 @@ static int send_finish(struct sink_pg *k)
  * the checks and the shadow table, on conns[0]. A resume finds the shadow its checkpoint's
  * rows are in; --restart (which deleted the checkpoint) drops a leftover one.
  */
-static int prepare_shadow(struct sink *sh)
+static int prepare_target(struct sink *sh)
 {
     struct sink_pg *k = sh->conns[0];
     pgfeed__ctx_server_wait(sh->base.ctx, 1);
@@ -509,17 +572,20 @@ static int prepare_shadow(struct sink *sh)
     const struct pgfeed_options *o = pgfeed__ctx_options(sh->base.ctx);
     int resume = sh->ckpt.found && !sh->ckpt.finished && !sh->forgot;
     char *sql =
-        pgfeed__replace_sql_prepare(k->conn, sh->qualified, resume, o->restart, o->keep_old);
+        sh->replace
+            ? pgfeed__replace_sql_prepare(k->conn, sh->qualified, resume, o->restart, o->keep_old)
+            : pgfeed__upsert_sql_prepare(k->conn, sh->qualified, o->key, o->delete_missing, resume,
+                                         o->restart || o->no_checkpoint);
     if (sql == NULL)
         return pgfeed__fail(sh->base.ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    int rc = pgfeed__conn_send(k, sql, S_SHADOW_PREP);
+    int rc = pgfeed__conn_send(k, sql, sh->replace ? S_SHADOW_PREP : S_UPSERT_PREP);
     free(sql);
     return rc != 0 ? rc : PGFEED_EAGAIN;
 }
 
 static int shadow_prepared(struct sink_pg *k)
 {
-    k->sh->shadow_ready = 1;
+    k->sh->prepared = 1;
     pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "loading into %s, to replace %s when every row is in",
                 k->sh->shadow, k->sh->qualified);
     k->state = S_READY;
@@ -554,6 +620,101 @@ static int swapped(struct sink_pg *k)
 static int swap_marked(struct sink_pg *k)
 {
     return pgfeed__conn_send(k, "COMMIT", S_SWAP_COMMIT);
+}
+
+/* ------------------------------------------------------------ --mode upsert */
+
+/* UPSERT_PREP's rows: the key's columns, and the table of keys seen. */
+static int upsert_key_read(struct sink_pg *k, const PGresult *r)
+{
+    struct sink *sh = k->sh;
+    int n = PQntuples(r);
+    sh->key_cols = calloc(n > 0 ? (size_t)n : 1, sizeof *sh->key_cols);
+    if (sh->key_cols == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        sh->key_cols[sh->nkey] = strdup(PQgetvalue(r, i, 0));
+        if (sh->key_cols[sh->nkey++] == NULL)
+            return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    }
+    free(sh->keys_table);
+    sh->keys_table = n > 0 ? strdup(PQgetvalue(r, 0, 1)) : NULL;
+    return 0;
+}
+
+/* The names of the columns the file fills (borrowed from cols), or NULL. */
+static char **target_names(struct sink *sh)
+{
+    char **names = calloc(sh->ntargets ? sh->ntargets : 1, sizeof *names);
+    for (size_t i = 0; names && i < sh->ntargets; i++)
+        names[i] = sh->cols[sh->target_idx[i]].name;
+    return names;
+}
+
+/* The key is known: each of its columns must be one the file fills; then the merge's SQL. */
+static int upsert_prepared(struct sink_pg *k)
+{
+    struct sink *sh = k->sh;
+    const struct pgfeed_options *o = pgfeed__ctx_options(sink_ctx(k));
+    char **names = target_names(sh);
+    if (names == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    for (size_t i = 0; i < sh->nkey; i++) {
+        size_t j = 0;
+        while (j < sh->ntargets && strcmp(names[j], sh->key_cols[i]) != 0)
+            j++;
+        if (j == sh->ntargets) {
+            free(names);
+            return pgfeed__fail(
+                sink_ctx(k), "sink", PGFEED_ETABLE,
+                "--mode upsert merges the file's rows by the key, so the file must fill it.",
+                "Map a field of the file to the column (--columns, or the header), or choose "
+                "another key with --key.",
+                "key column \"%s\" of table %s is not among the columns the file fills",
+                sh->key_cols[i], sh->qualified);
+        }
+    }
+    free(sh->merge_sql);
+    sh->merge_sql = pgfeed__upsert_sql_merge(
+        k->conn, sh->qualified, o->delete_missing ? sh->keys_table : NULL, names, sh->ntargets,
+        sh->key_cols, sh->nkey, o->on_conflict == PGFEED_ON_CONFLICT_NOTHING);
+    free(names);
+    if (sh->merge_sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    sh->prepared = 1;
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "merging into %s by its key (%zu column%s)",
+                sh->qualified, sh->nkey, sh->nkey == 1 ? "" : "s");
+    k->state = S_READY;
+    wake_upstream(k);
+    return SINK_WAIT;
+}
+
+/* --delete-missing: the final transaction deletes the rows whose key the file lacks, drops
+ * the table of keys seen, and marks the checkpoint finished (swapped, swap_marked). */
+static int send_delete_missing(struct sink_pg *k)
+{
+    struct sink *sh = k->sh;
+    char *del =
+        pgfeed__upsert_sql_delete(k->conn, sh->qualified, sh->keys_table, sh->key_cols, sh->nkey);
+    char *sql = del ? pgfeed__strdup_printf("BEGIN; %s", del) : NULL;
+    free(del);
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "deleting the rows of %s whose key was not seen",
+                sh->qualified);
+    int rc = pgfeed__conn_send(k, sql, S_DELETE_MISSING);
+    free(sql);
+    return rc;
+}
+
+/* The final transaction committed: what it deleted counts now. */
+static int final_committed(struct sink_pg *k)
+{
+    pgfeed__ctx_stats(sink_ctx(k))->rows_deleted += k->sh->deleted;
+    k->sh->deleted = 0;
+    k->state = S_FINISHED;
+    k->sh->ev.done(k->sh->ev.arg, 0);
+    return SINK_WAIT;
 }
 
 /* ------------------------------------------------------------ the phases */
@@ -722,8 +883,12 @@ static int committed(struct sink_pg *k)
         stats->batches_committed++;
         pgfeed__ctx_batch_committed(ctx, &k->batch, k->prefix ? &k->ckpt_raw : NULL);
         note_committed(k);
-        if (k->last && k->prefix && !k->sh->replace)
+        if (k->last && k->prefix && !k->sh->final_txn)
             k->sh->finished_in_row = 1;
+        if (k->sh->upsert) {
+            count_merged(k, stats);
+            merge_next(k->sh);
+        }
         pgfeed__log(ctx, PGFEED_LOG_DEBUG, "committed lines %llu to %llu (%llu rows)",
                     (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line,
                     (unsigned long long)k->batch.rows);
@@ -782,7 +947,10 @@ static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_SHADOW_PREP] = shadow_prepared,
     [S_SWAP] = swapped,
     [S_SWAP_MARK] = swap_marked,
-    [S_SWAP_COMMIT] = finished,
+    [S_SWAP_COMMIT] = final_committed,
+    [S_MERGE] = checkpoint_merged,
+    [S_UPSERT_PREP] = upsert_prepared,
+    [S_DELETE_MISSING] = swapped,
     [S_SPLIT_REFUSED] = split_done,
     [S_SPLIT_ROLLBACK] = split_done,
     [S_SPLIT_BEGIN] = split_done,
@@ -804,6 +972,12 @@ static int on_tuples(struct sink_pg *k, PGresult *r)
         return pgfeed__checkpoint_read(&k->sh->ckpt, r, sink_ctx(k));
     if (k->state == S_STATE_CHECK && PQntuples(r) == 1)
         k->sh->state_exists = PQgetvalue(r, 0, 0)[0] == 't';
+    if (k->state == S_UPSERT_PREP)
+        return upsert_key_read(k, r);
+    if (k->state == S_MERGE && PQntuples(r) == 1)
+        merge_counted(k, r);
+    if (k->state == S_DELETE_MISSING && PQntuples(r) == 1)
+        k->sh->deleted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     if (k->state == S_AHEAD_READ && pgfeed__checkpoint_read_ahead(&k->sh->ckpt, r) != 0)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
@@ -918,7 +1092,16 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
     sh->bin = bin;
     struct pgfeed_buf b = {0};
     int rc = 0;
-    char *head = pgfeed__strdup_printf("COPY %s (", sh->replace ? sh->shadow : sh->qualified);
+    char *head = NULL;
+    if (sh->upsert) {
+        char **names = calloc(n ? n : 1, sizeof *names);
+        for (size_t i = 0; names && i < n; i++)
+            names[i] = sh->cols[idx[i]].name;
+        head = names ? pgfeed__upsert_sql_stage(k->conn, sh->qualified, names, n) : NULL;
+        free(names);
+    } else {
+        head = pgfeed__strdup_printf("COPY %s (", sh->replace ? sh->shadow : sh->qualified);
+    }
     if (head == NULL || pgfeed__buf_append(&b, head, strlen(head)) != 0)
         rc = UV_ENOMEM;
     free(head);
@@ -1058,6 +1241,11 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(sh->conn_hostaddr);
     free(sh->qualified);
     free(sh->shadow);
+    for (size_t i = 0; i < sh->nkey; i++)
+        free(sh->key_cols[i]);
+    free(sh->key_cols);
+    free(sh->keys_table);
+    free(sh->merge_sql);
     free(sh->copy_sql);
     free(sh->state_table);
     free(sh->key);
@@ -1095,6 +1283,8 @@ int pgfeed__sink_new(struct pgfeed_ctx *ctx, const struct pgfeed_sink_events *ev
     *out = &sh->base;
     const struct pgfeed_options *o = pgfeed__ctx_options(ctx);
     sh->replace = o->mode == PGFEED_MODE_REPLACE;
+    sh->upsert = o->mode == PGFEED_MODE_UPSERT;
+    sh->final_txn = sh->replace || (sh->upsert && o->delete_missing);
     size_t n = o->connections ? o->connections : 1;
     if (n > PGFEED_MAX_CONNECTIONS)
         n = PGFEED_MAX_CONNECTIONS;

@@ -22,6 +22,10 @@ void pgfeed__stats_merge(struct pgfeed_stats *out, const struct pgfeed_stats *ca
     SUMC(batches_committed);
     SUMC(rows_rejected);
     SUMC(retries);
+    SUMC(rows_inserted);
+    SUMC(rows_updated);
+    SUMC(rows_unchanged);
+    SUMC(rows_deleted);
 #undef MAXC
 #undef SUMC
 }

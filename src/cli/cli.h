@@ -13,7 +13,7 @@ enum { PROGRESS_AUTO, PROGRESS_NONE, PROGRESS_BAR, PROGRESS_JSON, PROGRESS_AUTO_
 
 struct cli {
     const char *table;
-    const char *mode; /* --mode as a word: "append", "replace" */
+    const char *mode; /* --mode as a word: "append", "replace", "upsert" */
     int quiet;
     int verbose;
     int signal_received; /* SIGINT or SIGTERM that canceled the job, else 0 */

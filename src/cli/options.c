@@ -86,8 +86,12 @@ static const struct word header_modes[] = {{"auto", PGFEED_HEADER_AUTO},
                                            {"skip", PGFEED_HEADER_SKIP},
                                            {"none", PGFEED_HEADER_NONE},
                                            {NULL, 0}};
-static const struct word modes[] = {
-    {"append", PGFEED_MODE_APPEND}, {"replace", PGFEED_MODE_REPLACE}, {NULL, 0}};
+static const struct word modes[] = {{"append", PGFEED_MODE_APPEND},
+                                    {"replace", PGFEED_MODE_REPLACE},
+                                    {"upsert", PGFEED_MODE_UPSERT},
+                                    {NULL, 0}};
+static const struct word on_conflicts[] = {
+    {"update", PGFEED_ON_CONFLICT_UPDATE}, {"nothing", PGFEED_ON_CONFLICT_NOTHING}, {NULL, 0}};
 static const struct word copy_formats[] = {{"text", PGFEED_COPY_TEXT},
                                            {"binary", PGFEED_COPY_BINARY},
                                            {"auto", PGFEED_COPY_AUTO},
@@ -123,10 +127,20 @@ static const struct cli_option options[] = {
           "auto | binary | text: how rows travel to the server (default\n"
           "auto: binary where the columns' types allow, else text)")},
     {FLAG(0, "truncate", opt.truncate, "empty the table in the first batch's transaction")},
-    {WORD(0, "mode", "MODE", opt.mode, modes, "use append or replace",
-          "append | replace (default append): replace loads TABLE_pgfeed_new\n"
-          "and swaps it in when every row is in; readers never see a mix")},
+    {WORD(0, "mode", "MODE", opt.mode, modes, "use append, replace or upsert",
+          "append | replace | upsert (default append): replace loads\n"
+          "TABLE_pgfeed_new and swaps it in when every row is in; readers\n"
+          "never see a mix; upsert merges each batch by key")},
     {FLAG(0, "keep-old", opt.keep_old, "--mode replace: keep the old rows as TABLE_pgfeed_old")},
+    {STRING(0, "key", "COL,...", opt.key,
+            "--mode upsert: the key (default: the primary key, else the only\n"
+            "unique index)")},
+    {WORD(0, "on-conflict", "WHAT", opt.on_conflict, on_conflicts, "use update or nothing",
+          "--mode upsert: update | nothing, for a key already there\n"
+          "(default update)")},
+    {FLAG(0, "delete-missing", opt.delete_missing,
+          "--mode upsert: at the end, delete the rows whose key the file\n"
+          "does not have")},
     {UINT(0, "max-rejects", "N", opt.max_rejects, 0, UINT64_MAX, "give a whole number",
           "rows that may be rejected before the import fails (default 0)")},
     {STRING(0, "rejects", "FILE", opt.rejects_path,
@@ -524,7 +538,9 @@ static int finish_args(struct cli_args *a, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     a->cli.table = a->opt.table;
-    a->cli.mode = a->opt.mode == PGFEED_MODE_REPLACE ? "replace" : "append";
+    a->cli.mode = a->opt.mode == PGFEED_MODE_REPLACE  ? "replace"
+                  : a->opt.mode == PGFEED_MODE_UPSERT ? "upsert"
+                                                      : "append";
     if (a->cli.progress == PROGRESS_AUTO || a->cli.progress == PROGRESS_AUTO_JSON) {
         int tty = isatty(STDERR_FILENO) && !a->cli.quiet;
         a->cli.progress = tty                                     ? PROGRESS_BAR

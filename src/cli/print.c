@@ -97,6 +97,19 @@ static void human_bytes(char *out, size_t cap, double b)
     snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", b, units[u]);
 }
 
+/* The mode line: upsert's counts so far, replace's outcome (what_replace). */
+static void print_mode(const struct cli *c, const struct pgfeed_stats *st, const char *what_replace)
+{
+    if (c->mode && strcmp(c->mode, "upsert") == 0)
+        fprintf(stderr,
+                "pgfeed: mode:              upsert (%llu inserted, %llu updated, %llu unchanged, "
+                "%llu deleted)\n",
+                (unsigned long long)st->rows_inserted, (unsigned long long)st->rows_updated,
+                (unsigned long long)st->rows_unchanged, (unsigned long long)st->rows_deleted);
+    else if (c->mode && strcmp(c->mode, "append") != 0)
+        cli_put("pgfeed: mode:              ", c->mode, what_replace);
+}
+
 void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st)
 {
     if (c->quiet)
@@ -121,8 +134,7 @@ void cli_print_summary(const struct cli *c, const struct pgfeed_stats *st)
             st->wait_source_s);
     if (st->retries)
         fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
-    if (c->mode && strcmp(c->mode, "append") != 0)
-        cli_put("pgfeed: mode:              ", c->mode, " (the new table is in place)\n");
+    print_mode(c, st, " (the new table is in place)\n");
 }
 
 /*
@@ -148,8 +160,7 @@ void cli_print_unfinished(const struct cli *c, const struct pgfeed_stats *st, in
     }
     if (st->retries)
         fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
-    if (c->mode && strcmp(c->mode, "append") != 0)
-        cli_put("pgfeed: mode:              ", c->mode, " (the table is unchanged)\n");
+    print_mode(c, st, " (the table is unchanged)\n");
     if (batches == 0)
         return;
     if (st->rows_read > st->rows_committed)

@@ -174,6 +174,12 @@ void cli_progress_json(const struct cli *c, const struct pgfeed_stats *st, const
     fprintf(f, "\"batches_committed\":%llu,\"lines_read\":%llu,\"bytes_read\":%llu,",
             (unsigned long long)st->batches_committed, (unsigned long long)st->lines_read,
             (unsigned long long)st->bytes_read);
+    if (c->mode && strcmp(c->mode, "upsert") == 0)
+        fprintf(f,
+                "\"rows_inserted\":%llu,\"rows_updated\":%llu,\"rows_unchanged\":%llu,"
+                "\"rows_deleted\":%llu,",
+                (unsigned long long)st->rows_inserted, (unsigned long long)st->rows_updated,
+                (unsigned long long)st->rows_unchanged, (unsigned long long)st->rows_deleted);
     if (st->bytes_total >= 0)
         fprintf(f, "\"bytes_total\":%lld,", (long long)st->bytes_total);
     else
