@@ -196,3 +196,72 @@ def replace_kill_9_during_the_load_then_resume_gives_exactly_the_files_rows(ctx)
     ctx.expect_rc(res, 0)
     ctx.expect_table(path.read_bytes())
     check(relations(ctx) == ["names"], f"tables: {relations(ctx)}")
+
+
+@test()
+def replace_with_2_connections_in_binary_and_text(ctx):
+    data = ctx.gen(30_000, seed=11)
+    path = ctx.write("in.tsv", data)
+    for fmt in ("binary", "text"):
+        ctx.sql("DROP TABLE IF EXISTS names; DROP TABLE IF EXISTS pgfeed_checkpoints;")
+        names_with_extras(ctx)
+        res = ctx.pgfeed("-t", "names", "--mode", "replace", "-j", "2", "-b", "3000",
+                         "--copy-format", fmt, path)
+        ctx.expect_rc(res, 0)
+        ctx.expect_table(data, what=f"names after a replace with -j 2 ({fmt})")
+        check(relations(ctx) == ["names"], f"tables ({fmt}): {relations(ctx)}")
+
+
+def swap_waiting_on_a_lock(ctx, p, errpath, timeout=120):
+    """Waits until pgfeed's swap (the DO block naming the shadow) waits for a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise Failure(f"pgfeed exited ({p.returncode}) before the kill:\n"
+                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
+        # (pg_stat_activity keeps the query's first 1 kB: the swap is the DO block after BEGIN)
+        n = ctx.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'BEGIN; DO $pgfeed$%';").strip()
+        if n != "0":
+            return
+        time.sleep(0.02)
+    raise Failure(f"the swap did not wait on the lock within {timeout} s")
+
+
+@test(slow=True)
+def replace_kill_9_during_the_swap_leaves_the_old_table_then_resume_swaps(ctx):
+    names_with_extras(ctx)
+    data = ctx.gen(20_000, seed=12)
+    path = ctx.write("in.tsv", data)
+    args = ["-t", "names", "--mode", "replace", "-b", "5000"]
+    # a reader's open transaction holds the swap at its LOCK TABLE, after the index build
+    locker = subprocess.Popen(["psql", "-XAtq", ctx.conninfo], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              bufsize=1)
+    try:
+        locker.stdin.write("BEGIN; SELECT count(*) FROM names;\n")
+        locker.stdin.flush()
+        check(locker.stdout.readline().strip() == str(OLD), "the reader's count")
+        p, errpath = ctx.spawn(*args, path)
+        swap_waiting_on_a_lock(ctx, p, errpath)
+        p.send_signal(signal.SIGKILL)
+        ctx.finish(p, errpath, timeout=60)
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.flush()
+    finally:
+        locker.stdin.close()
+        locker.wait(30)
+    # the killed client's backend takes the lock, runs the rest of the swap, then finds
+    # its client gone and rolls the whole transaction back
+    deadline = time.monotonic() + 60
+    while ctx.sql("SELECT count(*) FROM pg_stat_activity"
+                  " WHERE query LIKE 'BEGIN; DO $pgfeed$%';").strip() != "0":
+        check(time.monotonic() < deadline, "the killed swap's backend is still there")
+        time.sleep(0.05)
+    check(ctx.count() == OLD, "the target is not the old table after the kill")
+    check(ctx.count("names_pgfeed_new") == 20_000, "the shadow lost rows")
+    check(relations(ctx) == ["names", "names_pgfeed_new"], f"tables: {relations(ctx)}")
+    res = ctx.pgfeed(*args, "--resume", path)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data)
+    check(relations(ctx) == ["names"], f"tables: {relations(ctx)}")
