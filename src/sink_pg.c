@@ -19,11 +19,14 @@
  * CHECKPOINT -> COMMITTING -> READY ... -> MARK_FINISHED (or TRUNCATING, an empty input
  * with --truncate) -> FINISHED; a stop: ABORTING -> CLOSED. The SPLIT_ states are
  * sink_refused.c's. Each state whose command string is complete has its handler
- * (on_done[]).
+ * (on_done[]). --mode replace's and --mode upsert's SQL (the shadow and its swap; the key,
+ * the staging table, each batch's merge, --delete-missing) is sink_replace.c's and
+ * sink_upsert.c's; the states that send it are here.
  *
  * Several connections: nothing waits for another batch, so no lock a batch holds can
- * wait on ours. The checkpoint is a prefix plus the batches committed past it: the batch
- * that follows the committed prefix writes the prefix row (folding in, and deleting, the
+ * wait on ours (--mode upsert's merges wait for the earlier batches' commits, holding no
+ * lock those need: see send_merge). The checkpoint is a prefix plus the batches committed past it:
+ * the batch that follows the committed prefix writes the prefix row (folding in, and deleting, the
  * rows of later batches its end now covers), any other writes a row of its own keyed by
  * its first line. A resume restarts at the prefix and skips the lines of those rows; the
  * finish folds what is left. At most --connections batches are past the prefix, so what a
@@ -330,9 +333,10 @@ static int checkpoint_written(struct sink_pg *k);
 
 /*
  * Upsert: batches merge in file order, so that the last row of a key in the file wins.
- * One whose COPY ended before an earlier batch committed waits (MERGE_WAIT) holding no
- * lock on the target (its COPY went to its own temporary table), so the earlier batch's
- * merge never waits on it; that batch's commit sends this merge (merge_next).
+ * One whose COPY ended before an earlier batch committed waits (MERGE_WAIT) holding at
+ * most an ACCESS SHARE lock on the target (its COPY went to its own temporary table, made
+ * LIKE the target), which no merge waits for; that batch's commit sends this merge
+ * (merge_next). So merges never overlap, and no batch waits for a later one.
  */
 static int send_merge(struct sink_pg *k)
 {
