@@ -222,13 +222,15 @@ struct pgfeed_stats {
     /*
      * PGFEED_MODE_UPSERT, rows of committed batches (of this run, as rows_committed:
      * a resumed import counts what it commits itself). inserted + updated + unchanged
-     * = rows_committed. A row whose key came earlier in the same batch counts as
+     * = rows_committed. A row whose key comes again later in the same batch counts as
      * updated (with ON_CONFLICT_NOTHING: unchanged), as if rows were merged one by one.
      */
-    uint64_t rows_inserted;  /* a new key: a row added */
-    uint64_t rows_updated;   /* key already there: its row replaced (ON_CONFLICT_UPDATE) */
-    uint64_t rows_unchanged; /* key already there: its row left (ON_CONFLICT_NOTHING) */
-    uint64_t rows_deleted;   /* delete_missing: target rows whose key was not in the file */
+    uint64_t rows_inserted; /* a new key: a row added */
+    uint64_t rows_updated;  /* key already there: its row replaced (ON_CONFLICT_UPDATE) */
+    /* key already there: its row left as it is, because it equals the file's (compared as
+     * text) or with ON_CONFLICT_NOTHING (or when every column is in the key) */
+    uint64_t rows_unchanged;
+    uint64_t rows_deleted; /* delete_missing: target rows whose key was not in the file */
 };
 
 struct pgfeed_job;
@@ -424,13 +426,13 @@ struct pgfeed_options {
      * connection (made LIKE the target with its NOT NULL and CHECK constraints, so it
      * refuses the rows the target's own constraints would; a row refused there goes to
      * the rejects file as in append mode), then merged into the target in the batch's
-     * transaction, with its checkpoint: INSERT ... ON CONFLICT (key) DO UPDATE (or DO
-     * NOTHING), keeping the last row of each key in the batch (the first with
-     * ON_CONFLICT_NOTHING). With several connections the COPYs run in parallel and the
-     * merges in file order (a batch merges once every earlier one committed), so the
-     * last row of a key in the file wins (the first with ON_CONFLICT_NOTHING). A row
-     * refused by the merge itself (a foreign key, another unique index, a trigger)
-     * fails the batch and the import with the server's error (PGFEED_ESERVER).
+     * transaction, with its checkpoint: INSERT ... ON CONFLICT (key) DO UPDATE of the
+     * rows that differ from the file's (or DO NOTHING), keeping the last row of each key
+     * in the batch (the first with ON_CONFLICT_NOTHING). With several connections the COPYs run in
+     * parallel and the merges in file order (a batch merges once every earlier one committed), so
+     * the last row of a key in the file wins (the first with ON_CONFLICT_NOTHING). A row refused by
+     * the merge itself (a foreign key, another unique index, a trigger) fails the batch and the
+     * import with the server's error (PGFEED_ESERVER).
      *
      * key: the key's columns, comma-separated ("a,b", spelled as in the catalog, spaces
      * around the commas ignored); NULL: the primary key, else the only unique index. No key

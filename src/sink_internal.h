@@ -189,10 +189,11 @@ struct sink_pg {
     int savepoint;          /* a savepoint exists in the retry transaction */
     int split_first;        /* the refused COPY was the batch's first try */
 
-    struct pgfeed_batch_info batch; /* the batch being ended */
-    uint64_t ckpt_raw;              /* its checkpoint's raw_offset (0: no restart point) */
-    uint64_t batch_rows_base;       /* rows_sent when the current batch started */
-    uint64_t merged_ins;            /* upsert: rows its merge inserted */
+    struct pgfeed_batch_info batch;  /* the batch being ended */
+    uint64_t ckpt_raw;               /* its checkpoint's raw_offset (0: no restart point) */
+    uint64_t batch_rows_base;        /* rows_sent when the current batch started */
+    uint64_t merged_ins, merged_upd; /* upsert: rows its merge inserted, updated */
+    uint64_t merged_keys;            /* upsert: the keys it merged (the batch's distinct) */
 };
 
 static inline struct pgfeed_ctx *sink_ctx(struct sink_pg *k)

@@ -371,23 +371,34 @@ static void merge_next(struct sink *sh)
     }
 }
 
-/* Upsert: the merge's one row, the rows it inserted. */
+/* Upsert: the merge's one row: the rows it inserted, updated, and the keys it merged. */
 static void merge_counted(struct sink_pg *k, const PGresult *r)
 {
     k->merged_ins = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    k->merged_upd = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    k->merged_keys = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
 }
 
-/* Upsert's counts of a committed batch: what was not inserted was updated or left. */
+/*
+ * Upsert's counts of a committed batch (its rows: batch.rows, keys: merged_keys). A row
+ * whose key comes again later in the batch counts as updated (with nothing: unchanged), as
+ * if the rows were merged one by one; a key whose row equals the table's is unchanged.
+ */
 static void count_merged(struct sink_pg *k, struct pgfeed_stats *stats)
 {
-    uint64_t ins = k->merged_ins < k->batch.rows ? k->merged_ins : k->batch.rows;
+    uint64_t rows = k->batch.rows, ins = k->merged_ins, upd = k->merged_upd;
+    uint64_t keys = k->merged_keys < rows ? k->merged_keys : rows;
+    if (ins + upd > keys)
+        ins = upd = 0; /* cannot be: never count more rows than the batch's */
     stats->rows_inserted += ins;
     if (pgfeed__ctx_options(sink_ctx(k))->on_conflict == PGFEED_ON_CONFLICT_NOTHING ||
-        k->sh->nkey == k->sh->ntargets)
-        stats->rows_unchanged += k->batch.rows - ins;
-    else
-        stats->rows_updated += k->batch.rows - ins;
-    k->merged_ins = 0;
+        k->sh->nkey == k->sh->ntargets) {
+        stats->rows_unchanged += rows - ins;
+    } else {
+        stats->rows_updated += upd + (rows - keys);
+        stats->rows_unchanged += keys - ins - upd;
+    }
+    k->merged_ins = k->merged_upd = k->merged_keys = 0;
 }
 
 static int checkpoint_merged(struct sink_pg *k)

@@ -205,8 +205,11 @@ char *pgfeed__upsert_sql_stage(PGconn *conn, const char *table, char *const *col
 
 /*
  * One batch's merge: the last row of each key in the stage (the first with nothing) into
- * the target, and with delete_missing their keys into the table of keys seen. Its one row:
- * the rows inserted.
+ * the target, and with delete_missing their keys into the table of keys seen. A row equal
+ * to the one there (compared as text, which every type has: a conservative test that may
+ * update an equal row, never skip a changed one) is left alone, so a refresh of a table
+ * that mostly holds the file already writes little. Its one row: the rows inserted, the
+ * rows updated, and the keys merged.
  */
 char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys_table,
                                char *const *cols, size_t ncols, char *const *key, size_t nkey,
@@ -238,13 +241,16 @@ char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys
     else
         bad |= append_str(&b, ") DO UPDATE SET (") | append_names(conn, &b, rest, nrest, "") |
                append_str(&b, ") = ROW(") | append_names(conn, &b, rest, nrest, "EXCLUDED.") |
-               append_str(&b, ")");
+               append_str(&b, ") WHERE ROW(") | append_names(conn, &b, rest, nrest, "t.") |
+               append_str(&b, ")::text IS DISTINCT FROM ROW(") |
+               append_names(conn, &b, rest, nrest, "EXCLUDED.") | append_str(&b, ")::text");
     bad |= append_str(&b, " RETURNING t.xmax = 0 AS ins)");
     if (keys_table)
         bad |= append_str(&b, ", s AS (INSERT INTO ") | append_str(&b, keys_table) |
                append_str(&b, " SELECT ") | append_names(conn, &b, key, nkey, "") |
                append_str(&b, " FROM d)");
-    bad |= append_str(&b, " SELECT count(*) FILTER (WHERE ins) FROM m") |
+    bad |= append_str(&b, " SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins),"
+                          " (SELECT count(*) FROM d) FROM m") |
            pgfeed__buf_append(&b, "", 1);
     free(rest);
     if (bad) {

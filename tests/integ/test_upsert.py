@@ -64,6 +64,21 @@ def upsert_changes_some_rows_adds_some_and_keeps_the_last_of_a_repeated_key(ctx)
         eq((last["mode"], last["rows_inserted"], last["rows_updated"], last["rows_unchanged"],
             last["rows_deleted"], last["rows_committed"]), ("upsert", 2, 4, 0, 0, 6),
            f"last json line ({fmt})")
+        # the same file again: a row equal to the table's is left unchanged; 4's rows differ
+        # from the one there (and from each other), so they update it
+        res = ctx.pgfeed("-t", "kv", "--mode", "upsert", "--copy-format", fmt, "-b", "4",
+                         ctx.write("in.tsv", tsv(rows)))
+        ctx.expect_rc(res, 0)
+        eq(table(ctx), as_rows(merged(rows, start=start)), f"kv after the second run ({fmt})")
+        eq(counts(res), (0, 3, 3, 0), f"second run's counts ({fmt})")
+        xmin = ctx.sql("SELECT string_agg(xmin::text, ',' ORDER BY id) FROM kv;")
+        res = ctx.pgfeed("-t", "kv", "--mode", "upsert", "--copy-format", fmt,
+                         ctx.write("same.tsv", tsv(as_rows(merged(rows, start=start))[:5][:],
+                                                   header=("id", "name", "n", "extra"))))
+        ctx.expect_rc(res, 0)
+        eq(counts(res), (0, 0, 5, 0), f"an equal file's counts ({fmt})")
+        eq(ctx.sql("SELECT string_agg(xmin::text, ',' ORDER BY id) FROM kv;"), xmin,
+           f"rows equal to the file's were written again ({fmt})")
 
 
 @test()
@@ -232,6 +247,7 @@ def upsert_kill_9_then_resume_with_2_connections_gives_exactly_the_files_rows(ct
     ctx.expect_rc(res, 0)
     ctx.expect_table(path.read_bytes())
     ins, upd, unch, dele = counts(res)
-    check(ins + upd == rows - done, f"the resumed run counts {ins} + {upd}, want {rows - done}")
+    check(ins + upd + unch == rows - done,
+          f"the resumed run counts {ins} + {upd} + {unch}, want {rows - done}")
     eq(dele, 50, "rows deleted")
     eq(ctx.sql("SELECT to_regclass('names_pgfeed_keys') IS NULL;").strip(), "t", "keys table gone")
