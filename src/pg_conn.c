@@ -234,6 +234,10 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     } else if (sqlstate && (strcmp(sqlstate, "55000") == 0 || strcmp(sqlstate, "42703") == 0) &&
                k->state == S_UPSERT_PREP) {
         code = PGFEED_ETABLE; /* --mode upsert's key refused (sink_upsert.c) */
+    } else if (k->state == S_MERGE && hint == NULL) {
+        hint = "--mode upsert merges each batch after its COPY; a row the table refuses there "
+               "(a foreign key, another unique index, a trigger) fails its batch, even with "
+               "--max-rejects. Fix the row or the table, then run again with --resume.";
     }
     if (state_table)
         pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint,

@@ -1020,7 +1020,8 @@ static int on_failed(struct sink_pg *k, PGresult *r)
     }
     if (pgfeed__split_takes(k, r))
         return pgfeed__split_refused(k, r);
-    pgfeed__conn_fail_result(k, r, k->state == S_ENDING || k->state == S_STARTING);
+    pgfeed__conn_fail_result(k, r,
+                             k->state == S_ENDING || k->state == S_STARTING || k->state == S_MERGE);
     if (k->sh->stop_requested) {
         k->state = S_CLOSED;
         pgfeed__conn_close(k);

@@ -207,6 +207,8 @@ def upsert_rejects_staging_refusals_and_fails_on_a_merge_refusal(ctx):
     res = ctx.pgfeed("-t", "child", "--mode", "upsert", "-b", "2", "--max-rejects", "5", path)
     ctx.expect_rc(res, 1)
     ctx.expect_err(res, r'violates foreign key constraint "child_p_fkey"')
+    ctx.expect_err(res, r"detail: .*The batch of lines 4 to 5 was rolled back")
+    ctx.expect_err(res, r"hint: --mode upsert merges each batch after its COPY")
     eq(table(ctx, "child", "id, p"), [("1", "1"), ("2", "2")], "child after the refusal")
 
 
