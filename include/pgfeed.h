@@ -447,7 +447,9 @@ struct pgfeed_options {
      * deletes the target's rows whose key the file does not have (a row with a NULL in
      * a key column is left alone). The keys seen are kept in <table>_pgfeed_keys (a
      * table in the target's schema, made at the start, kept across resume, dropped at
-     * the end). A leftover one without resume or restart: PGFEED_ETABLE.
+     * the end). A leftover one without resume or restart: PGFEED_ETABLE. Only merged rows
+     * count as seen: a row rejected (max_rejects) leaves its key unseen, and the table's
+     * row with that key is deleted too.
      */
     int delete_missing;
 };
