@@ -448,8 +448,8 @@ struct pgfeed_options {
      * a key column is left alone). The keys seen are kept in <table>_pgfeed_keys (a
      * table in the target's schema, made at the start, kept across resume, dropped at
      * the end). A leftover one without resume or restart: PGFEED_ETABLE. Only merged rows
-     * count as seen: a row rejected (max_rejects) leaves its key unseen, and the table's
-     * row with that key is deleted too.
+     * count as seen, so with max_rejects > 0 (a row set aside would leave its key unseen
+     * and its row deleted) the job refuses it: PGFEED_EUSAGE.
      */
     int delete_missing;
 };

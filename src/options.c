@@ -146,6 +146,13 @@ static int check_mode(struct pgfeed_ctx *ctx, const struct pgfeed_options *o)
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, hint,
                             "%s only goes with --mode upsert", upsert_only);
     }
+    if (o->delete_missing && o->max_rejects > 0)
+        return pgfeed__fail(
+            ctx, "job", PGFEED_EUSAGE,
+            "A row set aside would leave its key unseen, and --delete-missing would "
+            "delete the table's row with that key.",
+            "Leave out --max-rejects, or run without --delete-missing.",
+            "--delete-missing cannot be used with --max-rejects");
     if (o->on_conflict != PGFEED_ON_CONFLICT_UPDATE && o->on_conflict != PGFEED_ON_CONFLICT_NOTHING)
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Use update or nothing.",
                             "unknown on_conflict %d", (int)o->on_conflict);

@@ -160,9 +160,12 @@ void cli_print_unfinished(const struct cli *c, const struct pgfeed_stats *st, in
     }
     if (st->retries)
         fprintf(stderr, "pgfeed: retries:           %llu\n", (unsigned long long)st->retries);
-    print_mode(c, st, " (the table is unchanged)\n");
-    if (batches == 0)
+    if (batches == 0) {
+        if (c->mode && strcmp(c->mode, "replace") == 0)
+            print_mode(c, st, " (the table is unchanged)\n");
         return;
+    }
+    print_mode(c, st, " (the table is unchanged)\n");
     if (st->rows_read > st->rows_committed)
         fprintf(stderr, "pgfeed: rows not committed: %llu (the batch in flight was rolled back)\n",
                 (unsigned long long)(st->rows_read - st->rows_committed));

@@ -156,6 +156,11 @@ def upsert_options_without_upsert_are_usage_errors(ctx):
         ctx.expect_err(res, rf"error: {opt[0]} only goes with --mode upsert")
     res = ctx.pgfeed("-t", "kv", "--mode", "upsert", "--on-conflict", "maybe", path)
     ctx.expect_rc(res, 2)
+    # a row set aside would leave its key unseen, and its row would be deleted
+    res = ctx.pgfeed("-t", "kv", "--mode", "upsert", "--delete-missing", "--max-rejects", "5",
+                     path)
+    ctx.expect_rc(res, 2)
+    ctx.expect_err(res, r"error: --delete-missing cannot be used with --max-rejects")
     check(ctx.count("kv") == 0, "a refused run loaded rows")
 
 
