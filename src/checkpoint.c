@@ -291,9 +291,10 @@ char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
     static const char *const formats[] = {"auto", "tsv", "text", "csv"};
     static const char *const headers[] = {"auto", "match", "skip", "none"};
     struct pgfeed_buf b = {0};
-    /* The mode goes first (and only when not append, so older checkpoints still match):
-     * a replace or upsert checkpoint's text never starts with an append run's. An upsert's
-     * key, on-conflict and delete-missing follow it: a resume must merge as it did. */
+    /* The mode and the encoding go first (and only when not append and not UTF8, so older
+     * checkpoints still match): their text never starts with an append UTF-8 run's. An
+     * upsert's key, on-conflict and delete-missing follow the mode: a resume must merge as
+     * it did. */
     char *mode =
         o->mode == PGFEED_MODE_UPSERT
             ? pgfeed__strdup_printf(
@@ -301,10 +302,13 @@ char *pgfeed__checkpoint_options_text(const struct pgfeed_options *o,
                   o->on_conflict == PGFEED_ON_CONFLICT_NOTHING ? " on-conflict=nothing" : "",
                   o->delete_missing ? " delete-missing" : "")
             : strdup(o->mode == PGFEED_MODE_REPLACE ? "mode=replace " : "");
-    char *head = mode ? pgfeed__strdup_printf("%sformat=%s delimiter=%d quote=%d null=%s header=%s",
-                                              mode, formats[o->format & 3], o->delimiter,
-                                              o->format == PGFEED_FORMAT_CSV ? o->quote : 0,
-                                              o->null_marker, headers[o->header & 3])
+    int other_encoding = o->encoding && strcmp(o->encoding, "UTF8") != 0;
+    char *head = mode ? pgfeed__strdup_printf(
+                            "%s%s%s%sformat=%s delimiter=%d quote=%d null=%s header=%s", mode,
+                            other_encoding ? "encoding=" : "", other_encoding ? o->encoding : "",
+                            other_encoding ? " " : "", formats[o->format & 3], o->delimiter,
+                            o->format == PGFEED_FORMAT_CSV ? o->quote : 0, o->null_marker,
+                            headers[o->header & 3])
                       : NULL;
     free(mode);
     if (head == NULL)

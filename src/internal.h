@@ -484,6 +484,7 @@ void pgfeed__ctx_free(struct pgfeed_ctx *ctx);
 struct pgfeed_option_copies {
     char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
     char *rejects_path;
+    char *encoding;
     char *display; /* the source without user:password@ */
 };
 /* *dst = *src with every string copied into c (UV_ENOMEM: nothing kept), and the floors
@@ -871,6 +872,7 @@ struct pgfeed_parse_config {
      * but neither sent nor rejected: they were committed by an earlier run (copied). */
     const struct pgfeed_line_range *skip;
     size_t nskip;
+    const struct pgfeed_encoding *encoding; /* of the input (static); NULL: UTF8 */
 };
 int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config *cfg,
                        struct pgfeed_stage **out);
@@ -907,6 +909,31 @@ void pgfeed__parser_pending_batch(struct pgfeed_stage *s, struct pgfeed_batch_in
 const struct pgfeed_rowmap *pgfeed__parser_rowmap(struct pgfeed_stage *s, uint64_t seq);
 /* parse_utf8.c: the offset of the first byte of p[0..n) that is 0x00 or not valid UTF-8, else n. */
 size_t pgfeed__utf8_check(const char *p, size_t n);
+
+/* ---- the input's encoding (encoding.c) ---- */
+
+/* One of PostgreSQL's encodings. */
+struct pgfeed_encoding {
+    const char *name;    /* PostgreSQL's name, as SET client_encoding takes it */
+    const char *iconv;   /* iconv's name for it (hints) */
+    const uint16_t *sb;  /* single-byte: code points of 0x80..0xFF, 0 where refused; else NULL */
+    const char *refused; /* why pgfeed cannot read it (a sentence), or NULL */
+};
+/* The encoding a name or alias of PostgreSQL's stands for (any case, punctuation ignored as
+ * PostgreSQL does: "windows-1252", "ISO-8859-1", "latin1"), or NULL. Static: never freed. */
+const struct pgfeed_encoding *pgfeed__encoding_find(const char *name);
+/* UTF8 (also e == NULL, the default)? */
+int pgfeed__encoding_is_utf8(const struct pgfeed_encoding *e);
+/* The offset of the first byte of s[0..n) that is 0x00 or not valid in e, else n. A multibyte
+ * sequence that n cuts counts as invalid at its first byte. */
+size_t pgfeed__encoding_check(const struct pgfeed_encoding *e, const char *s, size_t n);
+/* s[0..n) as UTF-8 in out (replacing its contents; not terminated), a byte e refuses as
+ * U+FFFD. 0 or UV_ENOMEM. */
+int pgfeed__encoding_to_utf8(const struct pgfeed_encoding *e, const char *s, size_t n,
+                             struct pgfeed_buf *out);
+/* "UTF-16LE" or "UTF-16BE" when the first line s[0..n) starts with a UTF-16 byte order mark
+ * or with two ASCII characters in UTF-16, else NULL. */
+const char *pgfeed__encoding_utf16(const char *s, size_t n);
 
 /* encode_copy.c: COPY text encoding of one field, appended to out. */
 int pgfeed__encode_field(struct pgfeed_buf *out, const char *p, size_t n);

@@ -1054,6 +1054,7 @@ static int make_parser(struct pgfeed_job *job, const struct pgfeed_checkpoint *c
         .nfields = job->targets.n,
         .is_array = job->targets.is_array,
         .field_names = job->targets.names,
+        .encoding = job->opt.encoding ? pgfeed__encoding_find(job->opt.encoding) : NULL,
     };
     int rc = pgfeed__parser_new(&job->ctx, &pc, &job->parser);
     if (rc != 0)

@@ -48,8 +48,9 @@ void pgfeed__format_defaults(pgfeed_format_t format, char *delimiter, char *quot
 
 void pgfeed__options_free(struct pgfeed_option_copies *c)
 {
-    char **s[] = {&c->source,  &c->conninfo, &c->table,       &c->columns,      &c->null_marker,
-                  &c->ca_file, &c->ca_path,  &c->state_table, &c->rejects_path, &c->display};
+    char **s[] = {&c->source,       &c->conninfo, &c->table,   &c->columns,
+                  &c->null_marker,  &c->ca_file,  &c->ca_path, &c->state_table,
+                  &c->rejects_path, &c->display,  &c->encoding};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         free(*s[i]);
         *s[i] = NULL;
@@ -72,7 +73,7 @@ int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies
               dup_into(&c->table, src->table) | dup_into(&c->columns, src->columns) |
               dup_into(&c->null_marker, src->null_marker) | dup_into(&c->ca_file, src->ca_file) |
               dup_into(&c->ca_path, src->ca_path) | dup_into(&c->state_table, src->state_table) |
-              dup_into(&c->rejects_path, src->rejects_path);
+              dup_into(&c->rejects_path, src->rejects_path) | dup_into(&c->encoding, src->encoding);
     if (!bad && c->source && (c->display = pgfeed__url_strip_credentials(c->source)) == NULL)
         bad = 1;
     if (bad) {
@@ -88,6 +89,7 @@ int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies
     dst->ca_path = c->ca_path;
     dst->state_table = c->state_table;
     dst->rejects_path = c->rejects_path;
+    dst->encoding = c->encoding;
     /* Floors that hold even for an import refused below. */
     if (dst->batch_bytes == 0)
         dst->batch_bytes = 16u << 20;
@@ -118,6 +120,32 @@ static int check_characters(struct pgfeed_ctx *ctx, const struct pgfeed_options 
     if (csv && (unsigned char)o->quote >= 0x80)
         return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL, "Give one ASCII character.",
                             "the quote character must be ASCII");
+    return 0;
+}
+
+/* The input's encoding: one pgfeed reads, by PostgreSQL's name from now on. */
+static int check_encoding(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
+{
+    if (o->encoding == NULL)
+        return 0;
+    const struct pgfeed_encoding *e = pgfeed__encoding_find(o->encoding);
+    if (e == NULL)
+        return pgfeed__fail(ctx, "job", PGFEED_EUSAGE, NULL,
+                            "Use one of PostgreSQL's encoding names, such as UTF8, LATIN1 "
+                            "(ISO-8859-1), LATIN9 (ISO-8859-15), WIN1252 (windows-1252), WIN1251 "
+                            "or KOI8R.",
+                            "unknown encoding \"%s\"", o->encoding);
+    if (e->refused) {
+        char *hint = pgfeed__strdup_printf(
+            "Convert the input to UTF-8 first, for example with iconv -f %s -t UTF-8, and leave "
+            "out --encoding.",
+            e->iconv);
+        int rc = pgfeed__fail(ctx, "job", PGFEED_EUSAGE, e->refused, hint,
+                              "cannot read input in encoding \"%s\"", e->name);
+        free(hint);
+        return rc;
+    }
+    o->encoding = e->name;
     return 0;
 }
 
@@ -193,6 +221,8 @@ int pgfeed__options_resolve(struct pgfeed_ctx *ctx, struct pgfeed_options *o)
             "Use --resume to continue the interrupted import, or --restart to start over.",
             "--resume and --restart cannot be used together");
     int rc = check_mode(ctx, o);
+    if (rc == 0)
+        rc = check_encoding(ctx, o);
     if (rc != 0)
         return rc;
     pgfeed__format_defaults(o->format, &o->delimiter, &o->quote, &o->null_marker);

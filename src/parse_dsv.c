@@ -20,7 +20,7 @@
  * escapes the next byte, so "\<delimiter>" does not split). In both, a record is a line: LF,
  * or CRLF whose CR is dropped (COPY text has no raw CR in data, and mixed line ends would
  * make COPY fail). csv is RFC 4180, with quoted fields that may hold line ends (parse_csv.c).
- * A UTF-8 BOM at the start of the input is skipped.
+ * A UTF-8 BOM at the start of UTF-8 input is skipped; input in UTF-16 is an error.
  *
  * Buffers: `in` holds the partial last record plus the chunk being parsed (the input is
  * copied once; at most max_line + 1 plus one chunk, fixed by the configuration). `out`
@@ -278,7 +278,8 @@ int pgfeed__parser_new(struct pgfeed_ctx *ctx, const struct pgfeed_parse_config 
     P->on_header = cfg->on_header;
     P->on_header_arg = cfg->on_header_arg;
     P->want_header = cfg->has_header;
-    P->bom_pending = cfg->format == PGFEED_FORMAT_CSV;
+    P->enc = pgfeed__encoding_is_utf8(cfg->encoding) ? NULL : cfg->encoding;
+    P->bom_pending = cfg->format == PGFEED_FORMAT_CSV && P->enc == NULL;
     pgfeed__parser_set_fields(&P->base, cfg->nfields, cfg->is_array, cfg->field_names);
     if (cfg->nskip && (P->skip = malloc(cfg->nskip * sizeof *P->skip)) != NULL) {
         memcpy(P->skip, cfg->skip, cfg->nskip * sizeof *P->skip);

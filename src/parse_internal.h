@@ -41,6 +41,9 @@ struct parser {
     void *on_header_arg;
     int want_header; /* the next record is the header */
     int bom_pending; /* csv: the input may still begin with a BOM */
+    /* The input's encoding when it is not UTF-8 (static), else NULL: u8_end then means
+     * "checked for that encoding", and there is no BOM to skip. */
+    const struct pgfeed_encoding *enc;
 
     const char *const *names;    /* spec.nfields names for messages, or NULL */
     struct pgfeed_row_spec spec; /* delimiter, null marker, fields (nfields, is_array) */
@@ -127,7 +130,7 @@ int pgfeed__parse_too_long(struct parser *P, const char *line, size_t n, uint64_
 /* Rejections of one data record: found fields where spec.nfields were expected. */
 int pgfeed__parse_reject_count(struct parser *P, const char *line, size_t n, size_t found,
                                uint64_t lineno, uint64_t off);
-/* A zero byte or bytes that are not UTF-8 at line[bad]. */
+/* A zero byte or bytes that are not valid in the input's encoding at line[bad]. */
 int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, size_t bad,
                                   uint64_t lineno, uint64_t off);
 /* The header (n bytes) has a zero byte or bytes that are not UTF-8 at r[bad]: not text. */
@@ -138,6 +141,10 @@ int pgfeed__parse_reject_text(struct parser *P, const char *line, size_t n, uint
 /* Binary COPY: a value the server would refuse. */
 int pgfeed__parse_reject_value(struct parser *P, const char *rec, size_t n, uint64_t lineno,
                                uint64_t off, const struct pgfeed_bin_error *err);
+/* The first line is UTF-16 (pgfeed__encoding_utf16 said which): an error. */
+int pgfeed__parse_utf16(struct parser *P, const char *line, const char *which);
+/* The header (n bytes) has a byte not valid in the input's encoding at h[bad]: an error. */
+int pgfeed__parse_bad_header(struct parser *P, const char *h, size_t n, size_t bad);
 /* text: a line after the end-of-copy marker (an error). */
 int pgfeed__parse_after_marker(struct parser *P, const char *line, size_t n, uint64_t lineno,
                                uint64_t off);

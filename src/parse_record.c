@@ -8,10 +8,12 @@
  * (pgfeed__encode_row turns a tsv line into a COPY row in one pass) or, for binary COPY
  * (tsv and csv), to encode_binary.c, whose values the server would refuse are rejected here.
  *
- * Checks: every data record must be valid UTF-8 without a zero byte (the sink sets
- * client_encoding UTF8, and PostgreSQL never takes 0x00 in text); it is checked before it is
- * encoded, a buffer at a time rather than a record at a time (utf8_record), with the fast
- * path of pgfeed__utf8_check (parse_utf8.c). Then the field count. A record that fails
+ * Checks: every data record must be valid in the input's encoding (UTF-8 unless --encoding
+ * says otherwise: the sink sets client_encoding to it) without a zero byte (PostgreSQL never
+ * takes 0x00 in text); it is checked before it is encoded, a buffer at a time rather than a
+ * record at a time (utf8_record), with the fast path of pgfeed__utf8_check (parse_utf8.c) or
+ * pgfeed__encoding_check (encoding.c). Then the field count. The first line must not be
+ * UTF-16 (an error). A record that fails
  * either is refused with pgfeed__ctx_reject and the next one parsed; a line too long for
  * max_line, "\." followed by more data (text) and a failed header are errors that stop the
  * import.
@@ -35,10 +37,11 @@
 #define ROW_DONE SIZE_MAX /* an encoding step dealt with the record itself: *rc says how */
 
 /*
- * The first byte of the record (in `in`) that is 0x00 or not UTF-8, else n. The input is
- * checked a buffer at a time, from the record on to the end of what is buffered, and the
- * checked end kept, so most records need no call: a record boundary is an ASCII LF, so no
- * sequence crosses one, and one that the end of the buffer cuts only stops the check there.
+ * The first byte of the record (in `in`) that is 0x00 or not valid in the input's encoding,
+ * else n. The input is checked a buffer at a time, from the record on to the end of what is
+ * buffered, and the checked end kept, so most records need no call: a record boundary is an ASCII
+ * LF, so no sequence crosses one, and one that the end of the buffer cuts only stops the check
+ * there.
  */
 static size_t utf8_record(struct parser *P, const char *rec, size_t n)
 {
@@ -46,7 +49,9 @@ static size_t utf8_record(struct parser *P, const char *rec, size_t n)
     if (b <= P->u8_end)
         return n;
     size_t from = a > P->u8_end ? a : P->u8_end;
-    P->u8_end = from + pgfeed__utf8_check(P->in.data + from, P->in.len - from);
+    const char *s = P->in.data + from;
+    P->u8_end = from + (P->enc ? pgfeed__encoding_check(P->enc, s, P->in.len - from)
+                               : pgfeed__utf8_check(s, P->in.len - from));
     return P->u8_end < b ? P->u8_end - a : n;
 }
 
@@ -201,7 +206,10 @@ int pgfeed__parse_line(struct parser *P, const char *line, size_t n, size_t eol)
     uint64_t lineno = ++P->lineno, off = P->line_off;
     P->line_off += n + eol;
     P->stats->lines_read++;
-    if (lineno == 1 && n >= 3 && memcmp(line, UTF8_BOM, 3) == 0) {
+    const char *utf16 = lineno == 1 ? pgfeed__encoding_utf16(line, n) : NULL;
+    if (utf16)
+        return pgfeed__parse_utf16(P, line, utf16);
+    if (lineno == 1 && !P->enc && n >= 3 && memcmp(line, UTF8_BOM, 3) == 0) {
         line += 3;
         n -= 3;
     }
@@ -225,6 +233,9 @@ int pgfeed__parse_record(struct parser *P, const char *r, size_t n, size_t eol, 
     P->lineno += lines;
     P->stats->lines_read += lines;
     P->line_off += n + eol;
+    const char *utf16 = lineno == 1 ? pgfeed__encoding_utf16(r, n) : NULL;
+    if (utf16)
+        return pgfeed__parse_utf16(P, r, utf16);
     if (P->want_header)
         return pgfeed__parse_header(P, r, n);
     return data_row(P, r, n, lineno, off, quoted);

@@ -8,7 +8,8 @@
  * A rejection returns 0 when the job took it (the caller goes on with the next record), or
  * the job's failure code (--max-rejects reached; its error is set); a failure returns the
  * code pgfeed__fail set. Buffers: each message is built on the stack or in a malloc'd string
- * freed before returning; input is quoted cut to 100 bytes (pgfeed__quote_input).
+ * freed before returning; input is quoted cut to 100 bytes (pgfeed__quote_input), in UTF-8
+ * whatever the input's encoding.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,20 @@ int pgfeed__parse_nomem(struct parser *P)
 }
 
 /* ---- positions and names ---- */
+
+/* The record quoted for a message (pgfeed__quote_input): in UTF-8, converted from the input's
+ * encoding first (only what the quote can show). NULL when out of memory. */
+static char *quote(const struct parser *P, const char *line, size_t n)
+{
+    if (P->enc == NULL)
+        return pgfeed__quote_input(line, n);
+    struct pgfeed_buf u = {0};
+    char *q = NULL;
+    if (pgfeed__encoding_to_utf8(P->enc, line, n < 128 ? n : 128, &u) == 0)
+        q = pgfeed__quote_input(u.data, u.len);
+    pgfeed__buf_free(&u);
+    return q;
+}
 
 /* The 1-based field of the record (n bytes) that holds byte x. */
 static int field_at(const struct parser *P, const char *r, size_t n, size_t x)
@@ -124,7 +139,7 @@ int pgfeed__parse_reject_count(struct parser *P, const char *line, size_t n, siz
 {
     size_t nf = P->spec.nfields;
     char *names = join_names(P);
-    char *quoted = pgfeed__quote_input(line, n);
+    char *quoted = quote(P, line, n);
     char *detail =
         pgfeed__strdup_printf("Expected %zu field%s%s%s%s, found %zu. The %s is \"%s\".", nf,
                               nf == 1 ? "" : "s", names ? " (" : "", names ? names : "",
@@ -151,7 +166,7 @@ int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, 
     int col = field_at(P, line, n, bad);
     char nb[160], msg[80], seq[40];
     const char *name = paren_name(P, col, nb, sizeof nb);
-    char *quoted = pgfeed__quote_input(line, n);
+    char *quoted = quote(P, line, n);
     char *detail;
     const char *hint;
     if (line[bad] == 0) {
@@ -162,6 +177,15 @@ int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, 
             col, name, bad + 1, unit(P), unit(P), quoted ? quoted : "");
         hint = "Remove the zero bytes, for example with tr -d '\\000'. A file with a zero byte "
                "after every character is UTF-16: convert it with iconv -f UTF-16 -t UTF-8.";
+    } else if (P->enc) {
+        snprintf(msg, sizeof msg, "invalid byte sequence for encoding \"%s\" in line %llu",
+                 P->enc->name, (unsigned long long)lineno);
+        detail = pgfeed__strdup_printf(
+            "Field %d%s has the byte 0x%02x at byte %zu of the %s, which %s leaves undefined. The "
+            "%s is \"%s\".",
+            col, name, (unsigned char)line[bad], bad + 1, unit(P), P->enc->name, unit(P),
+            quoted ? quoted : "");
+        hint = "Check --encoding: the input may be in another encoding.";
     } else {
         /* The bytes PostgreSQL would show: as many as the first one announces. */
         unsigned char c = (unsigned char)line[bad];
@@ -175,8 +199,8 @@ int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, 
         detail = pgfeed__strdup_printf(
             "Field %d%s has the invalid byte sequence %s at byte %zu of the %s. The %s is \"%s\".",
             col, name, seq, bad + 1, unit(P), unit(P), quoted ? quoted : "");
-        hint = "The input must be UTF-8. Convert it first, for example with iconv -f WINDOWS-1252 "
-               "-t UTF-8 if it is Windows-1252.";
+        hint = "The input must be UTF-8 unless --encoding names its encoding, for example "
+               "--encoding WIN1252 for Windows-1252.";
     }
     int rc = reject(P, line, n, lineno, off, col, msg, detail, hint);
     free(quoted);
@@ -257,7 +281,7 @@ int pgfeed__parse_not_text(struct parser *P, const char *r, size_t n, size_t bad
 static int reject_line(struct parser *P, const char *line, size_t n, uint64_t lineno, uint64_t off,
                        const char *what, const char *why, const char *hint)
 {
-    char *quoted = pgfeed__quote_input(line, n);
+    char *quoted = quote(P, line, n);
     char *detail = pgfeed__strdup_printf("%s The line is \"%s\".", why, quoted ? quoted : "");
     char msg[120];
     snprintf(msg, sizeof msg, "%s in line %llu", what, (unsigned long long)lineno);
@@ -303,12 +327,48 @@ int pgfeed__parse_reject_value(struct parser *P, const char *rec, size_t n, uint
 
 /* ---- errors that stop the import ---- */
 
+int pgfeed__parse_utf16(struct parser *P, const char *line, const char *which)
+{
+    const unsigned char *u = (const unsigned char *)line;
+    char *detail =
+        u[0] >= 0xFE
+            ? pgfeed__strdup_printf("The input starts with the %s byte order mark (0x%02x 0x%02x).",
+                                    which, u[0], u[1])
+            : pgfeed__strdup_printf("The input starts with characters of two bytes, one of them "
+                                    "zero: it looks like %s.",
+                                    which);
+    int rc = pgfeed__fail(
+        P->base.ctx, "parser", PGFEED_EPARSE, detail,
+        "pgfeed reads UTF-16 only once converted: convert the file first, for example with "
+        "iconv -f UTF-16 -t UTF-8, or to another encoding that --encoding then names.",
+        "input is in UTF-16, which pgfeed cannot read");
+    pgfeed__fail_at(P->base.ctx, 1, 0, NULL, 0, P->stats->bytes_read);
+    free(detail);
+    return rc;
+}
+
+int pgfeed__parse_bad_header(struct parser *P, const char *h, size_t n, size_t bad)
+{
+    char *quoted = quote(P, h, n);
+    char *detail = pgfeed__strdup_printf(
+        "The header has the byte 0x%02x at byte %zu, which %s does not allow. The header is "
+        "\"%s\".",
+        (unsigned char)h[bad], bad + 1, P->enc->name, quoted ? quoted : "");
+    int rc = pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail,
+                          "Check --encoding: the input may be in another encoding.",
+                          "invalid byte sequence for encoding \"%s\" in the header", P->enc->name);
+    pgfeed__fail_at(P->base.ctx, 1, 0, NULL, 0, P->stats->bytes_read); /* the first line */
+    free(quoted);
+    free(detail);
+    return rc;
+}
+
 int pgfeed__parse_after_marker(struct parser *P, const char *line, size_t n, uint64_t lineno,
                                uint64_t off)
 {
     const char *why = "An earlier line holds only \\., which ends COPY text data, and this "
                       "line follows it.";
-    char *quoted = pgfeed__quote_input(line, n);
+    char *quoted = quote(P, line, n);
     char *detail = pgfeed__strdup_printf("%s The line is \"%s\".", why, quoted ? quoted : "");
     int rc =
         pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail,
@@ -324,7 +384,7 @@ int pgfeed__parse_too_long(struct parser *P, const char *line, size_t n, uint64_
                            uint64_t off)
 {
     /* The same bytes whether the line end was seen yet or not. */
-    char *quoted = pgfeed__quote_input(line, n < P->max_line + 1 ? n : P->max_line + 1);
+    char *quoted = quote(P, line, n < P->max_line + 1 ? n : P->max_line + 1);
     char *detail, nb[160];
     const char *hint = "Check that the input is line-oriented text with LF or CRLF line ends, "
                        "or raise the max_line option.";

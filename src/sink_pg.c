@@ -1100,6 +1100,29 @@ const struct pgfeed_column *pgfeed__sink_columns(struct pgfeed_stage *s, size_t 
     return k->cols;
 }
 
+/*
+ * Input in another encoding than UTF-8 (--encoding, PostgreSQL's name, resolved): the COPY
+ * in b runs with client_encoding set to it, so that the server converts its rows -- binary
+ * ones too, whose text values textrecv converts (COPY's own ENCODING option leaves those
+ * alone) -- and the session is back in UTF8 for the checkpoint's row. SET LOCAL: a COPY
+ * that fails (or a ROLLBACK TO SAVEPOINT, sink_refused.c) never runs the second SET, and
+ * its transaction's end undoes the first.
+ */
+static int with_encoding(struct pgfeed_buf *b, const char *encoding)
+{
+    if (encoding == NULL || strcmp(encoding, "UTF8") == 0)
+        return 0;
+    char *sql = pgfeed__strdup_printf("SET LOCAL client_encoding = '%s'; %.*s; "
+                                      "SET LOCAL client_encoding = 'UTF8'",
+                                      encoding, (int)b->len, b->data);
+    if (sql == NULL)
+        return UV_ENOMEM;
+    b->len = 0;
+    int rc = pgfeed__buf_append(b, sql, strlen(sql));
+    free(sql);
+    return rc;
+}
+
 int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n,
                              const struct pgfeed_bin_field *bin)
 {
@@ -1148,6 +1171,8 @@ int pgfeed__sink_set_targets(struct pgfeed_stage *s, const size_t *idx, size_t n
         PQfreemem(ld);
         PQfreemem(ln);
     }
+    if (rc == 0)
+        rc = with_encoding(&b, o->encoding);
     if (rc == 0)
         rc = pgfeed__buf_append(&b, "", 1);
     if (rc != 0) {

@@ -119,6 +119,9 @@ static const struct cli_option options[] = {
     {CHAR(parse_delimiter, "delimiter", opt.delimiter,
           "field delimiter (default tab; csv: comma)")},
     {CHAR(parse_char, "quote", opt.quote, "csv quote character (default \")")},
+    {STRING(0, "encoding", "NAME", opt.encoding,
+            "the input's encoding, by PostgreSQL's names: UTF8 (default), LATIN1,\n"
+            "LATIN9, WIN1252, WIN1251, KOI8R... (also ISO-8859-1, windows-1252)")},
     {UINT('b', "batch-rows", "N", opt.batch_rows, 0, UINT64_MAX, "give a whole number",
           "rows per transaction (default 100000; 0 = one transaction)")},
     {UINT('j', "connections", "N", opt.connections, 1, 16, "give a number from 1 to 16",
