@@ -200,6 +200,7 @@ struct tcase {
     size_t fail_batch;                 /* the sink fails hard when this batch ends */
     /* binary COPY (pgfeed__parser_set_binary), or NULL */
     const struct pgfeed_bin_field *bin;
+    const char *encoding; /* the input's (pgfeed__encoding_find), or NULL: UTF-8 */
 
     /* expected from the whole-input run */
     const char *out; /* COPY bytes the sink got */
@@ -348,6 +349,7 @@ static void run(const struct tcase *tc, struct guarded area, const size_t *cuts,
         .nfields = tc->has_header ? 0 : tc->nfields,
         .is_array = tc->has_header ? NULL : tc->is_array,
         .field_names = tc->has_header ? NULL : tc->names,
+        .encoding = tc->encoding ? pgfeed__encoding_find(tc->encoding) : NULL,
     };
     struct pgfeed_stage *ps = NULL;
     if (pgfeed__parser_new(pgfeed__job_ctx(job), &cfg, &ps) != 0) {
@@ -1758,6 +1760,119 @@ static const struct tcase cases[] = {
         .out = S("0123\\n678\tabcdefghi\nx\ty\n"),
         .rows_read = 2,
         .lines_read = 3,
+    },
+    /* ---- other encodings than UTF-8 (--encoding) ---- */
+    {
+        "WIN1252: the header in UTF-8 for mapping, rows as they are",
+        S("n\xE4me\tb\n\x93q\x94\t\x80\n"),
+        .encoding = "windows-1252",
+        .has_header = 1,
+        .nfields = 2,
+        .names = two_fields,
+        .header = "n\xC3\xA4me\tb",
+        .out = S("\x93q\x94\t\x80\n"),
+        .rows_read = 1,
+        .lines_read = 2,
+    },
+    {
+        "WIN1252: a byte it leaves undefined is refused, quoted in UTF-8",
+        S("a\tb\nc\x81\td\n"),
+        .encoding = "WIN1252",
+        .nfields = 2,
+        .names = two_fields,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 2,
+        .column = 1,
+        .column_name = "a",
+        .decoded_offset = 4,
+        .message = "invalid byte sequence for encoding \"WIN1252\" in line 2",
+        .detail = "Field 1 (\"a\") has the byte 0x81 at byte 2 of the line, which WIN1252 leaves "
+                  "undefined. The line is \"c\xEF\xBF\xBD\\td\".",
+        .rows_read = 2,
+        .lines_read = 2,
+    },
+    {
+        "WIN1252: rejected rows skipped, a zero byte too",
+        S("\xE9\t\x9D\nx\ty\n\x80\0\tz\n\x9E\t\x9F\n"),
+        .encoding = "WIN1252",
+        .nfields = 2,
+        .names = two_fields,
+        .max_rejects = 5,
+        .out = S("x\ty\n\x9E\t\x9F\n"),
+        .rows_read = 4,
+        .rejected = 2,
+        .lines_read = 4,
+    },
+    {
+        "LATIN1 csv: quoted fields, a UTF-8 BOM is data",
+        S("\xEF\xBB\xBF"
+          "a,b\n\"x\xE9,y\",\"\x81\"\n"),
+        .encoding = "latin1",
+        .format = PGFEED_FORMAT_CSV,
+        .nfields = 2,
+        .names = two_fields,
+        .out = S("\xEF\xBB\xBF"
+                 "a\tb\nx\xE9,y\t\x81\n"),
+        .rows_read = 2,
+        .lines_read = 2,
+    },
+    {
+        "LATIN1 tsv: a UTF-8 BOM is data too",
+        S("\xEF\xBB\xBF"
+          "a\tb\n"),
+        .encoding = "LATIN1",
+        .nfields = 2,
+        .names = two_fields,
+        .out = S("\xEF\xBB\xBF"
+                 "a\tb\n"),
+        .rows_read = 1,
+        .lines_read = 1,
+    },
+    {
+        "WIN1252 csv header: an undefined byte fails the import",
+        S("a\x8D,b\nc,d\n"),
+        .encoding = "WIN1252",
+        .format = PGFEED_FORMAT_CSV,
+        .has_header = 1,
+        .nfields = 2,
+        .names = two_fields,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 1,
+        .message = "invalid byte sequence for encoding \"WIN1252\" in the header",
+        .detail = "The header has the byte 0x8d at byte 2, which WIN1252 does not allow. The "
+                  "header is \"a\xEF\xBF\xBD,b\".",
+        .lines_read = 1,
+    },
+    {
+        "UTF-16LE with its byte order mark is an error",
+        S("\xFF\xFEi\0d\0\n\0"
+          "1\0\n\0"),
+        .has_header = 1,
+        .nfields = 1,
+        .names = one_field,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 1,
+        .message = "input is in UTF-16, which pgfeed cannot read",
+        .detail = "The input starts with the UTF-16LE byte order mark (0xff 0xfe).",
+        .lines_read = 1,
+    },
+    {
+        "UTF-16BE without a byte order mark is an error, csv and LATIN1 too",
+        S("\0a\0,\0b\0\n"),
+        .encoding = "LATIN1",
+        .format = PGFEED_FORMAT_CSV,
+        .nfields = 2,
+        .names = two_fields,
+        .out = S(""),
+        .code = PGFEED_EPARSE,
+        .line = 1,
+        .message = "input is in UTF-16, which pgfeed cannot read",
+        .detail = "The input starts with characters of two bytes, one of them zero: it looks like "
+                  "UTF-16BE.",
+        .lines_read = 1,
     },
 };
 
