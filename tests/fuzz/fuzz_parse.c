@@ -11,11 +11,12 @@
  *   byte 4  rows per batch, bytes per batch, --max-rejects
  *   byte 5  max_line, EAGAIN from the fake sink, the largest piece a write gets
  *   byte 6  seed of the piece sizes and of the EAGAINs
- *   byte 7  unused (kept for later options)
+ *   byte 7  bits 0-1 the input's encoding (UTF-8 by default, LATIN1, WIN1252, UTF8 by name)
  * The run is repeated whole without EAGAIN: output, batches, the rows' start lines (asked at
  * each batch end, as the sink does), error and counters must be the same. The output is then
  * checked for its form: binary tuples of the right field count that pgfeed__bin_row_as_input can
- * print back, or COPY text rows of the right field count with only COPY's escapes.
+ * print back, or COPY text rows of the right field count with only COPY's escapes; COPY text
+ * (and text format) output must also be valid in the input's encoding, every byte of it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,16 @@ static void check_text(const struct cfg *g, const struct result *r)
                  (unsigned long long)r->stats.rows_sent);
 }
 
+/* COPY text rows go to the server as they are: every byte valid in the input's encoding. */
+static void check_encoding(const struct cfg *g, const struct result *r)
+{
+    size_t bad = pgfeed__encoding_check(g->pc.encoding, r->out.data, r->out.len);
+    if (bad != r->out.len)
+        fuzz_die("COPY text output: byte 0x%02x at %zu is not valid %s",
+                 (unsigned char)r->out.data[bad], bad,
+                 g->pc.encoding ? g->pc.encoding->name : "UTF-8");
+}
+
 static void check_batches(const struct result *r)
 {
     const struct pgfeed_batch_info *bi = (const void *)r->batches.data;
@@ -316,6 +327,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g.eagain = ((b[5] >> 2) & 7) ? 1 + ((b[5] >> 2) & 7) : 0;
     g.max_piece = pieces[b[5] >> 5];
     g.seed = b[6] * 2654435761u + 1;
+    static const char *const encodings[] = {NULL, "LATIN1", "WIN1252", "UTF8"};
+    g.pc.encoding = encodings[b[7] & 3] ? pgfeed__encoding_find(encodings[b[7] & 3]) : NULL;
     g.pc.on_header = on_header;
     if (!g.pc.has_header) {
         g.pc.nfields = g.nfields;
@@ -333,6 +346,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_binary(&g, &w);
     else if (g.pc.format != PGFEED_FORMAT_TEXT)
         check_text(&g, &w);
+    if (!(g.binary && g.pc.format != PGFEED_FORMAT_TEXT))
+        check_encoding(&g, &w);
     result_free(&a);
     result_free(&w);
     return 0;

@@ -296,6 +296,19 @@ static void parse_seeds(void)
     h[0] = 0x30; /* start at line 7 */
     h[5] = 0x2c;
     seed("fuzz_parse", h, 14, bin, sizeof bin - 1);
+    /* windows-1252 (byte 7): curly quotes, euro, an undefined 0x81, a zero byte, a UTF-8
+     * BOM that is data; csv with a header, then tsv with rejects. */
+    static const char w1252[] = "\xEF\xBB\xBFid,n\xE4me,tags\r\n"
+                                "1,\"\x93q\x94, \x80\",\"a,\xE9\"\r\n"
+                                "2,bad\x81,x\n"
+                                "3,z\0,\x9F\n";
+    static const unsigned char w_cfgs[][8] = {
+        {0x06, 0x02, 0x04, 0x00, 0x61, 0x24, 0x03, 2}, /* csv, header, rejects, WIN1252 */
+        {0x00, 0x02, 0x00, 0x02, 0x61, 0x2c, 0x05, 2}, /* tsv split on ',', EAGAIN */
+        {0x02, 0x02, 0x00, 0x00, 0x61, 0x00, 0x00, 1}, /* csv, LATIN1 */
+    };
+    for (size_t i = 0; i < 3; i++)
+        seed("fuzz_parse", w_cfgs[i], 8, w1252, sizeof w1252 - 1);
     free(t.p);
 }
 
