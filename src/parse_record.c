@@ -12,11 +12,10 @@
  * says otherwise: the sink sets client_encoding to it) without a zero byte (PostgreSQL never
  * takes 0x00 in text); it is checked before it is encoded, a buffer at a time rather than a
  * record at a time (utf8_record), with the fast path of pgfeed__utf8_check (parse_utf8.c) or
- * pgfeed__encoding_check (encoding.c). Then the field count. The first line must not be
- * UTF-16 (an error). A record that fails
- * either is refused with pgfeed__ctx_reject and the next one parsed; a line too long for
- * max_line, "\." followed by more data (text) and a failed header are errors that stop the
- * import.
+ * pgfeed__encoding_check (encoding.c). Then the field count. A record that fails either is
+ * refused with pgfeed__ctx_reject and the next one parsed; a line too long for max_line, "\."
+ * followed by more data (text), a failed header and a first line in UTF-16 are errors that
+ * stop the import.
  *
  * Records in the line ranges of batches an earlier run committed past its prefix
  * (pgfeed_parse_config.skip, on --resume) are found and counted as lines, then dropped.
@@ -39,9 +38,9 @@
 /*
  * The first byte of the record (in `in`) that is 0x00 or not valid in the input's encoding,
  * else n. The input is checked a buffer at a time, from the record on to the end of what is
- * buffered, and the checked end kept, so most records need no call: a record boundary is an ASCII
- * LF, so no sequence crosses one, and one that the end of the buffer cuts only stops the check
- * there.
+ * buffered, and the checked end kept, so most records need no call: a record boundary is an
+ * ASCII LF, so no sequence crosses one, and one that the end of the buffer cuts only stops
+ * the check there.
  */
 static size_t utf8_record(struct parser *P, const char *rec, size_t n)
 {
