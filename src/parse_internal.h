@@ -8,7 +8,8 @@
  * parse_utf8.c needs only internal.h. Nothing else includes it.
  *
  * Calls go one way: parse_dsv.c -> parse_record.c -> parse_header.c -> parse_report.c ->
- * parse_csv.c, with parse_batch.c and parse_utf8.c below the files that call them.
+ * parse_csv.c, with parse_batch.c, parse_utf8.c and encoding.c (the input's encoding, if not
+ * UTF-8) below the files that call them.
  */
 #ifndef PGFEED_PARSE_INTERNAL_H
 #define PGFEED_PARSE_INTERNAL_H
