@@ -313,23 +313,11 @@ struct pgfeed_options {
     const char *null_marker; /* NULL: "\N" (tsv, text) or "" (csv: an unquoted empty field) */
     char delimiter;          /* 0: tab (tsv, text) or ',' (csv) */
     char quote;              /* csv quote character; 0: '"' */
-    /*
-     * The input's encoding, by one of PostgreSQL's names or aliases, in any case
-     * ("LATIN1", "ISO-8859-1", "WIN1252", "windows-1252", "UTF8"...; copied). NULL: UTF8.
-     * Rows are checked for it (a byte it leaves undefined, as PostgreSQL's conversion
-     * does, or a zero byte: a rejected row, kept as it was in the rejects file) and each
-     * COPY runs with client_encoding set to it, so the server converts; a header is read
-     * in it. UTF8 and the single-byte encodings are read; another name (SJIS, EUC_JP...)
-     * or an unknown one: pgfeed_job_new fails with PGFEED_EUSAGE. A UTF-8 byte order mark
-     * is skipped (UTF8 only); input in UTF-16 fails with PGFEED_EPARSE. Part of what a
-     * checkpoint records: resume refuses another encoding (PGFEED_ECHECKPOINT).
-     */
-    const char *encoding;
-    uint64_t batch_rows;  /* rows per transaction; 0 = one transaction (default 100000) */
-    int truncate;         /* TRUNCATE the table in the first batch's transaction */
-    size_t max_line;      /* longest accepted input line in bytes (default 64 MiB) */
-    size_t chunk_size;    /* read and inflate chunk (default 128 KiB; 4 KiB to 64 MiB) */
-    pgfeed_log_cb log_cb; /* NULL: silent */
+    uint64_t batch_rows;     /* rows per transaction; 0 = one transaction (default 100000) */
+    int truncate;            /* TRUNCATE the table in the first batch's transaction */
+    size_t max_line;         /* longest accepted input line in bytes (default 64 MiB) */
+    size_t chunk_size;       /* read and inflate chunk (default 128 KiB; 4 KiB to 64 MiB) */
+    pgfeed_log_cb log_cb;    /* NULL: silent */
     void *log_arg;
     int log_level;                  /* highest level delivered (default PGFEED_LOG_INFO) */
     pgfeed_progress_cb progress_cb; /* NULL: none */
@@ -407,6 +395,18 @@ struct pgfeed_options {
      * skips: --resume stays exact.
      */
     int connections;
+    /*
+     * The input's encoding, by one of PostgreSQL's names or aliases, in any case
+     * ("LATIN1", "ISO-8859-1", "WIN1252", "windows-1252", "UTF8"...; copied). NULL: UTF8.
+     * Rows are checked for it (a byte it leaves undefined, as PostgreSQL's conversion
+     * does, or a zero byte: a rejected row, kept as it was in the rejects file) and each
+     * COPY runs with client_encoding set to it, so the server converts; a header is read
+     * in it. UTF8 and the single-byte encodings are read; another name (SJIS, EUC_JP...)
+     * or an unknown one: pgfeed_job_new fails with PGFEED_EUSAGE. A UTF-8 byte order mark
+     * is skipped (UTF8 only); input in UTF-16 fails with PGFEED_EPARSE. Part of what a
+     * checkpoint records: resume refuses another encoding (PGFEED_ECHECKPOINT).
+     */
+    const char *encoding;
     /*
      * PGFEED_COPY_BINARY sends tsv and csv rows in COPY's binary format, so
      * the server parses nothing: for target columns of type text, varchar,

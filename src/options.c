@@ -48,13 +48,14 @@ void pgfeed__format_defaults(pgfeed_format_t format, char *delimiter, char *quot
 
 void pgfeed__options_free(struct pgfeed_option_copies *c)
 {
-    char **s[] = {&c->source,       &c->conninfo, &c->table,   &c->columns,
-                  &c->null_marker,  &c->ca_file,  &c->ca_path, &c->state_table,
-                  &c->rejects_path, &c->display,  &c->encoding};
+    char **s[] = {&c->source,  &c->conninfo, &c->table,       &c->columns,      &c->null_marker,
+                  &c->ca_file, &c->ca_path,  &c->state_table, &c->rejects_path, &c->display};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         free(*s[i]);
         *s[i] = NULL;
     }
+    free(c->encoding);
+    c->encoding = NULL;
 }
 
 /* *copy = a copy of orig (NULL stays NULL); 0, or -1 when out of memory. */
