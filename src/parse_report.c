@@ -246,8 +246,22 @@ static const char *signature_of(const char *r, size_t n)
     return NULL;
 }
 
+/* Control bytes other than tab, CR and form feed: what text in any encoding lacks. */
+static int has_controls(const char *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)r[i];
+        if ((c < 0x20 && c != '\t' && c != '\r' && c != '\f') || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
 int pgfeed__parse_not_text(struct parser *P, const char *r, size_t n, size_t bad)
 {
+    /* Text all the same (a header in latin1, say): the encoding is what is wrong. */
+    if (r[bad] != 0 && !has_controls(r, n) && signature_of(r, n) == NULL)
+        return pgfeed__parse_bad_header(P, r, n, bad);
     char hex[8 * 5 + 1] = "";
     size_t k = 0;
     for (size_t i = 0; i < n && i < 8; i++)
@@ -349,14 +363,17 @@ int pgfeed__parse_utf16(struct parser *P, const char *line, const char *which)
 
 int pgfeed__parse_bad_header(struct parser *P, const char *h, size_t n, size_t bad)
 {
+    const char *name = P->enc ? P->enc->name : "UTF8";
     char *quoted = quote(P, h, n);
     char *detail = pgfeed__strdup_printf(
         "The header has the byte 0x%02x at byte %zu, which %s does not allow. The header is "
         "\"%s\".",
-        (unsigned char)h[bad], bad + 1, P->enc->name, quoted ? quoted : "");
+        (unsigned char)h[bad], bad + 1, name, quoted ? quoted : "");
     int rc = pgfeed__fail(P->base.ctx, "parser", PGFEED_EPARSE, detail,
-                          "Check --encoding: the input may be in another encoding.",
-                          "invalid byte sequence for encoding \"%s\" in the header", P->enc->name);
+                          P->enc ? "Check --encoding: the input may be in another encoding."
+                                 : "The input is not UTF-8: name its encoding with --encoding "
+                                   "(for example --encoding LATIN1 or --encoding WIN1252).",
+                          "invalid byte sequence for encoding \"%s\" in the header", name);
     pgfeed__fail_at(P->base.ctx, 1, 0, NULL, 0, P->stats->bytes_read); /* the first line */
     free(quoted);
     free(detail);

@@ -117,9 +117,21 @@ def test_not_text(ctx):
     tar = b"name.basics.tsv\x00\x00\x00" + bytes(200)
     not_text(ctx, "names.tar.gz", gzip.compress(tar, mtime=0), r"is gzip data whose inflated "
              r"bytes begin with 0x6e 0x61 0x6d 0x65", r"zero byte at byte 16\b")
-    # UTF-16 text, its BOM named
-    not_text(ctx, "utf16.tsv", "nconst\tprimaryName\n".encode("utf-16"),
-             r"begins with 0xff 0xfe 0x6e 0x00 .*, the signature of UTF-16")
+    # UTF-16 text is text in an encoding pgfeed cannot read: said as such, naming iconv
+    res = ctx.pgfeed("-t", "names", ctx.write("utf16.tsv",
+                                              "nconst\tprimaryName\n".encode("utf-16")))
+    ctx.expect_rc(res, 1)
+    error_is_last(res)
+    ctx.expect_err(res, r"^pgfeed: error: input is in UTF-16, which pgfeed cannot read$", re.M)
+    ctx.expect_err(res, r"^pgfeed: hint: .*iconv -f UTF-16", re.M)
+    # a latin1 header is text all the same: the encoding is named, not "not text"
+    res = ctx.pgfeed("-t", "names", ctx.write("latin1.tsv",
+                                              "nconst\tprimaryName\u00e9\n".encode("latin-1")))
+    ctx.expect_rc(res, 1)
+    error_is_last(res)
+    ctx.expect_err(res, r'^pgfeed: error: invalid byte sequence for encoding "UTF8" in the '
+                   r"header$", re.M)
+    ctx.expect_err(res, r"^pgfeed: hint: .*--encoding LATIN1", re.M)
 
 
 @test(name="imdb_header_maps_by_name_onto_snake_case_columns_without_a_notice")
