@@ -50,6 +50,10 @@ char *pgfeed__checkpoint_sql_select(const char *table)
 #define AHEAD_OF_KEY "left(job_key, length($1::text) + 1) = $1::text || E'\\n'"
 
 /*
+ * No function in DO UPDATE SET: Citus refuses any that is not IMMUTABLE there when the state
+ * table is a distributed or reference table, so the times come from EXCLUDED (the now() of
+ * the row that was to be inserted, the same value).
+ *
  * The prefix row. Its batch's rows and batch count ($8, $9) are added to what the row
  * holds (or replace it after a finished import), together with the rows past the prefix
  * that the new prefix ($10, the batch's last line) now covers, which are deleted.
@@ -75,8 +79,8 @@ char *pgfeed__checkpoint_sql_upsert(const char *table)
         " lines_committed = EXCLUDED.lines_committed,"
         " decoded_offset = EXCLUDED.decoded_offset, raw_offset = EXCLUDED.raw_offset,"
         " restart = EXCLUDED.restart, finished = EXCLUDED.finished,"
-        " started_at = CASE WHEN c.finished THEN now() ELSE c.started_at END,"
-        " updated_at = now()",
+        " started_at = CASE WHEN c.finished THEN EXCLUDED.started_at ELSE c.started_at END,"
+        " updated_at = EXCLUDED.updated_at",
         table, table);
 }
 
@@ -96,7 +100,8 @@ char *pgfeed__checkpoint_sql_ahead(const char *table)
         " 0, 0, 0, false, now(), now())"
         " ON CONFLICT (job_key) DO UPDATE SET rows_committed = 0, batches = 0,"
         " lines_committed = 0, decoded_offset = 0, raw_offset = 0, restart = NULL,"
-        " finished = false, started_at = now(), updated_at = now() WHERE c.finished)"
+        " finished = false, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at"
+        " WHERE c.finished)"
         " INSERT INTO %s (job_key, source, target, options, etag, last_modified, size,"
         " rows_committed, batches, lines_committed, decoded_offset, raw_offset, restart, finished,"
         " started_at, updated_at)"

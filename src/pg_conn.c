@@ -209,8 +209,10 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
                  (unsigned long long)k->batch.first_line, (unsigned long long)k->batch.last_line);
     int code = PGFEED_ESERVER;
     const char *hint = shint;
-    if (sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
-                     strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0))
+    int transient =
+        sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
+                     strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0);
+    if (transient)
         pgfeed__ctx_transient(ctx); /* connection trouble, shutdown, serialization, deadlock */
     int state_table = k->state >= S_STATE_CHECK && k->state <= S_AHEAD_READ;
     if (state_table && sqlstate && strncmp(sqlstate, "42", 2) == 0) {
@@ -239,11 +241,18 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
                "(a foreign key, another unique index, a trigger) fails its batch, even with "
                "--max-rejects. Fix the row or the table, then run again with --resume.";
     }
-    if (state_table)
-        pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint,
-                     "cannot %s the checkpoint table \"%s\": %s",
-                     k->state == S_STATE_CREATE ? "create" : "use", k->sh->state_table,
-                     primary ? primary : PQresultErrorMessage(r));
+    int writing =
+        k->state == S_CHECKPOINT || k->state == S_MARK_FINISHED || k->state == S_SWAP_MARK;
+    if (writing && !transient && hint == NULL)
+        hint = "Check that this role can write the state table (--state-table names it) "
+               "and that the server accepts the statement there, or import without "
+               "checkpoints (--no-checkpoint).";
+    if (state_table || writing)
+        pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "cannot %s \"%s\": %s",
+                     writing                      ? "write the checkpoint into the state table"
+                     : k->state == S_STATE_CREATE ? "create the checkpoint table"
+                                                  : "use the checkpoint table",
+                     k->sh->state_table, primary ? primary : PQresultErrorMessage(r));
     else
         pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "%s",
                      primary ? primary : PQresultErrorMessage(r));

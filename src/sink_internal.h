@@ -125,6 +125,9 @@ struct sink {
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     char *shadow;    /* --mode replace: its shadow table's, which the COPY names */
+    /* The database has Citus: the table's name and its constraints' and indexes', one a
+     * line, as a worker's message names them with a shard id appended; else NULL. */
+    char *citus_names;
     int replace;     /* --mode replace */
     int upsert;      /* --mode upsert */
     int final_txn;   /* the end is a transaction of its own: replace, or --delete-missing */

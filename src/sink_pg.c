@@ -450,6 +450,8 @@ static int handle_result_catalog(struct sink_pg *k, PGresult *r)
     }
     k->sh->qualified = strdup(PQgetvalue(r, 0, 0));
     k->sh->shadow = strdup(PQgetvalue(r, 0, 6));
+    if (!PQgetisnull(r, 0, 7) && (k->sh->citus_names = strdup(PQgetvalue(r, 0, 7))) == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     if (k->sh->qualified == NULL || k->sh->shadow == NULL)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;
@@ -755,7 +757,14 @@ static int setup_done(struct sink_pg *k)
             " a.atttypid::int8, t.typelem::int8, format_type(a.atttypid, a.atttypmod),"
             " (SELECT format('%I.%I', n.nspname, c.relname || '_pgfeed_new')"
             " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-            " ON n.oid = c.relnamespace WHERE c.oid = a.attrelid)"
+            " ON n.oid = c.relnamespace WHERE c.oid = a.attrelid),"
+            /* Citus: the names a worker suffixes with the shard's id in its messages */
+            " CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+            " THEN (SELECT string_agg(n, E'\\n') FROM (SELECT relname::text FROM"
+            " pg_catalog.pg_class WHERE oid = a.attrelid UNION SELECT conname::text FROM"
+            " pg_catalog.pg_constraint WHERE conrelid = a.attrelid UNION SELECT i.relname::text"
+            " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid"
+            " WHERE x.indrelid = a.attrelid) s(n)) END"
             " FROM pg_catalog.pg_attribute a"
             " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
             " WHERE a.attrelid = $1::regclass AND a.attnum > 0"
@@ -1287,6 +1296,7 @@ static void sink_destroy(struct pgfeed_stage *s)
     free(sh->key_cols);
     free(sh->keys_table);
     free(sh->merge_sql);
+    free(sh->citus_names);
     free(sh->copy_sql);
     free(sh->state_table);
     free(sh->key);

@@ -3,7 +3,8 @@
  * batch and rebuilding each as the input line it came from, for the rejects file.
  *
  * The connection keeps its batch's COPY data (kept, at most --batch-bytes). When the
- * server refuses the batch with a data error (class 22 or 23), the batch's transaction
+ * server refuses the batch with a data error (class 22 or 23, or on Citus a row a worker
+ * refused, re-raised by the coordinator as XX000), the batch's transaction
  * is rolled back and begun again, and the batch is sent once more range by range, each
  * range under a savepoint: the row the error's context names is rejected and the rows
  * on either side are tried again; without a row number the range is halved, down to
@@ -16,10 +17,24 @@
  * values, to rejects.c how each field is written back (delimiter, NULL, csv quoting), and
  * to the context (ctx.c) the rejects file and the --max-rejects count.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sink_internal.h"
+
+/*
+ * Citus re-raises a row a worker refused as XX000 with the worker's message and detail only
+ * (no SQLSTATE, context or constraint field). PostgreSQL's messages for class 23 all say
+ * "violates ... constraint" (unique, check, not-null, foreign key, exclusion); a message
+ * in another language, or any other worker error, is not taken for a row's fault.
+ */
+static int citus_row_refused(const struct sink_pg *k, const PGresult *r, const char *st)
+{
+    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    return k->sh->citus_names && strcmp(st, "XX000") == 0 && m && strstr(m, " violates ") &&
+           strstr(m, "constraint");
+}
 
 /* Class 22 (data exception) and 23 (integrity constraint violation): one row's fault. */
 int pgfeed__split_takes(struct sink_pg *k, const PGresult *r)
@@ -27,7 +42,60 @@ int pgfeed__split_takes(struct sink_pg *k, const PGresult *r)
     if (!k->sh->retain || (k->state != S_ENDING && k->state != S_SPLIT_ENDING))
         return 0;
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    return st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
+    return st &&
+           (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 || citus_row_refused(k, r, st));
+}
+
+/* names (one a line) holds q[0..n) minus a "_DIGITS" suffix: the length of that name, or 0. */
+static size_t shard_suffixed(const char *names, const char *q, size_t n)
+{
+    size_t d = n;
+    while (d > 0 && q[d - 1] >= '0' && q[d - 1] <= '9')
+        d--;
+    if (d == n || d < 2 || q[d - 1] != '_')
+        return 0;
+    for (const char *p = names; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (len == d - 1 && memcmp(p, q, len) == 0)
+            return len;
+        p += len + (p[len] == '\n');
+    }
+    return 0;
+}
+
+/*
+ * A worker's message names the shard's copy of a constraint, index or table ("names_pkey_102009"):
+ * each quoted name that is one of the table's own plus "_" and digits loses the suffix, and
+ * the message ends with the shard ("... constraint "names_pkey" (shard 102009)").
+ */
+static int unshard_message(const char *names, const char *m, struct pgfeed_buf *out)
+{
+    const char *shard = NULL;
+    size_t shard_len = 0;
+    int rc = 0;
+    while (*m && rc == 0) {
+        const char *q = strchr(m, '"');
+        const char *e = q ? strchr(q + 1, '"') : NULL;
+        if (e == NULL)
+            break;
+        size_t keep = shard_suffixed(names, q + 1, (size_t)(e - q - 1));
+        if (keep == 0) {
+            rc = pgfeed__buf_append(out, m, (size_t)(e + 1 - m));
+        } else {
+            rc = pgfeed__buf_append(out, m, (size_t)(q + 1 + keep - m)) |
+                 pgfeed__buf_append(out, "\"", 1);
+            shard = q + 2 + keep;
+            shard_len = (size_t)(e - shard);
+        }
+        m = e + 1;
+    }
+    rc |= pgfeed__buf_append(out, m, strlen(m));
+    if (shard && rc == 0) {
+        char tail[48];
+        int n = snprintf(tail, sizeof tail, " (shard %.*s)", (int)shard_len, shard);
+        rc = pgfeed__buf_append(out, tail, (size_t)n);
+    }
+    return rc ? rc : pgfeed__buf_append(out, "", 1);
 }
 
 /* Row starts in kept: each COPY text row ends with the only unescaped LF it holds; binary
@@ -201,6 +269,15 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
         return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    struct pgfeed_buf msg = {0};
+    if (primary && k->sh->citus_names) {
+        if (unshard_message(k->sh->citus_names, primary, &msg) != 0) {
+            pgfeed__buf_free(&raw);
+            pgfeed__buf_free(&msg);
+            return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+        }
+        primary = msg.data;
+    }
     struct pgfeed_reject rj = {
         .stage = "sink",
         .line = line,
@@ -215,6 +292,7 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
     if (rc != 0)
         pgfeed__fail_sqlstate(ctx, PQresultErrorField(r, PG_DIAG_SQLSTATE));
     pgfeed__buf_free(&raw);
+    pgfeed__buf_free(&msg);
     if (rc == 0)
         k->batch.rows--; /* committed rows of this batch */
     return rc;

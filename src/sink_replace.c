@@ -7,7 +7,8 @@
  * sends them on its first connection and reads their results. The shadow is
  * <table>_pgfeed_new in the target's schema, the old table during the swap
  * <table>_pgfeed_old. A refusal is a server error with SQLSTATE 55000, a message, a
- * detail naming what is in the way, and a hint.
+ * detail naming what is in the way, and a hint. A Citus table is refused (the shadow would
+ * be a plain table on the coordinator); Citus's catalog is read only where it exists.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,15 @@ static const char checks[] =
     " MESSAGE = format('table name %s is too long for --mode replace', c.relname),"
     " DETAIL = 'The shadow table''s name adds _pgfeed_new to it, and names have at most 63"
     " bytes.', HINT = 'Rename the table, or use --mode append.'; END IF;\n"
+    "IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN EXECUTE 'SELECT CASE"
+    " partmethod WHEN ''h'' THEN ''distributed'' ELSE ''reference or local'' END FROM"
+    " pg_catalog.pg_dist_partition WHERE logicalrelid = $1' INTO lst USING t; END IF;\n"
+    "IF lst IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '55000',"
+    " MESSAGE = format('table %s cannot be replaced: it is a Citus %s table', t::regclass, lst),"
+    " DETAIL = '--mode replace loads a new table and swaps it in; on Citus the new table would"
+    " be a plain table on the coordinator, not distributed like the old one.',"
+    " HINT = 'Use --mode append (with --truncate to empty the table first), or load a"
+    " distributed table of your own and swap it in yourself.'; END IF;\n"
     "lst := CASE WHEN c.relkind = 'p' THEN 'it is partitioned'"
     " WHEN c.relispartition THEN 'it is a partition'"
     " WHEN c.relkind <> 'r' THEN 'it is not a plain table'"
