@@ -162,3 +162,26 @@ def test_state_table_made_meanwhile(ctx):
                 q.kill()
                 q.wait()
             LIVE.discard(q)
+
+
+@test()
+def test_checkpoint_write_error_says_it_is_the_checkpoint(ctx):
+    """A state table the role may read and insert into but not update or delete from: the
+    first batch's checkpoint fails, and the error says it was writing the checkpoint."""
+    data = ctx.gen(2000, seed=84)
+    ctx.create_names()
+    path = ctx.write("n.tsv", data)
+    res = ctx.pgfeed("-t", "names", "-b", "1000", path)
+    ctx.expect_rc(res, 0)
+    ctx.sql("TRUNCATE names; DELETE FROM pgfeed_checkpoints;")
+    make_role(ctx)
+    try:
+        ctx.sql(f"GRANT SELECT, INSERT ON pgfeed_checkpoints TO {ROLE};")
+        res = ctx.pgfeed("-d", role_db(ctx), "-t", "names", "-b", "1000", path, db=False)
+        ctx.expect_rc(res, 1)
+        ctx.expect_err(res, r'error: cannot write the checkpoint into the state table '
+                            r'"pgfeed_checkpoints": permission denied for table pgfeed_checkpoints')
+        ctx.expect_err(res, r"hint: Check that this role can write the state table")
+        eq(ctx.count(), 0, "rows imported (the batch and its checkpoint are one transaction)")
+    finally:
+        drop_role(ctx)
