@@ -22,6 +22,10 @@
 #   PGFEED_FUZZ_TIME=S    seconds per fuzz target (default 20)
 #   PGFEED_SKIP_CONTAINER=1  no container image test
 #   PGFEED_TEST_COMPOSE=1    the container test also runs docker/compose.yml (podman-compose)
+#   PGFEED_TEST_CITUS_LONG=1 the Citus tests load 2,000,000 rows (not 200,000) and add -j 16
+#
+# The Citus tests (tests/integ/test_citus.py) install ../shared/tools/citus-13.2.2-pg15.tar.gz
+# into PostgreSQL 15 when it is not installed (as root) and skip, saying why, where they cannot.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -254,6 +258,13 @@ if [ "$PG_UP" = 1 ] && [ -n "${BUILT[build-asan]:-}" ]; then
         integ_tests build-asan
     fi
 fi
+
+# The Citus tests (tests/integ/test_citus.py) skip where Citus cannot be installed: say why.
+for f in "$WORK"/integ-*.tap; do
+    [ -f "$f" ] || continue
+    why=$(grep -m1 -oE '^ok [0-9]+ - citus_[a-z_]+ # SKIP .*' "$f" | sed 's/.*# SKIP //')
+    [ -z "$why" ] || note "citus ($(basename "$f" .tap)): skipped: $why"
+done
 
 # ---------------------------------------------------------------- container image
 

@@ -4,7 +4,8 @@ Citus is not packaged by Debian 12: a build for its PostgreSQL 15 lives beside t
 in ../shared/tools/citus-13.2.2-pg15.tar.gz (not part of the project). When the extension is
 not installed yet and we are root (CI), the tarball is unpacked into a temp dir and its
 install.sh copies the extension into PostgreSQL's directories, as ../shared/tools/README.md
-says. Without the tarball, root or PostgreSQL 15, every Citus test skips with the reason.
+says. Without the tarball, root or PostgreSQL 15, every Citus test skips with the reason; so
+does it when citus.so does not load (that build needs PostgreSQL 15.20 or later).
 
 The three clusters are made by initdb as the postgres user (initdb refuses root), each in its
 own temp dir with its Unix socket there and a TCP port on 127.0.0.1 (the coordinator reaches
@@ -14,6 +15,7 @@ started once per run, on first use, and stopped when the test process exits.
 
 import atexit
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -147,12 +149,19 @@ def cluster():
         if why:
             _STATE["skip"] = why
             raise Skip(why)
+        if _STATE.get("error"):
+            raise harness.Failure(_STATE["error"])
         c = Cluster()
         atexit.register(c.stop)
         try:
             c.start()
-        except Exception:
+        except Exception as e:
             c.stop()
+            m = re.search(r"could not load library [^\n]*", str(e))
+            if m:  # e.g. a build for a newer PostgreSQL 15 minor than the one installed
+                _STATE["skip"] = f"Citus does not load into this PostgreSQL: {m.group(0)}"
+                raise Skip(_STATE["skip"])
+            _STATE["error"] = f"the Citus cluster did not start: {e}"
             raise
         _STATE["cluster"] = c
     c = _STATE["cluster"]
