@@ -352,7 +352,10 @@ struct pgfeed_options {
      * error saying why, before anything is imported) if it exists (/dev/null
      * excepted), and with UV_ELOOP for a symbolic link; resume 1 appends. The rows
      * rejected from a batch are written and fdatasync()ed before that batch commits;
-     * a write that fails fails the import before that COMMIT.
+     * a write that fails fails the import before that COMMIT. On Citus, a row a worker
+     * refuses (a constraint violation the coordinator re-raises as XX000) counts too;
+     * its REASON names the table's constraint and the shard (README: Scaling out with
+     * Citus).
      */
     uint64_t max_rejects;
     const char *rejects_path;

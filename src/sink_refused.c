@@ -25,7 +25,7 @@
 
 /*
  * Citus re-raises a row a worker refused as XX000 with the worker's message and detail only
- * (no SQLSTATE, context or constraint field). PostgreSQL's messages for class 23 all say
+ * (not its SQLSTATE, context or constraint field). PostgreSQL's messages for class 23 all say
  * "violates ... constraint" (unique, check, not-null, foreign key, exclusion); a message
  * in another language, or any other worker error, is not taken for a row's fault.
  */
@@ -93,7 +93,7 @@ static int unshard_message(const char *names, const char *m, struct pgfeed_buf *
     if (shard && rc == 0) {
         char tail[48];
         int n = snprintf(tail, sizeof tail, " (shard %.*s)", (int)shard_len, shard);
-        rc = pgfeed__buf_append(out, tail, (size_t)n);
+        rc = pgfeed__buf_append(out, tail, n < (int)sizeof tail ? (size_t)n : sizeof tail - 1);
     }
     return rc ? rc : pgfeed__buf_append(out, "", 1);
 }
@@ -269,8 +269,9 @@ static int reject_row(struct sink_pg *k, size_t i, const PGresult *r)
         return pgfeed__fail(ctx, "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     }
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     struct pgfeed_buf msg = {0};
-    if (primary && k->sh->citus_names) {
+    if (primary && st && citus_row_refused(k, r, st)) {
         if (unshard_message(k->sh->citus_names, primary, &msg) != 0) {
             pgfeed__buf_free(&raw);
             pgfeed__buf_free(&msg);
