@@ -125,9 +125,6 @@ struct sink {
 
     char *qualified; /* regclass::text: the table's name as the server quotes it */
     char *shadow;    /* --mode replace: its shadow table's, which the COPY names */
-    /* The database has Citus: the table's name and its constraints' and indexes', one a
-     * line, as a worker's message names them with a shard id appended; else NULL. */
-    char *citus_names;
     int replace;     /* --mode replace */
     int upsert;      /* --mode upsert */
     int final_txn;   /* the end is a transaction of its own: replace, or --delete-missing */
@@ -138,6 +135,9 @@ struct sink {
     char *merge_sql;  /* upsert: each batch's merge */
     uint64_t deleted; /* --delete-missing: rows deleted by the final transaction */
     int forgot;       /* the checkpoint was deleted (--restart) */
+    /* The database has Citus: the table's name and its constraints' and indexes', one a
+     * line, as a worker's message names them with a shard id appended; else NULL. */
+    char *citus_names;
     struct pgfeed_column *cols;
     size_t ncols;
     char *copy_sql; /* "COPY t (a, b) FROM STDIN" */
