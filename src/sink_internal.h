@@ -216,7 +216,7 @@ char *pgfeed__upsert_sql_prepare(PGconn *conn, const char *table, const char *ke
 char *pgfeed__upsert_sql_stage(PGconn *conn, const char *table, char *const *cols, size_t ncols);
 char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys_table,
                                char *const *cols, size_t ncols, char *const *key, size_t nkey,
-                               int nothing);
+                               int nothing, int compare);
 char *pgfeed__upsert_sql_delete(PGconn *conn, const char *table, const char *keys_table,
                                 char *const *key, size_t nkey);
 

@@ -694,7 +694,8 @@ static int upsert_prepared(struct sink_pg *k)
     free(sh->merge_sql);
     sh->merge_sql = pgfeed__upsert_sql_merge(
         k->conn, sh->qualified, o->delete_missing ? sh->keys_table : NULL, names, sh->ntargets,
-        sh->key_cols, sh->nkey, o->on_conflict == PGFEED_ON_CONFLICT_NOTHING);
+        sh->key_cols, sh->nkey, o->on_conflict == PGFEED_ON_CONFLICT_NOTHING,
+        sh->citus_names == NULL);
     free(names);
     if (sh->merge_sql == NULL)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");

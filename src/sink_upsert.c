@@ -208,12 +208,13 @@ char *pgfeed__upsert_sql_stage(PGconn *conn, const char *table, char *const *col
  * the target, and with delete_missing their keys into the table of keys seen. A row equal
  * to the one there (compared as text, which every type has: a conservative test that may
  * update an equal row, never skip a changed one) is left alone, so a refresh of a table
- * that mostly holds the file already writes little. Its one row: the rows inserted, the
- * rows updated, and the keys merged.
+ * that mostly holds the file already writes little -- unless !compare: Citus refuses that
+ * test (a row's text form is not IMMUTABLE), and every row whose key is there is written.
+ * Its one row: the rows inserted, the rows updated, and the keys merged.
  */
 char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys_table,
                                char *const *cols, size_t ncols, char *const *key, size_t nkey,
-                               int nothing)
+                               int nothing, int compare)
 {
     struct pgfeed_buf b = {0};
     char **rest = calloc(ncols ? ncols : 1, sizeof *rest);
@@ -241,7 +242,9 @@ char *pgfeed__upsert_sql_merge(PGconn *conn, const char *table, const char *keys
     else
         bad |= append_str(&b, ") DO UPDATE SET (") | append_names(conn, &b, rest, nrest, "") |
                append_str(&b, ") = ROW(") | append_names(conn, &b, rest, nrest, "EXCLUDED.") |
-               append_str(&b, ") WHERE ROW(") | append_names(conn, &b, rest, nrest, "t.") |
+               append_str(&b, ")");
+    if (!nothing && nrest > 0 && compare)
+        bad |= append_str(&b, " WHERE ROW(") | append_names(conn, &b, rest, nrest, "t.") |
                append_str(&b, ")::text IS DISTINCT FROM ROW(") |
                append_names(conn, &b, rest, nrest, "EXCLUDED.") | append_str(&b, ")::text");
     bad |= append_str(&b, " RETURNING t.xmax = 0 AS ins)");

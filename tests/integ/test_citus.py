@@ -292,3 +292,22 @@ def test_citus_mode_replace_refused(ctx):
     eq(int(sql(c, "SELECT count(*) FROM names;")), 0, "rows")
     eq(sql(c, "SELECT count(*) FROM pg_dist_partition"
               " WHERE logicalrelid = 'names'::regclass;").strip(), "1", "names still distributed")
+
+
+@test(time_limit=600)
+def test_citus_mode_upsert_distributed(ctx):
+    """--mode upsert into a distributed table: the staging table is a local temporary one on
+    the coordinator, the merge an INSERT ... SELECT ... ON CONFLICT that Citus routes to the
+    shards. A second file with the same keys and other values, merged with -j 2 and binary
+    COPY, leaves exactly its rows, counted as updated."""
+    c = setup(ctx)
+    first, second = ctx.gen_file(20_000, seed=195), ctx.gen_file(20_000, seed=196)
+    res = run(ctx, c, "--mode", "upsert", "-b", "5000", first)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"mode:\s+upsert \(20000 inserted, 0 updated")
+    expect_exact(ctx, c, first, "upsert into an empty distributed table")
+    res = run(ctx, c, "--mode", "upsert", "-j", "2", "--copy-format", "binary", "-b", "5000",
+              second)
+    ctx.expect_rc(res, 0)
+    ctx.expect_err(res, r"mode:\s+upsert \(0 inserted, \d+ updated, \d+ unchanged")
+    expect_exact(ctx, c, second, "upsert of the same keys with other values")
