@@ -317,7 +317,15 @@ struct pgfeed_options {
     int truncate;            /* TRUNCATE the table in the first batch's transaction */
     size_t max_line;         /* longest accepted input line in bytes (default 64 MiB) */
     size_t chunk_size;       /* read and inflate chunk (default 128 KiB; 4 KiB to 64 MiB) */
-    pgfeed_log_cb log_cb;    /* NULL: silent */
+    /*
+     * The largest window a compressed stream may make the decoder keep, in bytes
+     * (default and 0: 128 MiB). A zstd frame declaring a larger window (zstd --long=31
+     * writes up to 2 GiB) fails with PGFEED_EDECODE before anything is allocated; an xz
+     * stream may use this plus 16 MiB (its dictionary: 8 MiB for xz -6, 64 MiB for -9).
+     * gzip, zlib (32 KiB) and bzip2 (900 kB blocks) always fit.
+     */
+    uint64_t max_window;
+    pgfeed_log_cb log_cb; /* NULL: silent */
     void *log_arg;
     int log_level;                  /* highest level delivered (default PGFEED_LOG_INFO) */
     pgfeed_progress_cb progress_cb; /* NULL: none */

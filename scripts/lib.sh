@@ -17,15 +17,18 @@ PGFEED_PG_BINDIR=${PGFEED_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
 # Packages a fresh Debian 12 needs to build pgfeed and run its tests and demo.
 # libisal-dev: ISA-L's inflate, used when meson finds it (-Disal=auto; zlib otherwise).
+# libzstd-dev, libbz2-dev, liblzma-dev: zstd, bzip2 and xz input (each -D...=auto).
 PGFEED_BUILD_PKGS=(build-essential meson ninja-build pkg-config libuv1-dev
-    libcurl4-openssl-dev zlib1g-dev libpq-dev libisal-dev)
+    libcurl4-openssl-dev zlib1g-dev libpq-dev libisal-dev libzstd-dev libbz2-dev liblzma-dev)
 PGFEED_RUN_PKGS=(postgresql-15 postgresql-client-15 python3 gzip)
 # Only the tests: tmux gives the progress bar a real terminal; clang and libclang-rt-14-dev
 # (libFuzzer) build the fuzz targets (scripts/fuzz); valgrind runs the embedding example
 # (tests/integ/test_embed.py); iproute2 brings up loopback in the DNS tests' namespace;
 # strace watches the rejects file being made durable (test_rejects.py); man-db renders the
-# man page (tests/unit/test_manpage.py).
-PGFEED_TEST_PKGS=(tmux clang libclang-rt-14-dev valgrind iproute2 strace man-db)
+# man page (tests/unit/test_manpage.py); zstd, bzip2, pbzip2 and xz-utils make the
+# compressed fixtures of test_codecs.py.
+PGFEED_TEST_PKGS=(tmux clang libclang-rt-14-dev valgrind iproute2 strace man-db zstd bzip2 pbzip2
+    xz-utils)
 
 pgfeed_log()
 {

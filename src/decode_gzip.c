@@ -1,12 +1,14 @@
 /*
  * decode_gzip.c -- the decoder stage: turns the source's bytes into plain text.
  *
- * It owns compression detection, gzip members and their trailers, and the
- * inflated bytes until the parser has taken them. It leaves reading (and
+ * It owns compression detection, gzip members and their trailers, what comes
+ * between zstd frames and bzip2 and xz streams, and the decoded bytes until
+ * the parser has taken them. It leaves reading (and
  * bytes_read) to the source, lines and fields to the parser, the scheduling
  * of resume() to the context (ctx.c), running the engines, the member's check
- * value and the access points to the inflater (inflater.c), and the restart
- * point blob to restart_point.c.
+ * value and the access points to the inflater (inflater.c), decompressing
+ * zstd, bzip2 and xz to their codecs (decode_codec.h), and the restart point
+ * blob to restart_point.c.
  *
  * Detection looks at the first two bytes, never at a name: 1f 8b is gzip; a
  * zlib header (CM 8, CINFO <= 7, no preset dictionary, (CMF << 8 | FLG) % 31
@@ -15,7 +17,24 @@
  * is the single byte 1f: a gzip file cut after its first byte, reported as
  * truncated. A first write of one byte (a pipe) is held until the second byte
  * arrives. Some text happens to start with a valid zlib header (e.g. "X\t",
- * "80", "x^"); such a file is taken for zlib and fails as corrupt.
+ * "80", "x^"); such a file is taken for zlib and fails as corrupt. Then
+ * zstd (28 b5 2f fd, or a skippable frame's 5x 2a 4d 18), xz (fd 37 7a 58 5a
+ * 00) and bzip2 ("BZh", the level 1-9, and the magic of a block or of the
+ * stream's end: 10 bytes, since text may well start with "BZh"): the first
+ * bytes are held (at most SNIFF_MAX) while they may still begin one of them;
+ * an input that ends first is plain. A format the build lacks fails with a
+ * message naming it.
+ *
+ * zstd, bzip2, xz: the codec reads one stream (frame) at a time; between
+ * streams (ST_TRAIL) we hold the next one's magic until it is whole, so that
+ * anything else is "trailing garbage" at its first byte; xz alone allows zero
+ * padding between and after streams. The libraries check their own
+ * checksums and do not say where in a step's input they found damage: such
+ * errors are placed at the end of the input given to that step. Each stream
+ * end is a restart point (when the span has passed): the next stream needs
+ * nothing of the ones before, so a restart reads from there with a fresh
+ * codec (ST_TRAIL, expecting a magic; anything else is a changed source).
+ * A single stream restarts from the input's start (skip), as stdin does.
  *
  * What may follow the end of a stream, our policy, stricter than gzread()'s:
  *   gzip  another member (1f 8b: zlib reads its header and it goes on, as
@@ -39,7 +58,8 @@
  *         bytes (the source never writes more), grown once if a larger write
  *         comes: the unconsumed part of a write cut short by downstream's
  *         EAGAIN.
- *   held  one byte: the first byte before detection, or a 1f after a member.
+ *   held  SNIFF_MAX bytes: the first bytes before detection, a 1f after a
+ *         member, or the next stream's magic after a zstd/bzip2/xz stream.
  * The inflater (its engines, the ring of access points) has its own.
  *
  * States: SNIFF -> PLAIN | INFLATE; INFLATE -> TRAIL at each stream end
@@ -76,12 +96,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode_codec.h"
 #include "inflater.h"
 
 enum dec_state { ST_SNIFF, ST_PLAIN, ST_INFLATE, ST_CHECK, ST_TRAIL, ST_DONE, ST_FAILED };
-enum dec_kind { KIND_PLAIN, KIND_GZIP, KIND_ZLIB };
+enum dec_kind { KIND_PLAIN, KIND_GZIP, KIND_ZLIB, KIND_ZSTD, KIND_BZIP2, KIND_XZ, KIND_UNDECIDED };
 
-#define SPAN ((size_t)1 << 20) /* decoded bytes at least between two access points */
+#define SPAN       ((size_t)1 << 20) /* decoded bytes at least between two access points */
+#define SNIFF_MAX  10                /* bytes detection may need: bzip2's magic and first block's */
+#define MAX_WINDOW ((uint64_t)128 << 20) /* default limit of a zstd frame's window */
 
 struct decoder {
     struct pgfeed_stage base;
@@ -92,8 +115,8 @@ struct decoder {
     int up_blocked;   /* we answered EAGAIN upstream and owe it a resume */
     int more_out;     /* the last step filled out: the engine may have more */
     int padding;      /* ST_TRAIL: zero padding began; only zeros may follow */
-    int has_held;
-    unsigned char held;
+    size_t held_n;
+    unsigned char held[SNIFF_MAX]; /* before detection, or the next stream's first bytes */
     char *out;
     size_t out_cap;
     size_t out_len; /* inflated bytes in out not yet taken downstream */
@@ -113,12 +136,18 @@ struct decoder {
     int expect_byte; /* restarted: the first input byte must be expected */
     unsigned char expected;
     int restarted;
-    int began; /* the kind is known (begin() ran) */
+    int began;                            /* the kind is known (begin() ran) */
+    const struct decode_codec_ops *codec; /* zstd, bzip2, xz: the codec, else NULL */
+    struct decode_codec *cx;
+    uint64_t max_window;
+    int fresh; /* restarted at a stream boundary, and no stream begun since */
 };
 
 static const char *kind_name(const struct decoder *d)
 {
-    return d->kind == KIND_GZIP ? "gzip" : "zlib";
+    static const char *const names[] = {"plain", "gzip", "zlib", "zstd", "bzip2", "xz"};
+
+    return names[d->kind];
 }
 
 static int set_failed(struct decoder *d, int rc)
@@ -155,19 +184,22 @@ static int fail_corrupt(struct decoder *d, const char *lib, const char *what, ui
                         uint64_t dec_at)
 {
     char *detail;
-    char msg[64];
+    char msg[64], hint[100];
 
     snprintf(msg, sizeof msg, "corrupt %s data", kind_name(d));
-    if (strstr(what, "incorrect data check") || strstr(what, "incorrect length check"))
-        pgfeed__ctx_damaged_member(d->base.ctx); /* its rows may be committed already */
+    /* Its rows may be committed already: a codec's checks may come at a block's or stream's end. */
+    if (strstr(what, "incorrect data check") || strstr(what, "incorrect length check") || d->codec)
+        pgfeed__ctx_damaged_member(d->base.ctx);
     detail =
         pgfeed__strdup_printf("%s reported \"%s\" at compressed byte %llu, decoded byte %llu.", lib,
                               what, (unsigned long long)raw_at, (unsigned long long)dec_at);
-    return fail(d, PGFEED_EDECODE, detail,
-                d->kind == KIND_GZIP
-                    ? "Download the file again; \"gzip -t\" checks a copy before it is imported."
-                    : "Download the file again.",
-                msg, dec_at, raw_at);
+    if (d->kind == KIND_ZLIB)
+        snprintf(hint, sizeof hint, "Download the file again.");
+    else
+        snprintf(hint, sizeof hint,
+                 "Download the file again; \"%s -t\" checks a copy before it is imported.",
+                 kind_name(d));
+    return fail(d, PGFEED_EDECODE, detail, hint, msg, dec_at, raw_at);
 }
 
 /* The inflater failed with rc (not ENGINE_OK) at decoded offset dec_at. */
@@ -217,7 +249,15 @@ static int fail_garbage(struct decoder *d, uint64_t at, unsigned char b)
 {
     char *detail;
 
-    if (d->kind == KIND_GZIP)
+    if (d->codec)
+        detail = pgfeed__strdup_printf(
+            "The %s data ends at compressed byte %llu, but the byte at %llu (0x%02x) does not start another %s%s.",
+            kind_name(d), (unsigned long long)d->stream_end, (unsigned long long)at, b,
+            d->kind == KIND_ZSTD ? "zstd frame"
+            : d->kind == KIND_XZ ? "xz stream"
+                                 : "bzip2 stream",
+            d->codec->padding ? " or stream padding" : "");
+    else if (d->kind == KIND_GZIP)
         detail = pgfeed__strdup_printf(
             "The gzip data ends at compressed byte %llu, but the byte at %llu (0x%02x) starts neither another gzip member nor zero padding.",
             (unsigned long long)d->stream_end, (unsigned long long)at, b);
@@ -303,16 +343,37 @@ static void step_io(struct decoder *d, struct engine_io *io, const unsigned char
     io->dec_at = d->dec_off;
 }
 
-/* Gives zlib the held byte (at raw_off - 1, counted already), a header byte that yields no output.
+static int codec_failed(struct decoder *d, int rc, const struct codec_io *io, uint64_t dec_at,
+                        uint64_t raw_at);
+
+/*
+ * Gives the engine or codec the held bytes (before raw_off, counted already):
+ * header bytes that yield no output.
  */
 static int feed_held(struct decoder *d)
 {
     struct engine_io io;
+    struct codec_io cio;
     int rc;
 
-    step_io(d, &io, &d->held, 1, d->raw_off - 1);
+    if (d->codec) {
+        if (d->held_n == 0)
+            return 0;
+        memset(&cio, 0, sizeof cio);
+        cio.src = d->held;
+        cio.src_left = d->held_n;
+        cio.out = (unsigned char *)d->out;
+        cio.out_cap = d->out_cap;
+        d->held_n = 0;
+        if ((rc = d->codec->step(d->cx, &cio)) != CODEC_OK)
+            return codec_failed(d, rc, &cio, d->dec_off, d->raw_off);
+        if (cio.src_left != 0 || cio.made != 0 || cio.ended)
+            return fail_internal(d, "a codec did not take a stream's first bytes");
+        return 0;
+    }
+    step_io(d, &io, d->held, d->held_n, d->raw_off - d->held_n);
     rc = pgfeed__inflater_step(&d->inf, &io);
-    d->has_held = 0;
+    d->held_n = 0;
     if (rc != ENGINE_OK)
         return inflate_failed(d, rc, io.msg, d->dec_off);
     if (io.src_left != 0 || io.made != 0)
@@ -448,7 +509,7 @@ static int next_member(struct decoder *d, unsigned char b)
     int rc;
 
     if (b != 0x8b)
-        return fail_garbage(d, d->raw_off - 1, d->held);
+        return fail_garbage(d, d->raw_off - 1, d->held[0]);
     if ((rc = pgfeed__inflater_next_member(&d->inf, d->raw_off - 1, msg)) != ENGINE_OK)
         return inflate_failed(d, rc, msg, d->dec_off);
     d->state = ST_INFLATE;
@@ -463,18 +524,167 @@ static int trail(struct decoder *d)
     while (d->src_left > 0) {
         unsigned char b = *d->src;
 
-        if (d->has_held)
+        if (d->held_n)
             return next_member(d, b);
         if (b == 0)
             d->padding = 1;
         else if (b == 0x1f && d->kind == KIND_GZIP && !d->padding) {
-            d->held = b;
-            d->has_held = 1;
+            d->held[0] = b;
+            d->held_n = 1;
         } else
             return fail_garbage(d, d->raw_off, b);
         d->src++;
         d->src_left--;
         d->raw_off++;
+    }
+    return 0;
+}
+
+/* ---- zstd, bzip2, xz: a codec (decode_codec.h) reads each stream; we read between them ---- */
+
+/* The stream starting at raw_at needs more memory for its window than max_window allows. */
+static int fail_window(struct decoder *d, uint64_t need, uint64_t raw_at)
+{
+    uint64_t limit = d->max_window + (d->kind == KIND_XZ ? (uint64_t)16 << 20 : 0);
+    char *detail = pgfeed__strdup_printf(
+        "The %s %s starting at compressed byte %llu needs %llu bytes for its window, more than the limit of %llu bytes%s.",
+        kind_name(d), d->kind == KIND_ZSTD ? "frame" : "stream", (unsigned long long)raw_at,
+        (unsigned long long)need, (unsigned long long)limit,
+        d->kind == KIND_XZ ? " (the window limit plus 16 MiB)" : "");
+    char msg[80];
+
+    snprintf(msg, sizeof msg, "cannot decompress %s data with a window larger than the limit",
+             kind_name(d));
+    return fail(d, PGFEED_EDECODE, detail,
+                "Raise the limit with --max-window if the machine has the memory.", msg, d->dec_off,
+                raw_at);
+}
+
+/* A restarted decoder meets something else than a stream where its restart point is. */
+static int fail_changed_stream(struct decoder *d, uint64_t at, unsigned char b)
+{
+    char *detail = pgfeed__strdup_printf(
+        "The source byte at %llu is 0x%02x, but the checkpoint recorded the start of a %s %s there.",
+        (unsigned long long)at, b, kind_name(d), d->kind == KIND_ZSTD ? "frame" : "stream");
+    return fail(d, PGFEED_ECHANGED, detail,
+                "The source seems to have changed; run with --restart to import it again.",
+                "the source differs from the checkpoint", d->dec_off, at);
+}
+
+/*
+ * The codec failed in a step given input up to compressed offset raw_at: the
+ * libraries do not say where in it (libzstd checks a whole frame at once when
+ * it can), so errors are placed at the end of what they were given.
+ */
+static int codec_failed(struct decoder *d, int rc, const struct codec_io *io, uint64_t dec_at,
+                        uint64_t raw_at)
+{
+    switch (rc) {
+    case CODEC_NOMEM:
+        return fail_nomem(d);
+    case CODEC_WINDOW:
+        return fail_window(d, io->window, d->stream_end);
+    case CODEC_CORRUPT:
+        return fail_corrupt(d, d->codec->lib, io->msg, raw_at, dec_at);
+    default:
+        return fail_internal(d, io->msg);
+    }
+}
+
+/*
+ * A stream ended at raw_off, decoded offset dec: between streams now. Where
+ * a restart point is due, the boundary becomes one (mode of the kind, no
+ * window: the next stream needs nothing of this one).
+ */
+static void codec_stream_end(struct decoder *d, uint64_t dec)
+{
+    struct pgfeed_rp_ring *r = &d->inf.ring;
+    const struct access_point *last = pgfeed__rp_ring_newest(r);
+    struct access_point a;
+
+    d->state = ST_TRAIL;
+    d->stream_end = d->raw_off;
+    if (dec - last->dec < d->inf.span || (dec == last->dec && !last->start))
+        return;
+    memset(&a, 0, sizeof a);
+    a.raw = a.member_raw = d->raw_off;
+    a.dec = dec;
+    a.member_no = ++d->inf.member_no;
+    pgfeed__rp_ring_push(r, &a);
+}
+
+/* The codec decompresses src into out until out is full, src is used up or the stream ends. */
+static int codec_step(struct decoder *d)
+{
+    struct codec_io io;
+    uint64_t dec_at = d->dec_off; /* out is empty: pump flushed it */
+    int rc;
+
+    memset(&io, 0, sizeof io);
+    io.src = d->src;
+    io.src_left = d->src_left;
+    io.out = (unsigned char *)d->out;
+    io.out_cap = d->out_cap;
+    rc = d->codec->step(d->cx, &io);
+    d->raw_off += d->src_left - io.src_left;
+    d->src = io.src;
+    d->src_left = io.src_left;
+    d->more_out = io.more_out;
+    take_output(d, io.made);
+    if (rc != CODEC_OK)
+        return codec_failed(d, rc, &io, dec_at + io.made, d->raw_off + d->src_left);
+    if (io.ended)
+        codec_stream_end(d, dec_at + io.made);
+    return 0;
+}
+
+/* The held bytes are a whole magic: the next stream starts with them. */
+static int next_stream(struct decoder *d)
+{
+    char msg[CODEC_MSG] = "";
+    int rc;
+
+    if ((rc = d->codec->reset(d->cx, msg)) != CODEC_OK) {
+        struct codec_io io;
+        memset(&io, 0, sizeof io);
+        memcpy(io.msg, msg, sizeof msg);
+        return codec_failed(d, rc, &io, d->dec_off, d->raw_off);
+    }
+    d->state = ST_INFLATE;
+    d->stream_end = d->raw_off - d->held_n; /* where this stream starts, for a window error */
+    d->fresh = 0;
+    pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->stream_end);
+    return feed_held(d);
+}
+
+/*
+ * ST_TRAIL after a codec's stream: zero padding where the format allows it
+ * (xz), else the next stream's magic, held until whole; anything else is
+ * trailing garbage at its first byte (or, just restarted, a changed source).
+ */
+static int trail_codec(struct decoder *d)
+{
+    while (d->src_left > 0) {
+        unsigned char b = *d->src;
+
+        if (b == 0 && d->held_n == 0 && d->codec->padding) {
+            d->src++;
+            d->src_left--;
+            d->raw_off++;
+            continue;
+        }
+        d->held[d->held_n] = b;
+        if (!d->codec->magic(d->held, d->held_n + 1)) {
+            uint64_t at = d->raw_off - d->held_n;
+            return d->fresh ? fail_changed_stream(d, at, d->held[0])
+                            : fail_garbage(d, at, d->held[0]);
+        }
+        d->held_n++;
+        d->src++;
+        d->src_left--;
+        d->raw_off++;
+        if (d->held_n == d->codec->magic_len)
+            return next_stream(d);
     }
     return 0;
 }
@@ -494,7 +704,7 @@ static int pump(struct decoder *d)
         if (d->state == ST_TRAIL) {
             if (d->src_left == 0)
                 return 0;
-            if ((rc = trail(d)) != 0)
+            if ((rc = d->codec ? trail_codec(d) : trail(d)) != 0)
                 return rc;
             continue;
         }
@@ -507,18 +717,98 @@ static int pump(struct decoder *d)
         }
         if (d->src_left == 0 && !d->more_out)
             return 0;
-        if ((rc = inflate_step(d)) != 0)
+        if ((rc = d->codec ? codec_step(d) : inflate_step(d)) != 0)
             return rc;
     }
 }
 
-static enum dec_kind sniff(unsigned char b0, unsigned char b1)
+/* 2 when p[0, n) starts with m[0, len), 1 when it is a shorter part of it, else 0. */
+static int match(const unsigned char *p, size_t n, const char *m, size_t len)
 {
-    if (b0 == 0x1f && b1 == 0x8b)
+    if (memcmp(p, m, n < len ? n : len) != 0)
+        return 0;
+    return n >= len ? 2 : 1;
+}
+
+/* p[0, n) against zstd's, xz's and bzip2's magic: a kind, KIND_UNDECIDED, or KIND_PLAIN. */
+static enum dec_kind sniff_long(const unsigned char *p, size_t n)
+{
+    int zstd = match(p, n, "\x28\xb5\x2f\xfd", 4), xz = match(p, n,
+                                                              "\xfd"
+                                                              "7zXZ\0",
+                                                              6);
+    int skippable = (p[0] & 0xf0) == 0x50 ? match(p + 1, n - 1, "\x2a\x4d\x18", 3) : 0;
+    int bz = match(p, n, "BZh", 3); /* then the level, then a block's magic or the end's */
+
+    if (bz == 2 && n == 3)
+        bz = 1;
+    else if (bz == 2)
+        bz = p[3] < '1' || p[3] > '9' ? 0
+             : n == 4                 ? 1
+                      : match(p + 4, n - 4, "1AY&SY", 6) | match(p + 4, n - 4, "\x17rE8P\x90", 6);
+    if (zstd == 2 || skippable == 2)
+        return KIND_ZSTD;
+    if (xz == 2)
+        return KIND_XZ;
+    if (bz == 2)
+        return KIND_BZIP2;
+    return zstd || skippable || xz || bz ? KIND_UNDECIDED : KIND_PLAIN;
+}
+
+/* The first n bytes of the input: KIND_UNDECIDED until enough are there to tell. */
+static enum dec_kind sniff(const unsigned char *p, size_t n)
+{
+    if (n < 2)
+        return KIND_UNDECIDED;
+    if (p[0] == 0x1f && p[1] == 0x8b)
         return KIND_GZIP;
-    if ((b0 & 0x0f) == 8 && (b0 >> 4) <= 7 && !(b1 & 0x20) && ((unsigned)b0 << 8 | b1) % 31 == 0)
+    if ((p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && !(p[1] & 0x20) &&
+        ((unsigned)p[0] << 8 | p[1]) % 31 == 0)
         return KIND_ZLIB;
-    return KIND_PLAIN;
+    return sniff_long(p, n);
+}
+
+static const struct decode_codec_ops *codec_of(enum dec_kind kind)
+{
+    switch (kind) {
+#ifdef PGFEED_HAVE_ZSTD
+    case KIND_ZSTD:
+        return &pgfeed__zstd_codec;
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+    case KIND_BZIP2:
+        return &pgfeed__bzip2_codec;
+#endif
+#ifdef PGFEED_HAVE_XZ
+    case KIND_XZ:
+        return &pgfeed__xz_codec;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+/* zstd, bzip2, xz: the codec made; the first stream begins with the held bytes, or, restarting,
+ * the next stream comes at the restart point. */
+static int begin_codec(struct decoder *d, int restart)
+{
+    char *detail;
+    char msg[80];
+
+    if (!(d->codec = codec_of(d->kind))) {
+        detail = pgfeed__strdup_printf(
+            "The input starts with the magic bytes of %s data, and this pgfeed was built without %s support (pgfeed --version lists what it reads).",
+            kind_name(d), kind_name(d));
+        snprintf(msg, sizeof msg, "cannot decompress %s data", kind_name(d));
+        return fail(d, PGFEED_EDECODE, detail,
+                    "Decompress the file first, or use a pgfeed built with that library.", msg,
+                    d->dec_off, 0);
+    }
+    if (!(d->cx = d->codec->create(d->max_window)))
+        return fail_nomem(d);
+    d->state = ST_TRAIL;
+    d->fresh = restart;
+    return restart ? 0 : next_stream(d);
 }
 
 /* restart: the first member is resumed from a restart point, inflated raw. */
@@ -538,10 +828,12 @@ static int begin(struct decoder *d, enum dec_kind kind, int restart)
     if (!d->in)
         return fail_nomem(d);
     d->in_cap = d->out_cap;
+    if (kind != KIND_GZIP && kind != KIND_ZLIB)
+        return begin_codec(d, restart);
     if ((rc = pgfeed__inflater_begin(&d->inf, kind == KIND_GZIP, restart, msg)) != ENGINE_OK)
         return inflate_failed(d, rc, msg, d->dec_off);
     d->state = ST_INFLATE;
-    return d->has_held ? feed_held(d) : 0;
+    return d->held_n ? feed_held(d) : 0;
 }
 
 static int write_plain(struct decoder *d, const char *p, size_t n)
@@ -550,15 +842,17 @@ static int write_plain(struct decoder *d, const char *p, size_t n)
     size_t k;
     int rc = 0;
 
-    if (d->has_held && d->skip > 0) {
-        d->has_held = 0;
-        count_skipped(d, 1);
+    if (d->held_n && d->skip > 0) {
+        k = d->held_n < d->skip ? d->held_n : (size_t)d->skip;
+        count_skipped(d, k);
+        d->held_n -= k;
+        memmove(d->held, d->held + k, d->held_n);
     }
-    if (d->has_held) {
-        rc = next->ops->write(next, (const char *)&d->held, 1);
+    if (d->held_n) {
+        rc = next->ops->write(next, (const char *)d->held, d->held_n);
         if (rc == 0) {
-            d->has_held = 0;
-            count_taken(d, 1);
+            count_taken(d, d->held_n);
+            d->held_n = 0;
         }
     }
     /* A resume drops what was imported, still without a copy. */
@@ -638,14 +932,19 @@ static int dec_write(struct pgfeed_stage *s, const char *p, size_t n)
     if (n == 0)
         return 0;
     if (d->state == ST_SNIFF) {
-        if (!d->has_held && n == 1) {
-            d->held = u[0];
-            d->has_held = 1;
-            d->raw_off = 1;
+        unsigned char look[SNIFF_MAX];
+        size_t k = n < SNIFF_MAX - d->held_n ? n : SNIFF_MAX - d->held_n;
+        enum dec_kind kind;
+
+        memcpy(look, d->held, d->held_n);
+        memcpy(look + d->held_n, u, k);
+        if ((kind = sniff(look, d->held_n + k)) == KIND_UNDECIDED) { /* then all of u fits */
+            memcpy(d->held + d->held_n, u, n);
+            d->held_n += n;
+            d->raw_off += n;
             return 0;
         }
-        rc = begin(d, d->has_held ? sniff(d->held, u[0]) : sniff(u[0], u[1]), 0);
-        if (rc < 0)
+        if ((rc = begin(d, kind, 0)) < 0)
             return rc;
     }
     if (d->expect_byte) { /* restarted with unused bits: the partial byte comes first */
@@ -675,19 +974,20 @@ static int dec_finish(struct pgfeed_stage *s)
         d->up_blocked = 1;
         return PGFEED_EAGAIN;
     }
-    if (d->state == ST_INFLATE || d->state == ST_CHECK || (d->state == ST_TRAIL && d->has_held))
+    if (d->state == ST_INFLATE || d->state == ST_CHECK || (d->state == ST_TRAIL && d->held_n))
         return fail_truncated(d);
-    if (d->state == ST_SNIFF && d->has_held && d->held == 0x1f)
+    if (d->state == ST_SNIFF && d->held_n == 1 && d->held[0] == 0x1f)
         return fail_lone_magic(d);
-    if (d->state == ST_SNIFF) /* 0 or 1 byte in all */
+    if (d->state == ST_SNIFF) { /* too short to tell: plain */
         d->state = ST_PLAIN;
-    if (d->state == ST_PLAIN && d->has_held && d->skip > 0) {
-        d->has_held = 0;
-        count_skipped(d, 1);
+        d->kind = KIND_PLAIN;
+        d->began = 1;
     }
+    if (d->state == ST_PLAIN && d->held_n && d->skip > 0 && (rc = write_plain(d, NULL, 0)) != 0)
+        return rc;
     if (d->skip > 0)
         return fail_short(d);
-    if (d->state == ST_PLAIN && d->has_held && (rc = write_plain(d, NULL, 0)) != 0)
+    if (d->state == ST_PLAIN && d->held_n && (rc = write_plain(d, NULL, 0)) != 0)
         return rc;
     rc = next->ops->finish(next);
     if (rc == PGFEED_EAGAIN) {
@@ -726,6 +1026,8 @@ static void dec_destroy(struct pgfeed_stage *s)
     struct decoder *d = container_of(s, struct decoder, base);
 
     pgfeed__inflater_free(&d->inf);
+    if (d->codec)
+        d->codec->destroy(d->cx);
     free(d->in);
     free(d->out);
     free(d);
@@ -767,6 +1069,7 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
     d->base.ops = &decoder_ops;
     d->base.ctx = ctx;
     d->state = ST_SNIFF;
+    d->max_window = MAX_WINDOW;
     pgfeed__inflater_init(&d->inf, PGFEED_GZIP_ENGINE, SPAN);
     *out = &d->base;
     return 0;
@@ -775,6 +1078,18 @@ int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_
 void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span)
 {
     container_of(s, struct decoder, base)->inf.span = span;
+}
+
+void pgfeed__decoder_set_max_window(struct pgfeed_stage *s, uint64_t bytes)
+{
+    container_of(s, struct decoder, base)->max_window = bytes ? bytes : MAX_WINDOW;
+}
+
+static enum pgfeed_rp_mode rp_mode(enum dec_kind kind)
+{
+    static const enum pgfeed_rp_mode modes[] = {PGFEED_RP_PLAIN, PGFEED_RP_GZIP,  PGFEED_RP_ZLIB,
+                                                PGFEED_RP_ZSTD,  PGFEED_RP_BZIP2, PGFEED_RP_XZ};
+    return modes[kind];
 }
 
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on)
@@ -796,9 +1111,7 @@ int pgfeed__decoder_restart_point(struct pgfeed_stage *s, uint64_t decoded, stru
         *raw_offset = decoded;
         return pgfeed__rp_encode(&plain, PGFEED_RP_PLAIN, NULL, out);
     }
-    return pgfeed__rp_ring_blob(&d->inf.ring, decoded,
-                                d->kind == KIND_GZIP ? PGFEED_RP_GZIP : PGFEED_RP_ZLIB, out,
-                                raw_offset);
+    return pgfeed__rp_ring_blob(&d->inf.ring, decoded, rp_mode(d->kind), out, raw_offset);
 }
 
 static int fail_blob(struct decoder *d, uint64_t decoded, char *detail)
@@ -845,7 +1158,7 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
     char *detail;
     int rc;
 
-    if (d->state != ST_SNIFF || d->has_held || d->raw_off != 0 || d->restarted)
+    if (d->state != ST_SNIFF || d->held_n || d->raw_off != 0 || d->restarted)
         return fail_internal(d, "restart point set after input or twice");
     if ((rc = pgfeed__rp_decode(blob, n, decoded, &p, &mode, &detail)) != 0)
         return fail_blob(d, decoded, detail);
@@ -857,6 +1170,15 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
     case PGFEED_RP_PLAIN:
         begin(d, KIND_PLAIN, 0);
         d->raw_off = p.raw;
+        break;
+    case PGFEED_RP_ZSTD:
+    case PGFEED_RP_BZIP2:
+    case PGFEED_RP_XZ: /* at a stream boundary: the next stream starts at p.raw */
+        if ((rc = begin(d, (enum dec_kind)(KIND_ZSTD + (mode - PGFEED_RP_ZSTD)), 1)) != 0)
+            return rc;
+        d->raw_off = d->stream_end = p.raw;
+        d->inf.member_no = p.member_no;
+        pgfeed__rp_ring_init(&d->inf.ring, &p);
         break;
     default:
         if ((rc = restart_inflate(d, blob, &p, mode, decoded)) != 0)

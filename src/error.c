@@ -51,10 +51,26 @@ const char *pgfeed_version(void)
 const char *pgfeed_build_info(void)
 {
 #ifdef PGFEED_HAVE_ISAL
-    return "inflate: ISA-L igzip (zlib for headers and zlib streams)";
+#define PGFEED_INFLATE "inflate: ISA-L igzip (zlib for headers and zlib streams)"
 #else
-    return "inflate: zlib";
+#define PGFEED_INFLATE "inflate: zlib"
 #endif
+#ifdef PGFEED_HAVE_ZSTD
+#define PGFEED_ZSTD ", zstd: libzstd"
+#else
+#define PGFEED_ZSTD ", zstd: no"
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+#define PGFEED_BZIP2 ", bzip2: libbz2"
+#else
+#define PGFEED_BZIP2 ", bzip2: no"
+#endif
+#ifdef PGFEED_HAVE_XZ
+#define PGFEED_XZ ", xz: liblzma"
+#else
+#define PGFEED_XZ ", xz: no"
+#endif
+    return PGFEED_INFLATE PGFEED_ZSTD PGFEED_BZIP2 PGFEED_XZ;
 }
 
 char *pgfeed__strdup_printf(const char *fmt, ...)

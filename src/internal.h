@@ -747,7 +747,8 @@ struct pgfeed_http;
 int pgfeed__source_http_new(struct pgfeed_ctx *ctx, const char *url, struct pgfeed_http *shared,
                             struct pgfeed_stage **out);
 
-/* decode_gzip.c: gzip (multi-member), zlib or plain, detected from the first bytes. */
+/* decode_gzip.c: gzip (multi-member), zlib, zstd, bzip2, xz or plain, detected from the first
+ * bytes. */
 int pgfeed__decoder_new(struct pgfeed_ctx *ctx, size_t out_chunk, struct pgfeed_stage **out);
 /* Before the first write: discard the first n bytes of decoded output (a re-read resume). */
 void pgfeed__decoder_skip_output(struct pgfeed_stage *s, uint64_t n);
@@ -779,10 +780,20 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
 int pgfeed__decoder_use_isal(struct pgfeed_stage *s, int on);
 /* Decoded bytes at least between two access points (default 1 MiB; 0: every block). */
 void pgfeed__decoder_set_span(struct pgfeed_stage *s, size_t span);
+/* Before the first write: the largest zstd window (xz: dictionary) accepted; 0: 128 MiB. */
+void pgfeed__decoder_set_max_window(struct pgfeed_stage *s, uint64_t bytes);
 
 /* restart_point.c: the restart point blob (its first comment has the format). */
 #define PGFEED_RP_WINSIZE 32768u /* deflate's window */
-enum pgfeed_rp_mode { PGFEED_RP_START, PGFEED_RP_PLAIN, PGFEED_RP_GZIP, PGFEED_RP_ZLIB };
+enum pgfeed_rp_mode {
+    PGFEED_RP_START,
+    PGFEED_RP_PLAIN,
+    PGFEED_RP_GZIP,
+    PGFEED_RP_ZLIB,
+    PGFEED_RP_ZSTD, /* the next three: a stream (frame) boundary, no window */
+    PGFEED_RP_BZIP2,
+    PGFEED_RP_XZ,
+};
 /* A place in the compressed input where inflating can start over. */
 struct access_point {
     uint64_t seq;        /* 1, 2, ... in recording order; 0: an empty slot */

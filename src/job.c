@@ -510,6 +510,8 @@ static int build_pipeline(struct pgfeed_job *job)
     }
     if (rc == 0)
         rc = pgfeed__decoder_new(&job->ctx, job->opt.chunk_size * 2, &job->decoder);
+    if (rc == 0)
+        pgfeed__decoder_set_max_window(job->decoder, job->opt.max_window);
     {
         struct pgfeed_sink_events ev = sink_events;
         ev.arg = job;

@@ -27,6 +27,7 @@ void pgfeed_options_init(struct pgfeed_options *opt)
     opt->copy_format = PGFEED_COPY_AUTO;
     opt->max_line = 64u << 20;
     opt->chunk_size = 128u << 10;
+    opt->max_window = (uint64_t)128 << 20;
     opt->log_level = PGFEED_LOG_INFO;
     opt->progress_interval_ms = 1000;
     opt->retries = 5;

@@ -152,6 +152,10 @@ static const struct cli_option options[] = {
     {UINT(0, "batch-bytes", "N", opt.batch_bytes, 4096, (uint64_t)1 << 40,
           "give a number of bytes from 4096 up",
           "also end a batch at N bytes of COPY data (default 16777216)")},
+    {UINT(0, "max-window", "N", opt.max_window, 1024, (uint64_t)1 << 31,
+          "give a number of bytes from 1024 to 2147483648",
+          "largest zstd window (xz: dictionary) to accept, in bytes\n"
+          "(default 134217728, 128 MiB)")},
     {FLAG(0, "resume", opt.resume,
           "continue an interrupted import of the same source into the same table")},
     {FLAG(0, "restart", opt.restart, "forget an interrupted import's checkpoint and start over")},

@@ -352,6 +352,8 @@ struct tcase {
     uint64_t skip;           /* OUT_OK: pgfeed__decoder_skip_output(); want is before the skip */
     const void *blob;        /* a restart point: restart_from(blob, skip) instead of skip_output */
     size_t blob_n;
+    uint64_t max_window; /* pgfeed__decoder_set_max_window (0: the default) */
+    int window_error;    /* the error is a window above the limit */
 };
 
 #define HUNG                                                                                       \
@@ -427,9 +429,14 @@ static const char *outcome_message(enum outcome o)
 
 static int is_decoder_message(const char *m)
 {
-    return m && (strcmp(m, "unexpected end of compressed input") == 0 ||
-                 strcmp(m, "trailing garbage after compressed data") == 0 ||
-                 strcmp(m, "corrupt gzip data") == 0 || strcmp(m, "corrupt zlib data") == 0);
+    return m &&
+           (strcmp(m, "unexpected end of compressed input") == 0 ||
+            strcmp(m, "trailing garbage after compressed data") == 0 ||
+            strcmp(m, "corrupt gzip data") == 0 || strcmp(m, "corrupt zlib data") == 0 ||
+            strcmp(m, "corrupt zstd data") == 0 || strcmp(m, "corrupt bzip2 data") == 0 ||
+            strcmp(m, "corrupt xz data") == 0 ||
+            strcmp(m, "cannot decompress zstd data with a window larger than the limit") == 0 ||
+            strcmp(m, "cannot decompress xz data with a window larger than the limit") == 0);
 }
 
 static pgfeed_job_t *new_job(void)
@@ -490,6 +497,8 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
     rc = pgfeed__decoder_new(pgfeed__job_ctx(job), g->out_chunk, &dec);
     FAIL_IF(rc != 0 || !dec, "pgfeed__decoder_new: %s", pgfeed_err_name(rc));
     pgfeed__decoder_use_isal(dec, use_isal);
+    if (c->max_window)
+        pgfeed__decoder_set_max_window(dec, c->max_window);
     dec->next = &f.base;
     f.base.prev = dec;
     if (c->blob) {
@@ -570,7 +579,12 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
         FAIL_IF(e->code != PGFEED_EDECODE, "job error code %d", e->code);
         FAIL_IF(!e->stage || strcmp(e->stage, "decoder") != 0, "stage %s", e->stage);
         const char *want_msg = outcome_message(c->outcome);
-        if (want_msg)
+        int window = e->message && strncmp(e->message, "cannot decompress ", 18) == 0;
+        FAIL_IF(c->window_error && !window, "message \"%s\", want a window error",
+                e->message ? e->message : "-");
+        if (c->window_error)
+            ;
+        else if (want_msg)
             FAIL_IF(!e->message || strcmp(e->message, want_msg) != 0, "message \"%s\", want \"%s\"",
                     e->message ? e->message : "-", want_msg);
         else if (c->outcome == OUT_CORRUPT)
@@ -580,7 +594,9 @@ static const char *run_case(const struct tcase *c, const struct cfg *g)
             FAIL_IF(!is_decoder_message(e->message), "message \"%s\"",
                     e->message ? e->message : "-");
         FAIL_IF(!e->detail || !e->hint, "no detail or hint");
-        FAIL_IF(e->raw_offset < c->raw_lo || e->raw_offset > c->raw_hi,
+        /* A window is refused at its stream's start, before any later flipped byte. */
+        FAIL_IF((e->raw_offset < c->raw_lo && !(window && c->outcome == OUT_ANY_DECODE)) ||
+                    e->raw_offset > c->raw_hi,
                 "raw_offset %llu not in [%llu, %llu]", (unsigned long long)e->raw_offset,
                 (unsigned long long)c->raw_lo, (unsigned long long)c->raw_hi);
         if (c->outcome == OUT_TRUNCATED || c->outcome == OUT_GARBAGE)
@@ -964,6 +980,7 @@ struct rp_fixture {
     int every_block;          /* span 0: every block boundary */
     int stored;               /* stored blocks only: every boundary is byte-aligned */
     int sparse; /* ISA-L seldom stops at its boundaries (fixed-code blocks): few points, if any */
+    int no_window; /* zstd, bzip2, xz: points at stream boundaries, without bits or windows */
 };
 
 static void rpoints_free(struct rpoint *pts, size_t n)
@@ -1193,7 +1210,8 @@ static void restart_round(const struct rp_fixture *fx, struct rpoint *pts, size_
         ASSERT_TRUE(far_start == 0 && mid > 0,
                     "%s: restart points past the first spans are mid-stream (%u are not)", fx->name,
                     far_start);
-        if (!fx->every_block) /* 64 KiB members are single blocks: points at their starts only */
+        if (!fx->every_block &&
+            !fx->no_window) /* 64 KiB members are single blocks: points at their starts only */
             ASSERT_TRUE((bits > 0 || fx->stored) && windows > 0,
                         "%s: points with unused bits and windows", fx->name);
     }
@@ -1359,6 +1377,450 @@ static const struct rpoint *pick_point(const struct rpoint *pts, size_t n, int b
     return NULL;
 }
 
+/* ------------------------------------------------- zstd, bzip2, xz (issue 16) */
+
+#ifdef PGFEED_HAVE_ZSTD
+#include <zstd.h>
+/* One zstd frame of p[0, n) with a checksum; window_log 0: the level's, else that, unsized. */
+static void add_zstd(struct bytes *b, const void *p, size_t n, int level, int window_log)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(n) + 64, rc;
+    ZSTD_outBuffer out;
+    ZSTD_inBuffer in = {p, n, 0};
+
+    bytes_add(b, NULL, 0);
+    if (b->n + cap > b->cap) {
+        b->cap = b->n + cap;
+        b->p = realloc(b->p, b->cap);
+    }
+    out = (ZSTD_outBuffer){b->p + b->n, cap, 0};
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    if (window_log) {
+        ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, window_log);
+        ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+    }
+    /* Told the size up front (e_end at once), libzstd would shrink the window to it. */
+    if (window_log && ZSTD_isError(ZSTD_compressStream2(c, &out, &in, ZSTD_e_continue)))
+        abort();
+    do
+        rc = ZSTD_compressStream2(c, &out, &in, ZSTD_e_end);
+    while (rc > 0 && !ZSTD_isError(rc));
+    if (ZSTD_isError(rc))
+        abort();
+    b->n += out.pos;
+    ZSTD_freeCCtx(c);
+}
+#endif
+
+#ifdef PGFEED_HAVE_BZIP2
+#include <bzlib.h>
+static void add_bzip2(struct bytes *b, const void *p, size_t n, int level)
+{
+    unsigned cap = (unsigned)(n + n / 100 + 700);
+    bytes_add(b, NULL, 0);
+    if (b->n + cap > b->cap) {
+        b->cap = b->n + cap;
+        b->p = realloc(b->p, b->cap);
+    }
+    if (BZ2_bzBuffToBuffCompress((char *)b->p + b->n, &cap, (char *)(uintptr_t)p, (unsigned)n,
+                                 level, 0, 0) != BZ_OK)
+        abort();
+    b->n += cap;
+}
+#endif
+
+#ifdef PGFEED_HAVE_XZ
+#include <lzma.h>
+/* One xz stream; block_size > 0: blocks of that many bytes (what xz -T writes). */
+static void add_xz(struct bytes *b, const void *p, size_t n, uint32_t preset, uint64_t block_size)
+{
+    lzma_stream s = LZMA_STREAM_INIT;
+    lzma_mt mt = {
+        .threads = 1, .block_size = block_size, .preset = preset, .check = LZMA_CHECK_CRC64};
+    size_t cap = lzma_stream_buffer_bound(n) + 64;
+    lzma_ret rc;
+
+    bytes_add(b, NULL, 0);
+    if (b->n + cap > b->cap) {
+        b->cap = b->n + cap;
+        b->p = realloc(b->p, b->cap);
+    }
+    rc = block_size ? lzma_stream_encoder_mt(&s, &mt)
+                    : lzma_easy_encoder(&s, preset, LZMA_CHECK_CRC64);
+    if (rc != LZMA_OK)
+        abort();
+    s.next_in = p;
+    s.avail_in = n;
+    s.next_out = b->p + b->n;
+    s.avail_out = cap;
+    while ((rc = lzma_code(&s, LZMA_FINISH)) == LZMA_OK)
+        ;
+    if (rc != LZMA_STREAM_END)
+        abort();
+    b->n += cap - s.avail_out;
+    lzma_end(&s);
+}
+#endif
+
+enum codec_id { C_ZSTD, C_BZIP2, C_XZ, C_N };
+static const char *const codec_names[C_N] = {"zstd", "bzip2", "xz"};
+
+static int codec_built(enum codec_id c)
+{
+    switch (c) {
+#ifdef PGFEED_HAVE_ZSTD
+    case C_ZSTD:
+        return 1;
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+    case C_BZIP2:
+        return 1;
+#endif
+#ifdef PGFEED_HAVE_XZ
+    case C_XZ:
+        return 1;
+#endif
+    default:
+        return 0;
+    }
+}
+
+/* One stream (frame) of p[0, n) in codec c; a fast level. */
+static void add_stream(struct bytes *b, enum codec_id c, const void *p, size_t n)
+{
+#ifdef PGFEED_HAVE_ZSTD
+    if (c == C_ZSTD)
+        add_zstd(b, p, n, 3, 0);
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+    if (c == C_BZIP2)
+        add_bzip2(b, p, n, 1);
+#endif
+#ifdef PGFEED_HAVE_XZ
+    if (c == C_XZ)
+        add_xz(b, p, n, 1, 0);
+#endif
+}
+
+/* Streams of `each` decoded bytes (the last shorter), as pzstd and pbzip2 write them. */
+static void add_streams(struct bytes *b, enum codec_id c, const struct bytes *data, size_t each)
+{
+    for (size_t at = 0; at < data->n; at += each)
+        add_stream(b, c, data->p + at, data->n - at < each ? data->n - at : each);
+}
+
+static const size_t magic_lens[C_N] = {4, 4, 6};
+
+/* Every byte from the magic on flipped, and every cut: errors with their offsets. */
+static void codec_damage(enum codec_id id, const struct bytes *in, const struct bytes *want)
+{
+    char name[100];
+    struct family fm;
+    struct bytes b = {0};
+    struct tcase c;
+
+    memset(&fm, 0, sizeof fm);
+    fm.what = "cut at every byte";
+    for (size_t cut = 1; cut < in->n; cut++) {
+        b.n = 0;
+        bytes_add(&b, in->p, cut);
+        snprintf(name, sizeof name, "truncated small %s", codec_names[id]);
+        c = err_case(name, &b, want, cut < 2 ? OUT_OK : OUT_TRUNCATED, cut, cut);
+        if (cut < magic_lens[id] || (id == C_BZIP2 && cut < 10)) /* too short to tell: plain */
+            c = ok_case(name, &b, &b);
+        quick(&fm, &c, cut);
+    }
+    snprintf(name, sizeof name, "truncated small %s", codec_names[id]);
+    fam_end(&fm, name);
+
+    memset(&fm, 0, sizeof fm);
+    fm.what = "every byte after the magic flipped";
+    for (size_t at = magic_lens[id]; at < in->n; at++) {
+        b.n = 0;
+        bytes_add(&b, in->p, in->n);
+        b.p[at] ^= 0xff;
+        snprintf(name, sizeof name, "%s, one byte flipped", codec_names[id]);
+        c = err_case(name, &b, want, OUT_ANY_DECODE, at, b.n);
+        if (id == C_BZIP2 && at < 10) /* no longer bzip2's magic: plain */
+            c = ok_case(name, &b, &b);
+        quick(&fm, &c, at);
+    }
+    snprintf(name, sizeof name, "small %s", codec_names[id]);
+    fam_end(&fm, name);
+    tap_note("%u runs with a flipped byte decoded to the original output", undetected_flips);
+    free(b.p);
+}
+
+static void test_codec(enum codec_id id, const struct bytes *text, const struct bytes *small,
+                       const struct bytes *tiny)
+{
+    struct bytes one = {0}, multi = {0}, sm = {0}, empty_s = {0}, empty = {0}, b = {0};
+    const char *nm = codec_names[id];
+    char name[120], detail[300];
+    struct tcase c;
+
+    add_stream(&one, id, text->p, text->n);
+    add_streams(&multi, id, text, 50000);
+    add_stream(&sm, id, small->p, small->n);
+    add_stream(&empty_s, id, "", 0);
+    snprintf(name, sizeof name, "%s", nm);
+    battery((c = ok_case(name, &one, text), &c));
+    snprintf(name, sizeof name, "%s, streams of 50000 bytes", nm);
+    battery((c = ok_case(name, &multi, text), &c));
+    snprintf(name, sizeof name, "small %s", nm);
+    battery((c = ok_case(name, &sm, small), &c));
+    snprintf(name, sizeof name, "empty %s stream", nm);
+    battery((c = ok_case(name, &empty_s, &empty), &c));
+    /* Small, empty, small again: three streams. */
+    b.n = 0;
+    bytes_add(&b, sm.p, sm.n);
+    bytes_add(&b, empty_s.p, empty_s.n);
+    add_stream(&b, id, tiny->p, tiny->n);
+    {
+        struct bytes want = {0};
+        bytes_add(&want, small->p, small->n);
+        bytes_add(&want, tiny->p, tiny->n);
+        snprintf(name, sizeof name, "three %s streams, one empty", nm);
+        battery((c = ok_case(name, &b, &want), &c));
+        free(want.p);
+    }
+    /* A skip on resume (re-read from the start). */
+    c = ok_case(nm, &multi, text);
+    c.skip = 123457;
+    battery(&c);
+
+    /* Trailing garbage, at the byte after the data. */
+    b.n = 0;
+    bytes_add(&b, sm.p, sm.n);
+    bytes_add(&b, "garbage\n", 8);
+    snprintf(name, sizeof name, "%s + garbage", nm);
+    battery((c = err_case(name, &b, small, OUT_GARBAGE, sm.n, sm.n), &c));
+    snprintf(
+        detail, sizeof detail,
+        "The %s data ends at compressed byte %zu, but the byte at %zu (0x67) does not start another %s%s.",
+        nm, sm.n, sm.n,
+        id == C_ZSTD ? "zstd frame"
+        : id == C_XZ ? "xz stream"
+                     : "bzip2 stream",
+        id == C_XZ ? " or stream padding" : "");
+    check_wording(name, &b, "trailing garbage after compressed data", detail, sm.n);
+    /* A partial magic after the data: garbage where it breaks, truncation at the end. */
+    b.n = sm.n;
+    bytes_add(&b, one.p, 2);
+    bytes_add(&b, "\x01", 1);
+    snprintf(name, sizeof name, "%s + 2 bytes of a magic + 01", nm);
+    battery((c = err_case(name, &b, small, OUT_GARBAGE, sm.n, sm.n), &c));
+    b.n = sm.n + 2;
+    snprintf(name, sizeof name, "%s + 2 bytes of a magic", nm);
+    battery((c = err_case(name, &b, small, OUT_TRUNCATED, sm.n + 2, sm.n + 2), &c));
+    snprintf(
+        detail, sizeof detail,
+        "The %s stream ends at compressed byte %zu before its end marker; the file is probably truncated.",
+        nm, sm.n + 2);
+    check_wording(name, &b, "unexpected end of compressed input", detail, sm.n + 2);
+    if (id == C_XZ) { /* stream padding between and after streams */
+        b.n = 0;
+        bytes_add(&b, sm.p, sm.n);
+        bytes_fill(&b, 0, 8);
+        bytes_add(&b, empty_s.p, empty_s.n);
+        bytes_fill(&b, 0, 4);
+        battery((c = ok_case("xz streams with stream padding", &b, small), &c));
+    } else {
+        b.n = 0;
+        bytes_add(&b, sm.p, sm.n);
+        bytes_fill(&b, 0, 4);
+        snprintf(name, sizeof name, "%s + zeros", nm);
+        battery((c = err_case(name, &b, small, OUT_GARBAGE, sm.n, sm.n), &c));
+    }
+    codec_damage(id, &sm, small);
+
+    /* A bad checksum: the library's words, with offsets. */
+    b.n = 0;
+    bytes_add(&b, sm.p, sm.n);
+    if (id == C_ZSTD) {
+        b.p[b.n - 1] ^= 1; /* the frame's content checksum */
+        check_wording(
+            "zstd, bad checksum", &b, "corrupt zstd data",
+            "^libzstd reported \"Restored data doesn't match checksum\" at compressed byte", sm.n);
+    } else if (id == C_BZIP2) {
+        b.p[10] ^= 1; /* the first block's CRC */
+        check_wording("bzip2, bad block CRC", &b, "corrupt bzip2 data",
+                      "^libbz2 reported \"data integrity (CRC) error in data\" at compressed byte",
+                      sm.n);
+    }
+    free(one.p);
+    free(multi.p);
+    free(sm.p);
+    free(empty_s.p);
+    free(b.p);
+}
+
+#ifdef PGFEED_HAVE_ZSTD
+/* A frame whose window is above the limit is refused before it is allocated; at the limit, read. */
+static void test_zstd_window(const struct bytes *small)
+{
+    struct bytes big = {0}, huge = {0};
+    struct tcase c;
+    char detail[300];
+
+    add_zstd(&big, small->p, small->n, 3, 21); /* declares a 2 MiB window */
+    c = err_case("zstd, 2 MiB window, limit 1 MiB", &big, NULL, OUT_CORRUPT, 0, 0);
+    c.max_window = 1u << 20;
+    c.window_error = 1;
+    battery(&c);
+    c = ok_case("zstd, 2 MiB window, limit 2 MiB", &big, small);
+    c.max_window = 2u << 20;
+    battery(&c);
+    /* 256 MiB, above the default limit of 128 MiB: the 2 MiB frame's window descriptor patched. */
+    bytes_add(&huge, big.p, big.n);
+    ASSERT_TRUE(huge.p[4] >> 5 == 0 && huge.p[5] == (21 - 10) << 3, "zstd: a window descriptor");
+    huge.p[5] = (28 - 10) << 3;
+    snprintf(
+        detail, sizeof detail,
+        "The zstd frame starting at compressed byte 0 needs 268435456 bytes for its window, more than the limit of 134217728 bytes.");
+    check_wording("zstd, 256 MiB window", &huge,
+                  "cannot decompress zstd data with a window larger than the limit", detail, 0);
+    free(big.p);
+    free(huge.p);
+}
+
+/* Skippable frames (pzstd writes one before each frame) are read over. */
+static void test_zstd_skippable(const struct bytes *small)
+{
+    struct bytes b = {0};
+    struct tcase c;
+    static const unsigned char skip_hdr[8] = {0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0};
+
+    bytes_add(&b, skip_hdr, 8);
+    bytes_add(&b, "hello", 5);
+    add_zstd(&b, small->p, 700, 3, 0);
+    bytes_add(&b, skip_hdr, 8);
+    b.p[b.n - 8] = 0x5e;
+    bytes_add(&b, "world", 5);
+    add_zstd(&b, small->p + 700, small->n - 700, 3, 0);
+    battery((c = ok_case("zstd with skippable frames", &b, small), &c));
+    free(b.p);
+}
+#endif
+
+#ifdef PGFEED_HAVE_XZ
+/* xz -T: one stream, blocks; and a dictionary above the limit (its block header patched). */
+static void test_xz_blocks(const struct bytes *text, const struct bytes *small)
+{
+    struct bytes b = {0};
+    struct tcase c;
+
+    add_xz(&b, text->p, text->n, 1, 65536);
+    battery((c = ok_case("xz, one stream of 64 KiB blocks", &b, text), &c));
+    b.n = 0;
+    add_xz(&b, small->p, small->n, 1, 0);
+    /* Block header at 12: size, flags, filter id 21, props size 1, the dictionary's size. */
+    ASSERT_TRUE(b.p[14] == 0x21 && b.p[15] == 1, "xz: the block header has LZMA2's properties");
+    b.p[16] = 40; /* 4 GiB - 1 */
+    size_t hlen = (b.p[12] + 1u) * 4;
+    uint32_t crc = (uint32_t)crc32(0, b.p + 12, (uInt)(hlen - 4));
+    for (int i = 0; i < 4; i++)
+        b.p[12 + hlen - 4 + i] = (unsigned char)(crc >> (8 * i));
+    c = err_case("xz, 4 GiB dictionary", &b, NULL, OUT_CORRUPT, 0, 0);
+    c.window_error = 1;
+    battery(&c);
+    free(b.p);
+}
+#endif
+
+static void test_codecs(const struct bytes *text, const struct bytes *small,
+                        const struct bytes *tiny)
+{
+    for (int id = 0; id < C_N; id++) {
+        if (!codec_built((enum codec_id)id)) {
+            tap_note("%s: not built", codec_names[id]);
+            continue;
+        }
+        test_codec((enum codec_id)id, text, small, tiny);
+    }
+#ifdef PGFEED_HAVE_ZSTD
+    test_zstd_window(small);
+    test_zstd_skippable(small);
+#endif
+#ifdef PGFEED_HAVE_XZ
+    test_xz_blocks(text, small);
+#endif
+}
+
+/* Multi-stream files restart at the last stream boundary before the batch end. */
+static void test_codec_restart_points(const struct bytes *data)
+{
+    struct rpoint pts[52];
+    size_t n;
+    struct bytes in[C_N];
+    struct rp_fixture fx;
+
+    for (int id = 0; id < C_N; id++) {
+        if (!codec_built((enum codec_id)id))
+            continue;
+        memset(&in[id], 0, sizeof in[id]);
+        add_streams(&in[id], (enum codec_id)id, data, id == C_ZSTD ? 65536 : 262144);
+        memset(&fx, 0, sizeof fx);
+        char name[80];
+        snprintf(name, sizeof name, "restart: %s, %s", codec_names[id],
+                 id == C_ZSTD ? "64 KiB frames" : "256 KiB streams");
+        fx.name = name;
+        fx.in = &in[id];
+        fx.want = data;
+        fx.every_block = 1;
+        fx.no_window = 1;
+        restart_round(&fx, pts, &n, 1, 2000 + (uint64_t)id);
+        const struct rpoint *p = NULL;
+        for (size_t i = 0; i < n && !p; i++)
+            if (pts[i].rc == 0 && RP_MODE(pts[i].blob.p) >= 4 && i > 10)
+                p = &pts[i];
+        ASSERT_TRUE(p != NULL, "%s: a point at a stream boundary", name);
+        if (p) {
+            struct bytes bad = {0};
+            bytes_add(&bad, in[id].p, in[id].n);
+            bad.p[p->raw] ^= 0x40;
+            restart_expect(name, &bad, p, PGFEED_ECHANGED, "the source differs from the checkpoint",
+                           "The source byte at", p->raw);
+            free(bad.p);
+        }
+        rpoints_free(pts, n);
+        free(in[id].p);
+    }
+}
+
+/*
+ * A gzip restart point written byte by byte in the format of version 1 as
+ * pgfeed wrote it before zstd, bzip2 and xz came (mode 2, at the first
+ * deflate block of the second member): checkpoints of that pgfeed resume.
+ */
+static void test_blob_v1_gzip(const struct bytes *gz2, size_t member2, const struct bytes *data)
+{
+    struct bytes blob = {0};
+    unsigned char h[RP_HEAD];
+    uint64_t fields[6] = {member2 + 10, 900000, member2, 1, 0};
+    struct tcase c;
+
+    memset(h, 0, sizeof h);
+    memcpy(h, "PGFR\1\2", 6); /* magic, version 1, mode 2 (gzip); no bits, stored window */
+    for (int f = 0; f < 5; f++)
+        for (int i = 0; i < 8; i++)
+            h[12 + 8 * f + i] = (unsigned char)(fields[f] >> (56 - 8 * i));
+    /* check 0 (CRC-32 of nothing), window length 0, encoded length 0 */
+    bytes_add(&blob, h, RP_HEAD);
+    bytes_add(&blob, "\0\0\0\0", 4);
+    reseal(&blob);
+    c = ok_case("a version 1 gzip blob made by hand", gz2, data);
+    c.in = gz2->p + member2 + 10;
+    c.in_n = gz2->n - member2 - 10;
+    c.skip = 900000 + 12345;
+    c.blob = blob.p;
+    c.blob_n = blob.n;
+    battery(&c);
+    free(blob.p);
+}
+
 static void test_restart_points(void)
 {
     struct bytes data = {0}, gz = {0}, gz2 = {0}, gz3 = {0}, many = {0}, zl = {0};
@@ -1373,6 +1835,7 @@ static void test_restart_points(void)
     add_deflated(&gz, data.p, data.n, 31, 6, 0);
     /* Two members of different sizes and levels, then zero padding. */
     add_deflated(&gz2, data.p, 900000, 31, 6, 0);
+    size_t member2 = gz2.n;
     add_deflated(&gz2, data.p + 900000, data.n - 900000, 31, 1, 0);
     bytes_fill(&gz2, 0, 1000);
     /* Four: small, big with header fields, empty, the rest. */
@@ -1520,6 +1983,14 @@ static void test_restart_points(void)
         free(f.got.p);
         close_job(job);
     }
+
+    {
+        struct bytes gz2_nopad = {0};
+        bytes_add(&gz2_nopad, gz2.p, gz2.n);
+        test_blob_v1_gzip(&gz2_nopad, member2, &data);
+        free(gz2_nopad.p);
+    }
+    test_codec_restart_points(&data);
 
     free(data.p);
     free(gz.p);
@@ -1902,6 +2373,7 @@ int main(void)
         free(b.p);
     }
 
+    test_codecs(&text, &small, &tiny);
     test_restart_points();
 
     free(text.p);
