@@ -114,7 +114,10 @@ PGFEED_API const char *pgfeed_strerror(int err);
 PGFEED_API const char *pgfeed_err_name(int err);
 /* "0.1.0"; static storage. */
 PGFEED_API const char *pgfeed_version(void);
-/* How this build was made, for --version: "inflate: zlib" or "inflate: ISA-L ..."; static. */
+/*
+ * How this build was made, for --version: "inflate: zlib" or "inflate: ISA-L ...", then
+ * ", zstd: libzstd" (or "zstd: no"), ", bzip2: libbz2", ", xz: liblzma"; static.
+ */
 PGFEED_API const char *pgfeed_build_info(void);
 
 /*
@@ -293,8 +296,8 @@ struct pgfeed_options {
     int source_fd;      /* the descriptor "-" reads (default 0); never closed by pgfeed */
     /*
      * 1: a push job. The embedder writes the input with pgfeed_job_write() and ends it
-     * with pgfeed_job_write_end(); the same decoding (gzip, zlib or plain, from the first
-     * bytes), parsing, batches, checkpoints and rejects as for a file follow. source is
+     * with pgfeed_job_write_end(); the same decoding (gzip, zlib, zstd, bzip2, xz or plain, from
+     * the first bytes), parsing, batches, checkpoints and rejects as for a file follow. source is
      * then a name for the stream, not opened: it is what messages show, what the format
      * default looks at (a name ending in .csv or .csv.gz is csv), and the checkpoint's
      * job key ("push:" + source + " -> " + table, so never the same job as a path, a URL

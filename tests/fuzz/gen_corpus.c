@@ -5,10 +5,12 @@
  * The seeds are the unit tests' kinds of input, small: name.basics-like TSV rows, CSV with
  * quotes, quoted newlines, CRLF and a BOM, no final newline, invalid UTF-8 and zero bytes,
  * COPY text escapes; gzip in one and two members, with header fields, zero padding, stored
- * blocks, truncated; zlib; values of each binary kind (integers at their limits, booleans,
- * numerics with exponents, NaN and infinities, arrays); and restart points taken from real
- * decodes. Each seed starts with its target's configuration bytes (see each target's top
- * comment), set to a few useful combinations.
+ * blocks, truncated; zlib; zstd, bzip2 and xz (those the build reads) in one and two
+ * streams, cut, with xz stream padding and trailing garbage; values of each binary kind (integers
+ * at their limits, booleans, numerics with exponents, NaN and infinities, arrays); and restart
+ * points taken from real decodes (gzip, zlib, plain, and the codecs' stream boundaries). Each seed
+ * starts with its target's configuration bytes (see each target's top comment), set to a few useful
+ * combinations.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -139,6 +141,76 @@ static const struct pgfeed_stage_ops collect_ops = {
 
 static uv_loop_t loop;
 
+#ifdef PGFEED_HAVE_ZSTD
+#include <zstd.h>
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+#include <bzlib.h>
+#endif
+#ifdef PGFEED_HAVE_XZ
+#include <lzma.h>
+#endif
+
+/* One stream of p[0, n) in codec c (0 zstd, 1 bzip2, 2 xz), if the build reads it: 1, else 0. */
+static int compressed(struct bytes *b, int c, const void *p, size_t n)
+{
+    size_t cap = n + n / 2 + 1024;
+    unsigned char *out = malloc(cap);
+    size_t len = 0;
+    int ok = 0;
+
+    if (!out)
+        abort();
+#ifdef PGFEED_HAVE_ZSTD
+    if (c == 0 && !ZSTD_isError(len = ZSTD_compress(out, cap, p, n, 3)))
+        ok = 1;
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+    unsigned blen = (unsigned)cap;
+    if (c == 1 && BZ2_bzBuffToBuffCompress((char *)out, &blen, (char *)(uintptr_t)p, (unsigned)n, 1,
+                                           0, 0) == BZ_OK) {
+        len = blen;
+        ok = 1;
+    }
+#endif
+#ifdef PGFEED_HAVE_XZ
+    if (c == 2 &&
+        lzma_easy_buffer_encode(1, LZMA_CHECK_CRC32, NULL, p, n, out, &len, cap) == LZMA_OK)
+        ok = 1;
+#endif
+    if (ok)
+        add(b, out, len);
+    free(out);
+    return ok;
+}
+
+/* zstd, bzip2, xz: one and two streams, cut, with garbage after, xz with padding. */
+static void codec_seeds(const struct bytes *text, const struct bytes *small,
+                        const unsigned char cfgs[][4], struct bytes *multi)
+{
+    struct bytes b = {0};
+
+    for (int c = 0; c < 3; c++) {
+        b.n = 0;
+        if (!compressed(&b, c, text->p, text->n))
+            continue;
+        seed("fuzz_decode", cfgs[0], 4, b.p, b.n);
+        seed("fuzz_decode", cfgs[1], 4, b.p, b.n / 2);
+        b.n = 0;
+        compressed(&b, c, small->p, small->n / 2);
+        if (c == 2)
+            add(&b, "\0\0\0\0", 4);
+        compressed(&b, c, small->p + small->n / 2, small->n - small->n / 2);
+        for (size_t k = 0; k < 4; k++)
+            seed("fuzz_decode", cfgs[k], 4, b.p, b.n);
+        add(&b, "garbage\n", 8);
+        seed("fuzz_decode", cfgs[2], 4, b.p, b.n);
+        compressed(&multi[c], c, text->p, text->n / 3);
+        compressed(&multi[c], c, text->p + text->n / 3, text->n - text->n / 3);
+    }
+    free(b.p);
+}
+
 static void decoder_seeds(void)
 {
     struct bytes text = {0}, small = {0}, gz = {0}, two = {0}, zl = {0}, b = {0};
@@ -180,9 +252,14 @@ static void decoder_seeds(void)
     adds(&b, "garbage\n");
     seed("fuzz_decode", cfgs[3], 4, b.p, b.n);
 
+    struct bytes multi[3] = {{0}, {0}, {0}};
+    codec_seeds(&text, &small, cfgs, multi);
+
     /* Restart points: decode with a point at every block, take some, write blob + rest. */
-    const struct bytes *srcs[] = {&gz, &two, &zl, &text};
-    for (size_t i = 0; i < 4; i++) {
+    const struct bytes *srcs[] = {&gz, &two, &zl, &text, &multi[0], &multi[1], &multi[2]};
+    for (size_t i = 0; i < 7; i++) {
+        if (srcs[i]->n == 0)
+            continue;
         for (int isal = 0; isal < 2; isal++) {
             pgfeed_job_t *job = NULL;
             struct pgfeed_options o;
@@ -236,6 +313,8 @@ static void decoder_seeds(void)
     free(two.p);
     free(zl.p);
     free(b.p);
+    for (int c = 0; c < 3; c++)
+        free(multi[c].p);
 }
 
 /* ---- parser ---- */
