@@ -18,7 +18,7 @@ from test_signals import wait_for_rows
 
 ROWS = 400_000
 BATCH = 20_000
-PIECE = 2 << 20  # bytes of TSV per stream of a multi-stream fixture
+PIECE = 512 << 10  # bytes of TSV per stream of a multi-stream fixture (a point per MiB)
 
 # name -> (command for one stream from stdin to stdout, pieces: several streams)
 VARIANTS = {

@@ -25,7 +25,17 @@
  *
  * Built with ISA-L, all of it runs with ISA-L inflating gzip members; then
  * restart points taken with zlib alone resume with ISA-L and the other way
- * round, as checkpoints carried from one build to the other would.
+ * round, as checkpoints carried from one build to the other would. A gzip
+ * restart point written byte by byte in version 1's layout (as pgfeed wrote
+ * them before zstd, bzip2 and xz came) resumes.
+ *
+ * zstd, bzip2, xz (test_codecs, those the build reads; fixtures made here
+ * with libzstd, libbz2 and liblzma): one stream, streams of 50000 bytes,
+ * empty streams, a skip, garbage, a partial magic, cut at every byte, every
+ * byte flipped, a bad checksum, zstd skippable frames, zstd windows above and
+ * at --max-window, an xz dictionary above the limit, xz -T's blocks; and
+ * restart points at stream boundaries (test_codec_restart_points), as for
+ * gzip above, plus a changed source at the restart point.
  */
 #define ZLIB_CONST
 #include <stdio.h>
