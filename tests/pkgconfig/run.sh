@@ -7,7 +7,7 @@
 #   1  the install, and the .pc moved to it
 #   2  `pkg-config --cflags --libs pgfeed`: -I, -L into the install, -lpgfeed, -luv
 #   3  Requires is libuv (pgfeed.h includes uv.h); Requires.private is libcurl, zlib,
-#      libpq, and libisal exactly when libpgfeed.a calls ISA-L
+#      libpq, and libisal, libzstd, liblzma exactly when libpgfeed.a calls them
 #   4  linked against libpgfeed.so with `pkg-config --cflags --libs pgfeed`; runs, exits 0
 #   5  libpgfeed.a linked in, the dependencies shared, as the README shows it: the
 #      archive, then the libraries of every package pgfeed.pc requires, public and
@@ -139,6 +139,13 @@ undefined=$(nm -u "$libdir/libpgfeed.a")
 if grep -q ' isal_' <<<"$undefined"; then
     want_private="libcurl libisal libpq zlib"
 fi
+# zstd and xz input (libbz2 has no .pc: -lbz2 goes to Libs.private instead)
+if grep -q ' ZSTD_' <<<"$undefined"; then
+    want_private="$want_private libzstd"
+fi
+if grep -q ' lzma_' <<<"$undefined"; then
+    want_private="$want_private liblzma"
+fi
 want_private=$(echo "$want_private" | tr ' ' '\n' | names)
 if [ "$requires" = "libuv " ] && [ "$private" = "$want_private" ]; then
     ok "Requires: ${requires% }; Requires.private: ${private% }"
@@ -166,6 +173,10 @@ cflags=$(pkg-config --cflags pgfeed)
 deps=$(pkg-config --print-requires --print-requires-private pgfeed | tr '\n' ' ')
 # shellcheck disable=SC2086 # "libuv >= 1.44" is three words to pkg-config
 dyn_libs=$(pkg-config --libs $deps)
+# libbz2 has no .pc on Debian: pgfeed.pc's Libs.private names -lbz2 itself
+if grep -q ' BZ2_' <<<"$undefined"; then
+    dyn_libs="$dyn_libs -lbz2"
+fi
 echo "# pkg-config --libs $deps: $dyn_libs"
 # shellcheck disable=SC2086 # the flags are words
 if build_and_run embed_static "" $cflags "$libdir/libpgfeed.a" $dyn_libs &&
