@@ -147,7 +147,7 @@ static const char *kind_name(const struct decoder *d)
 {
     static const char *const names[] = {"plain", "gzip", "zlib", "zstd", "bzip2", "xz"};
 
-    return names[d->kind];
+    return d->kind < KIND_UNDECIDED ? names[d->kind] : "undecided";
 }
 
 static int set_failed(struct decoder *d, int rc)
