@@ -478,6 +478,27 @@ struct pgfeed_options {
      * and its row deleted) the job refuses it: PGFEED_EUSAGE.
      */
     int delete_missing;
+
+    /*
+     * Load hooks: SQL text (one or more statements, no transaction control; NULL: none),
+     * each run on the first connection in a transaction of its own.
+     * before_sql runs right after connecting, before the table's columns are read, so it
+     * may CREATE the table; with resume = 1 it runs only if the table does not exist yet
+     * (a resumed import continues rows loaded after its hook ran once: running it again
+     * could undo them), and never twice in one job (a retry after a lost connection
+     * does not repeat a hook that committed). after_sql runs once every row is committed,
+     * in the transaction that marks the checkpoint finished (with PGFEED_MODE_REPLACE:
+     * the swap's, after the swap; with PGFEED_MODE_UPSERT and delete_missing: the final
+     * transaction's, after the delete), so a finished import has run its after hook exactly
+     * once; when it fails, the rows stay committed, the import is not finished, and a
+     * resume runs it again (with no row left to load). An import found finished is not
+     * loaded again and runs neither hook. A hook that fails fails the job with
+     * PGFEED_ESERVER, the server's message after "before hook failed: " or
+     * "after hook failed: ", and its SQLSTATE. Statements that cannot run in a
+     * transaction block (VACUUM, CREATE INDEX CONCURRENTLY) fail there.
+     */
+    const char *before_sql;
+    const char *after_sql;
 };
 
 /* Fills *opt with the defaults named above. */

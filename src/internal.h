@@ -392,6 +392,8 @@ struct pgfeed_ctx {
     const char *compression;  /* what the decoder found: "gzip", "zlib", or NULL (plain) */
     uint64_t wait_db_until;   /* uv_hrtime() until which a first connection may wait */
     uint64_t lines_committed; /* input lines the checkpoint covers (all runs) */
+    int user_resume;          /* resume as the caller gave it (a retry sets opt->resume) */
+    int before_ran;           /* before_sql committed in this job (not again on a retry) */
     struct pgfeed_replay replay;
     /* The gzip member being read, and the committed batches holding its rows. */
     struct {
@@ -485,6 +487,7 @@ struct pgfeed_option_copies {
     char *source, *conninfo, *table, *columns, *null_marker, *ca_file, *ca_path, *state_table;
     char *rejects_path;
     char *encoding;
+    char *before_sql, *after_sql;
     char *display; /* the source without user:password@ */
 };
 /* *dst = *src with every string copied into c (UV_ENOMEM: nothing kept), and the floors

@@ -118,6 +118,7 @@ int pgfeed_job_new(uv_loop_t *loop, const struct pgfeed_options *opt, pgfeed_job
     job->ctx.loop = loop;
     job->ctx.opt = &job->opt;
     job->ctx.display = job->own.display;
+    job->ctx.user_resume = job->opt.resume;
     job->ctx.hooks = (struct pgfeed_ctx_hooks){.owner = job,
                                                .failed = ctx_failed,
                                                .closed = ctx_closed,

@@ -49,8 +49,9 @@ void pgfeed__format_defaults(pgfeed_format_t format, char *delimiter, char *quot
 
 void pgfeed__options_free(struct pgfeed_option_copies *c)
 {
-    char **s[] = {&c->source,  &c->conninfo, &c->table,       &c->columns,      &c->null_marker,
-                  &c->ca_file, &c->ca_path,  &c->state_table, &c->rejects_path, &c->display};
+    char **s[] = {&c->source,       &c->conninfo, &c->table,      &c->columns,
+                  &c->null_marker,  &c->ca_file,  &c->ca_path,    &c->state_table,
+                  &c->rejects_path, &c->display,  &c->before_sql, &c->after_sql};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
         free(*s[i]);
         *s[i] = NULL;
@@ -75,7 +76,9 @@ int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies
               dup_into(&c->table, src->table) | dup_into(&c->columns, src->columns) |
               dup_into(&c->null_marker, src->null_marker) | dup_into(&c->ca_file, src->ca_file) |
               dup_into(&c->ca_path, src->ca_path) | dup_into(&c->state_table, src->state_table) |
-              dup_into(&c->rejects_path, src->rejects_path) | dup_into(&c->encoding, src->encoding);
+              dup_into(&c->rejects_path, src->rejects_path) |
+              dup_into(&c->encoding, src->encoding) | dup_into(&c->before_sql, src->before_sql) |
+              dup_into(&c->after_sql, src->after_sql);
     if (!bad && c->source && (c->display = pgfeed__url_strip_credentials(c->source)) == NULL)
         bad = 1;
     if (bad) {
@@ -92,6 +95,8 @@ int pgfeed__options_copy(struct pgfeed_options *dst, struct pgfeed_option_copies
     dst->state_table = c->state_table;
     dst->rejects_path = c->rejects_path;
     dst->encoding = c->encoding;
+    dst->before_sql = c->before_sql;
+    dst->after_sql = c->after_sql;
     /* Floors that hold even for an import refused below. */
     if (dst->batch_bytes == 0)
         dst->batch_bytes = 16u << 20;

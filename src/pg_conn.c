@@ -215,7 +215,16 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
     if (transient)
         pgfeed__ctx_transient(ctx); /* connection trouble, shutdown, serialization, deadlock */
     int state_table = k->state >= S_STATE_CHECK && k->state <= S_AHEAD_READ;
-    if (state_table && sqlstate && strncmp(sqlstate, "42", 2) == 0) {
+    int hook = k->state == S_BEFORE || k->state == S_AFTER;
+    if (hook) {
+        if (dl < sizeof detail)
+            snprintf(detail + dl, sizeof detail - dl, "%s",
+                     k->state == S_BEFORE
+                         ? "The before hook's transaction was rolled back; no row was imported."
+                         : "The after hook's transaction was rolled back. Every row is "
+                           "committed, but the import is not marked finished: --resume runs "
+                           "the after hook again.");
+    } else if (state_table && sqlstate && strncmp(sqlstate, "42", 2) == 0) {
         code = PGFEED_ECHECKPOINT;
         hint = k->state == S_STATE_CREATE
                    ? "pgfeed creates its state table only when it is missing: have it created "
@@ -247,7 +256,11 @@ int pgfeed__conn_fail_result(struct sink_pg *k, PGresult *r, int in_batch)
         hint = "Check that this role can write the state table (--state-table names it) "
                "and that the server accepts the statement there, or import without "
                "checkpoints (--no-checkpoint).";
-    if (state_table || writing)
+    if (hook)
+        pgfeed__fail(ctx, "sink", code, detail, hint, "%s hook failed: %s",
+                     k->state == S_BEFORE ? "before" : "after",
+                     primary ? primary : PQresultErrorMessage(r));
+    else if (state_table || writing)
         pgfeed__fail(ctx, "sink", code, detail[0] ? detail : NULL, hint, "cannot %s \"%s\": %s",
                      writing                      ? "write the checkpoint into the state table"
                      : k->state == S_STATE_CREATE ? "create the checkpoint table"

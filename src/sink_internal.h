@@ -30,11 +30,17 @@
  * conns[0] goes READY -> UPSERT_PREP -> READY before the first batch, a batch goes ENDING ->
  * (MERGE_WAIT until every earlier batch committed ->) MERGE -> CHECKPOINT, and with
  * --delete-missing the end is (FINAL_REJECTS ->) DELETE_MISSING -> SWAP_MARK -> SWAP_COMMIT.
+ * Load hooks: conns[0] goes SETUP -> (BEFORE_CHECK ->) BEFORE -> CATALOG with a before hook,
+ * and ends (FINAL_REJECTS ->) (SWAP or DELETE_MISSING, or BEGIN ->) AFTER -> SWAP_MARK ->
+ * SWAP_COMMIT -> FINISHED with an after hook (the batches then never write finished in their
+ * own row).
  */
 enum sink_state {
     S_NEW,
     S_CONNECTING,
     S_SETUP,
+    S_BEFORE_CHECK, /* --resume with a before hook: does the table exist yet? */
+    S_BEFORE,       /* the before hook's transaction */
     S_CATALOG,
     S_STATE_CHECK,  /* does the state table exist? */
     S_STATE_CREATE, /* CREATE TABLE IF NOT EXISTS state table (only when missing) */
@@ -64,11 +70,12 @@ enum sink_state {
     /* --mode replace (sink_replace.c's SQL): */
     S_SHADOW_PREP, /* checks, then the shadow created (or found, resuming) */
     S_SWAP,        /* BEGIN; the index build and the swap */
-    S_SWAP_MARK,   /* the checkpoint marked finished in the swap's transaction */
+    S_SWAP_MARK,   /* the checkpoint marked finished in the swap's (or after hook's) transaction */
     S_SWAP_COMMIT, /* its COMMIT */
     /* --mode upsert (sink_upsert.c's SQL): */
     S_UPSERT_PREP,    /* the key found and checked, the table of keys seen made (or found) */
     S_DELETE_MISSING, /* BEGIN; --delete-missing's DELETE; then SWAP_MARK and SWAP_COMMIT */
+    S_AFTER,          /* the after hook, in the transaction that marks the checkpoint finished */
     S_FINISHED,
     S_ABORTING, /* stop requested: CopyFail sent or a COMMIT awaited, then close */
     S_CLOSED
@@ -138,6 +145,7 @@ struct sink {
     /* The database has Citus: the table's name and its constraints' and indexes', one a
      * line, as a worker's message names them with a shard id appended; else NULL. */
     char *citus_names;
+    int table_missing; /* BEFORE_CHECK's answer */
     struct pgfeed_column *cols;
     size_t ncols;
     char *copy_sql; /* "COPY t (a, b) FROM STDIN" */

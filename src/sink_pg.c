@@ -52,10 +52,25 @@ static int mark_finished(struct sink_pg *k);
 static int send_checkpoint(struct sink_pg *k);
 static int prepare_target(struct sink *sh);
 static int checkpoint_merged(struct sink_pg *k);
+static int send_catalog(struct sink_pg *k);
 
 static struct sink *sink_of(struct pgfeed_stage *s)
 {
     return container_of(s, struct sink, base);
+}
+
+/* A load hook's SQL (pgfeed_options.before_sql / after_sql), or NULL when there is none. */
+static const char *hook_sql(const struct sink *sh, int after)
+{
+    const struct pgfeed_options *o = pgfeed__ctx_options(sh->base.ctx);
+    const char *sql = after ? o->after_sql : o->before_sql;
+    return sql && *sql ? sql : NULL;
+}
+
+/* The last batch writes finished in its own checkpoint row (else a later statement does). */
+static int finishes_in_row(const struct sink_pg *k)
+{
+    return k->last && k->prefix && !k->sh->final_txn && hook_sql(k->sh, 1) == NULL;
 }
 
 /* ------------------------------------------------------------ batches */
@@ -490,12 +505,12 @@ static int send_checkpoint(struct sink_pg *k)
     int have_size = v && v->size >= 0;
     if (have_size)
         snprintf(size, sizeof size, "%lld", (long long)v->size);
-    const char *params[15] = {
-        k->sh->key, k->sh->source_name, k->sh->qualified, k->sh->options ? k->sh->options : "",
-        v ? v->etag : NULL, v ? v->last_modified : NULL, have_size ? size : NULL, rows, "1", lines,
-        dec, raw,
-        /* replace, --delete-missing: finished in the final transaction */
-        k->last && k->prefix && !k->sh->final_txn ? "t" : "f", have_point ? hex.data : NULL, first};
+    const char *params[15] = {k->sh->key, k->sh->source_name, k->sh->qualified,
+                              k->sh->options ? k->sh->options : "", v ? v->etag : NULL,
+                              v ? v->last_modified : NULL, have_size ? size : NULL, rows, "1",
+                              lines, dec, raw,
+                              /* replace, --delete-missing, an after hook: finished at the end */
+                              finishes_in_row(k) ? "t" : "f", have_point ? hex.data : NULL, first};
     char *sql = k->prefix ? pgfeed__checkpoint_sql_upsert(k->sh->state_table)
                           : pgfeed__checkpoint_sql_ahead(k->sh->state_table);
     if (sql == NULL) {
@@ -556,6 +571,7 @@ static int send_mark_finished(struct sink_pg *k, enum sink_state next)
 }
 
 static int send_delete_missing(struct sink_pg *k);
+static int send_after(struct sink_pg *k, const char *begin);
 
 static int send_finish(struct sink_pg *k)
 {
@@ -563,6 +579,10 @@ static int send_finish(struct sink_pg *k)
         return send_swap(k);
     if (pgfeed__ctx_options(sink_ctx(k))->delete_missing)
         return send_delete_missing(k);
+    if (hook_sql(k->sh, 1)) {
+        int rc = send_after(k, "BEGIN;\n");
+        return rc != 0 ? rc : pgfeed__conn_flush(k, "lost the connection to the server");
+    }
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint) {
         k->state = S_FINISHED;
         k->sh->ev.done(k->sh->ev.arg, 0);
@@ -627,8 +647,23 @@ static int send_swap(struct sink_pg *k)
     return rc;
 }
 
+/* The after hook, in the transaction the finish commits in; begin: "BEGIN;\n" or "". A
+ * newline ends the hook, so a final "--" comment cannot swallow what follows. */
+static int send_after(struct sink_pg *k, const char *begin)
+{
+    char *sql = pgfeed__strdup_printf("%s%s\n", begin, hook_sql(k->sh, 1));
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "running the after hook");
+    int rc = pgfeed__conn_send(k, sql, S_AFTER);
+    free(sql);
+    return rc;
+}
+
 static int swapped(struct sink_pg *k)
 {
+    if (hook_sql(k->sh, 1) && (k->state == S_SWAP || k->state == S_DELETE_MISSING))
+        return send_after(k, "");
     if (pgfeed__ctx_options(sink_ctx(k))->no_checkpoint)
         return pgfeed__conn_send(k, "COMMIT", S_SWAP_COMMIT);
     return send_mark_finished(k, S_SWAP_MARK);
@@ -743,14 +778,57 @@ static int final_committed(struct sink_pg *k)
  * reads on), SINK_WAIT when nothing more comes until another event, <0 on failure.
  */
 
-/* Session set up: conns[0] reads the catalog, the others wait for batches. */
+/* The before hook in its own transaction (a newline ends it, as with the after hook). */
+static int send_before(struct sink_pg *k)
+{
+    char *sql = pgfeed__strdup_printf("BEGIN;\n%s\n;\nCOMMIT", hook_sql(k->sh, 0));
+    if (sql == NULL)
+        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "running the before hook");
+    int rc = pgfeed__conn_send(k, sql, S_BEFORE);
+    free(sql);
+    return rc;
+}
+
+/* Session set up: conns[0] runs the before hook (see pgfeed_options.before_sql for when) and
+ * reads the catalog, the others wait for batches. */
 static int setup_done(struct sink_pg *k)
 {
+    struct pgfeed_ctx *ctx = sink_ctx(k);
     if (k->idx != 0) {
         k->state = S_READY;
         wake_upstream(k);
         return SINK_WAIT;
     }
+    if (hook_sql(k->sh, 0) == NULL || ctx->before_ran)
+        return send_catalog(k);
+    if (!ctx->user_resume)
+        return send_before(k);
+    const char *params[1] = {pgfeed__ctx_options(ctx)->table};
+    if (!PQsendQueryParams(k->conn, "SELECT to_regclass($1) IS NULL", 1, NULL, params, NULL, NULL,
+                           0))
+        return pgfeed__conn_fail(k, "could not look for the table");
+    k->state = S_BEFORE_CHECK;
+    return 0;
+}
+
+static int before_checked(struct sink_pg *k)
+{
+    if (k->sh->table_missing)
+        return send_before(k);
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_NOTICE,
+                "the before hook is not run again when resuming: the table exists");
+    return send_catalog(k);
+}
+
+static int before_done(struct sink_pg *k)
+{
+    sink_ctx(k)->before_ran = 1;
+    return send_catalog(k);
+}
+
+static int send_catalog(struct sink_pg *k)
+{
     const char *params[1] = {pgfeed__ctx_options(sink_ctx(k))->table};
     if (!PQsendQueryParams(
             k->conn,
@@ -908,7 +986,7 @@ static int committed(struct sink_pg *k)
         stats->batches_committed++;
         pgfeed__ctx_batch_committed(ctx, &k->batch, k->prefix ? &k->ckpt_raw : NULL);
         note_committed(k);
-        if (k->last && k->prefix && !k->sh->final_txn)
+        if (finishes_in_row(k))
             k->sh->finished_in_row = 1;
         if (k->sh->upsert) {
             count_merged(k, stats);
@@ -958,6 +1036,8 @@ static int split_done(struct sink_pg *k)
 /* clang-format off */
 static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_SETUP] = setup_done,
+    [S_BEFORE_CHECK] = before_checked,
+    [S_BEFORE] = before_done,
     [S_CATALOG] = catalog_done,
     [S_STATE_CHECK] = state_checked,
     [S_STATE_CREATE] = state_created,
@@ -972,6 +1052,7 @@ static int (*const on_done[S_CLOSED + 1])(struct sink_pg *k) = {
     [S_SHADOW_PREP] = shadow_prepared,
     [S_SWAP] = swapped,
     [S_SWAP_MARK] = swap_marked,
+    [S_AFTER] = swapped,
     [S_SWAP_COMMIT] = final_committed,
     [S_MERGE] = checkpoint_merged,
     [S_UPSERT_PREP] = upsert_prepared,
@@ -1003,6 +1084,8 @@ static int on_tuples(struct sink_pg *k, PGresult *r)
         merge_counted(k, r);
     if (k->state == S_DELETE_MISSING && PQntuples(r) == 1)
         k->sh->deleted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    if (k->state == S_BEFORE_CHECK && PQntuples(r) == 1)
+        k->sh->table_missing = PQgetvalue(r, 0, 0)[0] == 't';
     if (k->state == S_AHEAD_READ && pgfeed__checkpoint_read_ahead(&k->sh->ckpt, r) != 0)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
     return 0;

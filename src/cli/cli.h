@@ -34,7 +34,27 @@ struct cli_args {
     double progress_interval;  /* --progress-interval seconds; 0: not given */
     char *conninfo_copy;       /* the copies of arguments blanked in argv, which opt points to */
     char *source_copy;
+    char **sql_copies; /* the hooks' SQL read from @FILE values, which opt points to */
+    size_t nsql;
+    const char *base_dir; /* where a relative @FILE is read from; NULL: the working directory */
+    const char *where;    /* "FILE:LINE: " before usage errors while a manifest line is read */
+    const char *manifest; /* --manifest FILE, or NULL */
+    unsigned max_jobs;    /* --max-jobs; 0: all at once */
+    int fail_fast;        /* --fail-fast */
 };
+
+/*
+ * One import of a manifest: *a = *defaults (the command line's, from cli_parse_args) with
+ * argv's options over them; argv[optind..] is the SOURCE. where: "FILE:LINE: " for usage
+ * errors; base_dir: where a relative @FILE is read from. Returns CLI_RUN or CLI_EXIT_USAGE
+ * (said). a points into argv and defaults: keep them; cli_args_free(a) in every case.
+ */
+int cli_parse_import(struct cli_args *a, const struct cli_args *defaults, int argc, char **argv,
+                     const char *where, const char *base_dir);
+
+/* The text of a --before/--after @FILE (kept in a->sql_copies), or NULL after a usage error
+ * naming the file (option: the option's name, for the message). */
+char *cli_read_sql_file(struct cli_args *a, const char *path, const char *option);
 
 /*
  * Fills *a from argv, blanking passwords in argv. Returns CLI_RUN, or the exit status when

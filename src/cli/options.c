@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #include "cli.h"
 
 /* A parser's answer: the value was stored, was refused, or ends the run (--help). */
-enum { OPT_STORED, OPT_INVALID, OPT_EXIT_OK };
+enum { OPT_STORED, OPT_INVALID, OPT_EXIT_OK, OPT_FAILED /* said why already */ };
 
 struct cli_option;
 typedef int (*cli_parse_fn)(const struct cli_option *o, char *value, struct cli_args *a);
@@ -45,6 +46,7 @@ struct cli_option {
     const struct word *words; /* parse_word: accepted words, ending with {NULL} */
     const char *want;         /* ends the usage error: invalid value "V" for --NAME: WANT */
     const char *help;         /* lines after the option in --help, separated by '\n' */
+    int global;               /* the whole run's: the command line only, not a manifest line */
 };
 
 /*
@@ -74,6 +76,7 @@ static int parse_seconds(const struct cli_option *o, char *value, struct cli_arg
 static int parse_word(const struct cli_option *o, char *value, struct cli_args *a);
 static int parse_char(const struct cli_option *o, char *value, struct cli_args *a);
 static int parse_delimiter(const struct cli_option *o, char *value, struct cli_args *a);
+static int parse_sql(const struct cli_option *o, char *value, struct cli_args *a);
 static int show_version(const struct cli_option *o, char *value, struct cli_args *a);
 static int show_help(const struct cli_option *o, char *value, struct cli_args *a);
 
@@ -144,6 +147,14 @@ static const struct cli_option options[] = {
     {FLAG(0, "delete-missing", opt.delete_missing,
           "--mode upsert: at the end, delete the rows whose key the file\n"
           "does not have")},
+    {VALUE(parse_sql, 0, "before", "SQL", opt.before_sql,
+           "SQL run before the import, in its own transaction (before the\n"
+           "table is read, so it may create it); @FILE reads FILE"),
+     .want = "give SQL or @FILE"},
+    {VALUE(parse_sql, 0, "after", "SQL", opt.after_sql,
+           "SQL run once every row is committed, in the transaction that\n"
+           "marks the import finished; @FILE reads FILE"),
+     .want = "give SQL or @FILE"},
     {UINT(0, "max-rejects", "N", opt.max_rejects, 0, UINT64_MAX, "give a whole number",
           "rows that may be rejected before the import fails (default 0)")},
     {STRING(0, "rejects", "FILE", opt.rejects_path,
@@ -182,13 +193,15 @@ static const struct cli_option options[] = {
           "use auto, auto-json, bar, json or none",
           "auto | auto-json | bar | json | none (default $PGFEED_PROGRESS,\n"
           "else auto: bar when stderr is a terminal, else none; auto-json:\n"
-          "bar on a terminal, else json); json: one object per line on stderr")},
+          "bar on a terminal, else json); json: one object per line on stderr"),
+     .global = 1},
     {SECONDS("progress-interval", progress_interval,
-             "how often progress is shown (default 0.25 bar, 1 json)")},
-    {FLAG('q', "quiet", cli.quiet, "print errors only")},
-    {FLAG('v', "verbose", cli.verbose, "print progress details")},
-    {ACTION(0, "version", show_version, "print the version and exit")},
-    {ACTION('h', "help", show_help, "print this help and exit")},
+             "how often progress is shown (default 0.25 bar, 1 json)"),
+     .global = 1},
+    {FLAG('q', "quiet", cli.quiet, "print errors only"), .global = 1},
+    {FLAG('v', "verbose", cli.verbose, "print progress details"), .global = 1},
+    {ACTION(0, "version", show_version, "print the version and exit"), .global = 1},
+    {ACTION('h', "help", show_help, "print this help and exit"), .global = 1},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -334,6 +347,26 @@ static int show_help(const struct cli_option *unused, char *value, struct cli_ar
     }
     fputs(help_tail, stdout);
     return OPT_EXIT_OK;
+}
+
+/*
+ * --before / --after: SQL, or @FILE for the SQL in FILE (a relative FILE is read from
+ * a->base_dir when set: a manifest's directory). The text read is kept in a->sql_copies.
+ */
+static int parse_sql(const struct cli_option *o, char *value, struct cli_args *a)
+{
+    const char *sql = value;
+    if (value[0] == '@') {
+        char *text = cli_read_sql_file(a, value + 1, o->name);
+        if (text == NULL)
+            return OPT_FAILED;
+        sql = text;
+    }
+    if (*sql == '\0')
+        return OPT_INVALID;
+    assert(o->size == sizeof sql);
+    memcpy(target(o, a), &sql, sizeof sql);
+    return OPT_STORED;
 }
 
 /* ------------------------------------------------------------- secrets in argv */
@@ -507,47 +540,42 @@ static void getopt_tables(char *shorts, struct option *longs)
     *longs = (struct option){NULL, 0, NULL, 0};
 }
 
+/* A usage error, after "FILE:LINE: " when a manifest line is being read. */
+static void __attribute__((format(printf, 2, 3)))
+usage(const struct cli_args *a, const char *fmt, ...)
+{
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_usage_error("%s%s", a->where ? a->where : "", msg);
+}
+
 /*
  * getopt's complaints, in our format. optopt is the option's val: a letter is named
  * as -x (also for its long name); an option without a letter, or one getopt did not
  * know (optopt 0), as it was written.
  */
-static int getopt_error(int c, char **argv)
+static int getopt_error(const struct cli_args *a, int c, char **argv)
 {
     if (c == ':') {
         if (optopt > 0 && optopt < 256)
-            cli_usage_error("option -%c needs an argument", optopt);
+            usage(a, "option -%c needs an argument", optopt);
         else
-            cli_usage_error("option \"%s\" needs an argument", argv[optind - 1]);
+            usage(a, "option \"%s\" needs an argument", argv[optind - 1]);
     } else {
         if (optopt > 0 && optopt < 256)
-            cli_usage_error("unknown option -%c", optopt);
+            usage(a, "unknown option -%c", optopt);
         else
-            cli_usage_error("unknown option \"%s\"", argv[optind - 1]);
+            usage(a, "unknown option \"%s\"", argv[optind - 1]);
     }
     return CLI_EXIT_USAGE;
 }
 
-/* What the options leave to the operands and to each other: SOURCE, --table, progress. */
-static int finish_args(struct cli_args *a, int argc, char **argv)
+/* How progress is shown, once the options are all read (the command line's only). */
+static void resolve_progress(struct cli_args *a)
 {
-    if (optind >= argc) {
-        cli_usage_error("no source given");
-        return CLI_EXIT_USAGE;
-    }
-    if (argc - optind > 1) {
-        cli_usage_error("too many arguments: \"%s\" after the source", argv[optind + 1]);
-        return CLI_EXIT_USAGE;
-    }
-    a->opt.source = take_secret_arg(argv[optind], hide_url_password, &a->source_copy);
-    if (a->opt.table == NULL) {
-        cli_usage_error("no target table given: use --table");
-        return CLI_EXIT_USAGE;
-    }
-    a->cli.table = a->opt.table;
-    a->cli.mode = a->opt.mode == PGFEED_MODE_REPLACE  ? "replace"
-                  : a->opt.mode == PGFEED_MODE_UPSERT ? "upsert"
-                                                      : "append";
     if (a->cli.progress == PROGRESS_AUTO || a->cli.progress == PROGRESS_AUTO_JSON) {
         int tty = isatty(STDERR_FILENO) && !a->cli.quiet;
         a->cli.progress = tty                                     ? PROGRESS_BAR
@@ -561,6 +589,41 @@ static int finish_args(struct cli_args *a, int argc, char **argv)
         a->opt.progress_interval_ms = (uint64_t)(interval * 1000.0);
         if (a->opt.progress_interval_ms == 0)
             a->opt.progress_interval_ms = 1;
+    }
+}
+
+/* What the options leave to the operands and to each other: SOURCE, --table. */
+static int finish_import(struct cli_args *a, int argc, char **argv)
+{
+    if (optind >= argc) {
+        usage(a, "no source given");
+        return CLI_EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        usage(a, "too many arguments: \"%s\" after the source", argv[optind + 1]);
+        return CLI_EXIT_USAGE;
+    }
+    a->opt.source = take_secret_arg(argv[optind], hide_url_password, &a->source_copy);
+    if (a->opt.table == NULL) {
+        usage(a, "no target table given: use --table");
+        return CLI_EXIT_USAGE;
+    }
+    a->cli.table = a->opt.table;
+    a->cli.mode = a->opt.mode == PGFEED_MODE_REPLACE  ? "replace"
+                  : a->opt.mode == PGFEED_MODE_UPSERT ? "upsert"
+                                                      : "append";
+    return CLI_RUN;
+}
+
+/* The command line: one import, or with --manifest the defaults of its imports. */
+static int finish_args(struct cli_args *a, int argc, char **argv)
+{
+    resolve_progress(a);
+    if (a->manifest == NULL)
+        return finish_import(a, argc, argv);
+    if (optind < argc) {
+        usage(a, "a source cannot be given with --manifest: \"%s\"", argv[optind]);
+        return CLI_EXIT_USAGE;
     }
     return CLI_RUN;
 }
@@ -582,34 +645,116 @@ static int progress_from_env(struct cli_args *a)
     return -1;
 }
 
-int cli_parse_args(struct cli_args *a, int argc, char **argv)
+/* getopt_long over argv into *a; in_manifest: refuse the whole run's options. */
+static int parse_options(struct cli_args *a, int argc, char **argv, int in_manifest)
 {
     char shorts[2 + 2 * N_OPTIONS];
     struct option longs[2 * N_OPTIONS + 1];
-    memset(a, 0, sizeof *a);
-    pgfeed_options_init(&a->opt);
-    a->opt.conninfo = getenv("DATABASE_URL");
-    if (progress_from_env(a) != 0)
-        return CLI_EXIT_USAGE;
     getopt_tables(shorts, longs);
-
     int c;
     opterr = 0; /* we print getopt's complaints ourselves, in our own format */
+    optind = 0; /* glibc: start again (a manifest parses many argument lists) */
     while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const struct cli_option *o = option_by_val(c);
         if (o == NULL)
-            return getopt_error(c, argv);
+            return getopt_error(a, c, argv);
+        if (in_manifest && o->global) {
+            usage(a, "--%s applies to the whole run: give it on the command line", o->name);
+            return CLI_EXIT_USAGE;
+        }
         switch (o->parse(o, optarg, a)) {
         case OPT_STORED:
             break;
         case OPT_EXIT_OK:
             return 0;
+        case OPT_FAILED:
+            return CLI_EXIT_USAGE;
         default:
-            cli_usage_error("invalid value \"%s\" for --%s: %s", optarg, o->name, o->want);
+            usage(a, "invalid value \"%s\" for --%s: %s", optarg, o->name, o->want);
             return CLI_EXIT_USAGE;
         }
     }
-    return finish_args(a, argc, argv);
+    return CLI_RUN;
+}
+
+int cli_parse_args(struct cli_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    pgfeed_options_init(&a->opt);
+    a->opt.conninfo = getenv("DATABASE_URL");
+    if (progress_from_env(a) != 0)
+        return CLI_EXIT_USAGE;
+    int rc = parse_options(a, argc, argv, 0);
+    return rc != CLI_RUN ? rc : finish_args(a, argc, argv);
+}
+
+int cli_parse_import(struct cli_args *a, const struct cli_args *defaults, int argc, char **argv,
+                     const char *where, const char *base_dir)
+{
+    *a = *defaults;
+    a->conninfo_copy = a->source_copy = NULL; /* the defaults' own */
+    a->sql_copies = NULL;
+    a->nsql = 0;
+    a->manifest = NULL;
+    a->where = where;
+    a->base_dir = base_dir;
+    int rc = parse_options(a, argc, argv, 1);
+    if (rc == CLI_RUN)
+        rc = finish_import(a, argc, argv);
+    a->where = NULL;
+    return rc;
+}
+
+static int keep_sql(struct cli_args *a, char *text)
+{
+    char **more = realloc(a->sql_copies, (a->nsql + 1) * sizeof *more);
+    if (more == NULL)
+        return -1;
+    a->sql_copies = more;
+    a->sql_copies[a->nsql++] = text;
+    return 0;
+}
+
+char *cli_read_sql_file(struct cli_args *a, const char *path, const char *option)
+{
+    char full[4096];
+    if (a->base_dir && path[0] != '/')
+        snprintf(full, sizeof full, "%s/%s", a->base_dir, path);
+    else
+        snprintf(full, sizeof full, "%s", path);
+    size_t len = 0;
+    char *text = NULL;
+    FILE *f = fopen(full, "rb");
+    int err = errno;
+    if (f != NULL) {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+            char *more = realloc(text, len + n + 1);
+            if (more == NULL)
+                break;
+            text = more;
+            memcpy(text + len, buf, n);
+            len += n;
+        }
+        err = ferror(f) ? EIO : 0;
+        fclose(f);
+    }
+    if (f == NULL || err != 0) {
+        free(text);
+        usage(a, "could not read file \"%s\" for --%s: %s", full, option, strerror(err));
+        return NULL;
+    }
+    if (text == NULL)
+        text = calloc(1, 1);
+    else
+        text[len] = '\0';
+    if (text == NULL || keep_sql(a, text) != 0) {
+        free(text);
+        usage(a, "out of memory");
+        return NULL;
+    }
+    return text;
 }
 
 void cli_args_free(struct cli_args *a)
@@ -617,4 +762,9 @@ void cli_args_free(struct cli_args *a)
     free(a->conninfo_copy);
     free(a->source_copy);
     a->conninfo_copy = a->source_copy = NULL;
+    for (size_t i = 0; i < a->nsql; i++)
+        free(a->sql_copies[i]);
+    free(a->sql_copies);
+    a->sql_copies = NULL;
+    a->nsql = 0;
 }
