@@ -16,10 +16,11 @@ struct cli {
     const char *mode; /* --mode as a word: "append", "replace", "upsert" */
     int quiet;
     int verbose;
-    int signal_received; /* SIGINT or SIGTERM that canceled the job, else 0 */
-    int progress;        /* PROGRESS_NONE, _BAR, _JSON */
-    int bar_drawn;       /* a bar line is on the screen */
-    int no_checkpoint;   /* --no-checkpoint: nothing to --resume after a failure */
+    int signal_received;     /* SIGINT or SIGTERM that canceled the job, else 0 */
+    int progress;            /* PROGRESS_NONE, _BAR, _JSON */
+    int bar_drawn;           /* a bar line is on the screen */
+    int no_checkpoint;       /* --no-checkpoint: nothing to --resume after a failure */
+    const char *import_name; /* a manifest's import: its name (its table), else NULL */
 };
 
 /* Exit statuses besides 0 and 128 + signal; CLI_RUN: the command line asks for an import. */
@@ -63,6 +64,53 @@ char *cli_read_sql_file(struct cli_args *a, const char *path, const char *option
  */
 int cli_parse_args(struct cli_args *a, int argc, char **argv);
 void cli_args_free(struct cli_args *a);
+
+/* ---- manifests (manifest.c) and running their imports (imports.c, imports_show.c) */
+
+/* One import of a manifest. */
+struct cli_import {
+    struct cli_args a;      /* its options: the command line's, its line's over them */
+    const char *name;       /* its name in progress and the summary: its --table */
+    unsigned line;          /* in the manifest */
+    char where[300];        /* "FILE:LINE: " */
+    char *text;             /* the line, split in place into argv's words */
+    char *argv[256 + 2];    /* "pgfeed", the words, NULL */
+    pgfeed_job_t *job;      /* while it runs (imports.c) */
+    struct pgfeed_stats st; /* its last progress, or its end */
+    int state;              /* IMPORT_WAITING, _RUNNING, _DONE, _NOT_STARTED */
+    int status;             /* done: the job's status */
+    int exit_code;          /* done: what the command would have exited with */
+    char *rejects;          /* done: its rejects file, or NULL */
+    int closing;            /* its job's close was asked for */
+    void *owner;            /* imports.c's run */
+};
+enum { IMPORT_WAITING, IMPORT_RUNNING, IMPORT_DONE, IMPORT_NOT_STARTED };
+
+struct cli_manifest {
+    const char *path; /* as given */
+    char *dir;        /* its directory: relative @FILE values are read from there */
+    struct cli_import *imports;
+    size_t n, cap;
+};
+
+/* Reads defaults->manifest into *m (every import's options checked). Returns CLI_RUN, or
+ * CLI_EXIT_USAGE after a usage error naming FILE:LINE. cli_manifest_free(m) in every case. */
+int cli_manifest_read(struct cli_manifest *m, const struct cli_args *defaults);
+void cli_manifest_free(struct cli_manifest *m);
+/* Runs a manifest's imports (imports.c); returns the exit status. */
+int cli_run_manifest(struct cli_args *defaults);
+
+/* imports_show.c: several imports on the screen. */
+/* Redraws one line per running import plus a total line in place (bar mode); lines: how
+ * many lines the last draw left (0 at first), updated. */
+void cli_imports_draw(const struct cli_manifest *m, int *lines);
+void cli_imports_clear(int *lines);
+/* SIGUSR1: one status line per import and the total. */
+void cli_imports_status(const struct cli_manifest *m);
+/* The summary: a row per import and a total (unless quiet). */
+void cli_imports_summary(const struct cli *c, const struct cli_manifest *m);
+/* The counters of all imports added up (rates and ETA too; elapsed: the longest). */
+void cli_imports_total(const struct cli_manifest *m, struct pgfeed_stats *t);
 
 /* On stderr: prefix, s with control characters escaped (as \xNN), suffix. */
 void cli_put(const char *prefix, const char *s, const char *suffix);

@@ -201,6 +201,11 @@ int main(int argc, char **argv)
         cli_args_free(&a);
         return rc;
     }
+    if (a.manifest) {
+        rc = cli_run_manifest(&a); /* imports.c */
+        cli_args_free(&a);
+        return rc;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     if (pgfeed_library_init() != 0) {

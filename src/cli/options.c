@@ -147,6 +147,14 @@ static const struct cli_option options[] = {
     {FLAG(0, "delete-missing", opt.delete_missing,
           "--mode upsert: at the end, delete the rows whose key the file\n"
           "does not have")},
+    {STRING(0, "manifest", "FILE", manifest,
+            "run the imports FILE lists (one command line each, without\n"
+            "\"pgfeed\"; the options given here are their defaults)"),
+     .global = 1},
+    {UINT(0, "max-jobs", "N", max_jobs, 1, 1000, "give a number from 1 to 1000",
+          "--manifest: at most N imports at once (default: all)"),
+     .global = 1},
+    {FLAG(0, "fail-fast", fail_fast, "--manifest: stop every import when one fails"), .global = 1},
     {VALUE(parse_sql, 0, "before", "SQL", opt.before_sql,
            "SQL run before the import, in its own transaction (before the\n"
            "table is read, so it may create it); @FILE reads FILE"),
@@ -211,6 +219,7 @@ static const char help_head[] =
     "\n"
     "Usage:\n"
     "  pgfeed [OPTIONS] SOURCE\n"
+    "  pgfeed [OPTIONS] --manifest FILE\n"
     "\n"
     "SOURCE is a path, a file://, http:// or https:// URL, or - for standard input.\n"
     "Compression (gzip, zlib or none) is detected from the first bytes.\n"

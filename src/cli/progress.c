@@ -162,11 +162,28 @@ static void json_num(FILE *f, const char *key, double v, int last)
     fprintf(f, "\"%s\":%.3f%s", key, v, last ? "" : ",");
 }
 
+/* "key":"value", with value's quotes, backslashes and control characters escaped. */
+static void json_string(FILE *f, const char *key, const char *v)
+{
+    fprintf(f, "\"%s\":\"", key);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputs("\",", f);
+}
+
 void cli_progress_json(const struct cli *c, const struct pgfeed_stats *st, const char *status,
                        int exit_code)
 {
     FILE *f = stderr;
     fprintf(f, "{\"mode\":\"%s\",", c->mode ? c->mode : "append");
+    if (c->import_name)
+        json_string(f, "import", c->import_name);
     fprintf(f,
             "\"rows_read\":%llu,\"rows_sent\":%llu,\"rows_committed\":%llu,\"rows_rejected\":%llu,",
             (unsigned long long)st->rows_read, (unsigned long long)st->rows_sent,
