@@ -1,0 +1,1 @@
+ALTER TABLE title_crew ADD PRIMARY KEY (tconst);

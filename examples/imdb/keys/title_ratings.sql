@@ -1,0 +1,1 @@
+ALTER TABLE title_ratings ADD PRIMARY KEY (tconst);
