@@ -289,7 +289,9 @@ static int make_jobs(struct runner *r)
                 cli_print_error(pgfeed_job_error(im->job));
             else
                 fprintf(stderr, "pgfeed: error: %s\n", pgfeed_strerror(rc));
-            cli_put("pgfeed: context: the import of ", im->where, "\n");
+            cli_put("pgfeed: context: the import on line ", "", "");
+            fprintf(stderr, "%u of ", im->line);
+            cli_put("\"", r->m.path, "\"\n");
             return rc == PGFEED_EUSAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
         }
     }

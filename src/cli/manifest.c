@@ -91,12 +91,18 @@ static int add_import(struct cli_manifest *m, const struct cli_args *defaults, c
     int rc = cli_parse_import(&im->a, defaults, n + 1, im->argv, im->where, m->dir);
     if (rc != CLI_RUN)
         return rc == 0 ? CLI_EXIT_USAGE : rc;
-    for (size_t i = 0; i + 1 < m->n; i++)
+    for (size_t i = 0; i + 1 < m->n; i++) {
+        if (strcmp(im->a.opt.source, "-") == 0 && strcmp(m->imports[i].a.opt.source, "-") == 0) {
+            cli_usage_error("%sonly one import may read standard input (line %u does)", im->where,
+                            m->imports[i].line);
+            return CLI_EXIT_USAGE;
+        }
         if (same_table(m->imports[i].a.opt.table, im->a.opt.table)) {
             cli_usage_error("%stable \"%s\" is already loaded by line %u", im->where,
                             im->a.opt.table, m->imports[i].line);
             return CLI_EXIT_USAGE;
         }
+    }
     im->name = im->a.opt.table;
     im->a.cli.import_name = im->name;
     im->a.cli.no_checkpoint = im->a.opt.no_checkpoint;

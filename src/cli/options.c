@@ -628,6 +628,10 @@ static int finish_import(struct cli_args *a, int argc, char **argv)
 static int finish_args(struct cli_args *a, int argc, char **argv)
 {
     resolve_progress(a);
+    if (a->manifest == NULL && (a->max_jobs || a->fail_fast)) {
+        usage(a, "%s applies to --manifest only", a->max_jobs ? "--max-jobs" : "--fail-fast");
+        return CLI_EXIT_USAGE;
+    }
     if (a->manifest == NULL)
         return finish_import(a, argc, argv);
     if (optind < argc) {

@@ -114,3 +114,16 @@ def hook_file_errors_are_usage_errors(ctx):
     ctx.expect_rc(res, 2)
     ctx.expect_err(res, r'invalid value "" for --before: give SQL or @FILE')
     check(ctx.sql("SELECT to_regclass('names') IS NULL;").strip() == "t", "nothing ran")
+
+
+@test()
+def hooks_without_checkpoints(ctx):
+    data = ctx.gen(3_000, seed=26)
+    path = ctx.write("in.tsv", data)
+    res = ctx.pgfeed("-t", "names", "--no-checkpoint", "-b", "1000", "--before", BEFORE,
+                     "--after", AFTER, path)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(data)
+    eq(indexes(ctx), ["names_name_idx", "names_pkey"], "indexes")
+    eq((hook_runs(ctx, "before"), hook_runs(ctx, "after")), (1, 1), "hook runs")
+    eq(ctx.sql("SELECT to_regclass('pgfeed_checkpoints') IS NULL;").strip(), "t", "no state table")

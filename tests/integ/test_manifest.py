@@ -197,7 +197,8 @@ def manifest_errors_are_usage_errors_naming_the_line(ctx):
         ([f"{src} -t a --progress json"], r"m\.manifest:3: --progress applies to the whole run"),
         ([f"{src} -t 'a"], r"m\.manifest:3: unterminated quoted string"),
         ([f"{src}"], r"m\.manifest:3: no target table given"),
-        ([f"{src} -t a --truncate --mode replace"], r"the import of .*m\.manifest:3:"),
+        (["- -t a", "- -t b"], r"m\.manifest:4: only one import may read standard input"),
+        ([f"{src} -t a --truncate --mode replace"], r'context: the import on line 3 of ".*m\.manifest"'),
         (["# nothing"], r'manifest ".*m\.manifest" lists no import'),
     ]
     for lines, pattern in cases:
@@ -211,6 +212,9 @@ def manifest_errors_are_usage_errors_naming_the_line(ctx):
     res = ctx.pgfeed("--manifest", m, src)
     ctx.expect_rc(res, 2)
     ctx.expect_err(res, r"a source cannot be given with --manifest")
+    res = ctx.pgfeed("-t", "a", "--max-jobs", "2", src)
+    ctx.expect_rc(res, 2)
+    ctx.expect_err(res, r"--max-jobs applies to --manifest only")
     # nothing ran: no table, no checkpoint table
     eq(ctx.sql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'pgfeed_checkpoints');")
        .strip(), "0", "relations made")
