@@ -159,6 +159,8 @@ static int start_one(struct runner *r, struct cli_import *im)
     im->state = IMPORT_DONE;
     im->status = rc;
     im->exit_code = CLI_EXIT_FAILED;
+    im->closing = 1;
+    pgfeed_job_close(im->job, job_closed_cb);
     return rc;
 }
 

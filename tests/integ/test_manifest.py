@@ -219,3 +219,65 @@ def manifest_errors_are_usage_errors_naming_the_line(ctx):
     eq(ctx.sql("SELECT count(*) FROM pg_class WHERE relname IN ('a', 'pgfeed_checkpoints');")
        .strip(), "0", "relations made")
     check(not re.search(r"rows imported", res.err), "no summary after a usage error")
+
+
+@test()
+def manifest_bar_on_a_terminal_one_line_per_import_and_a_total(ctx):
+    """Two imports held on a table lock: the screen shows a line for each and a total line,
+    all narrower than the terminal; SIGUSR1 prints a status line per import; once the lock
+    goes, the block is erased and the summary table printed."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from harness import LIVE, Skip, psql_env
+    from test_progress import capture, tmux, wait_screen
+
+    if shutil.which("tmux") is None:
+        raise Skip("tmux is not installed")
+    big = ctx.gen_file(300_000, seed=72)
+    for t in ("bar_first_import", "bar_second_import"):
+        ctx.sql(NAMES_DDL.replace("TABLE names", f"TABLE {t}") + ";")
+    locker = subprocess.Popen(["psql", "-X", "-q", "-At", "-d", ctx.conninfo],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=psql_env())
+    LIVE.add(locker)
+    locker.stdin.write(b"BEGIN; LOCK TABLE bar_first_import, bar_second_import;\n"
+                       b"SELECT 'locked';\n")
+    locker.stdin.flush()
+    eq(locker.stdout.readline().strip(), b"locked", "lock holder")
+    m = manifest(ctx, [f"{big} -t bar_first_import", f"{big} -t bar_second_import"])
+    done, pidfile = ctx.tmp / "exit-status", ctx.tmp / "pid"
+    cmd = shlex.join(ctx.argv(["--manifest", str(m), "-b", "50000"]))
+    width = 72
+    tmux("kill-server", check_rc=False)
+    try:
+        tmux("new-session", "-d", "-s", "bar", "-x", str(width), "-y", "20",
+             f"echo $$ > {pidfile}; {cmd}; echo $? > {done}; sleep 600")
+        screen = wait_screen(lambda s: "total: 2 running" in s and "bar_second_import" in s
+                             and "bar_first_import" in s, "a line per import and a total")
+        lines = [ln for ln in screen.splitlines() if ln.strip()]
+        eq(len([ln for ln in lines if ln.startswith("bar_")]), 2, f"import lines:\n{screen}")
+        block = [ln for ln in lines if ln.startswith(("bar_", "total: "))]
+        check(all(len(ln.rstrip()) < width for ln in block), f"a line too wide:\n{screen}")
+        check(lines[-1].startswith("total: 2 running, 0 done, 0 waiting"), f"last:\n{screen}")
+        # the shell exec'd nothing: pgfeed is the shell's child
+        pid = subprocess.run(["pgrep", "-P", pidfile.read_text().strip()], capture_output=True,
+                             text=True).stdout.split()
+        eq(len(pid), 1, "pgfeed's pid")
+        subprocess.run(["kill", "-USR1", pid[0]], check=True)
+        wait_screen(lambda s: s.count("pgfeed: status:") >= 3, "status lines after SIGUSR1")
+    finally:
+        if locker.poll() is None:
+            locker.stdin.write(b"ROLLBACK;\n")
+            locker.stdin.close()
+            locker.wait(30)
+        LIVE.discard(locker)
+    try:
+        screen = wait_screen(lambda s: done.exists() and "pgfeed: total" in s, "the summary",
+                             timeout=180)
+        eq(done.read_text().strip(), "0", "exit status")
+        check("total: " not in capture(), f"the progress block was left:\n{screen}")
+        check(re.search(r"pgfeed: total\s+all 2\s+600000\s", screen), f"summary:\n{screen}")
+    finally:
+        tmux("kill-server", check_rc=False)
