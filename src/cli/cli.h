@@ -107,8 +107,8 @@ void cli_imports_draw(const struct cli_manifest *m, int *lines);
 void cli_imports_clear(int *lines);
 /* SIGUSR1: one status line per import and the total. */
 void cli_imports_status(const struct cli_manifest *m);
-/* The summary: a row per import and a total (unless quiet). */
-void cli_imports_summary(const struct cli *c, const struct cli_manifest *m);
+/* The summary: a row per import and a total over wall_s seconds (unless quiet). */
+void cli_imports_summary(const struct cli *c, const struct cli_manifest *m, double wall_s);
 /* The counters of all imports added up (rates and ETA too; elapsed: the longest). */
 void cli_imports_total(const struct cli_manifest *m, struct pgfeed_stats *t);
 

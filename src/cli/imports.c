@@ -340,6 +340,7 @@ static int run(struct runner *r, const struct cli_args *defaults)
                 pgfeed_strerror(rc));
         return CLI_EXIT_FAILED;
     }
+    uint64_t t0 = uv_hrtime();
     handles_start(r, defaults);
     int code = make_jobs(r);
     if (code != 0) {
@@ -350,7 +351,7 @@ static int run(struct runner *r, const struct cli_args *defaults)
     int busy = run_loop(r);
     bar_off(r);
     if (code == 0) {
-        cli_imports_summary(&r->cli, &r->m);
+        cli_imports_summary(&r->cli, &r->m, (double)(uv_hrtime() - t0) / 1e9);
         code = outcome(r);
     }
     if (busy) {

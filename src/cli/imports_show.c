@@ -210,7 +210,7 @@ static void summary_row(const char *name, int nw, const char *what, const struct
             (unsigned long long)s->batches_committed, s->elapsed_s, (double)s->rows_committed / t);
 }
 
-void cli_imports_summary(const struct cli *c, const struct cli_manifest *m)
+void cli_imports_summary(const struct cli *c, const struct cli_manifest *m, double wall_s)
 {
     if (c->quiet)
         return;
@@ -225,6 +225,7 @@ void cli_imports_summary(const struct cli *c, const struct cli_manifest *m)
     }
     struct pgfeed_stats t;
     cli_imports_total(m, &t);
+    t.elapsed_s = wall_s; /* imports waiting for --max-jobs count too */
     char what[32];
     if (failed)
         snprintf(what, sizeof what, "%d failed", failed);
