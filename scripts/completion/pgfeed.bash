@@ -10,8 +10,9 @@ _pgfeed()
     --header) words="auto match skip none" ;;
     --progress) words="auto auto-json bar json none" ;;
     --copy-format) words="auto binary text" ;;
-    --mode) words="append replace" ;;
-    --rejects | --cacert | --ca-file)
+    --mode) words="append replace upsert" ;;
+    --on-conflict) words="update nothing" ;;
+    --rejects | --cacert | --ca-file | --manifest)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return
         ;;
@@ -22,7 +23,7 @@ _pgfeed()
     -d | --db | -t | --table | -c | --columns | --null | --delimiter | --quote | -b | \
         --batch-rows | --batch-bytes | -j | --connections | --max-rejects | --state-table | \
         --timeout | --retries | --wait-for-db | --connect-timeout | --low-speed-time | \
-        --progress-interval)
+        --progress-interval | --key | --encoding | --before | --after | --max-jobs)
         return
         ;;
     esac

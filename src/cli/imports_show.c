@@ -240,6 +240,14 @@ void cli_imports_summary(const struct cli *c, const struct cli_manifest *m, doub
             cli_put("pgfeed: not imported: \"", im->name, "\"");
             fprintf(stderr, " (line %u, %s)\n", im->line, state_word(im));
         }
+        if (im->a.cli.mode && strcmp(im->a.cli.mode, "upsert") == 0 &&
+            im->st.batches_committed + im->st.rows_deleted > 0) {
+            cli_put("pgfeed: upsert of \"", im->name, "\": ");
+            fprintf(
+                stderr, "%llu inserted, %llu updated, %llu unchanged, %llu deleted\n",
+                (unsigned long long)im->st.rows_inserted, (unsigned long long)im->st.rows_updated,
+                (unsigned long long)im->st.rows_unchanged, (unsigned long long)im->st.rows_deleted);
+        }
         if (im->rejects) {
             cli_put("pgfeed: rejects file of \"", im->name, "\": ");
             cli_put("", im->rejects, "\n");

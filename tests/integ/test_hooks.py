@@ -6,7 +6,10 @@ after hook again without loading a row twice.
 Each hook also writes a row to hook_log, so the tests count how often each one ran.
 """
 
-from harness import NAMES_DDL, check, eq, test
+import signal
+import time
+
+from harness import NAMES_DDL, Failure, check, eq, test
 
 LOG = "CREATE TABLE IF NOT EXISTS hook_log (hook text, at timestamptz DEFAULT now());"
 BEFORE = (LOG + NAMES_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS") + ";\n"
@@ -127,3 +130,54 @@ def hooks_without_checkpoints(ctx):
     eq(indexes(ctx), ["names_name_idx", "names_pkey"], "indexes")
     eq((hook_runs(ctx, "before"), hook_runs(ctx, "after")), (1, 1), "hook runs")
     eq(ctx.sql("SELECT to_regclass('pgfeed_checkpoints') IS NULL;").strip(), "t", "no state table")
+
+
+def committed_rows(ctx):
+    try:
+        return int(ctx.sql("SELECT coalesce(sum(rows_committed), 0) FROM pgfeed_checkpoints;")
+                   .strip())
+    except Failure:
+        return 0
+
+
+@test()
+def hook_after_with_upsert_delete_missing_sees_the_pruned_table_once_across_a_kill(ctx):
+    """The after hook runs in --delete-missing's final transaction, after the delete: it
+    counts the file's rows (not the 50 rows the delete removes), and it runs once although
+    the first run is killed with -9 mid-import and the second resumes."""
+    ctx.create_names()
+    ctx.sql("ALTER TABLE names ADD PRIMARY KEY (nconst);"
+            "INSERT INTO names (nconst, primary_name) SELECT 'old' || i, 'gone'"
+            " FROM generate_series(1, 50) i;" + LOG)
+    rows = 60_000
+    path = ctx.gen_file(rows, seed=27)
+    after = ("INSERT INTO hook_log (hook) SELECT 'after ' || count(*) FROM names;\n"
+             "INSERT INTO hook_log (hook) SELECT 'keys ' || (to_regclass('names_pgfeed_keys')"
+             " IS NULL);")
+    args = ["-t", "names", "--mode", "upsert", "--delete-missing", "-j", "2", "-b", "2000",
+            "--after", after]
+    p, errpath = ctx.spawn(*args, path)
+    deadline = time.monotonic() + 120
+    while committed_rows(ctx) == 0:
+        if p.poll() is not None:
+            raise Failure(f"pgfeed exited ({p.returncode}) before the kill:\n"
+                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
+        if time.monotonic() > deadline:
+            raise Failure("no batch committed within 120 s")
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    ctx.finish(p, errpath, timeout=60)
+    done = committed_rows(ctx)
+    check(0 < done < rows, f"{done} rows committed before the kill; want some, not all")
+    eq(ctx.sql("SELECT count(*) FROM hook_log;").strip(), "0", "after hook runs before --resume")
+    res = ctx.pgfeed(*args, "--resume", path)
+    ctx.expect_rc(res, 0)
+    ctx.expect_table(path.read_bytes())
+    eq(ctx.sql("SELECT hook FROM hook_log ORDER BY hook;").strip().split("\n"),
+       [f"after {rows}", "keys true"], "what the after hook saw (once)")
+    eq(finished(ctx), ["t"], "checkpoint finished")
+    eq(ctx.sql("SELECT to_regclass('names_pgfeed_keys') IS NULL;").strip(), "t", "keys table gone")
+    # Finished: a further --resume loads nothing and runs the hook no more.
+    res = ctx.pgfeed(*args, "--resume", path)
+    ctx.expect_rc(res, 0)
+    eq(ctx.sql("SELECT count(*) FROM hook_log;").strip(), "2", "after hook runs in all")

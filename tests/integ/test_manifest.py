@@ -281,3 +281,33 @@ def manifest_bar_on_a_terminal_one_line_per_import_and_a_total(ctx):
         check(re.search(r"pgfeed: total\s+all 2\s+600000\s", screen), f"summary:\n{screen}")
     finally:
         tmux("kill-server", check_rc=False)
+
+
+@test()
+def manifest_lines_take_upsert_and_encoding(ctx):
+    """Options main has beside the manifest's: an upsert --delete-missing import (its counts
+    in the summary and its JSON lines, its after hook seeing the pruned table) next to a
+    LATIN1 --encoding import, both from one manifest."""
+    ctx.sql("CREATE TABLE kv (id int PRIMARY KEY, name text);"
+            "INSERT INTO kv VALUES (1, 'one'), (2, 'two'), (9, 'nine');"
+            "CREATE TABLE lat (id int, name text);")
+    kv = ctx.write("kv.tsv", "id\tname\n1\tONE\n2\ttwo\n3\tthree\n")
+    lat = ctx.write("lat.tsv", "id\tname\n1\tcittà\n2\tJosé\n".encode("latin-1"))
+    m = manifest(ctx, [
+        f"{kv} -t kv --mode upsert --key id --delete-missing"
+        " --after 'CREATE TABLE kv_seen AS SELECT count(*) AS n FROM kv'",
+        f"{lat} -t lat --encoding LATIN1",
+    ])
+    res = ctx.pgfeed("--manifest", m, "--progress", "json")
+    ctx.expect_rc(res, 0)
+    eq(ctx.sql("SELECT id, name FROM kv ORDER BY id;").strip().split("\n"),
+       ["1|ONE", "2|two", "3|three"], "kv merged and pruned")
+    eq(ctx.sql("SELECT n FROM kv_seen;").strip(), "3", "rows the after hook saw")
+    eq(ctx.sql("SELECT name FROM lat ORDER BY id;").strip().split("\n"), ["città", "José"], "lat")
+    ctx.expect_err(res, r'pgfeed: upsert of "kv": 1 inserted, 1 updated, 1 unchanged, '
+                        r'1 deleted\n')
+    last = {j["import"]: j for j in json_lines(res.err) if j["done"]}
+    eq((last["kv"]["mode"], last["kv"]["rows_inserted"], last["kv"]["rows_deleted"]),
+       ("upsert", 1, 1), "kv's last JSON line")
+    eq(last["lat"]["mode"], "append", "lat's mode")
+    check("rows_inserted" not in last["lat"], "no upsert counts for an append")
