@@ -77,8 +77,9 @@ def manifest_runs_imports_concurrently_each_exact(ctx):
     eq(sorted(last), ["m_a", "m_b", "m_c", "m_d"], "imports with a last JSON line")
     check(all(j["status"] == "imported" for j in last.values()), f"statuses: {last}")
     eq(last["m_b"]["rows_committed"], 25_000, "m_b rows in its last line")
-    # concurrently: an interim line of each HTTP import came before any of them ended
-    first_done = min(i for i, j in enumerate(js) if j["done"])
+    # concurrently: an interim line of each HTTP import came before any of them ended (the
+    # local m_d may end before the first progress tick on a loaded machine)
+    first_done = min(i for i, j in enumerate(js) if j["done"] and j["import"] != "m_d")
     early = {j["import"] for j in js[:first_done]}
     check({"m_a", "m_b", "m_c"} <= early, f"imports seen running before the first ended: {early}")
     # the summary: a row per import and the total
