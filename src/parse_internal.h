@@ -134,7 +134,8 @@ int pgfeed__parse_reject_count(struct parser *P, const char *line, size_t n, siz
 /* A zero byte or bytes that are not valid in the input's encoding at line[bad]. */
 int pgfeed__parse_reject_encoding(struct parser *P, const char *line, size_t n, size_t bad,
                                   uint64_t lineno, uint64_t off);
-/* The header (n bytes) has a zero byte or bytes that are not UTF-8 at r[bad]: not text. */
+/* The UTF-8 header (n bytes) has a zero byte or bytes that are not UTF-8 at r[bad]: not
+ * text (a zero byte, control bytes or a known signature), else text in another encoding. */
 int pgfeed__parse_not_text(struct parser *P, const char *r, size_t n, size_t bad);
 /* text: why 1, a backslash at the end of the line; 2, "\." inside it. */
 int pgfeed__parse_reject_text(struct parser *P, const char *line, size_t n, uint64_t lineno,
