@@ -25,10 +25,12 @@ struct codec_io {
     size_t src_left;
     unsigned char *out; /* output buffer, out_cap bytes */
     size_t out_cap;
-    size_t made;         /* out[0, made): made in this step */
-    int ended;           /* the stream (frame) ended with its last input byte taken */
-    int more_out;        /* out is full: the codec may hold more output */
-    uint64_t window;     /* CODEC_WINDOW: the bytes the stream asks for (0: unknown) */
+    size_t made;     /* out[0, made): made in this step */
+    int ended;       /* the stream (frame) ended with its last input byte taken */
+    int more_out;    /* out is full: the codec may hold more output */
+    int boundary;    /* stopped at a block boundary inside the stream: src starts with the block */
+    uint32_t resume; /* boundary: what resume() needs to start there (xz: the check type) */
+    uint64_t window; /* CODEC_WINDOW: the bytes the stream asks for (0: unknown) */
     char msg[CODEC_MSG]; /* CODEC_CORRUPT: the library's words; CODEC_INTERNAL: the message */
 };
 
@@ -46,8 +48,15 @@ struct decode_codec_ops {
     /* Reads a new stream from its first byte on. CODEC_OK, CODEC_NOMEM or CODEC_INTERNAL. */
     int (*reset)(struct decode_codec *c, char *msg);
     /*
+     * Reads on from a block boundary inside a stream (one step() reported,
+     * with io->resume as info): the input starts with the block. NULL for a
+     * codec without such boundaries. CODEC_OK, CODEC_NOMEM or CODEC_INTERNAL.
+     */
+    int (*resume)(struct decode_codec *c, uint32_t info, char *msg);
+    /*
      * Decompresses io->src into io->out until out is full, src is used up or
-     * the stream ends (ended: src then starts right after it). CODEC_OK or a
+     * the stream ends (ended: src then starts right after it), or, for a codec
+     * with resume(), a block boundary comes (boundary). CODEC_OK or a
      * failure; io->msg says more.
      */
     int (*step)(struct decode_codec *c, struct codec_io *io);

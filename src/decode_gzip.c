@@ -592,25 +592,40 @@ static int codec_failed(struct decoder *d, int rc, const struct codec_io *io, ui
 }
 
 /*
- * A stream ended at raw_off, decoded offset dec: between streams now. Where
- * a restart point is due, the boundary becomes one (mode of the kind, no
- * window: the next stream needs nothing of this one).
+ * Where a restart point is due, the boundary at raw_off, decoded offset dec,
+ * becomes one: no window, the next stream (or xz block) needs nothing of what
+ * came before. A stream boundary has member_raw = raw_off; an xz block
+ * boundary inside the stream starting at member_raw has the stream's check
+ * type as check.
  */
-static void codec_stream_end(struct decoder *d, uint64_t dec)
+static int point_due(const struct decoder *d, uint64_t dec)
 {
-    struct pgfeed_rp_ring *r = &d->inf.ring;
-    const struct access_point *last = pgfeed__rp_ring_newest(r);
+    const struct access_point *last = pgfeed__rp_ring_newest(&d->inf.ring);
+
+    return dec - last->dec >= d->inf.span && (dec != last->dec || last->start);
+}
+
+static void codec_point(struct decoder *d, uint64_t dec, uint64_t member_raw, uint64_t member_no,
+                        uint32_t check)
+{
     struct access_point a;
 
+    memset(&a, 0, sizeof a);
+    a.raw = d->raw_off;
+    a.member_raw = member_raw;
+    a.dec = dec;
+    a.member_no = member_no;
+    a.check = check;
+    pgfeed__rp_ring_push(&d->inf.ring, &a);
+}
+
+/* A stream ended at raw_off, decoded offset dec: between streams now. */
+static void codec_stream_end(struct decoder *d, uint64_t dec)
+{
     d->state = ST_TRAIL;
     d->stream_end = d->raw_off;
-    if (dec - last->dec < d->inf.span || (dec == last->dec && !last->start))
-        return;
-    memset(&a, 0, sizeof a);
-    a.raw = a.member_raw = d->raw_off;
-    a.dec = dec;
-    a.member_no = ++d->inf.member_no;
-    pgfeed__rp_ring_push(r, &a);
+    if (point_due(d, dec))
+        codec_point(d, dec, d->raw_off, ++d->inf.member_no, 0);
 }
 
 /* The codec decompresses src into out until out is full, src is used up or the stream ends. */
@@ -635,6 +650,8 @@ static int codec_step(struct decoder *d)
         return codec_failed(d, rc, &io, dec_at + io.made, d->raw_off + d->src_left);
     if (io.ended)
         codec_stream_end(d, dec_at + io.made);
+    else if (io.boundary && point_due(d, dec_at + io.made)) /* an xz block's header at raw_off */
+        codec_point(d, dec_at + io.made, d->stream_end, d->inf.member_no, io.resume);
     return 0;
 }
 
@@ -1149,6 +1166,30 @@ static int restart_inflate(struct decoder *d, const void *blob, const struct acc
     return 0;
 }
 
+/* restart_from at an xz block boundary: the codec reads on from the block at p.raw. */
+static int restart_xz_block(struct decoder *d, const struct access_point *p)
+{
+    char msg[CODEC_MSG] = "";
+    int rc;
+
+    if ((rc = begin(d, KIND_XZ, 1)) != 0)
+        return rc;
+    if ((rc = d->codec->resume(d->cx, p->check, msg)) != CODEC_OK) {
+        struct codec_io io;
+        memset(&io, 0, sizeof io);
+        memcpy(io.msg, msg, sizeof msg);
+        return codec_failed(d, rc, &io, p->dec, p->raw);
+    }
+    d->state = ST_INFLATE;
+    d->fresh = 0;
+    d->raw_off = p->raw;
+    d->stream_end = p->member_raw;
+    d->inf.member_no = p->member_no;
+    pgfeed__rp_ring_init(&d->inf.ring, p);
+    pgfeed__ctx_member_start(d->base.ctx, p->dec, p->member_raw);
+    return 0;
+}
+
 int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_t n,
                                  uint64_t decoded)
 {
@@ -1179,6 +1220,10 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         d->raw_off = d->stream_end = p.raw;
         d->inf.member_no = p.member_no;
         pgfeed__rp_ring_init(&d->inf.ring, &p);
+        break;
+    case PGFEED_RP_XZ_BLOCK:
+        if ((rc = restart_xz_block(d, &p)) != 0)
+            return rc;
         break;
     default:
         if ((rc = restart_inflate(d, blob, &p, mode, decoded)) != 0)

@@ -796,6 +796,7 @@ enum pgfeed_rp_mode {
     PGFEED_RP_ZSTD, /* the next three: a stream (frame) boundary, no window */
     PGFEED_RP_BZIP2,
     PGFEED_RP_XZ,
+    PGFEED_RP_XZ_BLOCK, /* an xz block boundary inside a stream; check: the stream's check type */
 };
 /* A place in the compressed input where inflating can start over. */
 struct access_point {

@@ -28,7 +28,12 @@
  *          1 plain, 2 gzip, 3 zlib; 4 zstd, 5 bzip2, 6 xz: a frame (stream)
  *          boundary, the next one starting at the raw offset (no bits, no
  *          window, member raw offset = raw offset; added later in version 1:
- *          older pgfeeds refuse such a blob, this one reads every older blob)
+ *          older pgfeeds refuse such a blob, this one reads every older blob);
+ *          7 xz block: a block boundary inside the xz stream starting at the
+ *          member raw offset (at least its 12-byte header before the raw
+ *          offset), the next block's header at the raw offset; the check
+ *          field holds the stream's check type (0..15), no bits, no window
+ *          (added after 4-6, likewise)
  *    6  1  unused bits in the partial byte, 0..7 (gzip, zlib; else 0)
  *    7  1  the partial byte (the source byte at raw offset - 1), 0 without bits
  *    8  1  window encoding: 0 stored, 1 raw deflate (level 1)
@@ -176,15 +181,18 @@ int pgfeed__rp_decode(const void *blob, size_t n, uint64_t decoded, struct acces
     p->mlen = get64be(b + 44);
     p->check = get32be(b + 52);
     p->wlen = get32be(b + 56);
-    if (b[5] > PGFEED_RP_XZ || p->bits > 7 || (p->bits == 0 && p->byte != 0) || enc > 1 ||
+    if (b[5] > PGFEED_RP_XZ_BLOCK || p->bits > 7 || (p->bits == 0 && p->byte != 0) || enc > 1 ||
         b[9] | b[10] | b[11] || p->wlen > PGFEED_RP_WINSIZE || p->wlen > p->mlen ||
         (enc == 0 && wenc_len != p->wlen) || (p->wlen == 0 && wenc_len != 0) ||
         (*mode == PGFEED_RP_START && (p->raw | p->dec | p->bits | p->wlen) != 0) ||
         (*mode == PGFEED_RP_PLAIN && (p->raw != p->dec || p->bits || p->wlen)) ||
         ((*mode == PGFEED_RP_GZIP || *mode == PGFEED_RP_ZLIB) &&
          (p->raw < p->member_raw || p->raw - (p->bits ? 1 : 0) < 2 || p->dec < p->mlen)) ||
-        (*mode >= PGFEED_RP_ZSTD &&
-         (p->bits || p->wlen || p->mlen || p->check || p->raw != p->member_raw))) {
+        (*mode >= PGFEED_RP_ZSTD && *mode <= PGFEED_RP_XZ &&
+         (p->bits || p->wlen || p->mlen || p->check || p->raw != p->member_raw)) ||
+        (*mode == PGFEED_RP_XZ_BLOCK &&
+         (p->bits || p->wlen || p->mlen || p->check > 15 || p->member_raw > UINT64_MAX - 12 ||
+          p->raw < p->member_raw + 12))) {
         *detail = pgfeed__strdup_printf("Its fields are inconsistent (mode %u, raw offset "
                                         "%llu, %u bits, window %u bytes).",
                                         b[5], (unsigned long long)p->raw, p->bits, p->wlen);
@@ -286,6 +294,8 @@ int pgfeed__rp_ring_blob(struct pgfeed_rp_ring *r, uint64_t decoded, enum pgfeed
     if (p->seq == r->cache_seq)
         return pgfeed__buf_append(out, r->cache.data, r->cache.len);
     size_t start = out->len;
+    if (mode == PGFEED_RP_XZ && p->raw != p->member_raw)
+        mode = PGFEED_RP_XZ_BLOCK; /* inside the stream: a block boundary */
     rc = pgfeed__rp_encode(p, p->start ? PGFEED_RP_START : mode,
                            r->windows ? r->windows + (size_t)slot * PGFEED_RP_WINSIZE : NULL, out);
     if (rc != 0)
