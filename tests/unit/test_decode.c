@@ -1370,7 +1370,11 @@ static void restart_expect(const char *what, const struct bytes *in, const struc
     ASSERT_EQ_STR(e->message, message, what);
     ASSERT_TRUE(e->detail && strncmp(e->detail, detail_prefix, strlen(detail_prefix)) == 0,
                 "%s: detail \"%s\"", what, e->detail ? e->detail : "-");
-    ASSERT_EQ_INT(e->raw_offset, raw_at, what);
+    if (raw_at != UINT64_MAX) /* UINT64_MAX: anywhere after the point */
+        ASSERT_EQ_INT(e->raw_offset, raw_at, what);
+    else
+        ASSERT_TRUE(e->raw_offset > p->raw, "%s: placed at %llu, after the restart point %llu",
+                    what, (unsigned long long)e->raw_offset, (unsigned long long)p->raw);
     ASSERT_TRUE(f.finished == 0, "%s: not finished downstream", what);
     dec->ops->destroy(dec);
     free(f.got.p);
@@ -1800,6 +1804,77 @@ static void test_codec_restart_points(const struct bytes *data)
     }
 }
 
+#ifdef PGFEED_HAVE_XZ
+/* The first point at or after index from, at an xz block boundary (mode 7); NULL: none. */
+static const struct rpoint *xz_block_point(const struct rpoint *pts, size_t n, size_t from)
+{
+    for (size_t i = from; i < n; i++)
+        if (pts[i].rc == 0 && RP_MODE(pts[i].blob.p) == 7)
+            return &pts[i];
+    return NULL;
+}
+
+/* Damage at in[at] after the restart point p: an error, never the rest of the rows. */
+static void xz_damage_after(const char *what, const struct bytes *in, const struct rpoint *p,
+                            size_t at)
+{
+    struct bytes bad = {0};
+
+    bytes_add(&bad, in->p, in->n);
+    bad.p[at] ^= 0x10;
+    restart_expect(what, &bad, p, PGFEED_EDECODE, "corrupt xz data", "liblzma reported",
+                   UINT64_MAX);
+    free(bad.p);
+}
+
+/*
+ * xz -T2 --block-size=64KiB: one stream of 64 KiB blocks. Each batch end past
+ * the first block restarts at the last block boundary before it (mode 7),
+ * inside the stream, and decoding from there gives exactly the rest; damage
+ * after such a restart (a block, a block header, the index, the footer)
+ * still fails.
+ */
+static void test_xz_block_restart_points(const struct bytes *data)
+{
+    struct bytes in = {0};
+    struct rpoint pts[52];
+    struct rp_fixture fx;
+    size_t n;
+    unsigned at_block = 0, past = 0;
+
+    add_xz(&in, data->p, data->n, 1, 65536);
+    memset(&fx, 0, sizeof fx);
+    fx.name = "restart: xz, one stream of 64 KiB blocks";
+    fx.in = &in;
+    fx.want = data;
+    fx.every_block = 1;
+    fx.no_window = 1;
+    restart_round(&fx, pts, &n, 1, 2100);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *b = pts[i].blob.p;
+        if (pts[i].rc != 0 || pts[i].target < 65536 || pts[i].target == data->n)
+            continue;
+        past++;
+        /* The last boundary at or before the batch end; the first block is read from 0. */
+        at_block += RP_MODE(b) == 7 && pts[i].raw > 12 && RP_DEC(b) % 65536 == 0 &&
+                    pts[i].target - RP_DEC(b) < 65536;
+    }
+    ASSERT_TRUE(past > 40 && at_block == past,
+                "%s: %u of %u batch ends past the first block restart at the block before them",
+                fx.name, at_block, past);
+    const struct rpoint *p = xz_block_point(pts, n, 10);
+    ASSERT_TRUE(p != NULL, "%s: a point at a block boundary", fx.name);
+    if (p) {
+        xz_damage_after("xz block restart, a block's data damaged", &in, p, p->raw + 300);
+        xz_damage_after("xz block restart, the next block header damaged", &in, p, p->raw + 1);
+        xz_damage_after("xz block restart, the index damaged", &in, p, in.n - 12 - 6);
+        xz_damage_after("xz block restart, the footer damaged", &in, p, in.n - 1);
+    }
+    rpoints_free(pts, n);
+    free(in.p);
+}
+#endif
+
 /*
  * A gzip restart point written byte by byte in the format of version 1 as
  * pgfeed wrote it before zstd, bzip2 and xz came (mode 2, at the first
@@ -2001,6 +2076,9 @@ static void test_restart_points(void)
         free(gz2_nopad.p);
     }
     test_codec_restart_points(&data);
+#ifdef PGFEED_HAVE_XZ
+    test_xz_block_restart_points(&data);
+#endif
 
     free(data.p);
     free(gz.p);
