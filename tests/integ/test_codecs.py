@@ -6,7 +6,8 @@ pzstd and pbzip2 write; xz -T with --block-size writes one stream of several blo
 Each loads the same table from a file, stdin and HTTP; a kill -9 mid-file then --resume
 ends with every row once, from a file and over HTTP with and without Range support; a
 multi-stream file restarts at a stream boundary (the checkpoint's raw offset is past 0),
-a single-stream one re-reads from byte 0 and skips. Damaged files fail with one message
+a single-stream multi-block xz file (xz -T2 --block-size) at a block boundary inside its
+stream, a single-stream zstd or bzip2 one re-reads from byte 0 and skips. Damaged files fail with one message
 and keep the batches committed before.
 """
 
@@ -29,8 +30,10 @@ VARIANTS = {
     "xz": (["xz", "-1", "-c"], False),
     "xz-blocks": (["xz", "-1", "-T2", "--block-size=1MiB", "-c"], False),
     "xz-streams": (["xz", "-1", "-c"], True),
+    "xz-blocks-512k": (["xz", "-1", "-T2", "--block-size=512KiB", "-c"], False),
 }
-MULTI = {"zstd-frames", "bzip2-streams", "xz-streams"}
+# restart points inside the file: stream (frame) boundaries, or xz block boundaries
+MULTI = {"zstd-frames", "bzip2-streams", "xz-streams", "xz-blocks", "xz-blocks-512k"}
 
 
 def compressed(ctx, variant, rows=ROWS, seed=61):
@@ -96,7 +99,8 @@ def kill_then_resume(ctx, variant, src, tsv):
 
 @test(slow=True)
 def test_codecs_kill9_then_resume_from_a_file(ctx):
-    for variant in ("zstd", "zstd-frames", "bzip2-streams", "xz-blocks", "xz-streams"):
+    for variant in ("zstd", "zstd-frames", "bzip2-streams", "xz-blocks", "xz-streams",
+                    "xz-blocks-512k"):
         tsv, path = compressed(ctx, variant)
         restart = kill_then_resume(ctx, variant, path, tsv)
         if variant in MULTI:
@@ -112,7 +116,7 @@ def test_codecs_kill9_then_resume_over_http(ctx):
 
     srv = Httpd(ctx.cfg.workdir)
     try:
-        for variant in ("zstd-frames", "bzip2-streams", "xz-streams", "bzip2"):
+        for variant in ("zstd-frames", "bzip2-streams", "xz-streams", "xz-blocks-512k", "bzip2"):
             tsv, path = compressed(ctx, variant)
             for faults in ({}, {"norange": 1}):
                 url = srv.url(path.name, **faults)
