@@ -34,7 +34,10 @@
  * end is a restart point (when the span has passed): the next stream needs
  * nothing of the ones before, so a restart reads from there with a fresh
  * codec (ST_TRAIL, expecting a magic; anything else is a changed source).
- * A single stream restarts from the input's start (skip), as stdin does.
+ * Inside an xz stream, each block boundary the codec reports (io.boundary)
+ * is one too (mode xz block, with the stream's check type): a restart has
+ * the codec read on from that block (resume). Any other single stream
+ * restarts from the input's start (skip), as stdin does.
  *
  * What may follow the end of a stream, our policy, stricter than gzread()'s:
  *   gzip  another member (1f 8b: zlib reads its header and it goes on, as

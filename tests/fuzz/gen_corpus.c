@@ -211,6 +211,35 @@ static void codec_seeds(const struct bytes *text, const struct bytes *small,
     free(b.p);
 }
 
+/* xz, if the build reads it: one stream of 2 KiB blocks (what xz -T writes, small). */
+static void xz_multi_block(struct bytes *b, const struct bytes *text)
+{
+#ifdef PGFEED_HAVE_XZ
+    lzma_stream s = LZMA_STREAM_INIT;
+    lzma_mt mt = {.threads = 1, .block_size = 2048, .preset = 1, .check = LZMA_CHECK_CRC32};
+    size_t cap = lzma_stream_buffer_bound(text->n);
+    unsigned char *out = malloc(cap);
+
+    if (!out || lzma_stream_encoder_mt(&s, &mt) != LZMA_OK)
+        abort();
+    s.next_in = text->p;
+    s.avail_in = text->n;
+    s.next_out = out;
+    s.avail_out = cap;
+    lzma_ret rc;
+    while ((rc = lzma_code(&s, LZMA_FINISH)) == LZMA_OK)
+        ;
+    if (rc != LZMA_STREAM_END)
+        abort();
+    add(b, out, cap - s.avail_out);
+    lzma_end(&s);
+    free(out);
+#else
+    (void)b;
+    (void)text;
+#endif
+}
+
 static void decoder_seeds(void)
 {
     struct bytes text = {0}, small = {0}, gz = {0}, two = {0}, zl = {0}, b = {0};
@@ -252,12 +281,15 @@ static void decoder_seeds(void)
     adds(&b, "garbage\n");
     seed("fuzz_decode", cfgs[3], 4, b.p, b.n);
 
-    struct bytes multi[3] = {{0}, {0}, {0}};
+    struct bytes multi[3] = {{0}, {0}, {0}}, xz_blocks = {0};
     codec_seeds(&text, &small, cfgs, multi);
+    xz_multi_block(&xz_blocks, &text);
+    seed("fuzz_decode", cfgs[1], 4, xz_blocks.p, xz_blocks.n);
 
     /* Restart points: decode with a point at every block, take some, write blob + rest. */
-    const struct bytes *srcs[] = {&gz, &two, &zl, &text, &multi[0], &multi[1], &multi[2]};
-    for (size_t i = 0; i < 7; i++) {
+    const struct bytes *srcs[] = {&gz,       &two,      &zl,       &text,
+                                  &multi[0], &multi[1], &multi[2], &xz_blocks};
+    for (size_t i = 0; i < 8; i++) {
         if (srcs[i]->n == 0)
             continue;
         for (int isal = 0; isal < 2; isal++) {
@@ -315,6 +347,7 @@ static void decoder_seeds(void)
     free(b.p);
     for (int c = 0; c < 3; c++)
         free(multi[c].p);
+    free(xz_blocks.p);
 }
 
 /* ---- parser ---- */
