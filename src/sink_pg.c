@@ -649,15 +649,21 @@ static int send_swap(struct sink_pg *k)
 
 /* The after hook, in the transaction the finish commits in; begin: "BEGIN;\n" or "". A
  * newline ends the hook, so a final "--" comment cannot swallow what follows. */
-static int send_after(struct sink_pg *k, const char *begin)
+/* Sends a hook's statement (sql, made by the caller, freed here), logging which one runs. */
+static int send_hook(struct sink_pg *k, char *sql, const char *which, enum sink_state next)
 {
-    char *sql = pgfeed__strdup_printf("%s%s\n", begin, hook_sql(k->sh, 1));
     if (sql == NULL)
         return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "running the after hook");
-    int rc = pgfeed__conn_send(k, sql, S_AFTER);
+    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "running the %s hook", which);
+    int rc = pgfeed__conn_send(k, sql, next);
     free(sql);
     return rc;
+}
+
+static int send_after(struct sink_pg *k, const char *begin)
+{
+    return send_hook(k, pgfeed__strdup_printf("%s%s\n", begin, hook_sql(k->sh, 1)), "after",
+                     S_AFTER);
 }
 
 static int swapped(struct sink_pg *k)
@@ -781,13 +787,8 @@ static int final_committed(struct sink_pg *k)
 /* The before hook in its own transaction (a newline ends it, as with the after hook). */
 static int send_before(struct sink_pg *k)
 {
-    char *sql = pgfeed__strdup_printf("BEGIN;\n%s\n;\nCOMMIT", hook_sql(k->sh, 0));
-    if (sql == NULL)
-        return pgfeed__fail(sink_ctx(k), "sink", UV_ENOMEM, NULL, NULL, "out of memory");
-    pgfeed__log(sink_ctx(k), PGFEED_LOG_INFO, "running the before hook");
-    int rc = pgfeed__conn_send(k, sql, S_BEFORE);
-    free(sql);
-    return rc;
+    return send_hook(k, pgfeed__strdup_printf("BEGIN;\n%s\n;\nCOMMIT", hook_sql(k->sh, 0)),
+                     "before", S_BEFORE);
 }
 
 /* Session set up: conns[0] runs the before hook (see pgfeed_options.before_sql for when) and

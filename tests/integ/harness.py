@@ -621,3 +621,31 @@ def install_signal_handlers():
     # a shell without job control starts background commands with SIGINT ignored, and
     # Python then leaves it ignored: take it back so that `kill -INT` cleans up too
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def committed_rows(ctx):
+    """Rows committed by every checkpoint in the test's database (0 before the table exists)."""
+    try:
+        return int(ctx.sql("SELECT coalesce(sum(rows_committed), 0) FROM pgfeed_checkpoints;")
+                   .strip())
+    except Failure:
+        return 0
+
+
+def kill_9_after_a_batch(ctx, args, path, rows):
+    """Runs pgfeed ARGS PATH, SIGKILLs it once a batch is committed (polling the checkpoint,
+    bounded at 120 s) and returns the rows committed, checked to be some but not all."""
+    p, errpath = ctx.spawn(*args, path)
+    deadline = time.monotonic() + 120
+    while committed_rows(ctx) == 0:
+        if p.poll() is not None:
+            raise Failure(f"pgfeed exited ({p.returncode}) before the kill:\n"
+                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
+        if time.monotonic() > deadline:
+            raise Failure("no batch committed within 120 s")
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    ctx.finish(p, errpath, timeout=60)
+    done = committed_rows(ctx)
+    check(0 < done < rows, f"{done} rows committed before the kill; want some, not all")
+    return done

@@ -6,10 +6,8 @@ after hook again without loading a row twice.
 Each hook also writes a row to hook_log, so the tests count how often each one ran.
 """
 
-import signal
-import time
 
-from harness import NAMES_DDL, Failure, check, eq, test
+from harness import NAMES_DDL, check, eq, kill_9_after_a_batch, test
 
 LOG = "CREATE TABLE IF NOT EXISTS hook_log (hook text, at timestamptz DEFAULT now());"
 BEFORE = (LOG + NAMES_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS") + ";\n"
@@ -132,13 +130,6 @@ def hooks_without_checkpoints(ctx):
     eq(ctx.sql("SELECT to_regclass('pgfeed_checkpoints') IS NULL;").strip(), "t", "no state table")
 
 
-def committed_rows(ctx):
-    try:
-        return int(ctx.sql("SELECT coalesce(sum(rows_committed), 0) FROM pgfeed_checkpoints;")
-                   .strip())
-    except Failure:
-        return 0
-
 
 @test()
 def hook_after_with_upsert_delete_missing_sees_the_pruned_table_once_across_a_kill(ctx):
@@ -156,19 +147,7 @@ def hook_after_with_upsert_delete_missing_sees_the_pruned_table_once_across_a_ki
              " IS NULL);")
     args = ["-t", "names", "--mode", "upsert", "--delete-missing", "-j", "2", "-b", "2000",
             "--after", after]
-    p, errpath = ctx.spawn(*args, path)
-    deadline = time.monotonic() + 120
-    while committed_rows(ctx) == 0:
-        if p.poll() is not None:
-            raise Failure(f"pgfeed exited ({p.returncode}) before the kill:\n"
-                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
-        if time.monotonic() > deadline:
-            raise Failure("no batch committed within 120 s")
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    ctx.finish(p, errpath, timeout=60)
-    done = committed_rows(ctx)
-    check(0 < done < rows, f"{done} rows committed before the kill; want some, not all")
+    kill_9_after_a_batch(ctx, args, path, rows)
     eq(ctx.sql("SELECT count(*) FROM hook_log;").strip(), "0", "after hook runs before --resume")
     res = ctx.pgfeed(*args, "--resume", path)
     ctx.expect_rc(res, 0)

@@ -7,10 +7,8 @@ kill -9 in the middle followed by --resume.
 import json
 import random
 import re
-import signal
-import time
 
-from harness import Failure, check, eq, test
+from harness import Failure, check, eq, kill_9_after_a_batch, test
 
 KV = "CREATE TABLE kv (id int PRIMARY KEY, name text NOT NULL, n int CHECK (n >= 0), extra text DEFAULT 'x');"
 
@@ -217,13 +215,6 @@ def upsert_rejects_staging_refusals_and_fails_on_a_merge_refusal(ctx):
     eq(table(ctx, "child", "id, p"), [("1", "1"), ("2", "2")], "child after the refusal")
 
 
-def committed_rows(ctx):
-    try:
-        return int(ctx.sql("SELECT coalesce(sum(rows_committed), 0) FROM pgfeed_checkpoints;")
-                   .strip())
-    except Failure:
-        return 0
-
 
 @test(slow=True)
 def upsert_kill_9_then_resume_with_2_connections_gives_exactly_the_files_rows(ctx):
@@ -236,19 +227,7 @@ def upsert_kill_9_then_resume_with_2_connections_gives_exactly_the_files_rows(ct
     rows = 300_000
     path = ctx.gen_file(rows, seed=21)
     args = ["-t", "names", "--mode", "upsert", "--delete-missing", "-j", "2", "-b", "5000"]
-    p, errpath = ctx.spawn(*args, path)
-    deadline = time.monotonic() + 120
-    while committed_rows(ctx) == 0:
-        if p.poll() is not None:
-            raise Failure(f"pgfeed exited ({p.returncode}) before the kill:\n"
-                          f"{errpath.read_text('utf-8', 'replace')[-2000:]}")
-        if time.monotonic() > deadline:
-            raise Failure("no batch committed within 120 s")
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    ctx.finish(p, errpath, timeout=60)
-    done = committed_rows(ctx)
-    check(0 < done < rows, f"{done} rows committed before the kill; want some, not all")
+    done = kill_9_after_a_batch(ctx, args, path, rows)
     check(ctx.count() >= 1050, "rows were deleted before the end")
     res = ctx.pgfeed(*args, "--resume", path)
     ctx.expect_rc(res, 0)
