@@ -100,9 +100,11 @@ static int xz_reset(struct decode_codec *c, char *msg)
     return CODEC_OK;
 }
 
-/* Reads on at the block header the input starts with, in a stream of check type info. */
-static int xz_resume(struct decode_codec *c, uint32_t info, char *msg)
+/* Reads on at the block header the input starts with, in a stream of check type at->info. */
+static int xz_resume(struct decode_codec *c, const struct codec_at *at, char *msg)
 {
+    uint32_t info = at->info;
+
     if (info > LZMA_CHECK_ID_MAX) {
         snprintf(msg, CODEC_MSG, "check type %u is not an xz check", (unsigned)info);
         return CODEC_INTERNAL;
@@ -226,7 +228,7 @@ static int block_header(struct decode_codec *c, struct codec_io *io, int *rc)
         if (c->announce) {
             c->announce = 0;
             io->boundary = 1;
-            io->resume = (uint32_t)c->flags.check;
+            io->at.info = (uint32_t)c->flags.check;
             return 0;
         }
         c->need = lzma_block_header_size_decode(io->src[0]);

@@ -19,18 +19,35 @@ struct decode_codec; /* a codec's state, one per decoder */
 
 #define CODEC_MSG 96 /* bytes of a codec's msg */
 
+/*
+ * A block boundary inside a stream, where a codec can start again (resume).
+ * xz reports it at the end of a step (the block's header at the input taken
+ * so far) and needs only info; bzip2's blocks start at any bit, and it
+ * decides that a place is a boundary some bytes later: it says where (placed).
+ */
+struct codec_at {
+    uint64_t raw;  /* placed: the next whole input byte, from the codec's first input byte */
+    uint64_t dec;  /* placed: decoded bytes before the boundary, from its first output byte */
+    uint32_t info; /* xz: the stream's check type; bzip2: the combined CRC of the blocks before */
+    unsigned char bits;   /* bzip2: the block's first bits, the low bits of byte (0: none) */
+    unsigned char byte;   /* bzip2: the input byte before raw, when bits */
+    unsigned char level;  /* bzip2: the stream's block size digit, 1-9 */
+    unsigned char placed; /* raw and dec are set; else the boundary is where the step stopped */
+};
+
 /* One step(): what the decoder lends, and what the codec reports back. */
 struct codec_io {
     const unsigned char *src; /* input; advanced over what the codec took */
     size_t src_left;
     unsigned char *out; /* output buffer, out_cap bytes */
     size_t out_cap;
-    size_t made;     /* out[0, made): made in this step */
-    int ended;       /* the stream (frame) ended with its last input byte taken */
-    int more_out;    /* out is full: the codec may hold more output */
-    int boundary;    /* stopped at a block boundary inside the stream: src starts with the block */
-    uint32_t resume; /* boundary: what resume() needs to start there (xz: the check type) */
-    uint64_t window; /* CODEC_WINDOW: the bytes the stream asks for (0: unknown) */
+    size_t made;  /* out[0, made): made in this step */
+    int ended;    /* the stream (frame) ended with its last input byte taken */
+    int more_out; /* out is full: the codec may hold more output */
+    int boundary; /* stopped at a block boundary inside the stream (xz: src starts with the block)
+                   */
+    struct codec_at at;  /* boundary: where it is, and what resume() needs to start there */
+    uint64_t window;     /* CODEC_WINDOW: the bytes the stream asks for (0: unknown) */
     char msg[CODEC_MSG]; /* CODEC_CORRUPT: the library's words; CODEC_INTERNAL: the message */
 };
 
@@ -48,11 +65,12 @@ struct decode_codec_ops {
     /* Reads a new stream from its first byte on. CODEC_OK, CODEC_NOMEM or CODEC_INTERNAL. */
     int (*reset)(struct decode_codec *c, char *msg);
     /*
-     * Reads on from a block boundary inside a stream (one step() reported,
-     * with io->resume as info): the input starts with the block. NULL for a
+     * Reads on from a block boundary inside a stream (one step() reported
+     * as io->at): the input starts with the block (bzip2: with the byte
+     * after at->byte, whose low at->bits bits begin the block). NULL for a
      * codec without such boundaries. CODEC_OK, CODEC_NOMEM or CODEC_INTERNAL.
      */
-    int (*resume)(struct decode_codec *c, uint32_t info, char *msg);
+    int (*resume)(struct decode_codec *c, const struct codec_at *at, char *msg);
     /*
      * Decompresses io->src into io->out until out is full, src is used up or
      * the stream ends (ended: src then starts right after it), or, for a codec

@@ -144,6 +144,8 @@ struct decoder {
     struct decode_codec *cx;
     uint64_t max_window;
     int fresh; /* restarted at a stream boundary, and no stream begun since */
+    uint64_t cx_raw,
+        cx_dec; /* where the codec's input and output began: its stream, or a restart */
 };
 
 static const char *kind_name(const struct decoder *d)
@@ -622,6 +624,25 @@ static void codec_point(struct decoder *d, uint64_t dec, uint64_t member_raw, ui
     pgfeed__rp_ring_push(&d->inf.ring, &a);
 }
 
+/* A bzip2 block boundary the codec placed: a point (mode bzip2 block) where one is due. */
+static void codec_block_point(struct decoder *d, const struct codec_at *at)
+{
+    struct access_point a;
+
+    memset(&a, 0, sizeof a);
+    a.dec = d->cx_dec + at->dec;
+    if (!point_due(d, a.dec))
+        return;
+    a.raw = d->cx_raw + at->raw;
+    a.bits = at->bits;
+    a.byte = at->byte;
+    a.member_raw = d->stream_end;
+    a.member_no = d->inf.member_no;
+    a.mlen = at->level;
+    a.check = at->info;
+    pgfeed__rp_ring_push(&d->inf.ring, &a);
+}
+
 /* A stream ended at raw_off, decoded offset dec: between streams now. */
 static void codec_stream_end(struct decoder *d, uint64_t dec)
 {
@@ -653,8 +674,10 @@ static int codec_step(struct decoder *d)
         return codec_failed(d, rc, &io, dec_at + io.made, d->raw_off + d->src_left);
     if (io.ended)
         codec_stream_end(d, dec_at + io.made);
+    else if (io.boundary && io.at.placed)
+        codec_block_point(d, &io.at);
     else if (io.boundary && point_due(d, dec_at + io.made)) /* an xz block's header at raw_off */
-        codec_point(d, dec_at + io.made, d->stream_end, d->inf.member_no, io.resume);
+        codec_point(d, dec_at + io.made, d->stream_end, d->inf.member_no, io.at.info);
     return 0;
 }
 
@@ -672,6 +695,8 @@ static int next_stream(struct decoder *d)
     }
     d->state = ST_INFLATE;
     d->stream_end = d->raw_off - d->held_n; /* where this stream starts, for a window error */
+    d->cx_raw = d->stream_end;
+    d->cx_dec = d->dec_off;
     d->fresh = 0;
     pgfeed__ctx_member_start(d->base.ctx, d->dec_off, d->stream_end);
     return feed_held(d);
@@ -1169,15 +1194,25 @@ static int restart_inflate(struct decoder *d, const void *blob, const struct acc
     return 0;
 }
 
-/* restart_from at an xz block boundary: the codec reads on from the block at p.raw. */
-static int restart_xz_block(struct decoder *d, const struct access_point *p)
+/*
+ * restart_from at an xz or bzip2 block boundary: the codec reads on from the
+ * block at p.raw (bzip2: whose first bits are the low p.bits bits of the
+ * byte before, which must come first and be p.byte).
+ */
+static int restart_block(struct decoder *d, const struct access_point *p, enum dec_kind kind)
 {
+    struct codec_at at;
     char msg[CODEC_MSG] = "";
     int rc;
 
-    if ((rc = begin(d, KIND_XZ, 1)) != 0)
+    memset(&at, 0, sizeof at);
+    at.info = p->check;
+    at.bits = p->bits;
+    at.byte = p->byte;
+    at.level = (unsigned char)p->mlen;
+    if ((rc = begin(d, kind, 1)) != 0)
         return rc;
-    if ((rc = d->codec->resume(d->cx, p->check, msg)) != CODEC_OK) {
+    if ((rc = d->codec->resume(d->cx, &at, msg)) != CODEC_OK) {
         struct codec_io io;
         memset(&io, 0, sizeof io);
         memcpy(io.msg, msg, sizeof msg);
@@ -1185,7 +1220,11 @@ static int restart_xz_block(struct decoder *d, const struct access_point *p)
     }
     d->state = ST_INFLATE;
     d->fresh = 0;
-    d->raw_off = p->raw;
+    d->raw_off = p->raw - (p->bits ? 1 : 0);
+    d->expect_byte = p->bits != 0;
+    d->expected = p->byte;
+    d->cx_raw = p->raw;
+    d->cx_dec = p->dec;
     d->stream_end = p->member_raw;
     d->inf.member_no = p->member_no;
     pgfeed__rp_ring_init(&d->inf.ring, p);
@@ -1225,7 +1264,8 @@ int pgfeed__decoder_restart_from(struct pgfeed_stage *s, const void *blob, size_
         pgfeed__rp_ring_init(&d->inf.ring, &p);
         break;
     case PGFEED_RP_XZ_BLOCK:
-        if ((rc = restart_xz_block(d, &p)) != 0)
+    case PGFEED_RP_BZIP2_BLOCK:
+        if ((rc = restart_block(d, &p, mode == PGFEED_RP_XZ_BLOCK ? KIND_XZ : KIND_BZIP2)) != 0)
             return rc;
         break;
     default:

@@ -797,6 +797,7 @@ enum pgfeed_rp_mode {
     PGFEED_RP_BZIP2,
     PGFEED_RP_XZ,
     PGFEED_RP_XZ_BLOCK, /* an xz block boundary inside a stream; check: the stream's check type */
+    PGFEED_RP_BZIP2_BLOCK, /* a bzip2 block boundary: bits; check: combined CRC; mlen: level */
 };
 /* A place in the compressed input where inflating can start over. */
 struct access_point {

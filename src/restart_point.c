@@ -33,8 +33,16 @@
  *          member raw offset (at least its 12-byte header before the raw
  *          offset), the next block's header at the raw offset; the check
  *          field holds the stream's check type (0..15), no bits, no window
- *          (added after 4-6, likewise)
- *    6  1  unused bits in the partial byte, 0..7 (gzip, zlib; else 0)
+ *          (added after 4-6, likewise);
+ *          8 bzip2 block: a block boundary inside the bzip2 stream starting
+ *          at the member raw offset (its 4-byte header and a block's magic
+ *          and CRC before); the block's first bits are the unused bits of
+ *          the partial byte (none: it starts at the raw offset); the check
+ *          field holds the combined CRC of the stream's blocks before it,
+ *          the member length field the stream's block size digit (1..9); no
+ *          window (added after 7, likewise: pgfeeds before it refuse the
+ *          blob as inconsistent, mode 8)
+ *    6  1  unused bits in the partial byte, 0..7 (gzip, zlib, bzip2 block; else 0)
  *    7  1  the partial byte (the source byte at raw offset - 1), 0 without bits
  *    8  1  window encoding: 0 stored, 1 raw deflate (level 1)
  *    9  3  reserved, 0
@@ -181,7 +189,7 @@ int pgfeed__rp_decode(const void *blob, size_t n, uint64_t decoded, struct acces
     p->mlen = get64be(b + 44);
     p->check = get32be(b + 52);
     p->wlen = get32be(b + 56);
-    if (b[5] > PGFEED_RP_XZ_BLOCK || p->bits > 7 || (p->bits == 0 && p->byte != 0) || enc > 1 ||
+    if (b[5] > PGFEED_RP_BZIP2_BLOCK || p->bits > 7 || (p->bits == 0 && p->byte != 0) || enc > 1 ||
         b[9] | b[10] | b[11] || p->wlen > PGFEED_RP_WINSIZE || p->wlen > p->mlen ||
         (enc == 0 && wenc_len != p->wlen) || (p->wlen == 0 && wenc_len != 0) ||
         (*mode == PGFEED_RP_START && (p->raw | p->dec | p->bits | p->wlen) != 0) ||
@@ -192,7 +200,10 @@ int pgfeed__rp_decode(const void *blob, size_t n, uint64_t decoded, struct acces
          (p->bits || p->wlen || p->mlen || p->check || p->raw != p->member_raw)) ||
         (*mode == PGFEED_RP_XZ_BLOCK &&
          (p->bits || p->wlen || p->mlen || p->check > 15 || p->member_raw > UINT64_MAX - 12 ||
-          p->raw < p->member_raw + 12))) {
+          p->raw < p->member_raw + 12)) ||
+        (*mode == PGFEED_RP_BZIP2_BLOCK &&
+         (p->wlen || p->mlen < 1 || p->mlen > 9 || p->member_raw > UINT64_MAX - 15 ||
+          p->raw < p->member_raw + 14 + (p->bits ? 1 : 0)))) {
         *detail = pgfeed__strdup_printf("Its fields are inconsistent (mode %u, raw offset "
                                         "%llu, %u bits, window %u bytes).",
                                         b[5], (unsigned long long)p->raw, p->bits, p->wlen);
@@ -296,6 +307,8 @@ int pgfeed__rp_ring_blob(struct pgfeed_rp_ring *r, uint64_t decoded, enum pgfeed
     size_t start = out->len;
     if (mode == PGFEED_RP_XZ && p->raw != p->member_raw)
         mode = PGFEED_RP_XZ_BLOCK; /* inside the stream: a block boundary */
+    if (mode == PGFEED_RP_BZIP2 && p->raw != p->member_raw)
+        mode = PGFEED_RP_BZIP2_BLOCK;
     rc = pgfeed__rp_encode(p, p->start ? PGFEED_RP_START : mode,
                            r->windows ? r->windows + (size_t)slot * PGFEED_RP_WINSIZE : NULL, out);
     if (rc != 0)
