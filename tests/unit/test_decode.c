@@ -35,7 +35,10 @@
  * byte flipped, a bad checksum, zstd skippable frames, zstd windows above and
  * at --max-window, an xz dictionary above the limit, xz -T's blocks; and
  * restart points at stream boundaries (test_codec_restart_points), as for
- * gzip above, plus a changed source at the restart point.
+ * gzip above, plus a changed source at the restart point; and at block
+ * boundaries inside one xz stream and inside one bzip2 stream (which start
+ * at any bit: the same points whatever the input's slices, resumed one byte
+ * at a time, damage after the point, a changed partial byte).
  */
 #define ZLIB_CONST
 #include <stdio.h>
@@ -990,7 +993,8 @@ struct rp_fixture {
     int every_block;          /* span 0: every block boundary */
     int stored;               /* stored blocks only: every boundary is byte-aligned */
     int sparse; /* ISA-L seldom stops at its boundaries (fixed-code blocks): few points, if any */
-    int no_window; /* zstd, bzip2, xz: points at stream boundaries, without bits or windows */
+    int no_window;    /* zstd, bzip2, xz: points at stream boundaries, without bits or windows */
+    size_t max_slice; /* collect: input slices of 1 to this many bytes (0: 40000) */
 };
 
 static void rpoints_free(struct rpoint *pts, size_t n)
@@ -1061,7 +1065,7 @@ static int collect(const struct rp_fixture *fx, const struct bytes *blob, uint64
         next = ask_points(dec, pts, npts, next, start + f.got.n, &buf);
         if (pos == fx->in->n)
             break;
-        size_t len = 1 + (size_t)(rng_next(&rng) % 40000);
+        size_t len = 1 + (size_t)(rng_next(&rng) % (fx->max_slice ? fx->max_slice : 40000));
         len = len < fx->in->n - pos ? len : fx->in->n - pos;
         rc = offer(dec, &f, place(fx->in->p + pos, len), len);
         if (rc != 0)
@@ -1875,6 +1879,113 @@ static void test_xz_block_restart_points(const struct bytes *data)
 }
 #endif
 
+#ifdef PGFEED_HAVE_BZIP2
+/* Damage at in[at] after the bzip2 restart point p: an error, never the rest of the rows. */
+static void bzip2_damage_after(const char *what, const struct bytes *in, const struct rpoint *p,
+                               size_t at, unsigned char flip)
+{
+    struct bytes bad = {0};
+
+    bytes_add(&bad, in->p, in->n);
+    bad.p[at] ^= flip;
+    restart_expect(what, &bad, p, PGFEED_EDECODE, "corrupt bzip2 data", "libbz2 reported",
+                   UINT64_MAX);
+    free(bad.p);
+}
+
+/*
+ * bzip2 -1: one stream of 100 kB blocks, which start at any bit. Each batch
+ * end past the first block restarts at the last block boundary before it
+ * (mode 8), inside the stream, and decoding from there gives exactly the
+ * rest (whole, in slices, split at every offset near the point, one byte at
+ * a time); the points are the same whatever the input's slices (found in
+ * slices of 1 to 7 bytes); damage after such a restart (the block, the next
+ * block, the stream's combined CRC) still fails, and a changed partial byte
+ * is a changed source.
+ */
+static void test_bzip2_block_restart_points(const struct bytes *data)
+{
+    struct bytes in = {0};
+    struct rpoint pts[52], fine[52];
+    struct rp_fixture fx;
+    size_t n, m;
+    unsigned at_block = 0, past = 0, with_bits = 0, same = 0;
+    const struct rpoint *p = NULL;
+
+    add_bzip2(&in, data->p, data->n, 1);
+    memset(&fx, 0, sizeof fx);
+    fx.name = "restart: bzip2, one stream of 100 kB blocks";
+    fx.in = &in;
+    fx.want = data;
+    fx.every_block = 1;
+    fx.no_window = 1;
+    restart_round(&fx, pts, &n, 1, 2200);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *b = pts[i].blob.p;
+        if (pts[i].rc != 0 || pts[i].target < 100000 || pts[i].target == data->n)
+            continue;
+        past++;
+        /* The last boundary at or before the batch end; the first block is read from 0. */
+        at_block += RP_MODE(b) == 8 && RP_DEC(b) <= pts[i].target &&
+                    pts[i].target - RP_DEC(b) < 100000 && RP_MEMBER(b) == 0;
+        with_bits += RP_MODE(b) == 8 && RP_BITS(b) != 0;
+        if (RP_MODE(b) == 8 && RP_BITS(b) != 0)
+            p = &pts[i];
+    }
+    ASSERT_TRUE(past > 40 && at_block == past,
+                "%s: %u of %u batch ends past the first block restart at the block before them",
+                fx.name, at_block, past);
+    ASSERT_TRUE(with_bits > past / 2, "%s: %u points start inside a byte", fx.name, with_bits);
+
+    m = make_targets(fine, data->n, 2200);
+    fx.max_slice = 7;
+    ASSERT_TRUE(collect(&fx, NULL, 0, 0, fine, m, 0, 2201), "%s: decoded in slices of 1-7 bytes",
+                fx.name);
+    for (size_t i = 0; i < m; i++)
+        same += fine[i].rc == pts[i].rc && fine[i].raw == pts[i].raw &&
+                fine[i].blob.n == pts[i].blob.n &&
+                memcmp(fine[i].blob.p, pts[i].blob.p, pts[i].blob.n) == 0;
+    ASSERT_TRUE(same == m, "%s: the same points in slices of 1-7 bytes (%u of %zu)", fx.name, same,
+                m);
+    rpoints_free(fine, m);
+
+    ASSERT_TRUE(p != NULL, "%s: a point inside a byte", fx.name);
+    if (p) {
+        struct family fm;
+        memset(&fm, 0, sizeof fm);
+        fm.what = "the last point with unused bits";
+        struct tcase c = ok_case(fx.name, &in, data);
+        c.in = in.p + p->raw;
+        c.in_n = in.n - p->raw;
+        c.skip = p->target;
+        c.blob = p->blob.p;
+        c.blob_n = p->blob.n;
+        struct cfg g;
+        memset(&g, 0, sizeof g);
+        g.out_chunk = 4096;
+        g.split = SPLIT_BYTES;
+        fam_run(&fm, &c, &g);
+        g.split = SPLIT_AT;
+        for (g.at = 1; g.at < 64; g.at++)
+            fam_run(&fm, &c, &g);
+        fam_end(&fm, "bzip2 block restart: one byte at a time, split at each of the first 64");
+
+        bzip2_damage_after("bzip2 block restart, the block's data damaged", &in, p, p->raw + 3000,
+                           0x10);
+        bzip2_damage_after("bzip2 block restart, the stream's combined CRC damaged", &in, p,
+                           in.n - 2, 0x01);
+        struct bytes bad = {0};
+        bytes_add(&bad, in.p, in.n);
+        bad.p[p->raw] ^= 0x80; /* the partial byte's bits of the block before */
+        restart_expect("bzip2 block restart, the partial byte changed", &bad, p, PGFEED_ECHANGED,
+                       "the source differs from the checkpoint", "The source byte at", p->raw);
+        free(bad.p);
+    }
+    rpoints_free(pts, n);
+    free(in.p);
+}
+#endif
+
 /*
  * A gzip restart point written byte by byte in the format of version 1 as
  * pgfeed wrote it before zstd, bzip2 and xz came (mode 2, at the first
@@ -2078,6 +2189,9 @@ static void test_restart_points(void)
     test_codec_restart_points(&data);
 #ifdef PGFEED_HAVE_XZ
     test_xz_block_restart_points(&data);
+#endif
+#ifdef PGFEED_HAVE_BZIP2
+    test_bzip2_block_restart_points(&data);
 #endif
 
     free(data.p);
