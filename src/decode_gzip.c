@@ -1228,7 +1228,8 @@ static int restart_block(struct decoder *d, const struct access_point *p, enum d
     d->stream_end = p->member_raw;
     d->inf.member_no = p->member_no;
     pgfeed__rp_ring_init(&d->inf.ring, p);
-    pgfeed__ctx_member_start(d->base.ctx, p->dec, p->member_raw);
+    /* The stream's decoded start is not recorded: messages name where this run began it. */
+    pgfeed__ctx_member_start(d->base.ctx, p->dec, p->raw - (p->bits ? 1 : 0));
     return 0;
 }
 
