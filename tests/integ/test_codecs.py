@@ -6,9 +6,10 @@ pzstd and pbzip2 write; xz -T with --block-size writes one stream of several blo
 Each loads the same table from a file, stdin and HTTP; a kill -9 mid-file then --resume
 ends with every row once, from a file and over HTTP with and without Range support; a
 multi-stream file restarts at a stream boundary (the checkpoint's raw offset is past 0),
-a single-stream multi-block xz file (xz -T2 --block-size) at a block boundary inside its
-stream, a single-stream zstd or bzip2 one re-reads from byte 0 and skips. Damaged files fail with one message
-and keep the batches committed before.
+a single-stream multi-block xz file (xz -T2 --block-size) or a single bzip2 stream (bzip2 -1:
+100 kB blocks) at a block boundary inside its stream, a single-stream zstd one re-reads from
+byte 0 and skips. Damaged files fail with one message and keep the batches committed before,
+also when the damage comes after a restart inside a bzip2 stream.
 """
 
 import signal
@@ -32,8 +33,8 @@ VARIANTS = {
     "xz-streams": (["xz", "-1", "-c"], True),
     "xz-blocks-512k": (["xz", "-1", "-T2", "--block-size=512KiB", "-c"], False),
 }
-# restart points inside the file: stream (frame) boundaries, or xz block boundaries
-MULTI = {"zstd-frames", "bzip2-streams", "xz-streams", "xz-blocks", "xz-blocks-512k"}
+# restart points inside the file: stream (frame) boundaries, or xz and bzip2 block boundaries
+MULTI = {"zstd-frames", "bzip2-streams", "xz-streams", "xz-blocks", "xz-blocks-512k", "bzip2"}
 
 
 def compressed(ctx, variant, rows=ROWS, seed=61):
@@ -100,7 +101,7 @@ def kill_then_resume(ctx, variant, src, tsv):
 @test(slow=True)
 def test_codecs_kill9_then_resume_from_a_file(ctx):
     for variant in ("zstd", "zstd-frames", "bzip2-streams", "xz-blocks", "xz-streams",
-                    "xz-blocks-512k"):
+                    "xz-blocks-512k", "bzip2"):
         tsv, path = compressed(ctx, variant)
         restart = kill_then_resume(ctx, variant, path, tsv)
         if variant in MULTI:
@@ -166,6 +167,42 @@ def test_codecs_damage_fails_with_offsets_and_keeps_batches(ctx):
         check(n > 0 and n % BATCH == 0, f"{path.name}: {n} rows kept; want whole batches")
         ctx.expect_table(tsv.read_bytes(), limit=n, what=f"{path.name}: the batches before")
         ctx.sql("DROP TABLE pgfeed_checkpoints; DROP TABLE names;")
+
+
+@test(slow=True)
+def test_codecs_bzip2_damage_after_a_block_restart_fails(ctx):
+    import os
+    import re
+
+    tsv, orig = compressed(ctx, "bzip2")
+    path = ctx.tmp / "damaged.bz2"
+    path.write_bytes(orig.read_bytes())
+    ctx.create_names()
+    p, errpath = ctx.spawn("-t", "names", "-b", str(BATCH), path)
+    wait_for_rows(ctx, p, errpath)
+    p.send_signal(signal.SIGKILL)
+    ctx.expect_rc(ctx.finish(p, errpath, timeout=60), -9)
+    n = ctx.count()
+    restart = int(ctx.sql("SELECT raw_offset FROM pgfeed_checkpoints;").strip())
+    check(restart > 0, f"the checkpoint restarts at {restart}, want a block boundary past 0")
+    # Damage a block after the restart point; size and mtime as before, so the resume goes on.
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    at = restart + (len(data) - restart) // 2
+    data[at] ^= 0x10
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = ctx.pgfeed("-t", "names", "-b", str(BATCH), "-v", "--resume", path)
+    ctx.expect_rc(res, 1)
+    ctx.expect_err(res, rf"restarting at byte {restart} of the source")
+    ctx.expect_err(res, r"error: corrupt bzip2 data\n")
+    ctx.expect_err(res, rf"The damaged member starts at compressed byte {restart}, decoded byte")
+    m = re.search(r'libbz2 reported "[^"]*" at compressed byte (\d+), decoded byte', res.err)
+    check(m and restart < int(m.group(1)) <= len(data),
+          f"the error should be placed after the restart point {restart}: {res.err[-500:]}")
+    kept = ctx.count()
+    check(kept >= n and kept % BATCH == 0, f"{kept} rows kept; want whole batches, at least {n}")
+    ctx.expect_table(tsv.read_bytes(), limit=kept, what="the batches before the damage")
 
 
 @test()
