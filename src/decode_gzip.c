@@ -36,8 +36,13 @@
  * codec (ST_TRAIL, expecting a magic; anything else is a changed source).
  * Inside an xz stream, each block boundary the codec reports (io.boundary)
  * is one too (mode xz block, with the stream's check type): a restart has
- * the codec read on from that block (resume). Any other single stream
- * restarts from the input's start (skip), as stdin does.
+ * the codec read on from that block (resume). So is each block boundary
+ * inside a bzip2 stream, which the codec places itself (io.at: a bit
+ * offset, as raw offset and partial byte, the combined CRC so far and the
+ * level; mode bzip2 block): a restart reads from the partial byte, which
+ * must be the recorded one (as for gzip), and the codec reads on from the
+ * block (resume). Any other single stream (zstd, xz of one block) restarts
+ * from the input's start (skip), as stdin does.
  *
  * What may follow the end of a stream, our policy, stricter than gzread()'s:
  *   gzip  another member (1f 8b: zlib reads its header and it goes on, as
