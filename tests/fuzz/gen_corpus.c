@@ -240,6 +240,24 @@ static void xz_multi_block(struct bytes *b, const struct bytes *text)
 #endif
 }
 
+/* bzip2, if the build reads it: one level 1 stream of three 100 kB blocks (rows repeated: small).
+ */
+static void bzip2_multi_block(struct bytes *b, const struct bytes *small)
+{
+#ifdef PGFEED_HAVE_BZIP2
+    struct bytes rows = {0};
+
+    while (rows.n < 250000)
+        add(&rows, small->p, small->n);
+    if (!compressed(b, 1, rows.p, rows.n))
+        abort();
+    free(rows.p);
+#else
+    (void)b;
+    (void)small;
+#endif
+}
+
 static void decoder_seeds(void)
 {
     struct bytes text = {0}, small = {0}, gz = {0}, two = {0}, zl = {0}, b = {0};
@@ -281,15 +299,17 @@ static void decoder_seeds(void)
     adds(&b, "garbage\n");
     seed("fuzz_decode", cfgs[3], 4, b.p, b.n);
 
-    struct bytes multi[3] = {{0}, {0}, {0}}, xz_blocks = {0};
+    struct bytes multi[3] = {{0}, {0}, {0}}, xz_blocks = {0}, bz_blocks = {0};
     codec_seeds(&text, &small, cfgs, multi);
     xz_multi_block(&xz_blocks, &text);
     seed("fuzz_decode", cfgs[1], 4, xz_blocks.p, xz_blocks.n);
+    bzip2_multi_block(&bz_blocks, &small);
+    seed("fuzz_decode", cfgs[0], 4, bz_blocks.p, bz_blocks.n);
 
     /* Restart points: decode with a point at every block, take some, write blob + rest. */
-    const struct bytes *srcs[] = {&gz,       &two,      &zl,       &text,
-                                  &multi[0], &multi[1], &multi[2], &xz_blocks};
-    for (size_t i = 0; i < 8; i++) {
+    const struct bytes *srcs[] = {&gz,       &two,      &zl,        &text,     &multi[0],
+                                  &multi[1], &multi[2], &xz_blocks, &bz_blocks};
+    for (size_t i = 0; i < 9; i++) {
         if (srcs[i]->n == 0)
             continue;
         for (int isal = 0; isal < 2; isal++) {
@@ -348,6 +368,7 @@ static void decoder_seeds(void)
     for (int c = 0; c < 3; c++)
         free(multi[c].p);
     free(xz_blocks.p);
+    free(bz_blocks.p);
 }
 
 /* ---- parser ---- */
